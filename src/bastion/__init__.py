@@ -1,0 +1,34 @@
+"""Bastion: secure hosting for MCP servers.
+
+    from bastion import App, Context
+
+    app = App("notes")
+
+    @app.tool
+    async def add_note(text: str, ctx: Context) -> str:
+        \"\"\"Store a note and return its id.\"\"\"
+"""
+
+from .app import App
+from .mcp.content import Audio, EmbeddedResource, Image, ResourceLink, Text
+from .mcp.context import Context, ElicitationResult, ToolError
+from .mcp.errors import McpError
+from .mcp.result import ToolResult
+from .settings import Settings, SettingsError
+
+__all__ = [
+    "App",
+    "Audio",
+    "Context",
+    "ElicitationResult",
+    "EmbeddedResource",
+    "Image",
+    "McpError",
+    "ResourceLink",
+    "Settings",
+    "SettingsError",
+    "Text",
+    "ToolError",
+    "ToolResult",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,183 @@
+"""App: register tools, resources and prompts, then serve them over stdio or Streamable HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, MutableMapping
+from typing import Any, TypeVar, overload
+
+from .mcp.headers import validate_annotations
+from .mcp.http import StreamableHTTP
+from .mcp.notify import Broadcaster
+from .mcp.registry import Registry
+from .mcp.server import Server
+from .mcp.session import SessionTable
+from .secrets import SecretSource
+from .security.origin import OriginPolicy
+from .settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("bastion")
+
+
+class App:
+    """An MCP server: decorate functions to offer them, then `run()` it or `bastion serve` it."""
+
+    def __init__(self, name: str, version: str = "0.1.0", instructions: str | None = None) -> None:
+        self.name = name
+        self.version = version
+        self.instructions = instructions
+        self.registry = Registry()
+        self.broadcaster = Broadcaster()
+
+    # --- registration -------------------------------------------------------------------------------
+    @overload
+    def tool(self, fn: F) -> F: ...
+    @overload
+    def tool(self, fn: None = None, **options: Any) -> Callable[[F], F]: ...
+
+    def tool(self, fn: F | None = None, **options: Any) -> F | Callable[[F], F]:
+        """Offer a function as a tool. Options: name, title, description, annotations, requires_secrets,
+        input_schema, structured_output, meta, icons."""
+
+        def register(func: F) -> F:
+            tool = self.registry.add_tool(func, **options)
+            validate_annotations(tool.input_schema or tool.signature.input_schema)
+            self._changed("tools")
+            return func
+
+        return register(fn) if fn is not None else register
+
+    def resource(self, uri: str, **options: Any) -> Callable[[F], F]:
+        """Offer a function's return value as a resource; `{name}` parts of the URI make it a template.
+        Options: name, title, description, mime_type."""
+
+        def register(func: F) -> F:
+            self.registry.add_resource(func, uri, **options)
+            self._changed("resources")
+            return func
+
+        return register
+
+    @overload
+    def prompt(self, fn: F) -> F: ...
+    @overload
+    def prompt(self, fn: None = None, **options: Any) -> Callable[[F], F]: ...
+
+    def prompt(self, fn: F | None = None, **options: Any) -> F | Callable[[F], F]:
+        """Offer a prompt template; its parameters are the prompt's arguments. Options: name, title,
+        description."""
+
+        def register(func: F) -> F:
+            self.registry.add_prompt(func, **options)
+            self._changed("prompts")
+            return func
+
+        return register(fn) if fn is not None else register
+
+    def completion(self, *, argument: str, prompt: str | None = None, resource: str | None = None
+                   ) -> Callable[[F], F]:
+        """Suggest values for a prompt's or resource template's argument: fn(value, context) -> [str]."""
+        if (prompt is None) == (resource is None):
+            raise ValueError("completion needs exactly one of prompt= or resource=")
+        key = ("ref/prompt", prompt, argument) if prompt else ("ref/resource", str(resource), argument)
+
+        def register(func: F) -> F:
+            self.registry.completers[key] = func  # type: ignore[index]
+            return func
+
+        return register
+
+    def remove_tool(self, name: str) -> None:
+        del self.registry.tools[name]
+        self._changed("tools")
+
+    # --- notifications --------------------------------------------------------------------------------
+    def _changed(self, kind: str) -> None:
+        """Tell listening clients a list changed, when registration happens while serving."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        loop.create_task(self.broadcaster.list_changed(kind))
+
+    async def notify_resource_updated(self, uri: str) -> None:
+        """Tell clients subscribed to `uri` that its contents changed."""
+        await self.broadcaster.resource_updated(uri)
+
+    async def notify_list_changed(self, kind: str) -> None:
+        """kind is "tools", "resources" or "prompts"."""
+        await self.broadcaster.list_changed(kind)
+
+    # --- serving ----------------------------------------------------------------------------------------
+    def server(self, settings: Settings) -> Server:
+        state_key = settings.state_secret.get_secret_value().encode() if settings.state_secret else None
+        return Server(
+            self.registry, name=self.name, version=self.version, instructions=self.instructions,
+            secrets=SecretSource(settings.env_file), tool_timeout=settings.tool_timeout_seconds,
+            mask_error_details=settings.mask_error_details, state_key=state_key,
+        )
+
+    def asgi(self, settings: Settings | None = None) -> ASGIApp:
+        """The ASGI application serving this App at settings.path (for uvicorn or any ASGI server)."""
+        settings = settings or Settings.load()
+        origins = OriginPolicy.build(settings.allowed_hosts, settings.allowed_origins, settings.binds_loopback)
+        endpoint = StreamableHTTP(
+            self.server(settings), self.broadcaster, origins, max_body_bytes=settings.max_body_bytes,
+            stateful=settings.stateful, json_response=settings.json_response,
+            sessions=SessionTable(settings.max_sessions, settings.session_idle_seconds),
+        )
+        return ASGIApp(endpoint, settings.path)
+
+    def run(self, transport: str = "stdio", **settings: Any) -> None:
+        """Serve: "stdio" (the default, for local clients) or "http" (Streamable HTTP)."""
+        from .serve import serve_http, serve_stdio
+
+        loaded = Settings.load(**settings)
+        if transport == "stdio":
+            serve_stdio(self, loaded)
+        elif transport == "http":
+            serve_http(self, loaded)
+        else:
+            print(f"unknown transport {transport!r}: use 'stdio' or 'http'", file=sys.stderr)
+            raise SystemExit(2)
+
+
+Scope = MutableMapping[str, Any]
+
+
+class ASGIApp:
+    """The whole HTTP surface: the MCP endpoint, a health check, and 404 for everything else."""
+
+    def __init__(self, endpoint: StreamableHTTP, path: str) -> None:
+        self.endpoint = endpoint
+        self.paths = {path, path + "/"}
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            if scope["path"] in self.paths:
+                await self.endpoint(scope, receive, send)
+            elif scope["path"] == "/healthz" and scope["method"] == "GET":
+                await _plain(send, 200, b'{"status":"ok"}')
+            else:
+                await _plain(send, 404, b'{"error":"not_found"}')
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.endpoint.sessions.close_all()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _plain(send: Any, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,251 @@
+"""Context: what a tool, resource or prompt can do while it handles one request.
+
+A function receives it by declaring a parameter annotated `Context`. Through it the function logs to the
+client, reports progress, asks the client for input (sampling, elicitation, roots), and reads who is calling
+and the secrets it declared.
+
+Asking the client works in every revision. In 2025-06-18 and 2025-11-25 the question is a request sent to
+the client mid-call. In 2026-07-28 (stateless) it is a multi-round-trip request: the call ends with an
+"input required" result, the client retries with the answer, and the function runs again from the start,
+this time receiving the answer where it asked. Functions that ask questions should therefore do their side
+effects after the last question.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import McpError
+
+if TYPE_CHECKING:
+    from .exchange import Exchange
+
+LogLevel = Literal["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
+LOG_LEVELS: tuple[str, ...] = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+
+
+class ToolError(Exception):
+    """Raise from a tool to fail the call with this message shown to the client (isError: true)."""
+
+
+class InputRequired(BaseException):  # noqa: N818 - a control-flow signal, like CancelledError
+    """Raised inside a 2026-07-28 call that needs the client's input; ends the attempt, not the request.
+
+    It derives from BaseException so that a tool's `except Exception` does not swallow it.
+    """
+
+    def __init__(self, key: str, request: dict[str, Any]) -> None:
+        super().__init__(key)
+        self.key = key
+        self.request = request
+
+
+@dataclass(slots=True)
+class ElicitationResult:
+    """The user's answer: action is "accept", "decline" or "cancel"; data is set only on accept."""
+
+    action: Literal["accept", "decline", "cancel"]
+    data: Any = None
+
+
+class Context:
+    """The request a function is handling, and the ways to talk back to its client."""
+
+    __slots__ = ("_exchange", "_secrets")
+
+    def __init__(self, exchange: Exchange, secrets: Mapping[str, str] | None = None) -> None:
+        self._exchange = exchange
+        self._secrets = secrets or {}
+
+    # --- who and what -------------------------------------------------------------------------------
+    @property
+    def request_id(self) -> str | int:
+        return self._exchange.request_id
+
+    @property
+    def protocol_version(self) -> str:
+        return self._exchange.protocol_version
+
+    @property
+    def principal(self) -> Any:
+        """The authenticated caller, or None when the server runs without authentication."""
+        return self._exchange.principal
+
+    @property
+    def client_info(self) -> dict[str, Any] | None:
+        return self._exchange.client_info
+
+    @property
+    def client_capabilities(self) -> dict[str, Any]:
+        return self._exchange.client_capabilities
+
+    @property
+    def session_id(self) -> str | None:
+        return self._exchange.session_id
+
+    def secret(self, name: str) -> str:
+        """A secret this tool declared with requires_secrets; declared-but-unset secrets fail the call."""
+        if name not in self._secrets:
+            raise ToolError(f"secret {name!r} was not declared by this tool (requires_secrets=[...])")
+        return self._secrets[name]
+
+    @property
+    def secrets(self) -> Mapping[str, str]:
+        return dict(self._secrets)
+
+    # --- telling the client -------------------------------------------------------------------------
+    async def log(self, level: LogLevel, data: Any, logger: str | None = None) -> None:
+        """Send a log message (notifications/message) if the client asked for this level or above."""
+        threshold = self._exchange.log_level
+        if threshold is None or level not in LOG_LEVELS:
+            return
+        if LOG_LEVELS.index(level) < LOG_LEVELS.index(threshold):
+            return
+        params: dict[str, Any] = {"level": level, "data": data}
+        if logger:
+            params["logger"] = logger
+        await self._exchange.notify("notifications/message", params)
+
+    async def debug(self, data: Any) -> None:
+        await self.log("debug", data)
+
+    async def info(self, data: Any) -> None:
+        await self.log("info", data)
+
+    async def warning(self, data: Any) -> None:
+        await self.log("warning", data)
+
+    async def error(self, data: Any) -> None:
+        await self.log("error", data)
+
+    async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        """Report progress, if the client gave this request a progress token."""
+        token = self._exchange.progress_token
+        if token is None:
+            return
+        params: dict[str, Any] = {"progressToken": token, "progress": progress}
+        if total is not None:
+            params["total"] = total
+        if message is not None:
+            params["message"] = message
+        await self._exchange.notify("notifications/progress", params)
+
+    # --- asking the client --------------------------------------------------------------------------
+    def _require(self, capability: str, detail: str | None = None) -> None:
+        caps = self._exchange.client_capabilities.get(capability)
+        if caps is None or (detail is not None and not _has_mode(caps, detail)):
+            what = f"{capability} ({detail} mode)" if detail else capability
+            raise ToolError(f"this client does not support {what}, which this tool needs")
+
+    async def sample(
+        self,
+        messages: str | list[dict[str, Any]],
+        *,
+        max_tokens: int = 1024,
+        system_prompt: str | None = None,
+        temperature: float | None = None,
+        model_preferences: dict[str, Any] | None = None,
+        stop_sequences: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Ask the client's model for a completion; returns the CreateMessageResult (role, content, model)."""
+        self._require("sampling")
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": {"type": "text", "text": messages}}]
+        params: dict[str, Any] = {"messages": messages, "maxTokens": max_tokens}
+        if system_prompt is not None:
+            params["systemPrompt"] = system_prompt
+        if temperature is not None:
+            params["temperature"] = temperature
+        if model_preferences is not None:
+            params["modelPreferences"] = model_preferences
+        if stop_sequences is not None:
+            params["stopSequences"] = stop_sequences
+        result = await self._exchange.ask("sampling/createMessage", params)
+        if not isinstance(result, dict) or "content" not in result:
+            raise ToolError("the client answered the sampling request with something that is not a message")
+        return result
+
+    async def elicit(self, message: str, schema: type[BaseModel] | dict[str, Any]) -> ElicitationResult:
+        """Ask the user to fill a form. `schema` is a pydantic model (flat, primitive fields) or a JSON Schema.
+
+        On accept, `data` is an instance of the model (or the validated dict for a JSON Schema).
+        """
+        self._require("elicitation", "form")
+        model = schema if isinstance(schema, type) and issubclass(schema, BaseModel) else None
+        requested = elicitation_schema(model) if model else schema
+        params: dict[str, Any] = {"message": message, "requestedSchema": requested}
+        if self._exchange.protocol_version != "2025-06-18":
+            params = {"mode": "form", **params}
+        result = await self._exchange.ask("elicitation/create", params)
+        action, content = _elicit_outcome(result)
+        if action != "accept":
+            return ElicitationResult(action)
+        if model is None:
+            return ElicitationResult(action, content or {})
+        try:
+            return ElicitationResult(action, model.model_validate(content or {}))
+        except ValidationError as exc:
+            raise ToolError(f"the client's answer does not match the requested form: {exc.error_count()} error(s)")
+
+    async def elicit_url(self, message: str, url: str, elicitation_id: str | None = None) -> ElicitationResult:
+        """Send the user to a URL (out-of-band interaction such as a payment or a third-party sign-in)."""
+        if not url.startswith(("https://", "http://")):
+            raise ToolError("elicitation URLs must be http(s)")
+        if self._exchange.protocol_version == "2025-06-18":
+            raise ToolError("URL elicitation needs protocol 2025-11-25 or later")
+        self._require("elicitation", "url")
+        params: dict[str, Any] = {"mode": "url", "message": message, "url": url}
+        if not self._exchange.modern:
+            import secrets
+
+            params["elicitationId"] = elicitation_id or secrets.token_urlsafe(16)
+        result = await self._exchange.ask("elicitation/create", params)
+        action, _content = _elicit_outcome(result)
+        return ElicitationResult(action)
+
+    async def list_roots(self) -> list[dict[str, Any]]:
+        """The client's roots (directories or files it exposes to this server)."""
+        self._require("roots")
+        result = await self._exchange.ask("roots/list", {})
+        roots = result.get("roots") if isinstance(result, dict) else None
+        if not isinstance(roots, list):
+            raise ToolError("the client answered roots/list without a list of roots")
+        return roots
+
+
+def _has_mode(caps: Any, mode: str) -> bool:
+    # An empty elicitation capability means form mode only (2025-06-18 style).
+    if not isinstance(caps, dict):
+        return False
+    if not caps:
+        return mode == "form"
+    return mode in caps
+
+
+def _elicit_outcome(result: Any) -> tuple[Literal["accept", "decline", "cancel"], Any]:
+    action = result.get("action") if isinstance(result, dict) else None
+    if action not in ("accept", "decline", "cancel"):
+        raise McpError(-32602, "the client's elicitation answer has no valid action")
+    return action, result.get("content")
+
+
+def elicitation_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The restricted JSON Schema elicitation allows: a flat object of primitive properties."""
+    schema = model.model_json_schema()
+    properties: dict[str, Any] = {}
+    for name, prop in schema.get("properties", {}).items():
+        prop = {k: v for k, v in prop.items() if k != "title"}
+        if "$ref" in prop or prop.get("type") in ("object", "array") and "items" not in prop:
+            raise TypeError(f"elicitation field {name!r} must be a primitive (string, number, boolean, enum)")
+        properties[name] = prop
+    result: dict[str, Any] = {"type": "object", "properties": properties}
+    if schema.get("required"):
+        result["required"] = schema["required"]
+    return result
+
+
+SecretsLoader = Callable[[tuple[str, ...]], dict[str, str]]

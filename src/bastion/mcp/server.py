@@ -1,0 +1,426 @@
+"""The transport-independent core: answer one MCP request given its Exchange.
+
+Transports (Streamable HTTP, stdio) parse messages, keep sessions and streams, and call `Server.handle`.
+Everything here is the same whichever transport carried the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import secrets as token_source
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import pydantic
+from pydantic_core import PydanticSerializationError
+
+from ..security.sealed import seal, unseal
+from . import versions
+from .context import Context, InputRequired, ToolError
+from .errors import INTERNAL_ERROR, INVALID_PARAMS, RESOURCE_NOT_FOUND_LEGACY, UNSUPPORTED_PROTOCOL_VERSION, McpError
+from .exchange import Exchange
+from .registry import Registry, Tool
+from .result import ToolResult, error_result, prompt_messages, resource_contents
+
+log = logging.getLogger("bastion.mcp")
+
+# Results of these may be an "input required" interim result (2026-07-28 multi round-trip requests).
+MRTR_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
+STATE_TTL_SECONDS = 600
+MAX_ROUNDS = 16
+
+
+class Server:
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        name: str,
+        version: str,
+        instructions: str | None = None,
+        secrets: Callable[[tuple[str, ...]], dict[str, str]] | None = None,
+        tool_timeout: float | None = 300.0,
+        mask_error_details: bool = True,
+        state_key: bytes | None = None,
+        page_size: int = 100,
+    ) -> None:
+        self.registry = registry
+        self.info = {"name": name, "version": version}
+        self.instructions = instructions
+        self.load_secrets = secrets or (lambda names: {})
+        self.tool_timeout = tool_timeout
+        self.mask_error_details = mask_error_details
+        self.state_key = state_key or token_source.token_bytes(32)
+        self.page_size = page_size
+        self._tool_defs_key: tuple[str, ...] = ()
+        self._tool_defs: list[dict[str, Any]] = []
+        self._handlers: dict[str, Callable[[Exchange, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+            "ping": self._ping,
+            "tools/list": self._tools_list,
+            "tools/call": self._tools_call,
+            "resources/list": self._resources_list,
+            "resources/templates/list": self._templates_list,
+            "resources/read": self._resources_read,
+            "prompts/list": self._prompts_list,
+            "prompts/get": self._prompts_get,
+            "completion/complete": self._complete,
+        }
+
+    # --- capabilities and identity ----------------------------------------------------------------
+    def capabilities(self) -> dict[str, Any]:
+        return {
+            "tools": {"listChanged": True},
+            "resources": {"subscribe": True, "listChanged": True},
+            "prompts": {"listChanged": True},
+            "completions": {},
+            "logging": {},
+        }
+
+    def initialize_result(self, protocol_version: str) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "protocolVersion": protocol_version,
+            "capabilities": self.capabilities(),
+            "serverInfo": self.info,
+        }
+        if self.instructions:
+            result["instructions"] = self.instructions
+        return result
+
+    def discover_result(self) -> dict[str, Any]:
+        """The 2026-07-28 `server/discover` result, complete with the fields strict clients require."""
+        result: dict[str, Any] = {
+            "supportedVersions": list(versions.SUPPORTED),
+            "capabilities": self.capabilities(),
+            "serverInfo": self.info,
+            "resultType": "complete",
+            "ttlMs": 0,
+            "cacheScope": "private",
+        }
+        if self.instructions:
+            result["instructions"] = self.instructions
+        return self.stamp(result)
+
+    def stamp(self, result: dict[str, Any]) -> dict[str, Any]:
+        """Servers identify themselves in every 2026-07-28 result's _meta."""
+        meta = result.get("_meta")
+        result["_meta"] = {**meta, versions.META_SERVER_INFO: self.info} if meta else {
+            versions.META_SERVER_INFO: self.info
+        }
+        return result
+
+    def has_method(self, method: str) -> bool:
+        return method in self._handlers
+
+    # --- dispatch ------------------------------------------------------------------------------------
+    async def handle(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        """The result of one request, or McpError. Legacy-only and session methods belong to transports."""
+        handler = self._handlers.get(ex.method)
+        if handler is None:
+            from .errors import method_not_found
+
+            raise method_not_found(ex.method)
+        if not ex.modern:
+            return await handler(ex, params)
+        if ex.method in MRTR_METHODS:
+            self._resume(ex, params)
+            try:
+                result = await handler(ex, params)
+            except InputRequired as asked:
+                return self.stamp(self._input_required(ex, params, asked))
+        else:
+            result = await handler(ex, params)
+        result["resultType"] = "complete"
+        return self.stamp(result)
+
+    # --- multi round-trip requests (2026-07-28) ------------------------------------------------------
+    def _fingerprint(self, ex: Exchange, params: dict[str, Any]) -> str:
+        """Binds request state to the same method, the same target and arguments, and the same caller."""
+        salient = {k: v for k, v in params.items() if k not in ("_meta", "inputResponses", "requestState")}
+        principal = getattr(ex.principal, "subject", None) if ex.principal is not None else None
+        blob = orjson.dumps([ex.method, salient, principal], option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(blob).hexdigest()
+
+    def _resume(self, ex: Exchange, params: dict[str, Any]) -> None:
+        state_token = params.get("requestState")
+        responses = params.get("inputResponses")
+        if state_token is None:
+            if responses is not None:
+                raise McpError(INVALID_PARAMS, "inputResponses were sent without the requestState they answer")
+            return
+        state = unseal(self.state_key, "mrtr", state_token)
+        if not isinstance(state, dict) or state.get("f") != self._fingerprint(ex, params):
+            raise McpError(INVALID_PARAMS, "requestState is invalid, expired, or belongs to another request")
+        if responses is not None and not isinstance(responses, dict):
+            raise McpError(INVALID_PARAMS, "inputResponses must be an object")
+        answers = dict(state.get("a") or {})
+        pending = state.get("k")
+        if responses and isinstance(pending, str) and pending in responses:
+            answers[pending] = responses[pending]
+        ex.input_responses = answers
+
+    def _input_required(self, ex: Exchange, params: dict[str, Any], asked: InputRequired) -> dict[str, Any]:
+        if len(ex.input_responses) >= MAX_ROUNDS:
+            raise McpError(INTERNAL_ERROR, f"the request asked the client more than {MAX_ROUNDS} questions")
+        state = {"f": self._fingerprint(ex, params), "a": ex.input_responses, "k": asked.key}
+        return {
+            "resultType": "input_required",
+            "inputRequests": {asked.key: asked.request},
+            "requestState": seal(self.state_key, "mrtr", state, STATE_TTL_SECONDS),
+        }
+
+    # --- ping and lists -------------------------------------------------------------------------------
+    async def _ping(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def _page(self, items: list[dict[str, Any]], params: dict[str, Any], key: str) -> dict[str, Any]:
+        cursor = params.get("cursor")
+        start = 0
+        if cursor is not None:
+            start = _decode_cursor(cursor, len(items))
+        end = start + self.page_size
+        result: dict[str, Any] = {key: items[start:end]}
+        if end < len(items):
+            result["nextCursor"] = base64.urlsafe_b64encode(str(end).encode()).decode()
+        return result
+
+    async def _tools_list(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        result = self._page(self._tool_definitions(), params, "tools")
+        return _cacheable(result) if ex.modern else result
+
+    def _tool_definitions(self) -> list[dict[str, Any]]:
+        # Definitions are rebuilt only when the set of tools changes.
+        key = tuple(self.registry.tools)
+        if self._tool_defs_key != key:
+            self._tool_defs_key = key
+            self._tool_defs = [tool.definition() for tool in self.registry.tools.values()]
+        return self._tool_defs
+
+    async def _resources_list(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        items = [r.definition() for r in self.registry.resources.values()]
+        result = self._page(items, params, "resources")
+        return _cacheable(result) if ex.modern else result
+
+    async def _templates_list(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        items = [t.definition() for t in self.registry.templates.values()]
+        result = self._page(items, params, "resourceTemplates")
+        return _cacheable(result) if ex.modern else result
+
+    async def _prompts_list(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        items = [p.definition() for p in self.registry.prompts.values()]
+        result = self._page(items, params, "prompts")
+        return _cacheable(result) if ex.modern else result
+
+    # --- tools ----------------------------------------------------------------------------------------
+    async def _tools_call(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        name = params.get("name")
+        tool = self.registry.tools.get(name) if isinstance(name, str) else None
+        if tool is None:
+            raise McpError(INVALID_PARAMS, f"Unknown tool: {name}")
+        arguments = params.get("arguments")
+        if arguments is None:
+            arguments = {}
+        elif not isinstance(arguments, dict):
+            raise McpError(INVALID_PARAMS, "arguments must be an object")
+        return await self.call_tool(tool, arguments, ex)
+
+    async def call_tool(self, tool: Tool, arguments: dict[str, Any], ex: Exchange) -> dict[str, Any]:
+        """Run a tool; every failure of the tool itself becomes an isError result, never a crash."""
+        signature = tool.signature
+        try:
+            kwargs = signature.validate(arguments)
+        except pydantic.ValidationError as exc:
+            return error_result(f"Invalid arguments for tool {tool.name!r}: {_describe(exc)}")
+        secrets: dict[str, str] = {}
+        if tool.requires_secrets:
+            secrets = self.load_secrets(tool.requires_secrets)
+            missing = [s for s in tool.requires_secrets if s not in secrets]
+            if missing:
+                return error_result(f"Tool {tool.name!r} needs secret(s) not configured on the server: "
+                                    f"{', '.join(missing)}")
+        if signature.context_params:
+            ctx = Context(ex, secrets)
+            for param in signature.context_params:
+                kwargs[param] = ctx
+        try:
+            value = await self._run(tool.fn, kwargs, tool.is_async)
+        except ToolError as exc:
+            return error_result(str(exc))
+        except TimeoutError:
+            return error_result(f"Tool {tool.name!r} did not finish within {self.tool_timeout:g} seconds")
+        except (InputRequired, asyncio.CancelledError, McpError):
+            raise
+        except Exception as exc:
+            return error_result(self._unexpected(f"tool {tool.name!r}", exc))
+        if isinstance(value, ToolResult):
+            return value.to_result()
+        from .content import to_blocks
+
+        result: dict[str, Any] = {"content": to_blocks(value)}
+        if signature.output_adapter is not None:
+            try:
+                structured = signature.structured(value)
+            except (PydanticSerializationError, ValueError, TypeError):
+                return error_result(f"Tool {tool.name!r} returned a value that does not match its return type")
+            result["structuredContent"] = structured
+            if not result["content"]:
+                result["content"] = [{"type": "text", "text": orjson.dumps(structured).decode()}]
+        return result
+
+    async def _run(self, fn: Callable[..., Any], kwargs: dict[str, Any], is_async: bool) -> Any:
+        async with asyncio.timeout(self.tool_timeout):
+            if is_async:
+                return await fn(**kwargs)
+            # Blocking functions run on a worker thread so they never stall the event loop.
+            return await asyncio.to_thread(fn, **kwargs)
+
+    def _unexpected(self, what: str, exc: Exception) -> str:
+        incident = token_source.token_hex(4)
+        log.error("%s failed (incident %s)", what, incident, exc_info=exc)
+        if self.mask_error_details:
+            return f"Error in {what}: an unexpected error occurred (incident {incident}; see the server log)"
+        return f"Error in {what}: {type(exc).__name__}: {exc}"
+
+    # --- resources ------------------------------------------------------------------------------------
+    async def _resources_read(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        uri = params.get("uri")
+        if not isinstance(uri, str):
+            raise McpError(INVALID_PARAMS, "uri must be a string")
+        resource = self.registry.resources.get(uri)
+        if resource is not None:
+            fn, kwargs, mime, ctx_params = resource.fn, {}, resource.mime_type, resource.context_params
+        else:
+            found = self.registry.find_template(uri)
+            if found is None:
+                code = INVALID_PARAMS if ex.modern else RESOURCE_NOT_FOUND_LEGACY
+                raise McpError(code, f"Resource not found: {uri}", {"uri": uri})
+            template, values = found
+            fn, kwargs, mime, ctx_params = template.fn, dict(values), template.mime_type, template.context_params
+        value = await self._call_user(f"resource {uri!r}", fn, kwargs, ctx_params, ex)
+        result = {"contents": resource_contents(uri, value, mime)}
+        return _cacheable(result) if ex.modern else result
+
+    # --- prompts --------------------------------------------------------------------------------------
+    async def _prompts_get(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        name = params.get("name")
+        prompt = self.registry.prompts.get(name) if isinstance(name, str) else None
+        if prompt is None:
+            raise McpError(INVALID_PARAMS, f"Unknown prompt: {name}")
+        arguments = params.get("arguments") or {}
+        if not isinstance(arguments, dict) or not all(isinstance(v, str) for v in arguments.values()):
+            raise McpError(INVALID_PARAMS, "prompt arguments must be an object of strings")
+        known = {a.name for a in prompt.arguments}
+        missing = [a.name for a in prompt.arguments if a.required and a.name not in arguments]
+        if missing:
+            raise McpError(INVALID_PARAMS, f"Missing required argument(s) for prompt {name!r}: {', '.join(missing)}")
+        kwargs = {k: v for k, v in arguments.items() if k in known}
+        value = await self._call_user(f"prompt {name!r}", prompt.fn, kwargs, prompt.context_params, ex)
+        result: dict[str, Any] = {"messages": prompt_messages(value)}
+        if prompt.description:
+            result["description"] = prompt.description
+        return result
+
+    async def _call_user(
+        self, what: str, fn: Callable[..., Any], kwargs: dict[str, Any], ctx_params: tuple[str, ...], ex: Exchange
+    ) -> Any:
+        """Run a resource or prompt function; its failures become JSON-RPC errors with a safe message."""
+        for param in ctx_params:
+            kwargs[param] = Context(ex)
+        try:
+            return await self._run(fn, kwargs, asyncio.iscoroutinefunction(fn))
+        except ToolError as exc:
+            raise McpError(INTERNAL_ERROR, str(exc)) from None
+        except TimeoutError:
+            raise McpError(INTERNAL_ERROR, f"{what} did not finish in time") from None
+        except (InputRequired, asyncio.CancelledError, McpError):
+            raise
+        except Exception as exc:
+            raise McpError(INTERNAL_ERROR, self._unexpected(what, exc)) from None
+
+    # --- completion -------------------------------------------------------------------------------------
+    async def _complete(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        ref = params.get("ref")
+        argument = params.get("argument")
+        if not isinstance(ref, dict) or not isinstance(argument, dict) or not isinstance(argument.get("name"), str):
+            raise McpError(INVALID_PARAMS, "completion needs ref and argument{name, value}")
+        kind = ref.get("type")
+        if kind == "ref/prompt":
+            target = ref.get("name")
+            if target not in self.registry.prompts:
+                raise McpError(INVALID_PARAMS, f"Unknown prompt: {target}")
+        elif kind == "ref/resource":
+            target = ref.get("uri")
+            if target not in self.registry.templates and target not in self.registry.resources:
+                raise McpError(INVALID_PARAMS, f"Unknown resource template: {target}")
+        else:
+            raise McpError(INVALID_PARAMS, f"Unknown completion reference type: {kind}")
+        value = argument.get("value", "")
+        context = (params.get("context") or {}).get("arguments") or {}
+        completer = self.registry.completers.get((kind, str(target), argument["name"]))
+        values: list[str] = []
+        if completer is not None:
+            try:
+                produced = completer(str(value), dict(context))
+                if asyncio.iscoroutine(produced):
+                    produced = await produced
+                values = [str(v) for v in produced]  # type: ignore[union-attr]
+            except Exception as exc:
+                raise McpError(INTERNAL_ERROR, self._unexpected("completion", exc)) from None
+        return {"completion": {"values": values[:100], "total": len(values), "hasMore": len(values) > 100}}
+
+
+def check_modern_meta(params: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any] | None, str | None]:
+    """Version, capabilities, client info and log level from a 2026-07-28 request's `_meta`."""
+    meta = params.get("_meta")
+    if not isinstance(meta, dict):
+        raise McpError(INVALID_PARAMS, f"_meta with {versions.META_PROTOCOL_VERSION} is required")
+    version = meta.get(versions.META_PROTOCOL_VERSION)
+    if version not in versions.MODERN:
+        raise unsupported_version(version)
+    caps = meta.get(versions.META_CLIENT_CAPABILITIES) or {}
+    info = meta.get(versions.META_CLIENT_INFO)
+    level = meta.get(versions.META_LOG_LEVEL)
+    if not isinstance(caps, dict) or (info is not None and not isinstance(info, dict)):
+        raise McpError(INVALID_PARAMS, "client capabilities and client info must be objects")
+    from .context import LOG_LEVELS
+
+    if level is not None and level not in LOG_LEVELS:
+        raise McpError(INVALID_PARAMS, f"unknown log level {level!r}")
+    return version, caps, info, level
+
+
+def unsupported_version(requested: Any) -> McpError:
+    return McpError(
+        UNSUPPORTED_PROTOCOL_VERSION,
+        "Unsupported protocol version",
+        {"supported": list(versions.SUPPORTED), "requested": requested},
+        http_status=400,
+    )
+
+
+def _cacheable(result: dict[str, Any]) -> dict[str, Any]:
+    # 2026-07-28 list and read results say how long a client may cache them; lists change at runtime.
+    result["ttlMs"] = 0
+    result["cacheScope"] = "private"
+    return result
+
+
+def _decode_cursor(cursor: Any, total: int) -> int:
+    try:
+        start = int(base64.urlsafe_b64decode(str(cursor).encode()).decode())
+    except (ValueError, UnicodeDecodeError):
+        raise McpError(INVALID_PARAMS, "Invalid cursor") from None
+    if not 0 <= start <= total:
+        raise McpError(INVALID_PARAMS, "Invalid cursor")
+    return start
+
+
+def _describe(exc: pydantic.ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False)[:10]:
+        where = ".".join(str(p) for p in error["loc"]) or "arguments"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)

@@ -1,0 +1,1 @@
+"""Small shared security primitives. Imports nothing else of Bastion's."""

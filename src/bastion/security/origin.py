@@ -1,0 +1,71 @@
+"""DNS-rebinding protection: the Host and Origin headers of every HTTP request are checked.
+
+A page on evil.example can make a browser send requests to a server on 127.0.0.1 by pointing its own name at
+127.0.0.1; the Host header then says evil.example, and the Origin header names the attacking page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+def _split_host(value: str) -> tuple[str, str | None]:
+    """('example.com', '443') from 'example.com:443'; IPv6 stays bracketed."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            return value, None
+        host, rest = value[: end + 1], value[end + 1 :]
+        return host, rest[1:] if rest.startswith(":") else None
+    host, sep, port = value.partition(":")
+    return host, port if sep else None
+
+
+@dataclass(frozen=True, slots=True)
+class OriginPolicy:
+    """Which Host and Origin values a server accepts."""
+
+    allowed_hosts: frozenset[str]  # lower-case names, with or without :port
+    allowed_origins: frozenset[str]  # lower-case scheme://host[:port]
+    allow_loopback: bool
+
+    @classmethod
+    def build(cls, hosts: Iterable[str], origins: Iterable[str], allow_loopback: bool) -> OriginPolicy:
+        return cls(
+            frozenset(h.strip().lower() for h in hosts),
+            frozenset(o.strip().lower().rstrip("/") for o in origins),
+            allow_loopback,
+        )
+
+    def host_allowed(self, host_header: str | None) -> bool:
+        if not host_header:
+            return False
+        value = host_header.strip().lower()
+        name, _port = _split_host(value)
+        if self.allow_loopback and name in LOOPBACK_NAMES:
+            return True
+        return value in self.allowed_hosts or name in self.allowed_hosts
+
+    def origin_allowed(self, origin: str | None, host_header: str | None) -> bool:
+        """No Origin (not a browser) is fine; otherwise it must be loopback, listed, or this very server."""
+        if origin is None:
+            return True
+        origin = origin.strip().lower().rstrip("/")
+        if origin in self.allowed_origins:
+            return True
+        try:
+            parts = urlsplit(origin)
+        except ValueError:
+            return False
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            return False
+        name, _port = _split_host(parts.netloc)
+        if self.allow_loopback and name in LOOPBACK_NAMES:
+            return True
+        # Same origin as the server the browser addressed, when that name is itself allowed.
+        return bool(host_header) and parts.netloc == host_header.strip().lower() and self.host_allowed(host_header)

@@ -1,0 +1,48 @@
+"""Integrity-protected tokens for state that travels through an untrusted party and comes back.
+
+`seal` signs a JSON value with HMAC-SHA256; `unseal` returns it only if the signature verifies (compared in
+constant time) and it has not expired. The payload is signed, not hidden: put nothing secret in it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from typing import Any
+
+import orjson
+
+MAX_TOKEN_CHARS = 256 * 1024
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def seal(key: bytes, purpose: str, value: Any, ttl_seconds: float) -> str:
+    body = _b64(orjson.dumps({"v": value, "exp": int(time.time() + ttl_seconds)}))
+    mac = hmac.new(key, f"{purpose}.{body}".encode(), hashlib.sha256).digest()
+    return f"{body}.{_b64(mac)}"
+
+
+def unseal(key: bytes, purpose: str, token: object) -> Any | None:
+    """The sealed value, or None for anything forged, altered, expired, oversized or malformed."""
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
+        return None
+    body, mac = token.split(".")
+    expected = hmac.new(key, f"{purpose}.{body}".encode(), hashlib.sha256).digest()
+    try:
+        if not hmac.compare_digest(_unb64(mac), expected):
+            return None
+        payload = orjson.loads(_unb64(body))
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(payload, dict) or not isinstance(payload.get("exp"), int) or payload["exp"] < time.time():
+        return None
+    return payload.get("v")

@@ -1,0 +1,54 @@
+"""Start a server: stdio for local clients, or uvicorn for Streamable HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+from .mcp.stdio import serve_stdio as _serve_stdio
+from .settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from .app import App
+
+
+def configure_logging(level: str) -> None:
+    # stderr only: on stdio, stdout belongs to the protocol.
+    logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def serve_stdio(app: App, settings: Settings) -> None:
+    configure_logging(settings.log_level)
+    server = app.server(settings)
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency, but stdio works without it
+        runner = asyncio.run
+    runner(_serve_stdio(server, app.broadcaster, settings.max_body_bytes))
+
+
+def serve_http(app: App, settings: Settings) -> None:
+    import uvicorn
+
+    configure_logging(settings.log_level)
+    try:
+        settings.check()
+    except SettingsError as exc:
+        print(f"bastion: refusing to start:\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    asgi = app.asgi(settings)
+    mode = "no authentication; loopback only" if settings.binds_loopback else "NO AUTHENTICATION (insecure)"
+    print(f"bastion: serving {app.name!r} at http://{_url_host(settings.host)}:{settings.port}{settings.path} "
+          f"({mode})", file=sys.stderr, flush=True)
+    uvicorn.run(
+        asgi, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False,
+        loop="uvloop", http="httptools", lifespan="on", server_header=False, timeout_graceful_shutdown=5,
+    )
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,161 @@
+"""One Settings model, read from bastion.toml and BASTION_* environment variables, validated at start-up.
+
+Every option has a safe default. A typo or an unsafe combination stops the server with a message that says
+what to change, rather than being ignored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+ENV_PREFIX = "BASTION_"
+# Environment variables with the prefix that are not settings themselves.
+_NOT_SETTINGS = {"BASTION_CONFIG"}
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message lists each problem and how to fix it."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    host: str = Field("127.0.0.1", description="Address to bind. Loopback unless authentication is on.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port (0 picks a free one).")
+    path: str = Field("/mcp", description="Path of the MCP endpoint.")
+    insecure_no_auth: bool = Field(
+        False, description="Serve without authentication on a non-loopback address. Never in production."
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="Host header values accepted besides loopback names (DNS rebinding)."
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list, description="Browser origins accepted besides loopback ones, e.g. https://app.example"
+    )
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted (413 above).")
+    tool_timeout_seconds: float | None = Field(
+        300.0, gt=0, description="A tool still running after this is cancelled and reported as failed."
+    )
+    mask_error_details: bool = Field(
+        True, description="Hide unexpected exceptions' text from clients (ToolError messages always show)."
+    )
+    stateful: bool = Field(True, description="Keep sessions (Mcp-Session-Id) for 2025-06-18 and 2025-11-25 clients.")
+    json_response: bool = Field(
+        False, description="Answer requests with JSON only, never SSE (no progress or logging mid-call)."
+    )
+    session_idle_seconds: float = Field(3600.0, gt=0, description="A session unused this long is closed.")
+    max_sessions: int = Field(10_000, ge=1, description="Open legacy sessions allowed at once (503 above).")
+    state_secret: SecretStr | None = Field(
+        None,
+        description="Key that signs multi-round-trip request state. Set it when several instances share clients; "
+        "a random key per process otherwise.",
+    )
+    env_file: str | None = Field(".env", description="File from which declared tool secrets are read.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or any(c in value for c in "?#") or value.endswith("/") and value != "/":
+            raise ValueError("path must start with '/', have no query or fragment, and no trailing '/'")
+        return value
+
+    @property
+    def binds_loopback(self) -> bool:
+        return is_loopback_host(self.host)
+
+    def check(self) -> None:
+        """Refuse combinations that would expose an unauthenticated server."""
+        problems: list[str] = []
+        if not self.binds_loopback and not self.insecure_no_auth:
+            problems.append(
+                f"host = {self.host!r} would serve MCP without authentication beyond this machine. Bind "
+                "127.0.0.1 for local development, or pass --insecure-no-auth (insecure_no_auth = true) if you "
+                "really mean to expose unauthenticated tools."
+            )
+        if not self.binds_loopback and not self.allowed_hosts:
+            problems.append(
+                f"host = {self.host!r} needs allowed_hosts (the names clients use to reach this server, e.g. "
+                "['mcp.example.com']) so that DNS-rebinding protection can check the Host header."
+            )
+        if problems:
+            raise SettingsError("\n".join(problems))
+
+    @classmethod
+    def load(
+        cls,
+        config_file: str | Path | None = None,
+        env: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Defaults, then the TOML file, then BASTION_* variables, then explicit overrides (CLI flags)."""
+        env = os.environ if env is None else env
+        data: dict[str, Any] = {}
+        source = "defaults"
+        path = config_file or env.get("BASTION_CONFIG")
+        if path is None and Path("bastion.toml").is_file():
+            path = "bastion.toml"
+        if path is not None:
+            source = str(path)
+            try:
+                with open(path, "rb") as f:
+                    data.update(tomllib.load(f))
+            except FileNotFoundError:
+                raise SettingsError(f"config file {path} does not exist") from None
+            except tomllib.TOMLDecodeError as exc:
+                raise SettingsError(f"{path} is not valid TOML: {exc}") from None
+        unknown = []
+        for key, value in env.items():
+            if not key.startswith(ENV_PREFIX) or key in _NOT_SETTINGS:
+                continue
+            name = key.removeprefix(ENV_PREFIX).lower()
+            if name not in cls.model_fields:
+                unknown.append(key)
+                continue
+            data[name] = _from_env(name, value)
+        if unknown:
+            raise SettingsError(
+                f"unknown setting(s) in the environment: {', '.join(sorted(unknown))}. "
+                f"Known: {', '.join(ENV_PREFIX + n.upper() for n in cls.model_fields)}"
+            )
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise SettingsError(_explain(exc, source)) from None
+
+
+def _from_env(name: str, value: str) -> Any:
+    annotation = str(Settings.model_fields[name].annotation)
+    if "list" in annotation:
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _explain(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid settings (from {source} and BASTION_* variables):"]
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            lines.append(f"  {where}: not a setting; known settings are {', '.join(Settings.model_fields)}")
+        else:
+            field = Settings.model_fields.get(str(error["loc"][0])) if error["loc"] else None
+            hint = f" ({field.description})" if field and field.description else ""
+            lines.append(f"  {where}: {error['msg']}{hint}")
+    return "\n".join(lines)
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
