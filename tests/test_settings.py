@@ -1,0 +1,57 @@
+import pytest
+
+from bastion.settings import Settings, SettingsError
+
+
+def test_defaults_are_safe():
+    s = Settings.load(env={})
+    assert s.host == "127.0.0.1" and s.port == 8000 and s.path == "/mcp"
+    assert s.binds_loopback and not s.insecure_no_auth
+    s.check()
+
+
+def test_file_then_env_then_overrides(tmp_path):
+    config = tmp_path / "bastion.toml"
+    config.write_text('port = 9000\nallowed_origins = ["https://a.example"]\n')
+    s = Settings.load(config, env={"BASTION_PORT": "9100", "BASTION_ALLOWED_HOSTS": "a.example, b.example"})
+    assert s.port == 9100 and s.allowed_hosts == ["a.example", "b.example"]
+    assert s.allowed_origins == ["https://a.example"]
+    assert Settings.load(config, env={}, port=9200).port == 9200
+
+
+@pytest.mark.parametrize(
+    "env, needle",
+    [
+        ({"BASTION_PORT": "eighty"}, "port"),
+        ({"BASTION_PORT": "70000"}, "port"),
+        ({"BASTION_PROT": "8000"}, "BASTION_PROT"),
+        ({"BASTION_PATH": "mcp"}, "path"),
+        ({"BASTION_MAX_BODY_BYTES": "10"}, "max_body_bytes"),
+    ],
+)
+def test_bad_values_say_what_to_change(env, needle):
+    with pytest.raises(SettingsError) as caught:
+        Settings.load(env=env)
+    assert needle in str(caught.value)
+
+
+def test_bad_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("port = = 1")
+    with pytest.raises(SettingsError, match="not valid TOML"):
+        Settings.load(bad, env={})
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("hots = '0.0.0.0'")
+    with pytest.raises(SettingsError, match="hots: not a setting"):
+        Settings.load(unknown, env={})
+    with pytest.raises(SettingsError, match="does not exist"):
+        Settings.load(tmp_path / "missing.toml", env={})
+
+
+def test_unauthenticated_public_binding_is_refused_with_a_reason():
+    with pytest.raises(SettingsError, match="--insecure-no-auth"):
+        Settings.load(env={}, host="0.0.0.0", allowed_hosts=["mcp.example.com"]).check()
+    with pytest.raises(SettingsError, match="allowed_hosts"):
+        Settings.load(env={}, host="0.0.0.0", insecure_no_auth=True).check()
+    Settings.load(env={}, host="0.0.0.0", insecure_no_auth=True, allowed_hosts=["mcp.example.com"]).check()
+    Settings.load(env={}, host="::1").check()
