@@ -1,0 +1,84 @@
+import httpx
+import pytest
+from pydantic import BaseModel
+
+from bastion import App, Context, ToolError
+from bastion.settings import Settings
+
+MODERN = "2026-07-28"
+META = {
+    "io.modelcontextprotocol/protocolVersion": MODERN,
+    "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "1"},
+    "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}},
+}
+
+
+class Name(BaseModel):
+    name: str
+
+
+def build_app() -> App:
+    app = App("test-server", "1.2.3")
+
+    @app.tool
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    @app.tool
+    def fail_politely() -> str:
+        raise ToolError("the widget is out of stock")
+
+    @app.tool
+    def crash() -> str:
+        raise RuntimeError("postgres://admin:hunter2@db/prod")
+
+    @app.tool
+    async def ask(ctx: Context, greeting: str = "hello") -> str:
+        answer = await ctx.elicit("Who are you?", Name)
+        return f"{greeting} {answer.data.name}" if answer.action == "accept" else answer.action
+
+    @app.resource("test://doc", mime_type="text/plain")
+    def doc() -> str:
+        return "the doc"
+
+    return app
+
+
+@pytest.fixture
+def app() -> App:
+    return build_app()
+
+
+@pytest.fixture
+async def client(app):
+    asgi = app.asgi(Settings.load(env={}))
+    transport = httpx.ASGITransport(app=asgi)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as c:
+        yield c
+
+
+def modern_headers(method: str, name: str | None = None) -> dict[str, str]:
+    headers = {"mcp-protocol-version": MODERN, "mcp-method": method, "accept": "application/json, text/event-stream"}
+    if name is not None:
+        headers["mcp-name"] = name
+    return headers
+
+
+def modern_body(method: str, params: dict | None = None, msg_id: int = 1) -> dict:
+    return {"jsonrpc": "2.0", "id": msg_id, "method": method, "params": {**(params or {}), "_meta": META}}
+
+
+ACCEPT = {"accept": "application/json, text/event-stream"}
+
+
+async def open_session(client: httpx.AsyncClient) -> str:
+    response = await client.post("/mcp", headers=ACCEPT, json={
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    })
+    assert response.status_code == 200
+    session_id = response.headers["mcp-session-id"]
+    await client.post("/mcp", headers={**ACCEPT, "mcp-session-id": session_id},
+                      json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+    return session_id
