@@ -136,3 +136,22 @@ def test_resource_template_variables_must_match_parameters():
     assert values == {"id": "42"}
     assert app.registry.find_template("test://42/data/extra") is None
     assert app.registry.find_template("test://a/b/data") is None
+
+
+def test_content_lists_are_content_not_structured_data():
+    from typing import Any
+
+    from bastion import Image
+
+    def blocks() -> list[Any]:
+        return ["x", Image(b"png")]
+
+    def images() -> list[Image]:
+        return []
+
+    def words() -> list[str]:
+        return []
+
+    assert inspect_tool(blocks).output_schema is None
+    assert inspect_tool(images).output_schema is None
+    assert inspect_tool(words).output_schema is not None

@@ -107,6 +107,7 @@ def to_blocks(value: Any) -> list[dict[str, Any]]:
         return []
     if isinstance(value, CONTENT_TYPES):
         return [value.to_block()]
-    if isinstance(value, list | tuple) and value and all(isinstance(v, CONTENT_TYPES) for v in value):
-        return [v.to_block() for v in value]
+    if isinstance(value, list | tuple) and any(isinstance(v, CONTENT_TYPES) for v in value):
+        # A list with content objects is a list of blocks; plain items in it become text blocks.
+        return [v.to_block() if isinstance(v, CONTENT_TYPES) else {"type": "text", "text": to_text(v)} for v in value]
     return [{"type": "text", "text": to_text(value)}]

@@ -134,6 +134,15 @@ class Context:
             params["message"] = message
         await self._exchange.notify("notifications/progress", params)
 
+    async def close_stream(self) -> bool:
+        """End this call's HTTP response stream now and finish the work in the background of the session.
+
+        The client reconnects (GET with Last-Event-ID) and collects what follows, so a long call survives
+        proxies that cut long-lived connections. Only 2025-11-25 sessions can resume; elsewhere this returns
+        False and changes nothing.
+        """
+        return await self._exchange.close_stream()
+
     # --- asking the client --------------------------------------------------------------------------
     def _require(self, capability: str, detail: str | None = None) -> None:
         caps = self._exchange.client_capabilities.get(capability)

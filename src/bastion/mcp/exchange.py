@@ -16,10 +16,15 @@ async def _drop(_message: dict[str, Any]) -> None:
     """Where notifications go when the client cannot receive them (plain JSON responses)."""
 
 
+async def _cannot_close() -> bool:
+    return False
+
+
 class Exchange:
     __slots__ = (
         "ask_count",
         "client_capabilities",
+        "close_stream",
         "client_info",
         "input_responses",
         "log_level",
@@ -50,6 +55,7 @@ class Exchange:
         send_request: Ask | None = None,
         session_id: str | None = None,
         input_responses: dict[str, Any] | None = None,
+        close_stream: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.request_id = request_id
         self.method = method
@@ -65,6 +71,7 @@ class Exchange:
         self.session_id = session_id
         self.input_responses = input_responses or {}
         self.ask_count = 0
+        self.close_stream = close_stream or _cannot_close
 
     async def notify(self, method: str, params: dict[str, Any]) -> None:
         await self.send(notification_message(method, params))

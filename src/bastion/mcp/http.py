@@ -20,7 +20,7 @@ from .exchange import Exchange
 from .headers import check_params, check_standard, header_params, mismatch
 from .jsonrpc import Notification, Request, Response, error_message, notification_message, parse, result_message
 from .notify import Broadcaster, Listener
-from .reply import Reply, send_json
+from .reply import Reply, send_json, sse_event
 from .server import Server, check_modern_meta, unsupported_version
 from .session import Session, SessionTable
 
@@ -118,7 +118,7 @@ class StreamableHTTP:
             await self._modern(message, headers, version, principal, receive, send)
         elif isinstance(message, Request) and message.method == "initialize":
             await self._initialize(message, principal, send)
-        elif version is not None and version not in versions.LEGACY:
+        elif version is not None and version not in versions.LEGACY_HEADERS:
             error = unsupported_version(version)
             await send_json(send, 400, error_message(getattr(message, "id", None), error))
         elif isinstance(message, Request) and _is_modern_body(message):
@@ -250,7 +250,8 @@ class StreamableHTTP:
             await send({"type": "http.response.start", "status": 202, "headers": []})
             await send({"type": "http.response.body", "body": b""})
             return
-        reply = Reply(send, [], allow_stream=not self.json_response, event_ids=None)
+        new_log = session.streams.new if session.resumable else None
+        reply = Reply(send, [], allow_stream=not self.json_response, new_log=new_log)
         try:
             result = legacy_session_method(session, message)
         except McpError as exc:
@@ -264,6 +265,7 @@ class StreamableHTTP:
             message.id, message.method, session.protocol_version, False, principal=principal,
             client_capabilities=session.client_capabilities, client_info=session.client_info,
             log_level=session.log_level, progress_token=progress, send=reply.event, session_id=session.id,
+            close_stream=reply.detach,
         )
         if reply.allow_stream:
             ex.send_request = lambda method, params: session.send_request(reply.event, method, params)
@@ -295,7 +297,7 @@ class StreamableHTTP:
         watcher = None
         if message.method in USER_CODE_METHODS:
             # Closing the connection cancels the call (the 2026-07-28 cancellation signal, and good manners).
-            watcher = asyncio.create_task(_watch_disconnect(receive, handle))
+            watcher = asyncio.create_task(_watch_disconnect(receive, handle, reply))
         if session is not None:
             session.in_flight[message.id] = handle  # type: ignore[assignment]
         try:
@@ -330,6 +332,10 @@ class StreamableHTTP:
             await send_json(send, found.http_status or 400, error_message(None, found))
             return
         session = found
+        last_event_id = headers.get("last-event-id")
+        if last_event_id is not None:
+            await self._resume(session, last_event_id, receive, send)
+            return
         if session.stream_open:
             await _refuse(send, 409, "Conflict: this session already has a GET stream open")
             return
@@ -340,6 +346,25 @@ class StreamableHTTP:
             await _pump(session.outbox, reply, receive)
         finally:
             session.stream_open = False
+
+    async def _resume(self, session: Session, last_event_id: str, receive: Receive, send: Send) -> None:
+        """Replay a cut stream from after Last-Event-ID, then follow it to its end."""
+        found = session.streams.find(last_event_id)
+        if found is None:
+            await _refuse(send, 404, "Not Found: no stream with that Last-Event-ID in this session")
+            return
+        log, after = found
+        reply = Reply(send, [], allow_stream=True)
+        await reply.start_stream()
+        gone = asyncio.create_task(_wait_disconnect(receive))
+        try:
+            async for event_id, data in log.follow(after):
+                if gone.done():
+                    return
+                await send({"type": "http.response.body", "body": sse_event(data, event_id), "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            gone.cancel()
 
     # --- DELETE: end a legacy session -----------------------------------------------------------------
     async def _delete(self, scope: Scope, send: Send, headers: dict[str, str]) -> None:
@@ -455,11 +480,13 @@ async def _read_body(scope: Scope, receive: Receive, headers: dict[str, str], li
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _watch_disconnect(receive: Receive, handle: Cancellable) -> None:
+async def _watch_disconnect(receive: Receive, handle: Cancellable, reply: Reply) -> None:
     while True:
         event = await receive()
         if event["type"] == "http.disconnect":
-            handle.cancel()
+            # A detached call ended its response on purpose and goes on for a client that will resume.
+            if not reply.detached:
+                handle.cancel()
             return
 
 

@@ -1,7 +1,9 @@
 """The answer to one POST: a single JSON body, or an SSE stream once anything is sent before the result.
 
 Most calls finish without a word to the client and get plain JSON, which is cheapest. The first
-notification or request sent mid-call switches the response to an SSE stream.
+notification or request sent mid-call switches the response to an SSE stream. In resumable sessions the
+stream opens with a priming event (an id and a retry hint), every event is logged, and the stream can be
+ended early (`detach`) with the rest delivered to a client that reconnects with Last-Event-ID.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from .resume import StreamLog
+
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -20,6 +24,7 @@ SSE_HEADERS = [
     (b"cache-control", b"no-cache, no-transform"),
     (b"x-accel-buffering", b"no"),
 ]
+RETRY_MS = 500
 
 
 def sse_event(data: bytes, event_id: str | None = None) -> bytes:
@@ -37,28 +42,39 @@ async def send_json(send: Send, status: int, body: Any, headers: list[tuple[byte
 class Reply:
     """One POST's response, started lazily as JSON or SSE."""
 
-    __slots__ = ("_lock", "_send", "allow_stream", "event_ids", "headers", "started")
+    __slots__ = ("_lock", "_send", "allow_stream", "detached", "headers", "log", "new_log", "started")
 
     def __init__(self, send: Send, headers: list[tuple[bytes, bytes]], allow_stream: bool,
-                 event_ids: Callable[[bytes], str | None] | None = None) -> None:
+                 new_log: Callable[[], StreamLog] | None = None) -> None:
         self._send = send
         self.headers = headers
         self.allow_stream = allow_stream
-        self.event_ids = event_ids  # records events for resumption and names them, when resumable
+        self.new_log = new_log  # resumable sessions log their streams
+        self.log: StreamLog | None = None
         self.started = False
+        self.detached = False
         self._lock: asyncio.Lock | None = None
 
-    async def start_stream(self, priming: bool = False) -> None:
+    async def start_stream(self) -> None:
         if self.started:
             return
         self.started = True
         self._lock = asyncio.Lock()
         await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self.headers})
-        if priming and self.event_ids is not None:
-            # An event with an id and no data lets the client resume even before anything else is sent.
-            event_id = self.event_ids(b"")
-            await self._send({"type": "http.response.body", "body": f"id: {event_id}\ndata: \n\n".encode(),
-                              "more_body": True})
+        if self.new_log is not None:
+            # A first event with an id and no data lets the client resume even if nothing else got through.
+            self.log = self.new_log()
+            priming = f"id: {self.log.record(b'')}\nretry: {RETRY_MS}\ndata: \n\n".encode()
+            await self._send({"type": "http.response.body", "body": priming, "more_body": True})
+
+    async def _write(self, data: bytes, last: bool) -> None:
+        assert self._lock is not None
+        async with self._lock:
+            event_id = self.log.record(data) if self.log is not None else None
+            if last and self.log is not None:
+                self.log.finish()
+            if not self.detached:
+                await self._send({"type": "http.response.body", "body": sse_event(data, event_id), "more_body": not last})
 
     async def event(self, message: dict[str, Any]) -> None:
         """Send a notification or request on the stream; dropped when streams are off (JSON-only)."""
@@ -66,11 +82,18 @@ class Reply:
             return
         if not self.started:
             await self.start_stream()
-        data = orjson.dumps(message)
+        await self._write(orjson.dumps(message), last=False)
+
+    async def detach(self) -> bool:
+        """End the HTTP response now; later events go only to the log, for a client that resumes."""
+        if not self.allow_stream or self.new_log is None or self.detached:
+            return False
+        await self.start_stream()
         assert self._lock is not None
         async with self._lock:
-            event_id = self.event_ids(data) if self.event_ids else None
-            await self._send({"type": "http.response.body", "body": sse_event(data, event_id), "more_body": True})
+            self.detached = True
+            await self._send({"type": "http.response.body", "body": b""})
+        return True
 
     async def keepalive(self) -> None:
         """An SSE comment, so idle proxies and clients keep a quiet stream open."""
@@ -85,11 +108,12 @@ class Reply:
             else:
                 await send_json(self._send, status, message, self.headers)
             return
-        assert self._lock is not None
-        async with self._lock:
-            body = b""
-            if message is not None:
-                data = orjson.dumps(message)
-                event_id = self.event_ids(data) if self.event_ids else None
-                body = sse_event(data, event_id)
-            await self._send({"type": "http.response.body", "body": body})
+        if message is None:
+            assert self._lock is not None
+            async with self._lock:
+                if self.log is not None:
+                    self.log.finish()
+                if not self.detached:
+                    await self._send({"type": "http.response.body", "body": b""})
+            return
+        await self._write(orjson.dumps(message), last=True)

@@ -123,7 +123,8 @@ def _no_structured_output(annotation: Any) -> bool:
         return True
     origin = get_origin(annotation)
     if origin in (list, tuple):
-        return any(isinstance(a, type) and issubclass(a, CONTENT_TYPES) for a in get_args(annotation))
+        # A list of content blocks (or of Any, which may hold them) is content, not data.
+        return any(a is Any or _no_structured_output(a) and a is not str for a in get_args(annotation))
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         return any(_no_structured_output(a) for a in get_args(annotation) if a is not type(None)) and all(
             a is type(None) or _no_structured_output(a) for a in get_args(annotation)

@@ -17,6 +17,7 @@ from .context import ToolError
 from .exchange import Send
 from .jsonrpc import RequestId, Response, request_message
 from .notify import Listener
+from .resume import StreamLogs
 
 CLIENT_ANSWER_TIMEOUT = 600.0
 OUTBOX_LIMIT = 1000
@@ -42,6 +43,12 @@ class Session:
         self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=OUTBOX_LIMIT)
         self.stream_open = False
         self.listener: Listener | None = None
+        self.streams = StreamLogs()
+
+    @property
+    def resumable(self) -> bool:
+        """2025-11-25 added priming events and Last-Event-ID resumption for every stream."""
+        return self.protocol_version >= "2025-11-25"
 
     async def push(self, message: dict[str, Any]) -> None:
         if self.outbox.full():  # a client that never reads loses the oldest, not the server's memory

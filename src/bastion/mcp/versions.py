@@ -10,6 +10,9 @@ LEGACY = ("2025-06-18", "2025-11-25")
 MODERN = ("2026-07-28",)
 SUPPORTED = LEGACY + MODERN
 LATEST_LEGACY = LEGACY[-1]
+# MCP-Protocol-Version values accepted on a legacy session's requests: clients in the field still send
+# older revisions' values on sessions that negotiated a newer one.
+LEGACY_HEADERS = ("2024-11-05", "2025-03-26", *LEGACY)
 LATEST = MODERN[-1]
 
 META_PROTOCOL_VERSION = "io.modelcontextprotocol/protocolVersion"

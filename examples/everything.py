@@ -1,0 +1,304 @@
+"""Every server feature MCP defines, written with Bastion's public API.
+
+The official MCP conformance suite runs against this server (see tests/e2e/test_conformance.py), and it is a
+tour of the API: content types, logging, progress, sampling, elicitation, resources, templates, prompts and
+completion.
+
+    bastion serve examples/everything.py          # Streamable HTTP on http://127.0.0.1:8000/mcp
+    python examples/everything.py                 # stdio
+"""
+
+import asyncio
+import base64
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from bastion import App, Audio, Context, EmbeddedResource, Image, ToolError
+
+app = App("bastion-everything", "1.0.0", instructions="A server exercising every MCP feature.")
+
+RED_PIXEL_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+)
+SILENT_WAV = base64.b64decode("UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA=")
+
+
+# --- tools: content types -----------------------------------------------------------------------------
+@app.tool
+def test_simple_text() -> str:
+    """Returns a simple text response."""
+    return "This is a simple text response for testing."
+
+
+@app.tool
+def test_image_content() -> Image:
+    """Returns a small PNG image."""
+    return Image(RED_PIXEL_PNG, "image/png")
+
+
+@app.tool
+def test_audio_content() -> Audio:
+    """Returns a short WAV clip."""
+    return Audio(SILENT_WAV, "audio/wav")
+
+
+@app.tool
+def test_embedded_resource() -> EmbeddedResource:
+    """Returns a resource embedded in the result."""
+    return EmbeddedResource("test://embedded-resource", text="This is an embedded resource content.",
+                            mime_type="text/plain")
+
+
+@app.tool
+def test_multiple_content_types() -> list[Any]:
+    """Returns text, an image and an embedded resource together."""
+    return [
+        "Multiple content types test:",
+        Image(RED_PIXEL_PNG, "image/png"),
+        EmbeddedResource("test://mixed-content-resource", text=json.dumps({"test": "data", "value": 123}),
+                         mime_type="application/json"),
+    ]
+
+
+@app.tool
+def test_error_handling() -> str:
+    """Always fails, to show how a tool reports an error."""
+    raise ToolError("This tool intentionally returns an error for testing")
+
+
+# --- tools: talking to the client during a call -----------------------------------------------------------
+@app.tool
+async def test_tool_with_logging(ctx: Context) -> str:
+    """Sends log messages while it runs."""
+    await ctx.info("Tool execution started")
+    await asyncio.sleep(0.05)
+    await ctx.info("Tool processing data")
+    await asyncio.sleep(0.05)
+    await ctx.info("Tool execution completed")
+    return "Tool with logging executed successfully"
+
+
+@app.tool
+async def test_tool_with_progress(ctx: Context) -> str:
+    """Reports progress from 0 to 100."""
+    for done in (0, 50, 100):
+        await ctx.progress(done, 100)
+        if done < 100:
+            await asyncio.sleep(0.05)
+    return "Progress test completed"
+
+
+@app.tool
+async def test_sampling(prompt: str, ctx: Context) -> str:
+    """Asks the client's language model to answer a prompt.
+
+    Args:
+        prompt: The prompt to send to the model.
+    """
+    result = await ctx.sample(prompt, max_tokens=100)
+    content = result["content"]
+    text = content.get("text", "") if isinstance(content, dict) else ""
+    return f"LLM response: {text}"
+
+
+ELICITATION_FORM = {
+    "type": "object",
+    "properties": {
+        "username": {"type": "string", "description": "User's response"},
+        "email": {"type": "string", "description": "User's email address"},
+    },
+    "required": ["username", "email"],
+}
+
+
+@app.tool
+async def test_elicitation(message: str, ctx: Context) -> str:
+    """Asks the user to fill in a form.
+
+    Args:
+        message: The message shown to the user.
+    """
+    answer = await ctx.elicit(message, ELICITATION_FORM)
+    return f"User response: action={answer.action}, content={json.dumps(answer.data)}"
+
+
+class Profile(BaseModel):
+    """A form whose fields all have defaults (SEP-1034)."""
+
+    name: str = Field("John Doe", description="User name")
+    age: int = Field(30, description="User age")
+    score: float = Field(95.5, description="User score")
+    status: Literal["active", "inactive", "pending"] = Field("active", description="User status")
+    verified: bool = Field(True, description="Verification status")
+
+
+@app.tool
+async def test_elicitation_sep1034_defaults(ctx: Context) -> str:
+    """Asks for a form whose fields carry default values."""
+    answer = await ctx.elicit("Please review your profile", Profile)
+    content = answer.data.model_dump() if answer.data else None
+    return f"Elicitation completed: action={answer.action}, content={json.dumps(content)}"
+
+
+ENUM_FORM = {
+    "type": "object",
+    "properties": {
+        "untitledSingle": {"type": "string", "description": "Pick one", "enum": ["option1", "option2", "option3"]},
+        "titledSingle": {
+            "type": "string",
+            "description": "Pick one (titled)",
+            "oneOf": [
+                {"const": "value1", "title": "First Option"},
+                {"const": "value2", "title": "Second Option"},
+                {"const": "value3", "title": "Third Option"},
+            ],
+        },
+        "legacyEnum": {
+            "type": "string",
+            "description": "Pick one (legacy titles)",
+            "enum": ["opt1", "opt2", "opt3"],
+            "enumNames": ["Option One", "Option Two", "Option Three"],
+        },
+        "untitledMulti": {
+            "type": "array",
+            "description": "Pick several",
+            "minItems": 1,
+            "maxItems": 3,
+            "items": {"type": "string", "enum": ["option1", "option2", "option3"]},
+        },
+        "titledMulti": {
+            "type": "array",
+            "description": "Pick several (titled)",
+            "minItems": 1,
+            "maxItems": 3,
+            "items": {
+                "anyOf": [
+                    {"const": "value1", "title": "First Choice"},
+                    {"const": "value2", "title": "Second Choice"},
+                    {"const": "value3", "title": "Third Choice"},
+                ]
+            },
+        },
+    },
+    "required": [],
+}
+
+
+@app.tool
+async def test_elicitation_sep1330_enums(ctx: Context) -> str:
+    """Asks for single and multiple choices, titled and untitled (SEP-1330)."""
+    answer = await ctx.elicit("Please make your choices", ENUM_FORM)
+    return f"Elicitation completed: action={answer.action}, content={json.dumps(answer.data)}"
+
+
+JSON_SCHEMA_2020_12 = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "$defs": {
+        "address": {
+            "type": "object",
+            "properties": {"street": {"type": "string"}, "city": {"type": "string"}},
+        }
+    },
+    "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+    "additionalProperties": False,
+}
+
+
+@app.tool(input_schema=JSON_SCHEMA_2020_12)
+def json_schema_2020_12_tool(name: str | None = None, address: dict[str, str] | None = None) -> str:
+    """Tool with JSON Schema 2020-12 features."""
+    return f"name={name}, address={json.dumps(address)}"
+
+
+@app.tool
+async def test_reconnection(ctx: Context) -> str:
+    """Ends its response stream mid-call; the client reconnects to collect the result."""
+    await asyncio.sleep(0.05)
+    await ctx.close_stream()
+    await asyncio.sleep(0.1)
+    return "Reconnection test completed successfully"
+
+
+# --- resources ------------------------------------------------------------------------------------------
+@app.resource("test://static-text", mime_type="text/plain")
+def static_text() -> str:
+    """A fixed text resource."""
+    return "This is the content of the static text resource."
+
+
+@app.resource("test://static-binary", mime_type="image/png")
+def static_binary() -> bytes:
+    """A fixed binary resource (a PNG image)."""
+    return RED_PIXEL_PNG
+
+
+watched = {"version": 1}
+
+
+@app.resource("test://watched-resource", mime_type="text/plain")
+def watched_resource() -> str:
+    """A resource clients can subscribe to; test_update_watched_resource changes it."""
+    return f"Watched resource, version {watched['version']}"
+
+
+@app.tool
+async def test_update_watched_resource() -> str:
+    """Changes test://watched-resource and notifies its subscribers."""
+    watched["version"] += 1
+    await app.notify_resource_updated("test://watched-resource")
+    return f"version {watched['version']}"
+
+
+@app.resource("test://template/{id}/data", mime_type="application/json")
+def template_data(id: str) -> dict[str, Any]:
+    """Data for any id."""
+    return {"id": id, "templateTest": True, "data": f"Data for ID: {id}"}
+
+
+# --- prompts --------------------------------------------------------------------------------------------
+@app.prompt
+def test_simple_prompt() -> str:
+    """A prompt without arguments."""
+    return "This is a simple prompt for testing."
+
+
+@app.prompt
+def test_prompt_with_arguments(arg1: str, arg2: str) -> str:
+    """A prompt with two arguments.
+
+    Args:
+        arg1: First test argument
+        arg2: Second test argument
+    """
+    return f"Prompt with arguments: arg1='{arg1}', arg2='{arg2}'"
+
+
+@app.prompt
+def test_prompt_with_embedded_resource(resourceUri: str) -> list[Any]:  # noqa: N803 - the suite's name
+    """A prompt that embeds a resource.
+
+    Args:
+        resourceUri: URI of the resource to embed
+    """
+    return [
+        EmbeddedResource(resourceUri, text="Embedded resource content for testing.", mime_type="text/plain"),
+        "Please process the embedded resource above.",
+    ]
+
+
+@app.prompt
+def test_prompt_with_image() -> list[Any]:
+    """A prompt that includes an image."""
+    return [Image(RED_PIXEL_PNG, "image/png"), "Please analyze the image above."]
+
+
+@app.completion(prompt="test_prompt_with_arguments", argument="arg1")
+def complete_arg1(value: str, context: dict[str, str]) -> list[str]:
+    return [v for v in ("paris", "park", "parade", "testValue1") if v.startswith(value)]
+
+
+if __name__ == "__main__":
+    app.run()
