@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from collections.abc import Callable, MutableMapping
@@ -97,11 +96,7 @@ class App:
     # --- notifications --------------------------------------------------------------------------------
     def _changed(self, kind: str) -> None:
         """Tell listening clients a list changed, when registration happens while serving."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        loop.create_task(self.broadcaster.list_changed(kind))
+        self.broadcaster.list_changed_soon(kind)
 
     async def notify_resource_updated(self, uri: str) -> None:
         """Tell clients subscribed to `uri` that its contents changed."""

@@ -6,6 +6,7 @@ streams; each says which notifications it wants.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,9 +34,31 @@ class Listener:
 class Broadcaster:
     def __init__(self) -> None:
         self._listeners: set[Listener] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def add(self, listener: Listener) -> None:
+        self._loop = asyncio.get_running_loop()
         self._listeners.add(listener)
+
+    def list_changed_soon(self, kind: str) -> None:
+        """Schedule list_changed from any thread (tools may register tools from a worker thread)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # nobody has listened yet: nothing to tell
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._spawn(kind)
+        else:
+            loop.call_soon_threadsafe(self._spawn, kind)
+
+    def _spawn(self, kind: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.list_changed(kind))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def discard(self, listener: Listener) -> None:
         self._listeners.discard(listener)

