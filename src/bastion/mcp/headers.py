@@ -23,7 +23,7 @@ def mismatch(message: str) -> McpError:
 
 def decode_value(raw: str) -> str:
     """A header value with the base64 sentinel form decoded; invalid characters are a mismatch."""
-    if any(ord(c) < 0x20 and c != "\t" or ord(c) > 0x7E for c in raw):
+    if not (raw.isascii() and raw.replace("\t", " ").isprintable()):
         raise mismatch("header value contains characters not allowed in a header")
     if raw.startswith(_SENTINEL_START) and raw.endswith(_SENTINEL_END) and len(raw) >= 11:
         encoded = raw[len(_SENTINEL_START) : -len(_SENTINEL_END)]

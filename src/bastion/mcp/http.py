@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -435,6 +436,7 @@ def _headers(scope: Scope) -> dict[str, str]:
     return headers
 
 
+@functools.lru_cache(maxsize=64)
 def _accepts(accept: str, media: str) -> bool:
     kinds = {part.split(";", 1)[0].strip().lower() for part in accept.split(",")}
     major = media.split("/", 1)[0]

@@ -93,11 +93,12 @@ class ToolSignature:
     wrap_output: bool
     output_adapter: TypeAdapter[Any] | None
     description: str
+    field_names: tuple[str, ...] = ()
 
     def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """Validated keyword arguments, or pydantic.ValidationError."""
         model = self.args_model.model_validate(arguments)
-        return {name: getattr(model, name) for name in type(model).model_fields}
+        return {name: getattr(model, name) for name in self.field_names}
 
     def structured(self, value: Any) -> Any:
         if self.output_adapter is None:
@@ -182,7 +183,8 @@ def inspect_tool(fn: Callable[..., Any], structured_output: bool | None = None) 
             if defs:
                 output_schema["$defs"] = defs
         output_schema.pop("title", None)
-    return ToolSignature(model, tuple(context_params), input_schema, output_schema, wrap, adapter, doc.summary)
+    return ToolSignature(model, tuple(context_params), input_schema, output_schema, wrap, adapter, doc.summary,
+                         tuple(model.model_fields))
 
 
 def context_params(fn: Callable[..., Any]) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
@@ -45,6 +46,9 @@ class OriginPolicy:
     def host_allowed(self, host_header: str | None) -> bool:
         if not host_header:
             return False
+        return _host_allowed(self, host_header)
+
+    def _check_host(self, host_header: str) -> bool:
         value = host_header.strip().lower()
         name, _port = _split_host(value)
         if self.allow_loopback and name in LOOPBACK_NAMES:
@@ -69,3 +73,9 @@ class OriginPolicy:
             return True
         # Same origin as the server the browser addressed, when that name is itself allowed.
         return bool(host_header) and parts.netloc == host_header.strip().lower() and self.host_allowed(host_header)
+
+
+@lru_cache(maxsize=256)
+def _host_allowed(policy: OriginPolicy, host_header: str) -> bool:
+    # Every request asks about the same few Host values; remember the answers.
+    return policy._check_host(host_header)

@@ -1,0 +1,195 @@
+"""Benchmark: Bastion's tools/call against a raw Starlette endpoint, in one run, over loopback.
+
+    .venv/bin/python bench/tools_call.py [--seconds 8] [--rounds 3] [--connections 32]
+
+Each target is started as its own process and loaded in turn with wrk (installed with apt-get if missing),
+round after round, so machine noise falls on all of them alike. Prints requests/s, p50/p99 latency and the
+serving process's peak RSS (VmHWM), the ratios to the raw endpoint, and whether the targets hold:
+throughput >= 0.6 of raw, p99 <= 2x raw, peak RSS <= 60 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PYTHON = sys.executable
+META = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def call_body(tool: str, modern: bool = True) -> str:
+    params: dict = {"name": tool, "arguments": {"a": 20, "b": 22}}
+    if modern:
+        params["_meta"] = META
+    return json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params})
+
+
+def post(url: str, body: str, headers: dict[str, str]) -> tuple[dict, dict[str, str]]:
+    request = urllib.request.Request(url, body.encode(), {"content-type": "application/json", **headers})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read() or b"null"), dict(response.headers)
+
+
+@dataclass
+class Target:
+    name: str
+    command: list[str]
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str = ""
+    legacy: bool = False
+    tool: str = "add"
+    informational: bool = False  # reported, but not held to the targets
+    process: subprocess.Popen | None = None
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def start(self) -> None:
+        self.port = free_port()
+        command = [part.replace("{port}", str(self.port)) for part in self.command]
+        self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        start_new_session=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"{self.name} did not start")
+        self.headers = {"accept": "application/json, text/event-stream"}
+        if self.legacy:
+            init = json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}})
+            _, response_headers = post(self.url, init, self.headers)
+            session = {k.lower(): v for k, v in response_headers.items()}["mcp-session-id"]
+            self.headers.update({"mcp-session-id": session, "mcp-protocol-version": "2025-11-25"})
+            self.body = call_body(self.tool, modern=False)
+        else:
+            self.headers.update({"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call",
+                                 "mcp-name": self.tool})
+            self.body = call_body(self.tool)
+        answer, _ = post(self.url, self.body, self.headers)
+        assert answer["result"]["structuredContent"] == {"result": 42}, answer
+
+    def peak_rss_mb(self) -> float:
+        assert self.process is not None
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(10)
+
+
+def ensure_wrk() -> str:
+    path = shutil.which("wrk")
+    if path:
+        return path
+    print("installing wrk (apt-get install wrk) ...", file=sys.stderr)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, stdout=subprocess.DEVNULL,
+                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    return shutil.which("wrk") or sys.exit("wrk is not available")
+
+
+def to_ms(value: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def load(wrk: str, target: Target, seconds: int, connections: int, workdir: Path) -> dict[str, float]:
+    script = workdir / f"{target.name}.lua"
+    headers = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in target.headers.items())
+    script.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(target.body)}\n'
+                      f'wrk.headers["content-type"] = "application/json"\n{headers}')
+    out = subprocess.run([wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
+                          target.url], capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"{target.name}: errors under load:\n{out}")
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50": to_ms(re.search(r"50%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        "p99": to_ms(re.search(r"99%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    wrk = ensure_wrk()
+    bastion = [PYTHON, "-m", "bastion.cli", "serve", "bench/add_server.py", "--port", "{port}"]
+    targets = [
+        Target("raw-starlette", [PYTHON, "bench/raw_starlette.py", "{port}"]),
+        Target("bastion-2026-07-28", bastion),
+        Target("bastion-2025-11-25-session", bastion, legacy=True),
+        Target("bastion-2026-07-28-sync-tool", bastion, tool="add_sync", informational=True),
+    ]
+    results: dict[str, list[dict[str, float]]] = {t.name: [] for t in targets}
+    rss: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            for target in targets:
+                target.start()
+                load(wrk, target, 2, args.connections, Path(tmp))  # warm-up
+            for _ in range(args.rounds):
+                for target in targets:
+                    results[target.name].append(load(wrk, target, args.seconds, args.connections, Path(tmp)))
+            rss = {t.name: t.peak_rss_mb() for t in targets}
+        finally:
+            for target in targets:
+                target.stop()
+
+    summary = {name: {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99")}
+               for name, runs in results.items()}
+    raw = summary["raw-starlette"]
+    print(f"tools/call add(a, b); wrk 1 thread, {args.connections} connections, {args.rounds} rounds x "
+          f"{args.seconds}s, medians")
+    print(f"{'target':30} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'peak RSS MB':>12} {'req/s ratio':>12} "
+          f"{'p99 ratio':>10}")
+    ok = True
+    for name, s in summary.items():
+        rps_ratio, p99_ratio = s["rps"] / raw["rps"], s["p99"] / raw["p99"]
+        print(f"{name:30} {s['rps']:9.0f} {s['p50']:8.2f} {s['p99']:8.2f} {rss[name]:12.1f} {rps_ratio:12.2f} "
+              f"{p99_ratio:10.2f}")
+        target = next(t for t in targets if t.name == name)
+        if name.startswith("bastion") and not target.informational:
+            ok &= rps_ratio >= 0.6 and p99_ratio <= 2.0 and rss[name] <= 60
+    print("(the sync-tool row is for information: plain functions run on a worker thread)")
+    print("targets (req/s >= 0.6 x raw, p99 <= 2 x raw, peak RSS <= 60 MB):", "MET" if ok else "NOT MET")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
