@@ -27,6 +27,8 @@ def test_file_then_env_then_overrides(tmp_path):
         ({"BASTION_PROT": "8000"}, "BASTION_PROT"),
         ({"BASTION_PATH": "mcp"}, "path"),
         ({"BASTION_MAX_BODY_BYTES": "10"}, "max_body_bytes"),
+        ({"BASTION_STATE_SECRET": "short"}, "state_secret"),
+        ({"BASTION_LOG_LEVEL": "chatty"}, "log_level"),
     ],
 )
 def test_bad_values_say_what_to_change(env, needle):
@@ -55,3 +57,11 @@ def test_unauthenticated_public_binding_is_refused_with_a_reason():
         Settings.load(env={}, host="0.0.0.0", insecure_no_auth=True).check()
     Settings.load(env={}, host="0.0.0.0", insecure_no_auth=True, allowed_hosts=["mcp.example.com"]).check()
     Settings.load(env={}, host="::1").check()
+
+
+def test_every_setting_is_documented():
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    missing = [name for name in Settings.model_fields if f"`{name}`" not in doc]
+    assert not missing, f"docs/configuration.md does not describe: {missing}"

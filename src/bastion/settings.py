@@ -28,7 +28,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     host: str = Field("127.0.0.1", description="Address to bind. Loopback unless authentication is on.")
-    port: int = Field(8000, ge=0, le=65535, description="TCP port (0 picks a free one).")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port.")
     path: str = Field("/mcp", description="Path of the MCP endpoint.")
     insecure_no_auth: bool = Field(
         False, description="Serve without authentication on a non-loopback address. Never in production."
@@ -58,13 +58,20 @@ class Settings(BaseModel):
         "a random key per process otherwise.",
     )
     env_file: str | None = Field(".env", description="File from which declared tool secrets are read.")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Server log level (stderr).")
 
     @field_validator("path")
     @classmethod
     def _path(cls, value: str) -> str:
         if not value.startswith("/") or any(c in value for c in "?#") or value.endswith("/") and value != "/":
             raise ValueError("path must start with '/', have no query or fragment, and no trailing '/'")
+        return value
+
+    @field_validator("state_secret")
+    @classmethod
+    def _state_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("state_secret must be at least 32 characters (e.g. `openssl rand -base64 32`)")
         return value
 
     @property
