@@ -70,7 +70,7 @@ class StreamableHTTP:
         self.max_body_bytes = max_body_bytes
         self.stateful = stateful
         self.json_response = json_response
-        self.sessions = sessions or SessionTable()
+        self.sessions = sessions if sessions is not None else SessionTable()
         self.sessions.on_remove = self._forget
         self._header_params: dict[str, list[tuple[tuple[str, ...], str, str]]] = {}
 

@@ -52,11 +52,12 @@ class StdioConnection:
                     break
                 if line.strip():
                     await self.receive(line)
+            # End of input: calls in flight still get their answers (tool timeouts bound the wait).
+            if self.tasks:
+                await asyncio.wait(set(self.tasks))
         finally:
             for handle in list(self.in_flight.values()):
                 handle.cancel()
-            if self.tasks:
-                await asyncio.wait(self.tasks, timeout=5)
             if self.session is not None and self.session.listener is not None:
                 self.broadcaster.discard(self.session.listener)
 

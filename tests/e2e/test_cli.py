@@ -1,0 +1,122 @@
+"""The `bastion` command and `python server.py`, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import anyio
+import mcp.types as types
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+from .conftest import EXAMPLES, ROOT, bastion_server
+
+pytestmark = pytest.mark.e2e
+FEATURES = ROOT / "tests" / "e2e" / "servers" / "features.py"
+
+
+def bastion(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None,
+            timeout: float = 20) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "bastion.cli", *args], cwd=ROOT, capture_output=True,
+                          input=stdin, timeout=timeout, env=env)
+
+
+def test_refuses_to_expose_unauthenticated_tools():
+    result = bastion("serve", str(EXAMPLES / "notes.py"), "--host", "0.0.0.0")
+    assert result.returncode == 2
+    message = result.stderr.decode()
+    assert "--insecure-no-auth" in message and "Traceback" not in message
+
+
+def test_bad_configuration_says_what_to_change(tmp_path):
+    config = tmp_path / "bastion.toml"
+    config.write_text("port = 'eighty'\ntimeout = 3\n")
+    result = bastion("serve", str(EXAMPLES / "notes.py"), "--config", str(config))
+    assert result.returncode == 2
+    message = result.stderr.decode()
+    assert "port" in message and "timeout: not a setting" in message and "Traceback" not in message
+
+
+def test_missing_server_file_is_a_clear_error(tmp_path):
+    result = bastion("serve", str(tmp_path / "nope.py"))
+    assert result.returncode != 0
+    assert "no such file" in result.stderr.decode() and "Traceback" not in result.stderr.decode()
+
+
+async def test_python_server_py_serves_stdio_to_the_sdk_client():
+    params = StdioServerParameters(command=sys.executable, args=[str(EXAMPLES / "notes.py")], cwd=str(ROOT))
+
+    async def confirm(ctx, request):
+        return types.ElicitResult(action="accept", content={"confirm": True})
+
+    async with Client(params, mode="legacy", elicitation_callback=confirm) as client:
+        note = await client.call_tool("add_note", {"text": "buy milk", "tags": ["home"]})
+        assert note.structured_content["text"] == "buy milk" and note.structured_content["tags"] == ["home"]
+        found = await client.call_tool("search_notes", {"query": "MILK"})
+        assert [n["id"] for n in found.structured_content["result"]] == [note.structured_content["id"]]
+        read = await client.read_resource(f"notes://{note.structured_content['id']}")
+        assert json.loads(read.contents[0].text)["text"] == "buy milk"
+        prompt = await client.get_prompt("summarize_notes", {})
+        assert "buy milk" in prompt.messages[0].content.text
+        cleared = await client.call_tool("clear_notes", {})
+        assert cleared.content[0].text == "Deleted 1 notes."
+
+
+async def test_demo_server_over_http():
+    with bastion_server(EXAMPLES / "notes.py") as url:
+        async with Client(url) as client:
+            assert client.protocol_version == "2026-07-28"
+            empty = await client.call_tool("add_note", {"text": "   "})
+            assert empty.is_error and empty.content[0].text == "a note needs some text"
+            listed = await client.list_tools()
+            assert {t.name for t in listed.tools} == {"add_note", "search_notes", "clear_notes"}
+
+
+def stdio_exchange(lines: list[bytes], env: dict[str, str] | None = None) -> list[dict]:
+    result = bastion("serve", str(FEATURES), "--stdio", stdin=b"".join(lines), env=env)
+    assert b"Traceback" not in result.stderr, result.stderr.decode()
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def test_stdio_survives_hostile_input():
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "add", "arguments": {"a": 1, "b": 2}}}
+    answers = stdio_exchange([
+        b"this is not json\n",
+        b'{"jsonrpc":"2.0","id":9,"method":"tools/list"}\n',  # before initialize
+        b'{"jsonrpc":"2.0","id":"x" ' + b"a" * 2_000_000 + b"}\n",  # longer than max_body_bytes
+        b"[1,2,3]\n",
+        json.dumps(init).encode() + b"\n",
+        b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n',
+        json.dumps(call).encode() + b"\n",
+    ])
+    errors = [a["error"]["code"] for a in answers if "error" in a]
+    assert errors == [-32700, -32600, -32600, -32600]
+    results = {a["id"]: a["result"] for a in answers if "result" in a}
+    assert results[1]["protocolVersion"] == "2025-06-18"
+    assert results[2]["structuredContent"] == {"result": 3}
+
+
+def test_a_hanging_tool_is_cancelled_by_the_timeout():
+    import os
+
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    hang = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "slow", "arguments": {"seconds": 60}}}
+    answers = stdio_exchange([json.dumps(init).encode() + b"\n", json.dumps(hang).encode() + b"\n"],
+                             env={**os.environ, "BASTION_TOOL_TIMEOUT_SECONDS": "1"})
+    [result] = [a["result"] for a in answers if a.get("id") == 2]
+    assert result["isError"] is True and "did not finish within 1 seconds" in result["content"][0]["text"]
+
+
+async def test_a_failing_tool_does_not_take_the_server_down():
+    with bastion_server(FEATURES) as url:
+        async with Client(url) as client:
+            for _ in range(3):
+                assert (await client.call_tool("refuse", {})).is_error
+            with anyio.fail_after(10):
+                assert (await client.call_tool("add", {"a": 1, "b": 1})).structured_content == {"result": 2}
