@@ -17,8 +17,9 @@ async def mcp(request: Request) -> JSONResponse:
     message = await request.json()
     params = message.get("params") or {}
     if message.get("method") != "tools/call" or params.get("name") != "add":
-        return JSONResponse({"jsonrpc": "2.0", "id": message.get("id"),
-                             "error": {"code": -32601, "message": "Method not found"}})
+        return JSONResponse(
+            {"jsonrpc": "2.0", "id": message.get("id"), "error": {"code": -32601, "message": "Method not found"}}
+        )
     args = params.get("arguments") or {}
     total = int(args["a"]) + int(args["b"])
     result = {"content": [{"type": "text", "text": str(total)}], "structuredContent": {"result": total}}
@@ -28,5 +29,12 @@ async def mcp(request: Request) -> JSONResponse:
 app = Starlette(routes=[Route("/mcp", mcp, methods=["POST"])])
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
-                loop="uvloop", http="httptools")
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )

@@ -74,8 +74,9 @@ class Target:
     def start(self) -> None:
         self.port = free_port()
         command = [part.replace("{port}", str(self.port)) for part in self.command]
-        self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
@@ -87,15 +88,26 @@ class Target:
             raise RuntimeError(f"{self.name} did not start")
         self.headers = {"accept": "application/json, text/event-stream"}
         if self.legacy:
-            init = json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}})
+            init = json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 0,
+                    "method": "initialize",
+                    "params": {
+                        "protocolVersion": "2025-11-25",
+                        "capabilities": {},
+                        "clientInfo": {"name": "bench", "version": "1"},
+                    },
+                }
+            )
             _, response_headers = post(self.url, init, self.headers)
             session = {k.lower(): v for k, v in response_headers.items()}["mcp-session-id"]
             self.headers.update({"mcp-session-id": session, "mcp-protocol-version": "2025-11-25"})
             self.body = call_body(self.tool, modern=False)
         else:
-            self.headers.update({"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call",
-                                 "mcp-name": self.tool})
+            self.headers.update(
+                {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": self.tool}
+            )
             self.body = call_body(self.tool)
         answer, _ = post(self.url, self.body, self.headers)
         assert answer["result"]["structuredContent"] == {"result": 42}, answer
@@ -116,29 +128,41 @@ def ensure_wrk() -> str:
     if path:
         return path
     print("installing wrk (apt-get install wrk) ...", file=sys.stderr)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "wrk"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
     return shutil.which("wrk") or sys.exit("wrk is not available")
 
 
 def to_ms(value: str) -> float:
-    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()  # type: ignore[union-attr]
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+    match = re.match(r"([\d.]+)(us|ms|s|m)$", value)
+    if match is None:
+        raise ValueError(f"unexpected wrk latency {value!r}")
+    return float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[match.group(2)]
 
 
 def load(wrk: str, target: Target, seconds: int, connections: int, workdir: Path) -> dict[str, float]:
     script = workdir / f"{target.name}.lua"
     headers = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in target.headers.items())
-    script.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(target.body)}\n'
-                      f'wrk.headers["content-type"] = "application/json"\n{headers}')
-    out = subprocess.run([wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
-                          target.url], capture_output=True, text=True, check=True).stdout
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.body = {json.dumps(target.body)}\n'
+        f'wrk.headers["content-type"] = "application/json"\n{headers}'
+    )
+    out = subprocess.run(
+        [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), target.url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"{target.name}: errors under load:\n{out}")
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-        "p50": to_ms(re.search(r"50%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
-        "p99": to_ms(re.search(r"99%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        "p50": to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE).group(1)),  # type: ignore[union-attr]
+        "p99": to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE).group(1)),  # type: ignore[union-attr]
     }
 
 
@@ -171,18 +195,26 @@ def main() -> int:
             for target in targets:
                 target.stop()
 
-    summary = {name: {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99")}
-               for name, runs in results.items()}
+    summary = {
+        name: {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99")}
+        for name, runs in results.items()
+    }
     raw = summary["raw-starlette"]
-    print(f"tools/call add(a, b); wrk 1 thread, {args.connections} connections, {args.rounds} rounds x "
-          f"{args.seconds}s, medians")
-    print(f"{'target':30} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'peak RSS MB':>12} {'req/s ratio':>12} "
-          f"{'p99 ratio':>10}")
+    print(
+        f"tools/call add(a, b); wrk 1 thread, {args.connections} connections, {args.rounds} rounds x "
+        f"{args.seconds}s, medians"
+    )
+    print(
+        f"{'target':30} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'peak RSS MB':>12} {'req/s ratio':>12} "
+        f"{'p99 ratio':>10}"
+    )
     ok = True
     for name, s in summary.items():
         rps_ratio, p99_ratio = s["rps"] / raw["rps"], s["p99"] / raw["p99"]
-        print(f"{name:30} {s['rps']:9.0f} {s['p50']:8.2f} {s['p99']:8.2f} {rss[name]:12.1f} {rps_ratio:12.2f} "
-              f"{p99_ratio:10.2f}")
+        print(
+            f"{name:30} {s['rps']:9.0f} {s['p50']:8.2f} {s['p99']:8.2f} {rss[name]:12.1f} {rps_ratio:12.2f} "
+            f"{p99_ratio:10.2f}"
+        )
         target = next(t for t in targets if t.name == name)
         if name.startswith("bastion") and not target.informational:
             ok &= rps_ratio >= 0.6 and p99_ratio <= 2.0 and rss[name] <= 60

@@ -47,8 +47,9 @@ def test_audio_content() -> Audio:
 @app.tool
 def test_embedded_resource() -> EmbeddedResource:
     """Returns a resource embedded in the result."""
-    return EmbeddedResource("test://embedded-resource", text="This is an embedded resource content.",
-                            mime_type="text/plain")
+    return EmbeddedResource(
+        "test://embedded-resource", text="This is an embedded resource content.", mime_type="text/plain"
+    )
 
 
 @app.tool
@@ -57,8 +58,11 @@ def test_multiple_content_types() -> list[Any]:
     return [
         "Multiple content types test:",
         Image(RED_PIXEL_PNG, "image/png"),
-        EmbeddedResource("test://mixed-content-resource", text=json.dumps({"test": "data", "value": 123}),
-                         mime_type="application/json"),
+        EmbeddedResource(
+            "test://mixed-content-resource",
+            text=json.dumps({"test": "data", "value": 123}),
+            mime_type="application/json",
+        ),
     ]
 
 
@@ -277,7 +281,7 @@ def test_prompt_with_arguments(arg1: str, arg2: str) -> str:
 
 
 @app.prompt
-def test_prompt_with_embedded_resource(resourceUri: str) -> list[Any]:  # noqa: N803 - the suite's name
+def test_prompt_with_embedded_resource(resourceUri: str) -> list[Any]:
     """A prompt that embeds a resource.
 
     Args:

@@ -5,7 +5,7 @@ structured output from a pydantic model, a resource template, a prompt, and a to
 """
 
 import itertools
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 
@@ -35,7 +35,7 @@ async def add_note(text: str, ctx: Context, tags: list[str] | None = None) -> No
     """
     if not text.strip():
         raise ToolError("a note needs some text")
-    note = Note(id=next(ids), text=text.strip(), tags=tags or [], created=datetime.now(timezone.utc))
+    note = Note(id=next(ids), text=text.strip(), tags=tags or [], created=datetime.now(UTC))
     notes[note.id] = note
     await ctx.info(f"stored note {note.id}")
     await app.notify_list_changed("resources")

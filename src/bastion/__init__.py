@@ -1,12 +1,12 @@
 """Bastion: secure hosting for MCP servers.
 
-    from bastion import App, Context
+from bastion import App, Context
 
-    app = App("notes")
+app = App("notes")
 
-    @app.tool
-    async def add_note(text: str, ctx: Context) -> str:
-        \"\"\"Store a note and return its id.\"\"\"
+@app.tool
+async def add_note(text: str, ctx: Context) -> str:
+    \"\"\"Store a note and return its id.\"\"\"
 """
 
 from .app import App

@@ -76,15 +76,14 @@ class App:
 
         return register(fn) if fn is not None else register
 
-    def completion(self, *, argument: str, prompt: str | None = None, resource: str | None = None
-                   ) -> Callable[[F], F]:
+    def completion(self, *, argument: str, prompt: str | None = None, resource: str | None = None) -> Callable[[F], F]:
         """Suggest values for a prompt's or resource template's argument: fn(value, context) -> [str]."""
         if (prompt is None) == (resource is None):
             raise ValueError("completion needs exactly one of prompt= or resource=")
         key = ("ref/prompt", prompt, argument) if prompt else ("ref/resource", str(resource), argument)
 
         def register(func: F) -> F:
-            self.registry.completers[key] = func  # type: ignore[index]
+            self.registry.completers[key] = func
             return func
 
         return register
@@ -110,9 +109,14 @@ class App:
     def server(self, settings: Settings) -> Server:
         state_key = settings.state_secret.get_secret_value().encode() if settings.state_secret else None
         return Server(
-            self.registry, name=self.name, version=self.version, instructions=self.instructions,
-            secrets=SecretSource(settings.env_file), tool_timeout=settings.tool_timeout_seconds,
-            mask_error_details=settings.mask_error_details, state_key=state_key,
+            self.registry,
+            name=self.name,
+            version=self.version,
+            instructions=self.instructions,
+            secrets=SecretSource(settings.env_file),
+            tool_timeout=settings.tool_timeout_seconds,
+            mask_error_details=settings.mask_error_details,
+            state_key=state_key,
         )
 
     def asgi(self, settings: Settings | None = None) -> ASGIApp:
@@ -120,8 +124,12 @@ class App:
         settings = settings or Settings.load()
         origins = OriginPolicy.build(settings.allowed_hosts, settings.allowed_origins, settings.binds_loopback)
         endpoint = StreamableHTTP(
-            self.server(settings), self.broadcaster, origins, max_body_bytes=settings.max_body_bytes,
-            stateful=settings.stateful, json_response=settings.json_response,
+            self.server(settings),
+            self.broadcaster,
+            origins,
+            max_body_bytes=settings.max_body_bytes,
+            stateful=settings.stateful,
+            json_response=settings.json_response,
             sessions=SessionTable(settings.max_sessions, settings.session_idle_seconds),
         )
         return ASGIApp(endpoint, settings.path)

@@ -48,16 +48,21 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--port", type=int, help="port (default 8000)")
     serve.add_argument("--config", help="settings file (default ./bastion.toml if present)")
     serve.add_argument("--stdio", action="store_true", help="serve stdio instead of HTTP")
-    serve.add_argument("--insecure-no-auth", action="store_true", default=None,
-                       help="allow serving without authentication beyond loopback (never in production)")
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        default=None,
+        help="allow serving without authentication beyond loopback (never in production)",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "serve":
         from .serve import serve_http, serve_stdio
 
         try:
-            settings = Settings.load(args.config, host=args.host, port=args.port,
-                                     insecure_no_auth=args.insecure_no_auth)
+            settings = Settings.load(
+                args.config, host=args.host, port=args.port, insecure_no_auth=args.insecure_no_auth
+            )
         except SettingsError as exc:
             print(f"bastion: {exc}", file=sys.stderr)
             raise SystemExit(2) from None

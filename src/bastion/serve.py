@@ -16,19 +16,21 @@ if TYPE_CHECKING:
 
 def configure_logging(level: str) -> None:
     # stderr only: on stdio, stdout belongs to the protocol.
-    logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def serve_stdio(app: App, settings: Settings) -> None:
     configure_logging(settings.log_level)
     server = app.server(settings)
+    main = _serve_stdio(server, app.broadcaster, settings.max_body_bytes)
     try:
         import uvloop
-
-        runner = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is a dependency, but stdio works without it
-        runner = asyncio.run
-    runner(_serve_stdio(server, app.broadcaster, settings.max_body_bytes))
+    except ImportError:  # pragma: no cover - uvicorn[standard] brings uvloop wherever it runs
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def serve_http(app: App, settings: Settings) -> None:
@@ -42,11 +44,22 @@ def serve_http(app: App, settings: Settings) -> None:
         raise SystemExit(2) from None
     asgi = app.asgi(settings)
     mode = "no authentication; loopback only" if settings.binds_loopback else "NO AUTHENTICATION (insecure)"
-    print(f"bastion: serving {app.name!r} at http://{_url_host(settings.host)}:{settings.port}{settings.path} "
-          f"({mode})", file=sys.stderr, flush=True)
+    print(
+        f"bastion: serving {app.name!r} at http://{_url_host(settings.host)}:{settings.port}{settings.path} ({mode})",
+        file=sys.stderr,
+        flush=True,
+    )
     uvicorn.run(
-        asgi, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False,
-        loop="uvloop", http="httptools", lifespan="on", server_header=False, timeout_graceful_shutdown=5,
+        asgi,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=5,
     )
 
 

@@ -63,7 +63,7 @@ class Settings(BaseModel):
     @field_validator("path")
     @classmethod
     def _path(cls, value: str) -> str:
-        if not value.startswith("/") or any(c in value for c in "?#") or value.endswith("/") and value != "/":
+        if not value.startswith("/") or any(c in value for c in "?#") or (value.endswith("/") and value != "/"):
             raise ValueError("path must start with '/', have no query or fragment, and no trailing '/'")
         return value
 

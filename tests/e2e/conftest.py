@@ -32,8 +32,12 @@ def bastion_server(target: Path | str, *args: str, env: dict[str, str] | None = 
     port = free_port()
     command = [sys.executable, "-m", "bastion.cli", "serve", str(target), "--port", str(port), *args]
     process = subprocess.Popen(
-        command, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        cwd=ROOT, start_new_session=True,
+        command,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 20

@@ -9,8 +9,9 @@ import sys
 import anyio
 import mcp.types as types
 import pytest
-from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+
+from mcp import Client
 
 from .conftest import EXAMPLES, ROOT, bastion_server
 
@@ -18,10 +19,17 @@ pytestmark = pytest.mark.e2e
 FEATURES = ROOT / "tests" / "e2e" / "servers" / "features.py"
 
 
-def bastion(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None,
-            timeout: float = 20) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "bastion.cli", *args], cwd=ROOT, capture_output=True,
-                          input=stdin, timeout=timeout, env=env)
+def bastion(
+    *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None, timeout: float = 20
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "bastion.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        input=stdin,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def test_refuses_to_expose_unauthenticated_tools():
@@ -82,18 +90,24 @@ def stdio_exchange(lines: list[bytes], env: dict[str, str] | None = None) -> lis
 
 
 def test_stdio_survives_hostile_input():
-    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
     call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "add", "arguments": {"a": 1, "b": 2}}}
-    answers = stdio_exchange([
-        b"this is not json\n",
-        b'{"jsonrpc":"2.0","id":9,"method":"tools/list"}\n',  # before initialize
-        b'{"jsonrpc":"2.0","id":"x" ' + b"a" * 2_000_000 + b"}\n",  # longer than max_body_bytes
-        b"[1,2,3]\n",
-        json.dumps(init).encode() + b"\n",
-        b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n',
-        json.dumps(call).encode() + b"\n",
-    ])
+    answers = stdio_exchange(
+        [
+            b"this is not json\n",
+            b'{"jsonrpc":"2.0","id":9,"method":"tools/list"}\n',  # before initialize
+            b'{"jsonrpc":"2.0","id":"x" ' + b"a" * 2_000_000 + b"}\n",  # longer than max_body_bytes
+            b"[1,2,3]\n",
+            json.dumps(init).encode() + b"\n",
+            b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n',
+            json.dumps(call).encode() + b"\n",
+        ]
+    )
     errors = [a["error"]["code"] for a in answers if "error" in a]
     assert errors == [-32700, -32600, -32600, -32600]
     results = {a["id"]: a["result"] for a in answers if "result" in a}
@@ -104,11 +118,17 @@ def test_stdio_survives_hostile_input():
 def test_a_hanging_tool_is_cancelled_by_the_timeout():
     import os
 
-    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
     hang = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "slow", "arguments": {"seconds": 60}}}
-    answers = stdio_exchange([json.dumps(init).encode() + b"\n", json.dumps(hang).encode() + b"\n"],
-                             env={**os.environ, "BASTION_TOOL_TIMEOUT_SECONDS": "1"})
+    answers = stdio_exchange(
+        [json.dumps(init).encode() + b"\n", json.dumps(hang).encode() + b"\n"],
+        env={**os.environ, "BASTION_TOOL_TIMEOUT_SECONDS": "1"},
+    )
     [result] = [a["result"] for a in answers if a.get("id") == 2]
     assert result["isError"] is True and "did not finish within 1 seconds" in result["content"][0]["text"]
 

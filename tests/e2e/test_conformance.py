@@ -23,8 +23,9 @@ def node_env() -> dict[str, str]:
 
 def conformance(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     cli = NODE_DIR / "node_modules" / ".bin" / "conformance"
-    return subprocess.run(["node", str(cli), *args], env=node_env(), capture_output=True, text=True,
-                          timeout=timeout, cwd=NODE_DIR)
+    return subprocess.run(
+        ["node", str(cli), *args], env=node_env(), capture_output=True, text=True, timeout=timeout, cwd=NODE_DIR
+    )
 
 
 def test_every_server_scenario_passes_without_warnings(everything_url, tmp_path):

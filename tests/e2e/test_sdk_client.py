@@ -10,16 +10,22 @@ from contextlib import asynccontextmanager
 import anyio
 import mcp.types as types
 import pytest
-from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+
+from mcp import Client
 
 from .conftest import ROOT, bastion_server
 
 pytestmark = pytest.mark.e2e
 FEATURES = ROOT / "tests" / "e2e" / "servers" / "features.py"
 SECRET_ENV = {"FEATURES_API_KEY": "s3cret-value-123"}
-TRANSPORTS = [("http", "legacy"), ("http", "2026-07-28"), ("http", "auto"), ("stdio", "legacy"),
-              ("stdio", "2026-07-28")]
+TRANSPORTS = [
+    ("http", "legacy"),
+    ("http", "2026-07-28"),
+    ("http", "auto"),
+    ("stdio", "legacy"),
+    ("stdio", "2026-07-28"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +52,12 @@ class Recorder:
 
     async def sample(self, ctx, params):
         text = params.messages[0].content.text
-        return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text=text.upper()),
-                                         model="test-model", stop_reason="endTurn")
+        return types.CreateMessageResult(
+            role="assistant",
+            content=types.TextContent(type="text", text=text.upper()),
+            model="test-model",
+            stop_reason="endTurn",
+        )
 
     async def roots(self, ctx):
         return types.ListRootsResult(roots=[types.Root(uri="file:///work/project", name="project")])
@@ -62,11 +72,20 @@ class Recorder:
 def client_for(transport: str, mode: str, url: str, recorder: Recorder) -> Client:
     target: object = url
     if transport == "stdio":
-        target = StdioServerParameters(command=sys.executable, args=["-m", "bastion.cli", "serve", str(FEATURES),
-                                                                     "--stdio"], env=SECRET_ENV, cwd=str(ROOT))
+        target = StdioServerParameters(
+            command=sys.executable,
+            args=["-m", "bastion.cli", "serve", str(FEATURES), "--stdio"],
+            env=SECRET_ENV,
+            cwd=str(ROOT),
+        )
     return Client(
-        target, mode=mode, elicitation_callback=recorder.elicit, sampling_callback=recorder.sample,
-        list_roots_callback=recorder.roots, logging_callback=recorder.log, message_handler=recorder.message,
+        target,
+        mode=mode,
+        elicitation_callback=recorder.elicit,
+        sampling_callback=recorder.sample,
+        list_roots_callback=recorder.roots,
+        logging_callback=recorder.log,
+        message_handler=recorder.message,
         log_level="debug" if mode != "legacy" else None,
     )
 
@@ -140,7 +159,10 @@ async def test_logging_and_progress(connect):
         assert text(await client.call_tool("chatty", {}, progress_callback=on_progress)) == "talked"
         assert progress == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
         assert [(log.level, log.data, log.logger) for log in recorder.logs][:3] == [
-            ("info", "step 0", "chatty"), ("info", "step 1", "chatty"), ("info", "step 2", "chatty")]
+            ("info", "step 0", "chatty"),
+            ("info", "step 1", "chatty"),
+            ("info", "step 2", "chatty"),
+        ]
 
 
 async def test_secrets_reach_only_tools_that_declare_them(connect):

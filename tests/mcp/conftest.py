@@ -73,12 +73,25 @@ ACCEPT = {"accept": "application/json, text/event-stream"}
 
 
 async def open_session(client: httpx.AsyncClient) -> str:
-    response = await client.post("/mcp", headers=ACCEPT, json={
-        "jsonrpc": "2.0", "id": 0, "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-    })
+    response = await client.post(
+        "/mcp",
+        headers=ACCEPT,
+        json={
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        },
+    )
     assert response.status_code == 200
     session_id = response.headers["mcp-session-id"]
-    await client.post("/mcp", headers={**ACCEPT, "mcp-session-id": session_id},
-                      json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+    await client.post(
+        "/mcp",
+        headers={**ACCEPT, "mcp-session-id": session_id},
+        json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+    )
     return session_id

@@ -12,8 +12,7 @@ def b64(text: str) -> str:
 
 def test_matching_headers_pass():
     check_standard({"mcp-method": "tools/call", "mcp-name": "add"}, "tools/call", {"name": "add"})
-    check_standard({"mcp-method": "resources/read", "mcp-name": b64("test://é")}, "resources/read",
-                   {"uri": "test://é"})
+    check_standard({"mcp-method": "resources/read", "mcp-name": b64("test://é")}, "resources/read", {"uri": "test://é"})
     check_standard({"mcp-method": "tools/list"}, "tools/list", {})
 
 
@@ -36,16 +35,22 @@ def test_mismatches_are_refused(headers, method, params):
 
 
 def test_param_headers_follow_x_mcp_header():
-    schema = {"type": "object", "properties": {
-        "region": {"type": "string", "x-mcp-header": "Region"},
-        "n": {"type": "integer", "x-mcp-header": "N"},
-        "flag": {"type": "boolean", "x-mcp-header": "Flag"},
-        "query": {"type": "string"},
-    }}
+    schema = {
+        "type": "object",
+        "properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"},
+            "n": {"type": "integer", "x-mcp-header": "N"},
+            "flag": {"type": "boolean", "x-mcp-header": "Flag"},
+            "query": {"type": "string"},
+        },
+    }
     validate_annotations(schema)
     found = header_params(schema)
-    check_params({"mcp-param-region": "eu", "mcp-param-n": "42.0", "mcp-param-flag": "true"}, found,
-                 {"region": "eu", "n": 42, "flag": True, "query": "x"})
+    check_params(
+        {"mcp-param-region": "eu", "mcp-param-n": "42.0", "mcp-param-flag": "true"},
+        found,
+        {"region": "eu", "n": 42, "flag": True, "query": "x"},
+    )
     check_params({}, found, {"query": "x"})  # absent arguments need no header
     for headers, args in [
         ({}, {"region": "eu"}),

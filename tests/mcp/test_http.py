@@ -13,11 +13,13 @@ async def test_foreign_host_and_origin_get_403(client):
     assert ok.status_code == 200
     rebound = await client.post("/mcp", headers={**modern_headers("tools/list"), "host": "evil.example"}, json=body)
     assert rebound.status_code == 403
-    foreign = await client.post("/mcp", headers={**modern_headers("tools/list"), "origin": "https://evil.example"},
-                                json=body)
+    foreign = await client.post(
+        "/mcp", headers={**modern_headers("tools/list"), "origin": "https://evil.example"}, json=body
+    )
     assert foreign.status_code == 403 and foreign.json()["error"]["code"]
-    local_page = await client.post("/mcp", headers={**modern_headers("tools/list"), "origin": "http://localhost:5173"},
-                                   json=body)
+    local_page = await client.post(
+        "/mcp", headers={**modern_headers("tools/list"), "origin": "http://localhost:5173"}, json=body
+    )
     assert local_page.status_code == 200
 
 
@@ -57,8 +59,11 @@ async def test_discover_and_call_statelessly(client):
     assert result["_meta"]["io.modelcontextprotocol/serverInfo"] == {"name": "test-server", "version": "1.2.3"}
     assert "mcp-session-id" not in response.headers
 
-    call = await client.post("/mcp", headers=modern_headers("tools/call", "add"),
-                             json=modern_body("tools/call", {"name": "add", "arguments": {"a": 2, "b": 3}}))
+    call = await client.post(
+        "/mcp",
+        headers=modern_headers("tools/call", "add"),
+        json=modern_body("tools/call", {"name": "add", "arguments": {"a": 2, "b": 3}}),
+    )
     result = call.json()["result"]
     assert result["structuredContent"] == {"result": 5} and result["content"][0]["text"] == "5"
     assert result["resultType"] == "complete"
@@ -74,9 +79,15 @@ async def test_discover_and_call_statelessly(client):
         (modern_headers("tools/call"), modern_body("tools/call", {"name": "add"}), 400, -32020),
         (modern_headers("tools/call", "crash"), modern_body("tools/call", {"name": "add"}), 400, -32020),
         # header version disagreeing with _meta
-        (modern_headers("tools/list"),
-         {**modern_body("tools/list"), "params": {"_meta": {**META, "io.modelcontextprotocol/protocolVersion":
-                                                             "2025-11-25"}}}, 400, -32022),
+        (
+            modern_headers("tools/list"),
+            {
+                **modern_body("tools/list"),
+                "params": {"_meta": {**META, "io.modelcontextprotocol/protocolVersion": "2025-11-25"}},
+            },
+            400,
+            -32022,
+        ),
         # no _meta at all
         (modern_headers("tools/list"), {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, 400, -32602),
         # unknown method, and legacy-only methods, are not found in 2026-07-28
@@ -112,8 +123,11 @@ async def test_no_get_or_delete_in_2026(client):
 
 async def test_tool_failures_are_results_not_crashes(client):
     async def call(name, arguments):
-        response = await client.post("/mcp", headers=modern_headers("tools/call", name),
-                                     json=modern_body("tools/call", {"name": name, "arguments": arguments}))
+        response = await client.post(
+            "/mcp",
+            headers=modern_headers("tools/call", name),
+            json=modern_body("tools/call", {"name": name, "arguments": arguments}),
+        )
         assert response.status_code == 200
         return response.json()
 
@@ -123,8 +137,9 @@ async def test_tool_failures_are_results_not_crashes(client):
     assert crash["isError"] is True and "hunter2" not in orjson.dumps(crash).decode()
     bad_args = (await call("add", {"a": "one"}))["result"]
     assert bad_args["isError"] is True and "a:" in bad_args["content"][0]["text"]
-    response = await client.post("/mcp", headers=modern_headers("tools/call", "missing"),
-                                 json=modern_body("tools/call", {"name": "missing"}))
+    response = await client.post(
+        "/mcp", headers=modern_headers("tools/call", "missing"), json=modern_body("tools/call", {"name": "missing"})
+    )
     assert response.status_code == 400 and response.json()["error"]["code"] == -32602
 
 
@@ -137,27 +152,35 @@ async def test_multi_round_trip_elicitation_and_forged_state(client):
     state = first["requestState"]
 
     def retry(arguments, request_state, answer):
-        params = {"name": "ask", "arguments": arguments, "requestState": request_state,
-                  "inputResponses": {key: answer}}
+        params = {"name": "ask", "arguments": arguments, "requestState": request_state, "inputResponses": {key: answer}}
         return client.post("/mcp", headers=modern_headers("tools/call", "ask"), json=modern_body("tools/call", params))
 
     accepted = {"action": "accept", "content": {"name": "Ada"}}
     done = (await retry({"greeting": "hi"}, state, accepted)).json()["result"]
     assert done["content"][0]["text"] == "hi Ada" and done["resultType"] == "complete"
     # State is bound to the request it came from: other arguments, a forged or altered token are refused.
-    for arguments, request_state in [({"greeting": "bye"}, state), ({"greeting": "hi"}, state[:-3] + "AAA"),
-                                     ({"greeting": "hi"}, "forged")]:
+    for arguments, request_state in [
+        ({"greeting": "bye"}, state),
+        ({"greeting": "hi"}, state[:-3] + "AAA"),
+        ({"greeting": "hi"}, "forged"),
+    ]:
         response = await retry(arguments, request_state, accepted)
         assert response.status_code == 400 and response.json()["error"]["code"] == -32602
 
 
 async def test_resource_not_found_code_depends_on_the_era(client):
-    response = await client.post("/mcp", headers=modern_headers("resources/read", "test://none"),
-                                 json=modern_body("resources/read", {"uri": "test://none"}))
+    response = await client.post(
+        "/mcp",
+        headers=modern_headers("resources/read", "test://none"),
+        json=modern_body("resources/read", {"uri": "test://none"}),
+    )
     assert response.json()["error"]["code"] == -32602
     session = await open_session(client)
-    legacy = await client.post("/mcp", headers={**ACCEPT, "mcp-session-id": session}, json={
-        "jsonrpc": "2.0", "id": 2, "method": "resources/read", "params": {"uri": "test://none"}})
+    legacy = await client.post(
+        "/mcp",
+        headers={**ACCEPT, "mcp-session-id": session},
+        json={"jsonrpc": "2.0", "id": 2, "method": "resources/read", "params": {"uri": "test://none"}},
+    )
     assert legacy.json()["error"]["code"] == -32002
 
 
@@ -184,11 +207,22 @@ async def test_legacy_requests_need_a_real_session(client):
 
 
 async def test_initialize_negotiates_a_version_we_speak(client):
-    for offered, expected in [("2025-06-18", "2025-06-18"), ("2025-11-25", "2025-11-25"), ("2024-11-05", "2025-11-25"),
-                              ("garbage", "2025-11-25")]:
-        response = await client.post("/mcp", headers=ACCEPT, json={
-            "jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {"protocolVersion": offered, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+    for offered, expected in [
+        ("2025-06-18", "2025-06-18"),
+        ("2025-11-25", "2025-11-25"),
+        ("2024-11-05", "2025-11-25"),
+        ("garbage", "2025-11-25"),
+    ]:
+        response = await client.post(
+            "/mcp",
+            headers=ACCEPT,
+            json={
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "initialize",
+                "params": {"protocolVersion": offered, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+            },
+        )
         result = response.json()["result"]
         assert result["protocolVersion"] == expected
         assert result["serverInfo"] == {"name": "test-server", "version": "1.2.3"}
@@ -200,9 +234,15 @@ async def test_unknown_method_and_bad_params_in_a_session(client):
     headers = {**ACCEPT, "mcp-session-id": session}
     unknown = await client.post("/mcp", headers=headers, json={"jsonrpc": "2.0", "id": 1, "method": "x/y"})
     assert unknown.json()["error"]["code"] == -32601
-    bad_level = await client.post("/mcp", headers=headers, json={
-        "jsonrpc": "2.0", "id": 2, "method": "logging/setLevel", "params": {"level": "loud"}})
+    bad_level = await client.post(
+        "/mcp",
+        headers=headers,
+        json={"jsonrpc": "2.0", "id": 2, "method": "logging/setLevel", "params": {"level": "loud"}},
+    )
     assert bad_level.json()["error"]["code"] == -32602
-    cursor = await client.post("/mcp", headers=headers, json={
-        "jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {"cursor": "not-a-cursor"}})
+    cursor = await client.post(
+        "/mcp",
+        headers=headers,
+        json={"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {"cursor": "not-a-cursor"}},
+    )
     assert cursor.json()["error"]["code"] == -32602

@@ -16,24 +16,55 @@ async def test_session_cap_answers_503():
     async with client_with(max_sessions=2) as client:
         await open_session(client)
         await open_session(client)
-        third = await client.post("/mcp", headers=ACCEPT, json={
-            "jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+        third = await client.post(
+            "/mcp",
+            headers=ACCEPT,
+            json={
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "1"},
+                },
+            },
+        )
         assert third.status_code == 503 and "mcp-session-id" not in third.headers
 
 
 async def test_stateless_legacy_serves_without_sessions():
     async with client_with(stateful=False) as client:
-        init = await client.post("/mcp", headers=ACCEPT, json={
-            "jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+        init = await client.post(
+            "/mcp",
+            headers=ACCEPT,
+            json={
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "1"},
+                },
+            },
+        )
         assert init.status_code == 200 and "mcp-session-id" not in init.headers
-        call = await client.post("/mcp", headers={**ACCEPT, "mcp-protocol-version": "2025-06-18"}, json={
-            "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "add", "arguments": {"a": 1, "b": 1}}})
+        call = await client.post(
+            "/mcp",
+            headers={**ACCEPT, "mcp-protocol-version": "2025-06-18"},
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {"name": "add", "arguments": {"a": 1, "b": 1}},
+            },
+        )
         assert call.json()["result"]["structuredContent"] == {"result": 2}
         # Asking the client needs a session: the tool fails cleanly instead.
-        ask = await client.post("/mcp", headers=ACCEPT, json={
-            "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "ask"}})
+        ask = await client.post(
+            "/mcp", headers=ACCEPT, json={"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "ask"}}
+        )
         assert ask.json()["result"]["isError"] is True
         assert (await client.get("/mcp", headers={"accept": "text/event-stream"})).status_code == 405
 
@@ -41,9 +72,16 @@ async def test_stateless_legacy_serves_without_sessions():
 async def test_json_only_mode_never_streams():
     async with client_with(json_response=True) as client:
         session = await open_session(client)
-        response = await client.post("/mcp", headers={**ACCEPT, "mcp-session-id": session}, json={
-            "jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": "add", "arguments": {"a": 1, "b": 1}, "_meta": {"progressToken": "p"}}})
+        response = await client.post(
+            "/mcp",
+            headers={**ACCEPT, "mcp-session-id": session},
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {"name": "add", "arguments": {"a": 1, "b": 1}, "_meta": {"progressToken": "p"}},
+            },
+        )
         assert response.headers["content-type"] == "application/json"
 
 
@@ -52,18 +90,22 @@ async def test_custom_path_and_trailing_slash():
         for path in ("/tools/mcp", "/tools/mcp/"):
             response = await client.post(path, headers=modern_headers("tools/list"), json=modern_body("tools/list"))
             assert response.status_code == 200
-        assert (await client.post("/mcp", headers=modern_headers("tools/list"),
-                                  json=modern_body("tools/list"))).status_code == 404
+        assert (
+            await client.post("/mcp", headers=modern_headers("tools/list"), json=modern_body("tools/list"))
+        ).status_code == 404
 
 
 async def test_get_stream_needs_event_stream_accept_and_a_session():
     async with client_with() as client:
         session = await open_session(client)
-        assert (await client.get("/mcp", headers={"accept": "application/json", "mcp-session-id": session})
-                ).status_code == 406
+        assert (
+            await client.get("/mcp", headers={"accept": "application/json", "mcp-session-id": session})
+        ).status_code == 406
         assert (await client.get("/mcp", headers={"accept": "text/event-stream"})).status_code == 400
-        assert (await client.get("/mcp", headers={"accept": "text/event-stream", "mcp-session-id": "nope"})
-                ).status_code == 404
-        resume = await client.get("/mcp", headers={"accept": "text/event-stream", "mcp-session-id": session,
-                                                   "last-event-id": "s99.1"})
+        assert (
+            await client.get("/mcp", headers={"accept": "text/event-stream", "mcp-session-id": "nope"})
+        ).status_code == 404
+        resume = await client.get(
+            "/mcp", headers={"accept": "text/event-stream", "mcp-session-id": session, "last-event-id": "s99.1"}
+        )
         assert resume.status_code == 404

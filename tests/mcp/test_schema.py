@@ -78,7 +78,9 @@ def test_output_schema_wraps_non_objects_and_keeps_models():
 
     wrapped = inspect_tool(number)
     assert wrapped.output_schema == {
-        "type": "object", "properties": {"result": {"type": "integer"}}, "required": ["result"]
+        "type": "object",
+        "properties": {"result": {"type": "integer"}},
+        "required": ["result"],
     }
     assert wrapped.structured(4) == {"result": 4}
     direct = inspect_tool(model)
@@ -89,12 +91,17 @@ def test_output_schema_wraps_non_objects_and_keeps_models():
 def test_signatures_clients_cannot_call_are_refused_at_registration():
     app = App("t")
     with pytest.raises(TypeError):
+
         @app.tool
         def star(*args: int) -> None: ...
+
     with pytest.raises(ValueError):
+
         @app.tool(name="bad name!")
         def named() -> None: ...
+
     with pytest.raises(ValueError):
+
         @app.tool(input_schema={"type": "array"})
         def wrong_schema() -> None: ...
 
@@ -124,6 +131,7 @@ def test_docstring_sections_other_than_args_are_not_parameters():
 def test_resource_template_variables_must_match_parameters():
     app = App("t")
     with pytest.raises(ValueError):
+
         @app.resource("test://{id}/data")
         def wrong(other: str) -> str:
             return other
@@ -132,7 +140,7 @@ def test_resource_template_variables_must_match_parameters():
     def right(id: str) -> str:
         return id
 
-    template, values = app.registry.find_template("test://42/data")
+    _template, values = app.registry.find_template("test://42/data")
     assert values == {"id": "42"}
     assert app.registry.find_template("test://42/data/extra") is None
     assert app.registry.find_template("test://a/b/data") is None

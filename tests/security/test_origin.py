@@ -13,8 +13,16 @@ def test_loopback_hosts_pass_locally(host):
 
 @pytest.mark.parametrize(
     "host",
-    [None, "", "evil.example", "evil.example:8000", "localhost.evil.example", "127.0.0.1.nip.io",
-     "[::1", "localhost@evil.example"],
+    [
+        None,
+        "",
+        "evil.example",
+        "evil.example:8000",
+        "localhost.evil.example",
+        "127.0.0.1.nip.io",
+        "[::1",
+        "localhost@evil.example",
+    ],
 )
 def test_rebinding_hosts_are_refused(host):
     assert not LOCAL.host_allowed(host)

@@ -32,7 +32,7 @@ class ToolError(Exception):
     """Raise from a tool to fail the call with this message shown to the client (isError: true)."""
 
 
-class InputRequired(BaseException):  # noqa: N818 - a control-flow signal, like CancelledError
+class InputRequired(BaseException):
     """Raised inside a 2026-07-28 call that needs the client's input; ends the attempt, not the request.
 
     It derives from BaseException so that a tool's `except Exception` does not swallow it.
@@ -198,7 +198,9 @@ class Context:
         try:
             return ElicitationResult(action, model.model_validate(content or {}))
         except ValidationError as exc:
-            raise ToolError(f"the client's answer does not match the requested form: {exc.error_count()} error(s)")
+            raise ToolError(
+                f"the client's answer does not match the requested form: {exc.error_count()} error(s)"
+            ) from None
 
     async def elicit_url(self, message: str, url: str, elicitation_id: str | None = None) -> ElicitationResult:
         """Send the user to a URL (out-of-band interaction such as a payment or a third-party sign-in)."""
@@ -248,7 +250,7 @@ def elicitation_schema(model: type[BaseModel]) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     for name, prop in schema.get("properties", {}).items():
         prop = {k: v for k, v in prop.items() if k != "title"}
-        if "$ref" in prop or prop.get("type") in ("object", "array") and "items" not in prop:
+        if "$ref" in prop or (prop.get("type") in ("object", "array") and "items" not in prop):
             raise TypeError(f"elicitation field {name!r} must be a primitive (string, number, boolean, enum)")
         properties[name] = prop
     result: dict[str, Any] = {"type": "object", "properties": properties}

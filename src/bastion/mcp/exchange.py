@@ -24,8 +24,8 @@ class Exchange:
     __slots__ = (
         "ask_count",
         "client_capabilities",
-        "close_stream",
         "client_info",
+        "close_stream",
         "input_responses",
         "log_level",
         "method",

@@ -108,4 +108,4 @@ def _same(text: str, value: Any, kind: str) -> bool:
             return float(text) == float(value)
         except ValueError:
             return False
-    return text == value
+    return bool(text == value)

@@ -130,8 +130,9 @@ class StreamableHTTP:
             await self._legacy(message, headers, principal, receive, send)
 
     # --- 2026-07-28: stateless ----------------------------------------------------------------------
-    async def _modern(self, message: Any, headers: dict[str, str], version: str, principal: Any,
-                      receive: Receive, send: Send) -> None:
+    async def _modern(
+        self, message: Any, headers: dict[str, str], version: str, principal: Any, receive: Receive, send: Send
+    ) -> None:
         if not isinstance(message, Request):
             if isinstance(message, Notification):
                 await send({"type": "http.response.start", "status": 202, "headers": []})
@@ -162,8 +163,16 @@ class StreamableHTTP:
         reply = Reply(send, [], allow_stream=not self.json_response)
         meta = message.params.get("_meta") or {}
         ex = Exchange(
-            message.id, message.method, version, True, principal=principal, client_capabilities=caps,
-            client_info=info, log_level=level, progress_token=meta.get("progressToken"), send=reply.event,
+            message.id,
+            message.method,
+            version,
+            True,
+            principal=principal,
+            client_capabilities=caps,
+            client_info=info,
+            log_level=level,
+            progress_token=meta.get("progressToken"),
+            send=reply.event,
         )
         await self._run(message, ex, reply, receive, None, modern=True)
 
@@ -181,11 +190,19 @@ class StreamableHTTP:
     async def _listen(self, message: Request, receive: Receive, send: Send) -> None:
         wanted = message.params.get("notifications")
         if not isinstance(wanted, dict):
-            await send_json(send, 400, error_message(message.id, McpError(INVALID_PARAMS, "notifications filter "
-                                                                          "must be an object")))
+            await send_json(
+                send, 400, error_message(message.id, McpError(INVALID_PARAMS, "notifications filter must be an object"))
+            )
             return
-        lists = frozenset(k for k, flag in (("tools", "toolsListChanged"), ("prompts", "promptsListChanged"),
-                                            ("resources", "resourcesListChanged")) if wanted.get(flag) is True)
+        lists = frozenset(
+            k
+            for k, flag in (
+                ("tools", "toolsListChanged"),
+                ("prompts", "promptsListChanged"),
+                ("resources", "resourcesListChanged"),
+            )
+            if wanted.get(flag) is True
+        )
         uris = wanted.get("resourceSubscriptions")
         resources = {u for u in uris if isinstance(u, str)} if isinstance(uris, list) else set()
         honored: dict[str, Any] = {f"{k}ListChanged": True for k in sorted(lists)}
@@ -196,8 +213,11 @@ class StreamableHTTP:
         await reply.start_stream()
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
         listener = Listener(_enqueue(queue), lists, resources, sub_meta)
-        await reply.event(notification_message("notifications/subscriptions/acknowledged",
-                                               {"notifications": honored, "_meta": sub_meta}))
+        await reply.event(
+            notification_message(
+                "notifications/subscriptions/acknowledged", {"notifications": honored, "_meta": sub_meta}
+            )
+        )
         self.broadcaster.add(listener)
         try:
             await _pump(queue, reply, receive)
@@ -231,8 +251,9 @@ class StreamableHTTP:
         session.touch()
         return session
 
-    async def _legacy(self, message: Any, headers: dict[str, str], principal: Any, receive: Receive,
-                      send: Send) -> None:
+    async def _legacy(
+        self, message: Any, headers: dict[str, str], principal: Any, receive: Receive, send: Send
+    ) -> None:
         if not self.stateful:
             await self._stateless_legacy(message, headers, principal, receive, send)
             return
@@ -263,17 +284,26 @@ class StreamableHTTP:
             return
         progress = (message.params.get("_meta") or {}).get("progressToken")
         ex = Exchange(
-            message.id, message.method, session.protocol_version, False, principal=principal,
-            client_capabilities=session.client_capabilities, client_info=session.client_info,
-            log_level=session.log_level, progress_token=progress, send=reply.event, session_id=session.id,
+            message.id,
+            message.method,
+            session.protocol_version,
+            False,
+            principal=principal,
+            client_capabilities=session.client_capabilities,
+            client_info=session.client_info,
+            log_level=session.log_level,
+            progress_token=progress,
+            send=reply.event,
+            session_id=session.id,
             close_stream=reply.detach,
         )
         if reply.allow_stream:
             ex.send_request = lambda method, params: session.send_request(reply.event, method, params)
         await self._run(message, ex, reply, receive, session, modern=False)
 
-    async def _stateless_legacy(self, message: Any, headers: dict[str, str], principal: Any, receive: Receive,
-                                send: Send) -> None:
+    async def _stateless_legacy(
+        self, message: Any, headers: dict[str, str], principal: Any, receive: Receive, send: Send
+    ) -> None:
         """Legacy clients without sessions (stateful = false): each request stands alone."""
         if not isinstance(message, Request):
             await send({"type": "http.response.start", "status": 202, "headers": []})
@@ -285,13 +315,22 @@ class StreamableHTTP:
             return
         version = headers.get("mcp-protocol-version") or versions.LATEST_LEGACY
         progress = (message.params.get("_meta") or {}).get("progressToken")
-        ex = Exchange(message.id, message.method, version, False, principal=principal, log_level="debug",
-                      progress_token=progress, send=reply.event)
+        ex = Exchange(
+            message.id,
+            message.method,
+            version,
+            False,
+            principal=principal,
+            log_level="debug",
+            progress_token=progress,
+            send=reply.event,
+        )
         await self._run(message, ex, reply, receive, None, modern=False)
 
     # --- running one request --------------------------------------------------------------------------
-    async def _run(self, message: Request, ex: Exchange, reply: Reply, receive: Receive,
-                   session: Session | None, modern: bool) -> None:
+    async def _run(
+        self, message: Request, ex: Exchange, reply: Reply, receive: Receive, session: Session | None, modern: bool
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
         handle = Cancellable(task)
@@ -451,7 +490,7 @@ def _is_modern_body(message: Request) -> bool:
 
 
 def _same_principal(owner: Any, caller: Any) -> bool:
-    return getattr(owner, "subject", owner) == getattr(caller, "subject", caller)
+    return bool(getattr(owner, "subject", owner) == getattr(caller, "subject", caller))
 
 
 def _error_body(code: int, message: str) -> dict[str, Any]:
@@ -507,8 +546,7 @@ async def _pump(queue: asyncio.Queue[dict[str, Any]], reply: Reply, receive: Rec
     try:
         while not gone.done():
             getter = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({getter, gone}, timeout=KEEPALIVE_SECONDS,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({getter, gone}, timeout=KEEPALIVE_SECONDS, return_when=asyncio.FIRST_COMPLETED)
             if getter in done:
                 await reply.event(getter.result())
             else:
@@ -522,4 +560,3 @@ async def _pump(queue: asyncio.Queue[dict[str, Any]], reply: Reply, receive: Rec
 async def _wait_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
-

@@ -212,7 +212,12 @@ class Registry:
         ctx_params = context_params(fn)
         if _TEMPLATE_VAR.search(uri):
             template = ResourceTemplate(
-                uri, name or fn.__name__, fn, description if description is not None else doc, mime_type, title,
+                uri,
+                name or fn.__name__,
+                fn,
+                description if description is not None else doc,
+                mime_type,
+                title,
                 ctx_params,
             )
             params = set(inspect.signature(fn).parameters) - set(ctx_params)
@@ -228,7 +233,12 @@ class Registry:
         if uri in self.resources:
             raise ValueError(f"a resource {uri!r} is already registered")
         resource = Resource(
-            uri, name or fn.__name__, fn, description if description is not None else doc, mime_type, title,
+            uri,
+            name or fn.__name__,
+            fn,
+            description if description is not None else doc,
+            mime_type,
+            title,
             ctx_params,
         )
         self.resources[uri] = resource

@@ -44,8 +44,13 @@ class Reply:
 
     __slots__ = ("_lock", "_send", "allow_stream", "detached", "headers", "log", "new_log", "started")
 
-    def __init__(self, send: Send, headers: list[tuple[bytes, bytes]], allow_stream: bool,
-                 new_log: Callable[[], StreamLog] | None = None) -> None:
+    def __init__(
+        self,
+        send: Send,
+        headers: list[tuple[bytes, bytes]],
+        allow_stream: bool,
+        new_log: Callable[[], StreamLog] | None = None,
+    ) -> None:
         self._send = send
         self.headers = headers
         self.allow_stream = allow_stream
@@ -74,7 +79,9 @@ class Reply:
             if last and self.log is not None:
                 self.log.finish()
             if not self.detached:
-                await self._send({"type": "http.response.body", "body": sse_event(data, event_id), "more_body": not last})
+                await self._send(
+                    {"type": "http.response.body", "body": sse_event(data, event_id), "more_body": not last}
+                )
 
     async def event(self, message: dict[str, Any]) -> None:
         """Send a notification or request on the stream; dropped when streams are off (JSON-only)."""

@@ -78,7 +78,7 @@ def _with_description(annotation: Any, description: str | None) -> Any:
                 description = extra
             else:
                 kept.append(extra)
-        annotation = Annotated[(base, *kept)] if kept else base  # type: ignore[valid-type]
+        annotation = Annotated[(base, *kept)] if kept else base
     if description:
         return Annotated[annotation, Field(description=description)]
     return annotation
@@ -125,7 +125,7 @@ def _no_structured_output(annotation: Any) -> bool:
     origin = get_origin(annotation)
     if origin in (list, tuple):
         # A list of content blocks (or of Any, which may hold them) is content, not data.
-        return any(a is Any or _no_structured_output(a) and a is not str for a in get_args(annotation))
+        return any(a is Any or (_no_structured_output(a) and a is not str) for a in get_args(annotation))
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         return any(_no_structured_output(a) for a in get_args(annotation) if a is not type(None)) and all(
             a is type(None) or _no_structured_output(a) for a in get_args(annotation)
@@ -139,7 +139,7 @@ def _object_schema(schema: dict[str, Any]) -> bool:
     ref = schema.get("$ref")
     if isinstance(ref, str) and ref.startswith("#/$defs/"):
         target = schema.get("$defs", {}).get(ref.removeprefix("#/$defs/"), {})
-        return target.get("type") == "object"
+        return bool(target.get("type") == "object")
     return False
 
 
@@ -183,8 +183,9 @@ def inspect_tool(fn: Callable[..., Any], structured_output: bool | None = None) 
             if defs:
                 output_schema["$defs"] = defs
         output_schema.pop("title", None)
-    return ToolSignature(model, tuple(context_params), input_schema, output_schema, wrap, adapter, doc.summary,
-                         tuple(model.model_fields))
+    return ToolSignature(
+        model, tuple(context_params), input_schema, output_schema, wrap, adapter, doc.summary, tuple(model.model_fields)
+    )
 
 
 def context_params(fn: Callable[..., Any]) -> tuple[str, ...]:

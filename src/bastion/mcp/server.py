@@ -107,9 +107,9 @@ class Server:
     def stamp(self, result: dict[str, Any]) -> dict[str, Any]:
         """Servers identify themselves in every 2026-07-28 result's _meta."""
         meta = result.get("_meta")
-        result["_meta"] = {**meta, versions.META_SERVER_INFO: self.info} if meta else {
-            versions.META_SERVER_INFO: self.info
-        }
+        result["_meta"] = (
+            {**meta, versions.META_SERVER_INFO: self.info} if meta else {versions.META_SERVER_INFO: self.info}
+        )
         return result
 
     def has_method(self, method: str) -> bool:
@@ -239,8 +239,9 @@ class Server:
             secrets = self.load_secrets(tool.requires_secrets)
             missing = [s for s in tool.requires_secrets if s not in secrets]
             if missing:
-                return error_result(f"Tool {tool.name!r} needs secret(s) not configured on the server: "
-                                    f"{', '.join(missing)}")
+                return error_result(
+                    f"Tool {tool.name!r} needs secret(s) not configured on the server: {', '.join(missing)}"
+                )
         if signature.context_params:
             ctx = Context(ex, secrets)
             for param in signature.context_params:

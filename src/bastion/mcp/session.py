@@ -24,8 +24,14 @@ OUTBOX_LIMIT = 1000
 
 
 class Session:
-    def __init__(self, protocol_version: str, client_capabilities: dict[str, Any], client_info: Any,
-                 principal: Any = None, session_id: str | None = None) -> None:
+    def __init__(
+        self,
+        protocol_version: str,
+        client_capabilities: dict[str, Any],
+        client_info: Any,
+        principal: Any = None,
+        session_id: str | None = None,
+    ) -> None:
         self.id = session_id or secrets.token_urlsafe(32)
         self.protocol_version = protocol_version
         self.client_capabilities = client_capabilities if isinstance(client_capabilities, dict) else {}
@@ -100,8 +106,9 @@ class Session:
 class SessionTable:
     """Open HTTP sessions, capped in number; idle ones are closed when the table is next touched."""
 
-    def __init__(self, limit: int = 10_000, idle_seconds: float = 3600.0,
-                 on_remove: Callable[[Session], None] | None = None) -> None:
+    def __init__(
+        self, limit: int = 10_000, idle_seconds: float = 3600.0, on_remove: Callable[[Session], None] | None = None
+    ) -> None:
         self.limit = limit
         self.on_remove = on_remove
         self.idle_seconds = idle_seconds

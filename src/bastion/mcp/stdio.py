@@ -109,8 +109,17 @@ class StdioConnection:
             if request.method == "server/discover":
                 return self.server.discover_result()
             progress = meta.get("progressToken") if isinstance(meta, dict) else None
-            ex = Exchange(request.id, request.method, version, True, client_capabilities=caps, client_info=info,
-                          log_level=level, progress_token=progress, send=self.write)
+            ex = Exchange(
+                request.id,
+                request.method,
+                version,
+                True,
+                client_capabilities=caps,
+                client_info=info,
+                log_level=level,
+                progress_token=progress,
+                send=self.write,
+            )
             return await self.server.handle(ex, request.params)
         if request.method == "initialize":
             return self._initialize(request)
@@ -122,9 +131,15 @@ class StdioConnection:
             return answered
         progress = (request.params.get("_meta") or {}).get("progressToken")
         ex = Exchange(
-            request.id, request.method, session.protocol_version, False,
-            client_capabilities=session.client_capabilities, client_info=session.client_info,
-            log_level=session.log_level, progress_token=progress, send=self.write,
+            request.id,
+            request.method,
+            session.protocol_version,
+            False,
+            client_capabilities=session.client_capabilities,
+            client_info=session.client_info,
+            log_level=session.log_level,
+            progress_token=progress,
+            send=self.write,
             send_request=lambda method, params: session.send_request(self.write, method, params),
         )
         return await self.server.handle(ex, request.params)

@@ -72,7 +72,9 @@ class OriginPolicy:
         if self.allow_loopback and name in LOOPBACK_NAMES:
             return True
         # Same origin as the server the browser addressed, when that name is itself allowed.
-        return bool(host_header) and parts.netloc == host_header.strip().lower() and self.host_allowed(host_header)
+        if not host_header:
+            return False
+        return parts.netloc == host_header.strip().lower() and self.host_allowed(host_header)
 
 
 @lru_cache(maxsize=256)
