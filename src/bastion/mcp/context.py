@@ -245,13 +245,28 @@ def _elicit_outcome(result: Any) -> tuple[Literal["accept", "decline", "cancel"]
 
 
 def elicitation_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The restricted JSON Schema elicitation allows: a flat object of primitive properties."""
+    """The restricted JSON Schema elicitation allows: a flat object of primitive (or enum) properties."""
     schema = model.model_json_schema()
+    defs = schema.get("$defs", {})
     properties: dict[str, Any] = {}
     for name, prop in schema.get("properties", {}).items():
+        options = prop.get("anyOf")
+        if isinstance(options, list):
+            # Optional[X]: a form field that may be left empty is X, not required.
+            concrete = [o for o in options if o.get("type") != "null"]
+            if len(concrete) == 1:
+                prop = {**{k: v for k, v in prop.items() if k != "anyOf" and v is not None}, **concrete[0]}
+        ref = prop.get("$ref")
+        if isinstance(ref, str) and "enum" in defs.get(ref.rsplit("/", 1)[-1], {}):
+            # An Enum field: inline its values, as elicitation schemas have no references.
+            target = defs[ref.rsplit("/", 1)[-1]]
+            prop = {**{k: v for k, v in prop.items() if k != "$ref"}, "type": target.get("type", "string"),
+                    "enum": target["enum"]}
         prop = {k: v for k, v in prop.items() if k != "title"}
-        if "$ref" in prop or (prop.get("type") in ("object", "array") and "items" not in prop):
-            raise TypeError(f"elicitation field {name!r} must be a primitive (string, number, boolean, enum)")
+        if "$ref" in prop or "anyOf" in prop or prop.get("type") == "object" or (
+            prop.get("type") == "array" and "items" not in prop
+        ):
+            raise TypeError(f"elicitation field {name!r} must be a string, number, boolean or enum")
         properties[name] = prop
     result: dict[str, Any] = {"type": "object", "properties": properties}
     if schema.get("required"):

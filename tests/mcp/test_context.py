@@ -1,0 +1,78 @@
+import enum
+from typing import Literal
+
+import pytest
+from pydantic import BaseModel, Field
+
+from bastion import App
+from bastion.mcp.context import elicitation_schema
+from bastion.mcp.exchange import Exchange
+from bastion.mcp.server import Server
+
+
+class Size(enum.Enum):
+    SMALL = "s"
+    LARGE = "l"
+
+
+class Order(BaseModel):
+    name: str = Field(description="Who orders")
+    quantity: int = 1
+    size: Size = Size.SMALL
+    gift: bool = False
+    speed: Literal["slow", "fast"] = "slow"
+
+
+def test_elicitation_schema_is_flat_with_inlined_enums():
+    schema = elicitation_schema(Order)
+    assert schema["required"] == ["name"]
+    props = schema["properties"]
+    assert props["name"] == {"type": "string", "description": "Who orders"}
+    assert props["quantity"] == {"type": "integer", "default": 1}
+    assert props["size"] == {"type": "string", "enum": ["s", "l"], "default": "s"}
+    assert props["speed"]["enum"] == ["slow", "fast"]
+    assert all("$ref" not in p and "title" not in p for p in props.values())
+
+
+def test_nested_forms_are_refused():
+    class Address(BaseModel):
+        street: str
+
+    class Nested(BaseModel):
+        address: Address
+
+    class Either(BaseModel):
+        value: int | str
+
+    for model in (Nested, Either):
+        with pytest.raises(TypeError):
+            elicitation_schema(model)
+
+
+def test_optional_fields_are_plain_fields_that_may_stay_empty():
+    class Maybe(BaseModel):
+        note: str | None = None
+        count: int | None = Field(None, description="How many")
+
+    schema = elicitation_schema(Maybe)
+    assert schema["properties"] == {"note": {"type": "string"}, "count": {"type": "integer", "description": "How many"}}
+    assert "required" not in schema
+
+
+async def test_lists_are_paginated_with_opaque_cursors():
+    app = App("many")
+    for i in range(5):
+        app.tool(name=f"t{i}")(lambda: "x")
+    server = Server(app.registry, name="many", version="1", page_size=2)
+    names: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        params = {} if cursor is None else {"cursor": cursor}
+        result = await server.handle(Exchange(1, "tools/list", "2025-11-25", False), params)
+        names += [t["name"] for t in result["tools"]]
+        pages += 1
+        cursor = result.get("nextCursor")
+        if cursor is None:
+            break
+    assert names == [f"t{i}" for i in range(5)] and pages == 3
