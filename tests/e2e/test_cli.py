@@ -12,6 +12,7 @@ import pytest
 from mcp.client.stdio import StdioServerParameters
 
 from mcp import Client
+from tests.messages import initialize
 
 from .conftest import EXAMPLES, ROOT, bastion_server
 
@@ -90,12 +91,7 @@ def stdio_exchange(lines: list[bytes], env: dict[str, str] | None = None) -> lis
 
 
 def test_stdio_survives_hostile_input():
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-    }
+    init = initialize("2025-06-18", msg_id=1)
     call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "add", "arguments": {"a": 1, "b": 2}}}
     answers = stdio_exchange(
         [
@@ -118,12 +114,7 @@ def test_stdio_survives_hostile_input():
 def test_a_hanging_tool_is_cancelled_by_the_timeout():
     import os
 
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-    }
+    init = initialize("2025-11-25", msg_id=1)
     hang = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "slow", "arguments": {"seconds": 60}}}
     answers = stdio_exchange(
         [json.dumps(init).encode() + b"\n", json.dumps(hang).encode() + b"\n"],

@@ -4,6 +4,7 @@ from pydantic import BaseModel
 
 from bastion import App, Context, ToolError
 from bastion.settings import Settings
+from tests.messages import initialize
 
 MODERN = "2026-07-28"
 META = {
@@ -76,16 +77,7 @@ async def open_session(client: httpx.AsyncClient) -> str:
     response = await client.post(
         "/mcp",
         headers=ACCEPT,
-        json={
-            "jsonrpc": "2.0",
-            "id": 0,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "1"},
-            },
-        },
+        json=initialize("2025-11-25"),
     )
     assert response.status_code == 200
     session_id = response.headers["mcp-session-id"]

@@ -3,6 +3,8 @@
 import orjson
 import pytest
 
+from tests.messages import initialize
+
 from .conftest import ACCEPT, META, modern_body, modern_headers, open_session
 
 
@@ -216,12 +218,7 @@ async def test_initialize_negotiates_a_version_we_speak(client):
         response = await client.post(
             "/mcp",
             headers=ACCEPT,
-            json={
-                "jsonrpc": "2.0",
-                "id": 0,
-                "method": "initialize",
-                "params": {"protocolVersion": offered, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-            },
+            json=initialize(offered),
         )
         result = response.json()["result"]
         assert result["protocolVersion"] == expected

@@ -3,6 +3,7 @@
 import httpx
 
 from bastion.settings import Settings
+from tests.messages import initialize
 
 from .conftest import ACCEPT, build_app, modern_body, modern_headers, open_session
 
@@ -19,16 +20,7 @@ async def test_session_cap_answers_503():
         third = await client.post(
             "/mcp",
             headers=ACCEPT,
-            json={
-                "jsonrpc": "2.0",
-                "id": 0,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "1"},
-                },
-            },
+            json=initialize("2025-11-25"),
         )
         assert third.status_code == 503 and "mcp-session-id" not in third.headers
 
@@ -38,16 +30,7 @@ async def test_stateless_legacy_serves_without_sessions():
         init = await client.post(
             "/mcp",
             headers=ACCEPT,
-            json={
-                "jsonrpc": "2.0",
-                "id": 0,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-06-18",
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "1"},
-                },
-            },
+            json=initialize("2025-06-18"),
         )
         assert init.status_code == 200 and "mcp-session-id" not in init.headers
         call = await client.post(

@@ -260,11 +260,17 @@ def elicitation_schema(model: type[BaseModel]) -> dict[str, Any]:
         if isinstance(ref, str) and "enum" in defs.get(ref.rsplit("/", 1)[-1], {}):
             # An Enum field: inline its values, as elicitation schemas have no references.
             target = defs[ref.rsplit("/", 1)[-1]]
-            prop = {**{k: v for k, v in prop.items() if k != "$ref"}, "type": target.get("type", "string"),
-                    "enum": target["enum"]}
+            prop = {
+                **{k: v for k, v in prop.items() if k != "$ref"},
+                "type": target.get("type", "string"),
+                "enum": target["enum"],
+            }
         prop = {k: v for k, v in prop.items() if k != "title"}
-        if "$ref" in prop or "anyOf" in prop or prop.get("type") == "object" or (
-            prop.get("type") == "array" and "items" not in prop
+        if (
+            "$ref" in prop
+            or "anyOf" in prop
+            or prop.get("type") == "object"
+            or (prop.get("type") == "array" and "items" not in prop)
         ):
             raise TypeError(f"elicitation field {name!r} must be a string, number, boolean or enum")
         properties[name] = prop

@@ -208,18 +208,17 @@ class Registry:
     ) -> Resource | ResourceTemplate:
         from .schema import context_params
 
-        doc = parse_docstring(fn.__doc__).summary
         ctx_params = context_params(fn)
+        common = (
+            name or fn.__name__,
+            fn,
+            description if description is not None else parse_docstring(fn.__doc__).summary,
+            mime_type,
+            title,
+            ctx_params,
+        )
         if _TEMPLATE_VAR.search(uri):
-            template = ResourceTemplate(
-                uri,
-                name or fn.__name__,
-                fn,
-                description if description is not None else doc,
-                mime_type,
-                title,
-                ctx_params,
-            )
+            template = ResourceTemplate(uri, *common)
             params = set(inspect.signature(fn).parameters) - set(ctx_params)
             if set(template.variables) != params:
                 raise ValueError(
@@ -232,15 +231,7 @@ class Registry:
             return template
         if uri in self.resources:
             raise ValueError(f"a resource {uri!r} is already registered")
-        resource = Resource(
-            uri,
-            name or fn.__name__,
-            fn,
-            description if description is not None else doc,
-            mime_type,
-            title,
-            ctx_params,
-        )
+        resource = Resource(uri, *common)
         self.resources[uri] = resource
         return resource
 
