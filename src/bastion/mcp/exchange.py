@@ -6,10 +6,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .context import InputRequired
-from .jsonrpc import RequestId, notification_message
+from .jsonrpc import RequestId, is_request_id, notification_message
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Ask = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
+
+def progress_token(params: dict[str, Any]) -> str | int | None:
+    """The request's progress token, if it sent a valid one."""
+    meta = params.get("_meta")
+    token = meta.get("progressToken") if isinstance(meta, dict) else None
+    return token if is_request_id(token) else None
 
 
 async def _drop(_message: dict[str, Any]) -> None:

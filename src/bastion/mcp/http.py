@@ -17,7 +17,7 @@ from typing import Any
 from ..security.origin import OriginPolicy
 from . import versions
 from .errors import INVALID_PARAMS, INVALID_REQUEST, McpError
-from .exchange import Exchange
+from .exchange import Exchange, progress_token
 from .headers import check_params, check_standard, header_params, mismatch
 from .jsonrpc import Notification, Request, Response, error_message, notification_message, parse, result_message
 from .notify import Broadcaster, Listener
@@ -161,7 +161,6 @@ class StreamableHTTP:
             await send_json(send, 404, error_message(message.id, error))
             return
         reply = Reply(send, [], allow_stream=not self.json_response)
-        meta = message.params.get("_meta") or {}
         ex = Exchange(
             message.id,
             message.method,
@@ -171,7 +170,7 @@ class StreamableHTTP:
             client_capabilities=caps,
             client_info=info,
             log_level=level,
-            progress_token=meta.get("progressToken"),
+            progress_token=progress_token(message.params),
             send=reply.event,
         )
         await self._run(message, ex, reply, receive, None, modern=True)
@@ -282,7 +281,7 @@ class StreamableHTTP:
         if result is not None:
             await reply.finish(result_message(message.id, result))
             return
-        progress = (message.params.get("_meta") or {}).get("progressToken")
+        progress = progress_token(message.params)
         ex = Exchange(
             message.id,
             message.method,
@@ -314,7 +313,7 @@ class StreamableHTTP:
             await reply.finish(result_message(message.id, {}))
             return
         version = headers.get("mcp-protocol-version") or versions.LATEST_LEGACY
-        progress = (message.params.get("_meta") or {}).get("progressToken")
+        progress = progress_token(message.params)
         ex = Exchange(
             message.id,
             message.method,

@@ -37,6 +37,10 @@ class Response:
 Message = Request | Notification | Response
 
 
+def is_request_id(value: object) -> bool:
+    return isinstance(value, str | int) and not isinstance(value, bool)
+
+
 def parse(raw: bytes | str) -> Message:
     """Parse one JSON-RPC message, raising McpError with a parse or invalid-request code."""
     try:
@@ -52,7 +56,7 @@ def from_obj(data: Any) -> Message:
     if not isinstance(data, dict) or data.get("jsonrpc") != "2.0":
         raise McpError(INVALID_REQUEST, "Invalid request: expected a JSON-RPC 2.0 object", http_status=400)
     msg_id = data.get("id")
-    if msg_id is not None and (isinstance(msg_id, bool) or not isinstance(msg_id, str | int)):
+    if msg_id is not None and not is_request_id(msg_id):
         raise McpError(INVALID_REQUEST, "Invalid request: id must be a string or an integer", http_status=400)
     method = data.get("method")
     if method is None:

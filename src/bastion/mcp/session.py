@@ -15,7 +15,7 @@ from typing import Any
 
 from .context import ToolError
 from .exchange import Send
-from .jsonrpc import RequestId, Response, request_message
+from .jsonrpc import RequestId, Response, is_request_id, request_message
 from .notify import Listener
 from .resume import StreamLogs
 
@@ -91,6 +91,8 @@ class Session:
         return True
 
     def cancel(self, request_id: Any) -> None:
+        if not is_request_id(request_id):
+            return
         task = self.in_flight.get(request_id)
         if task is not None:
             task.cancel()

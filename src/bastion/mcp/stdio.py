@@ -14,9 +14,9 @@ from typing import Any, BinaryIO
 
 from . import versions
 from .errors import INVALID_REQUEST, McpError
-from .exchange import Exchange
+from .exchange import Exchange, progress_token
 from .http import Cancellable, legacy_session_method, session_notification
-from .jsonrpc import Notification, Request, Response, dumps, error_message, parse, result_message
+from .jsonrpc import Notification, Request, Response, dumps, error_message, is_request_id, parse, result_message
 from .notify import Broadcaster, Listener
 from .server import Server, check_modern_meta
 from .session import Session
@@ -72,7 +72,8 @@ class StdioConnection:
                 self.session.deliver(message)
         elif isinstance(message, Notification):
             if message.method == "notifications/cancelled":
-                handle = self.in_flight.get(message.params.get("requestId"))
+                request_id = message.params.get("requestId")
+                handle = self.in_flight.get(request_id) if is_request_id(request_id) else None
                 if handle is not None:
                     handle.cancel()
             elif self.session is not None:
@@ -108,7 +109,7 @@ class StdioConnection:
             version, caps, info, level = check_modern_meta(request.params)
             if request.method == "server/discover":
                 return self.server.discover_result()
-            progress = meta.get("progressToken") if isinstance(meta, dict) else None
+            progress = progress_token(request.params)
             ex = Exchange(
                 request.id,
                 request.method,
@@ -129,7 +130,7 @@ class StdioConnection:
         answered = legacy_session_method(session, request)
         if answered is not None:
             return answered
-        progress = (request.params.get("_meta") or {}).get("progressToken")
+        progress = progress_token(request.params)
         ex = Exchange(
             request.id,
             request.method,
