@@ -117,6 +117,7 @@ class App:
             tool_timeout=settings.tool_timeout_seconds,
             mask_error_details=settings.mask_error_details,
             state_key=state_key,
+            tool_threads=settings.tool_threads,
         )
 
     def asgi(self, settings: Settings | None = None) -> ASGIApp:

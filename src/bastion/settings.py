@@ -43,6 +43,9 @@ class Settings(BaseModel):
     tool_timeout_seconds: float | None = Field(
         300.0, gt=0, description="A tool still running after this is cancelled and reported as failed."
     )
+    tool_threads: int = Field(
+        64, ge=1, le=1024, description="Worker threads for plain-function (non-async) tools, resources and prompts."
+    )
     mask_error_details: bool = Field(
         True, description="Hide unexpected exceptions' text from clients (ToolError messages always show)."
     )

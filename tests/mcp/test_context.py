@@ -76,3 +76,30 @@ async def test_lists_are_paginated_with_opaque_cursors():
         if cursor is None:
             break
     assert names == [f"t{i}" for i in range(5)] and pages == 3
+
+
+async def test_hung_plain_tools_do_not_starve_the_others():
+    import threading
+
+    from bastion.mcp.server import Server
+
+    app = App("threads")
+    release = threading.Event()
+
+    @app.tool
+    def hang() -> str:
+        release.wait(10)
+        return "released"
+
+    @app.tool
+    def quick() -> str:
+        return "quick"
+
+    server = Server(app.registry, name="threads", version="1", tool_timeout=0.2, tool_threads=16)
+    try:
+        hung = [await server.handle(Exchange(i, "tools/call", "2025-11-25", False), {"name": "hang"}) for i in range(8)]
+        assert all(r["isError"] for r in hung)  # each timed out for its caller
+        answer = await server.handle(Exchange(99, "tools/call", "2025-11-25", False), {"name": "quick"})
+        assert answer["content"][0]["text"] == "quick"
+    finally:
+        release.set()

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
+import functools
 import hashlib
 import logging
 import secrets as token_source
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -47,6 +50,7 @@ class Server:
         mask_error_details: bool = True,
         state_key: bytes | None = None,
         page_size: int = 100,
+        tool_threads: int = 64,
     ) -> None:
         self.registry = registry
         self.info = {"name": name, "version": version}
@@ -56,6 +60,8 @@ class Server:
         self.mask_error_details = mask_error_details
         self.state_key = state_key or token_source.token_bytes(32)
         self.page_size = page_size
+        # Plain-function tools get their own threads, so a few hung ones cannot starve the rest.
+        self.executor = ThreadPoolExecutor(max_workers=tool_threads, thread_name_prefix="bastion-tool")
         self._tool_defs_key: tuple[str, ...] = ()
         self._tool_defs: list[dict[str, Any]] = []
         self._handlers: dict[str, Callable[[Exchange, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
@@ -276,7 +282,8 @@ class Server:
             if is_async:
                 return await fn(**kwargs)
             # Blocking functions run on a worker thread so they never stall the event loop.
-            return await asyncio.to_thread(fn, **kwargs)
+            call = functools.partial(contextvars.copy_context().run, fn, **kwargs)
+            return await asyncio.get_running_loop().run_in_executor(self.executor, call)
 
     def _unexpected(self, what: str, exc: Exception) -> str:
         incident = token_source.token_hex(4)
