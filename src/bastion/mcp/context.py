@@ -13,7 +13,7 @@ effects after the last question.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -278,6 +278,3 @@ def elicitation_schema(model: type[BaseModel]) -> dict[str, Any]:
     if schema.get("required"):
         result["required"] = schema["required"]
     return result
-
-
-SecretsLoader = Callable[[tuple[str, ...]], dict[str, str]]

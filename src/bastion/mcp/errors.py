@@ -36,9 +36,5 @@ class McpError(Exception):
         return error
 
 
-def invalid_params(message: str, data: Any = None) -> McpError:
-    return McpError(INVALID_PARAMS, message, data)
-
-
 def method_not_found(method: str) -> McpError:
     return McpError(METHOD_NOT_FOUND, f"Method not found: {method}", http_status=404)

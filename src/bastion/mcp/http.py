@@ -135,8 +135,7 @@ class StreamableHTTP:
     ) -> None:
         if not isinstance(message, Request):
             if isinstance(message, Notification):
-                await send({"type": "http.response.start", "status": 202, "headers": []})
-                await send({"type": "http.response.body", "body": b""})
+                await send_json(send, 202, None)
             else:
                 await _refuse(send, 400, "Bad Request: clients do not send responses in 2026-07-28")
             return
@@ -160,7 +159,7 @@ class StreamableHTTP:
             error = McpError(-32601, f"Method not found: {message.method}")
             await send_json(send, 404, error_message(message.id, error))
             return
-        reply = Reply(send, [], allow_stream=not self.json_response)
+        reply = Reply(send, allow_stream=not self.json_response)
         ex = Exchange(
             message.id,
             message.method,
@@ -208,7 +207,7 @@ class StreamableHTTP:
         if resources:
             honored["resourceSubscriptions"] = sorted(resources)
         sub_meta = {versions.META_SUBSCRIPTION_ID: message.id}
-        reply = Reply(send, [], allow_stream=True)
+        reply = Reply(send, allow_stream=True)
         await reply.start_stream()
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
         listener = Listener(_enqueue(queue), lists, resources, sub_meta)
@@ -263,16 +262,14 @@ class StreamableHTTP:
         session = found
         if isinstance(message, Response):
             session.deliver(message)
-            await send({"type": "http.response.start", "status": 202, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
+            await send_json(send, 202, None)
             return
         if isinstance(message, Notification):
             session_notification(session, message)
-            await send({"type": "http.response.start", "status": 202, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
+            await send_json(send, 202, None)
             return
         new_log = session.streams.new if session.resumable else None
-        reply = Reply(send, [], allow_stream=not self.json_response, new_log=new_log)
+        reply = Reply(send, allow_stream=not self.json_response, new_log=new_log)
         try:
             result = legacy_session_method(session, message)
         except McpError as exc:
@@ -305,10 +302,9 @@ class StreamableHTTP:
     ) -> None:
         """Legacy clients without sessions (stateful = false): each request stands alone."""
         if not isinstance(message, Request):
-            await send({"type": "http.response.start", "status": 202, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
+            await send_json(send, 202, None)
             return
-        reply = Reply(send, [], allow_stream=not self.json_response)
+        reply = Reply(send, allow_stream=not self.json_response)
         if message.method in ("ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"):
             await reply.finish(result_message(message.id, {}))
             return
@@ -379,7 +375,7 @@ class StreamableHTTP:
             await _refuse(send, 409, "Conflict: this session already has a GET stream open")
             return
         session.stream_open = True
-        reply = Reply(send, [], allow_stream=True)
+        reply = Reply(send, allow_stream=True)
         try:
             await reply.start_stream()
             await _pump(session.outbox, reply, receive)
@@ -393,7 +389,7 @@ class StreamableHTTP:
             await _refuse(send, 404, "Not Found: no stream with that Last-Event-ID in this session")
             return
         log, after = found
-        reply = Reply(send, [], allow_stream=True)
+        reply = Reply(send, allow_stream=True)
         await reply.start_stream()
         gone = asyncio.create_task(_wait_disconnect(receive))
         try:
@@ -415,8 +411,7 @@ class StreamableHTTP:
             await send_json(send, found.http_status or 400, error_message(None, found))
             return
         self.close_session(found)
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
+        await send_json(send, 204, None)
 
     def close_session(self, session: Session) -> None:
         self.sessions.remove(session.id)

@@ -42,17 +42,15 @@ async def send_json(send: Send, status: int, body: Any, headers: list[tuple[byte
 class Reply:
     """One POST's response, started lazily as JSON or SSE."""
 
-    __slots__ = ("_lock", "_send", "allow_stream", "detached", "headers", "log", "new_log", "started")
+    __slots__ = ("_lock", "_send", "allow_stream", "detached", "log", "new_log", "started")
 
     def __init__(
         self,
         send: Send,
-        headers: list[tuple[bytes, bytes]],
         allow_stream: bool,
         new_log: Callable[[], StreamLog] | None = None,
     ) -> None:
         self._send = send
-        self.headers = headers
         self.allow_stream = allow_stream
         self.new_log = new_log  # resumable sessions log their streams
         self.log: StreamLog | None = None
@@ -65,7 +63,7 @@ class Reply:
             return
         self.started = True
         self._lock = asyncio.Lock()
-        await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self.headers})
+        await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         if self.new_log is not None:
             # A first event with an id and no data lets the client resume even if nothing else got through.
             self.log = self.new_log()
@@ -111,9 +109,9 @@ class Reply:
     async def finish(self, message: dict[str, Any] | None, status: int = 200) -> None:
         if not self.started:
             if message is None:
-                await send_json(self._send, 202, None, self.headers)
+                await send_json(self._send, 202, None)
             else:
-                await send_json(self._send, status, message, self.headers)
+                await send_json(self._send, status, message)
             return
         if message is None:
             assert self._lock is not None
