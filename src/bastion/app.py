@@ -7,7 +7,6 @@ import sys
 from collections.abc import Callable, MutableMapping
 from typing import Any, TypeVar, overload
 
-from .mcp.headers import validate_annotations
 from .mcp.http import StreamableHTTP
 from .mcp.notify import Broadcaster
 from .mcp.registry import Registry
@@ -42,8 +41,7 @@ class App:
         input_schema, structured_output, meta, icons."""
 
         def register(func: F) -> F:
-            tool = self.registry.add_tool(func, **options)
-            validate_annotations(tool.input_schema or tool.signature.input_schema)
+            self.registry.add_tool(func, **options)
             self._changed("tools")
             return func
 

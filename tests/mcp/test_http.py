@@ -243,3 +243,18 @@ async def test_unknown_method_and_bad_params_in_a_session(client):
         json={"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {"cursor": "not-a-cursor"}},
     )
     assert cursor.json()["error"]["code"] == -32602
+
+
+async def test_mcp_param_headers_are_checked_for_annotated_arguments(app, client):
+    @app.tool(input_schema={"type": "object", "properties": {"region": {"type": "string", "x-mcp-header": "Region"}}})
+    def in_region(region: str) -> str:
+        return region
+
+    body = modern_body("tools/call", {"name": "in_region", "arguments": {"region": "eu"}})
+    ok = await client.post(
+        "/mcp", headers={**modern_headers("tools/call", "in_region"), "mcp-param-region": "eu"}, json=body
+    )
+    assert ok.json()["result"]["content"][0]["text"] == "eu"
+    for extra in ({}, {"mcp-param-region": "us"}):
+        bad = await client.post("/mcp", headers={**modern_headers("tools/call", "in_region"), **extra}, json=body)
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == -32020

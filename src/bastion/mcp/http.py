@@ -18,7 +18,7 @@ from ..security.origin import OriginPolicy
 from . import versions
 from .errors import INVALID_PARAMS, INVALID_REQUEST, McpError
 from .exchange import Exchange, progress_token
-from .headers import check_params, check_standard, header_params, mismatch
+from .headers import check_params, check_standard, mismatch
 from .jsonrpc import Notification, Request, Response, error_message, notification_message, parse, result_message
 from .notify import Broadcaster, Listener
 from .reply import Reply, send_json, sse_event
@@ -72,7 +72,6 @@ class StreamableHTTP:
         self.json_response = json_response
         self.sessions = sessions if sessions is not None else SessionTable()
         self.sessions.on_remove = self._forget
-        self._header_params: dict[str, list[tuple[tuple[str, ...], str, str]]] = {}
 
     # --- entry --------------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -175,15 +174,10 @@ class StreamableHTTP:
         await self._run(message, ex, reply, receive, None, modern=True)
 
     def _check_param_headers(self, headers: dict[str, str], params: dict[str, Any]) -> None:
-        tool = self.server.registry.tools.get(params.get("name"))  # type: ignore[arg-type]
-        if tool is None:
-            return
-        annotations = self._header_params.get(tool.name)
-        if annotations is None:
-            annotations = header_params(tool.input_schema or tool.signature.input_schema)
-            self._header_params[tool.name] = annotations
-        if annotations:
-            check_params(headers, annotations, params.get("arguments") or {})
+        name = params.get("name")
+        tool = self.server.registry.tools.get(name) if isinstance(name, str) else None
+        if tool is not None and tool.header_params:
+            check_params(headers, tool.header_params, params.get("arguments") or {})
 
     async def _listen(self, message: Request, receive: Receive, send: Send) -> None:
         wanted = message.params.get("notifications")

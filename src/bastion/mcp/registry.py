@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .headers import header_params, validate_annotations
 from .schema import ToolSignature, inspect_tool, parse_docstring
 
 Handler = Callable[..., Any]
@@ -28,6 +29,8 @@ class Tool:
     input_schema: dict[str, Any] | None = None  # an explicit schema overrides the derived one
     meta: dict[str, Any] | None = None
     icons: list[dict[str, Any]] | None = None
+    # Arguments that 2026-07-28 clients mirror into Mcp-Param-* headers: (path, header, JSON type).
+    header_params: list[tuple[tuple[str, ...], str, str]] = field(default_factory=list)
 
     @property
     def is_async(self) -> bool:
@@ -181,6 +184,8 @@ class Registry:
         if input_schema is not None and input_schema.get("type") != "object":
             raise ValueError(f"tool {tool_name!r}: an explicit input_schema must have type 'object'")
         signature = inspect_tool(fn, structured_output)
+        schema = input_schema or signature.input_schema
+        validate_annotations(schema)
         tool = Tool(
             name=tool_name,
             fn=fn,
@@ -192,6 +197,7 @@ class Registry:
             input_schema=input_schema,
             meta=meta,
             icons=icons,
+            header_params=header_params(schema),
         )
         self.tools[tool_name] = tool
         return tool
