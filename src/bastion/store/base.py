@@ -1,0 +1,56 @@
+"""The storage interface every backend gives the same guarantees for.
+
+Records are JSON objects under string keys, each with an optional time to live. All writes go through
+`commit`, which applies a whole change atomically: either every part happens or none does. A commit may
+*consume* keys: it succeeds only if every one of them exists (and is not expired), and deletes them as part of
+the same change. That is how one-time things (authorization codes, refresh tokens, transaction state) are
+used exactly once, even when two requests race for them.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+Record = dict[str, Any]
+
+
+@dataclass
+class Commit:
+    """One atomic change."""
+
+    consume: list[str] = field(default_factory=list)  # must all exist; deleted
+    delete: list[str] = field(default_factory=list)  # deleted if present
+    delete_prefix: list[str] = field(default_factory=list)  # every key starting with one of these, deleted
+    put: dict[str, tuple[Record, float | None]] = field(default_factory=dict)  # key -> (record, ttl seconds)
+
+    def set(self, key: str, record: Record, ttl: float | None = None) -> Commit:
+        self.put[key] = (record, ttl)
+        return self
+
+
+class Store(abc.ABC):
+    @abc.abstractmethod
+    async def get(self, key: str) -> Record | None:
+        """The record, or None if absent or expired."""
+
+    @abc.abstractmethod
+    async def commit(self, change: Commit) -> bool:
+        """Apply `change` atomically; False, with nothing changed, if a key to consume was missing."""
+
+    @abc.abstractmethod
+    async def keys(self, prefix: str) -> list[str]:
+        """Live keys starting with `prefix` (for administration and tests, not hot paths)."""
+
+    async def take(self, key: str) -> Record | None:
+        """Read and consume one record atomically: the record for exactly one caller, None for the rest."""
+        while True:
+            record = await self.get(key)
+            if record is None:
+                return None
+            if await self.commit(Commit(consume=[key])):
+                return record
+
+    async def close(self) -> None:  # noqa: B027 - backends without resources need nothing here
+        """Release connections and threads."""

@@ -1,0 +1,76 @@
+"""Every backend keeps the same promises: TTLs, atomic commits, exactly-once consumption under races."""
+
+import asyncio
+import time
+
+import pytest
+
+from bastion.store import Commit, MemoryStore, SQLiteStore, Store
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request, tmp_path):
+    backend: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "bastion.db")
+    yield backend
+    await backend.close()
+
+
+async def test_put_get_and_expiry(store, monkeypatch):
+    assert await store.commit(Commit().set("a", {"x": 1}).set("b", {"y": [1, 2]}, ttl=60))
+    assert await store.get("a") == {"x": 1}
+    assert await store.get("b") == {"y": [1, 2]}
+    assert await store.get("missing") is None
+    later = time.time() + 61
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert await store.get("b") is None and await store.get("a") == {"x": 1}
+    assert not await store.commit(Commit(consume=["b"]))  # expired things cannot be consumed either
+
+
+async def test_consume_is_all_or_nothing(store):
+    await store.commit(Commit().set("code", {"n": 1}))
+    failed = Commit(consume=["code", "absent"]).set("token", {"t": 1})
+    assert not await store.commit(failed)
+    assert await store.get("code") == {"n": 1} and await store.get("token") is None
+    assert await store.commit(Commit(consume=["code"]).set("token", {"t": 1}))
+    assert await store.get("code") is None and await store.get("token") == {"t": 1}
+
+
+async def test_delete_prefix_is_literal(store):
+    await store.commit(Commit().set("grant:a_1:x", {}).set("grant:a_1:y", {}).set("grant:ab1:z", {}).set("g%", {}))
+    await store.commit(Commit(delete_prefix=["grant:a_1:"]))
+    assert await store.keys("grant:") == ["grant:ab1:z"]
+    await store.commit(Commit(delete_prefix=["g%"]))
+    assert await store.get("g%") is None and await store.keys("grant:") == ["grant:ab1:z"]
+
+
+async def test_exactly_one_concurrent_taker_wins(store):
+    for round_ in range(5):
+        key = f"once:{round_}"
+        await store.commit(Commit().set(key, {"round": round_}))
+        results = await asyncio.gather(*(store.take(key) for _ in range(50)))
+        assert [r for r in results if r is not None] == [{"round": round_}]
+
+
+async def test_two_connections_to_one_file_still_consume_once(tmp_path):
+    # Two stores on one file stand for two processes sharing the embedded database.
+    first, second = SQLiteStore(tmp_path / "shared.db"), SQLiteStore(tmp_path / "shared.db")
+    try:
+        for i in range(20):
+            await first.commit(Commit().set(f"code:{i}", {"i": i}))
+        wins = await asyncio.gather(*(s.take(f"code:{i}") for i in range(20) for s in (first, second)))
+        assert sum(w is not None for w in wins) == 20
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_sqlite_survives_reopening(tmp_path):
+    path = tmp_path / "durable.db"
+    store = SQLiteStore(path)
+    await store.commit(Commit().set("kept", {"v": 1}))
+    await store.close()
+    reopened = SQLiteStore(path)
+    try:
+        assert await reopened.get("kept") == {"v": 1}
+    finally:
+        await reopened.close()
