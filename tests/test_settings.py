@@ -63,5 +63,32 @@ def test_every_setting_is_documented():
     from pathlib import Path
 
     doc = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
-    missing = [name for name in Settings.model_fields if f"`{name}`" not in doc]
+    missing = [name for name, *_ in Settings.describe() if f"`{name}`" not in doc]
     assert not missing, f"docs/configuration.md does not describe: {missing}"
+
+
+def test_sections_from_toml_and_env(tmp_path):
+    config = tmp_path / "bastion.toml"
+    config.write_text("[authorization_server]\nenabled = true\nscopes = ['notes:read']\n[store]\nbackend = 'memory'\n")
+    s = Settings.load(config, env={"BASTION_AUTHORIZATION_SERVER__ACCESS_TOKEN_SECONDS": "600"})
+    assert s.authorization_server.enabled and s.authorization_server.scopes == ["notes:read"]
+    assert s.authorization_server.access_token_seconds == 600 and s.store.backend == "memory"
+    with pytest.raises(SettingsError, match="BASTION_AUTHORIZATION_SERVER__NOPE"):
+        Settings.load(env={"BASTION_AUTHORIZATION_SERVER__NOPE": "1"})
+    with pytest.raises(SettingsError, match="BASTION_STORE"):
+        Settings.load(env={"BASTION_STORE": "x"})
+
+
+def test_authorization_server_combinations():
+    # With authentication on, a public binding is allowed, but needs https public_url and no dev login.
+    with pytest.raises(SettingsError, match="public_url"):
+        Settings.load(env={}, host="0.0.0.0", authorization_server={"enabled": True}).check()
+    Settings.load(env={}, host="0.0.0.0", public_url="https://mcp.example.com",
+                  authorization_server={"enabled": True}).check()
+    with pytest.raises(SettingsError, match="dev_login"):
+        Settings.load(env={}, host="0.0.0.0", public_url="https://mcp.example.com",
+                      authorization_server={"enabled": True, "dev_login": True}).check()
+    with pytest.raises(SettingsError, match="https"):
+        Settings.load(env={}, public_url="http://mcp.example.com")
+    with pytest.raises(SettingsError, match="public_url"):
+        Settings.load(env={}, public_url="https://mcp.example.com/?x=1")

@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -22,6 +23,36 @@ _NOT_SETTINGS = {"BASTION_CONFIG"}
 
 class SettingsError(ValueError):
     """Settings that cannot be used; the message lists each problem and how to fix it."""
+
+
+class AuthorizationServerSettings(BaseModel):
+    """Bastion's own OAuth 2.1 authorization server."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, description="Run the authorization server and require its tokens on the MCP endpoint.")
+    scopes: list[str] = Field(
+        default_factory=lambda: ["mcp"], description="Scopes clients may ask for (scopes_supported)."
+    )
+    registration: bool = Field(True, description="Accept dynamic client registration (RFC 7591) at /register.")
+    registration_ttl_days: float = Field(90, gt=0, description="A dynamically registered client expires after this.")
+    registrations_per_minute: int = Field(10, ge=1, description="Registrations accepted per client address per minute.")
+    client_metadata_documents: bool = Field(
+        True, description="Accept https URLs as client ids (Client ID Metadata Documents)."
+    )
+    access_token_seconds: int = Field(3600, ge=60, le=86400, description="Access token lifetime.")
+    refresh_token_days: float = Field(30, gt=0, le=365, description="Refresh token lifetime (rotated on every use).")
+    code_seconds: int = Field(300, ge=30, le=600, description="Authorization code lifetime (at most 10 minutes).")
+    dev_login: bool = Field(
+        False, description="Sign in with any name, no password: local development only (refused off loopback)."
+    )
+
+
+class StoreSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["sqlite", "memory"] = Field("sqlite", description="Where grants, tokens and clients live.")
+    path: str = Field("bastion.db", description="The SQLite file.")
 
 
 class Settings(BaseModel):
@@ -62,6 +93,13 @@ class Settings(BaseModel):
     )
     env_file: str | None = Field(".env", description="File from which declared tool secrets are read.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Server log level (stderr).")
+    public_url: str | None = Field(
+        None,
+        description="The URL clients reach this server at (issuer and resource identifiers), e.g. "
+        "https://mcp.example.com. Required off loopback; on loopback the request's Host is used.",
+    )
+    authorization_server: AuthorizationServerSettings = Field(default_factory=AuthorizationServerSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
 
     @field_validator("path")
     @classmethod
@@ -77,26 +115,69 @@ class Settings(BaseModel):
             raise ValueError("state_secret must be at least 32 characters (e.g. `openssl rand -base64 32`)")
         return value
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("public_url must be an absolute http(s) URL without query or fragment")
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+            raise ValueError("public_url must use https unless it is a loopback address")
+        return value.rstrip("/")
+
     @property
     def binds_loopback(self) -> bool:
         return is_loopback_host(self.host)
 
+    @property
+    def authenticated(self) -> bool:
+        return self.authorization_server.enabled
+
     def check(self) -> None:
         """Refuse combinations that would expose an unauthenticated server."""
         problems: list[str] = []
-        if not self.binds_loopback and not self.insecure_no_auth:
+        if not self.binds_loopback and not self.authenticated and not self.insecure_no_auth:
             problems.append(
                 f"host = {self.host!r} would serve MCP without authentication beyond this machine. Bind "
                 "127.0.0.1 for local development, or pass --insecure-no-auth (insecure_no_auth = true) if you "
                 "really mean to expose unauthenticated tools."
             )
-        if not self.binds_loopback and not self.allowed_hosts:
+        if self.authorization_server.dev_login and not self.binds_loopback:
+            problems.append(
+                "authorization_server.dev_login signs anyone in without a password: it works only on a loopback "
+                "host. Configure an identity provider instead."
+            )
+        if self.authenticated and not self.binds_loopback and self.public_url is None:
+            problems.append(
+                "the authorization server needs public_url (e.g. https://mcp.example.com) when it is reachable "
+                "from other machines: issuer and resource identifiers must not come from request headers."
+            )
+        if not self.binds_loopback and not self.allowed_hosts and self.public_url is None:
             problems.append(
                 f"host = {self.host!r} needs allowed_hosts (the names clients use to reach this server, e.g. "
                 "['mcp.example.com']) so that DNS-rebinding protection can check the Host header."
             )
         if problems:
             raise SettingsError("\n".join(problems))
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, Any, str]]:
+        """(dotted name, environment variable, default, description) for every setting, sections included."""
+        rows: list[tuple[str, str, Any, str]] = []
+
+        def walk(model: type[BaseModel], prefix: str) -> None:
+            for name, field in model.model_fields.items():
+                dotted = f"{prefix}{name}"
+                if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                    walk(field.annotation, f"{dotted}.")
+                    continue
+                env = ENV_PREFIX + dotted.replace(".", "__").upper()
+                rows.append((dotted, env, field.get_default(call_default_factory=True), field.description or ""))
+
+        walk(cls, "")
+        return rows
 
     @classmethod
     def load(
@@ -125,11 +206,16 @@ class Settings(BaseModel):
         for key, value in env.items():
             if not key.startswith(ENV_PREFIX) or key in _NOT_SETTINGS:
                 continue
-            name = key.removeprefix(ENV_PREFIX).lower()
-            if name not in cls.model_fields:
+            # BASTION_SECTION__NAME sets [section] name.
+            path = key.removeprefix(ENV_PREFIX).lower().split("__")
+            field = _field(path)
+            if field is None:
                 unknown.append(key)
                 continue
-            data[name] = _from_env(name, value)
+            target = data
+            for part in path[:-1]:
+                target = target.setdefault(part, {})
+            target[path[-1]] = _from_env(field, value)
         if unknown:
             raise SettingsError(
                 f"unknown setting(s) in the environment: {', '.join(sorted(unknown))}. "
@@ -142,8 +228,21 @@ class Settings(BaseModel):
             raise SettingsError(_explain(exc, source)) from None
 
 
-def _from_env(name: str, value: str) -> Any:
-    annotation = str(Settings.model_fields[name].annotation)
+def _field(path: list[str]) -> Any:
+    model: Any = Settings
+    field = None
+    for part in path:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return None
+        field = model.model_fields[part]
+        model = field.annotation
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return None  # a whole section cannot be set from one variable
+    return field
+
+
+def _from_env(field: Any, value: str) -> Any:
+    annotation = str(field.annotation)
     if "list" in annotation:
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
