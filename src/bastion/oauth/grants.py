@@ -1,0 +1,248 @@
+"""Grants and the tokens that carry them: issue, exchange, rotate, revoke, verify.
+
+A grant is one user's consent for one client to one resource, with some scopes. Its identity details (and,
+later, upstream tokens) are encrypted under a random grant key; every code and token stores that key wrapped
+by a key derived from itself. Tokens look like `<grant id>.<secret>` and are stored only as hashes, under
+keys that start with the grant id, so that revoking a grant deletes everything it issued in one commit.
+
+Records (docs/storage.md has the full list):
+  grant:<g>                  client, subject, scopes, resource, sealed props
+  code:<g>:<hash>            one authorization code: client, redirect_uri, PKCE challenge, wrapped key
+  usedcode:<g>:<hash>        a redeemed code, so that its replay revokes the grant
+  access:<g>:<hash>          an access token: client, subject, scopes, resource, expiry, wrapped key
+  refresh:<g>:<hash>         a refresh token: client, scopes, resource, wrapped key
+  rotated:<g>:<hash>         a refresh token already used once, so that its reuse revokes the grant
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ..principal import Principal
+from ..security.crypto import new_key, new_token, open_data, same, seal_data, token_hash, unwrap_key, wrap_key
+from ..store import Commit, Store
+from .errors import invalid_grant
+
+GRANT_ID_BYTES = 16
+
+
+@dataclass(frozen=True)
+class Lifetimes:
+    code: int = 300
+    access: int = 3600
+    refresh: int = 30 * 86400
+
+
+@dataclass
+class TokenSet:
+    access_token: str
+    refresh_token: str | None
+    expires_in: int
+    scope: str
+
+    def response(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "access_token": self.access_token, "token_type": "Bearer", "expires_in": self.expires_in,
+            "scope": self.scope,
+        }
+        if self.refresh_token:
+            body["refresh_token"] = self.refresh_token
+        return body
+
+
+def split_token(token: str) -> tuple[str, str] | None:
+    """(grant id, hash) for a well-formed token, None for anything else."""
+    if not isinstance(token, str) or len(token) > 512 or token.count(".") != 1:
+        return None
+    grant_id, secret = token.split(".")
+    if not grant_id or not secret or not (grant_id + secret).replace("-", "").replace("_", "").isalnum():
+        return None
+    return grant_id, token_hash(token)
+
+
+def pkce_matches(verifier: str, challenge: str) -> bool:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    computed = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return same(computed, challenge)
+
+
+class Grants:
+    def __init__(self, store: Store, lifetimes: Lifetimes | None = None) -> None:
+        self.store = store
+        self.lifetimes = lifetimes or Lifetimes()
+
+    # --- authorization -----------------------------------------------------------------------------------
+    async def authorize(
+        self, *, client_id: str, subject: str, scopes: list[str], resource: str, redirect_uri: str,
+        code_challenge: str, props: dict[str, Any] | None = None,
+    ) -> str:
+        """Record a new grant and return its one-time authorization code."""
+        grant_id = new_token(GRANT_ID_BYTES)
+        key = new_key()
+        code = f"{grant_id}.{new_token()}"
+        grant = {
+            "client_id": client_id, "subject": subject, "scopes": scopes, "resource": resource,
+            "created_at": int(time.time()), "props": seal_data(key, orjson.dumps(props or {}), grant_id.encode()),
+        }
+        code_record = {
+            "client_id": client_id, "redirect_uri": redirect_uri, "code_challenge": code_challenge,
+            "resource": resource, "scopes": scopes, "subject": subject, "wrapped_key": wrap_key(key, code),
+        }
+        await self.store.commit(
+            Commit()
+            .set(f"grant:{grant_id}", grant, self.lifetimes.refresh)
+            .set(f"code:{grant_id}:{token_hash(code)}", code_record, self.lifetimes.code)
+        )
+        return code
+
+    async def exchange_code(
+        self, code: str, *, client_id: str, redirect_uri: str | None, code_verifier: str | None,
+        resource: str | None,
+    ) -> TokenSet:
+        parsed = split_token(code)
+        if parsed is None:
+            raise invalid_grant("the authorization code is malformed")
+        grant_id, code_hash = parsed
+        code_key = f"code:{grant_id}:{code_hash}"
+        record = await self.store.get(code_key)
+        if record is None:
+            await self._revoke_if_replayed(f"usedcode:{grant_id}:{code_hash}", grant_id)
+            raise invalid_grant("the authorization code is invalid, expired or already used")
+        # Every binding is checked before anything changes: a failed attempt leaves the code as it was.
+        if record["client_id"] != client_id:
+            raise invalid_grant("the authorization code was issued to another client")
+        if redirect_uri is None or redirect_uri != record["redirect_uri"]:
+            raise invalid_grant("redirect_uri does not match the authorization request")
+        if not code_verifier or not _valid_verifier(code_verifier):
+            raise invalid_grant("a code_verifier (43-128 unreserved characters) is required")
+        if not pkce_matches(code_verifier, record["code_challenge"]):
+            raise invalid_grant("code_verifier does not match the code_challenge")
+        if resource is not None and resource != record["resource"]:
+            raise invalid_grant("resource does not match the authorization request")
+        key = unwrap_key(record["wrapped_key"], code)
+        if key is None:
+            raise invalid_grant("the authorization code is invalid")
+        tokens, change = self._issue(grant_id, key, record, record["scopes"])
+        change.consume.append(code_key)
+        change.set(f"usedcode:{grant_id}:{code_hash}", {}, self.lifetimes.refresh)
+        if not await self.store.commit(change):
+            # Someone redeemed it a moment ago: treat this as the replay it is.
+            await self.revoke_grant(grant_id)
+            raise invalid_grant("the authorization code was already used")
+        return tokens
+
+    # --- refresh ---------------------------------------------------------------------------------------------
+    async def refresh(self, refresh_token: str, *, client_id: str, scopes: list[str] | None,
+                      resource: str | None) -> TokenSet:
+        parsed = split_token(refresh_token)
+        if parsed is None:
+            raise invalid_grant("the refresh token is malformed")
+        grant_id, hashed = parsed
+        key_name = f"refresh:{grant_id}:{hashed}"
+        record = await self.store.get(key_name)
+        if record is None:
+            await self._revoke_if_replayed(f"rotated:{grant_id}:{hashed}", grant_id)
+            raise invalid_grant("the refresh token is invalid, expired or revoked")
+        if record["client_id"] != client_id:
+            raise invalid_grant("the refresh token was issued to another client")
+        if resource is not None and resource != record["resource"]:
+            raise invalid_grant("resource does not match the grant")
+        granted = record["scopes"]
+        if scopes is not None and not set(scopes) <= set(granted):
+            from .errors import OAuthError
+
+            raise OAuthError("invalid_scope", "a refresh can only narrow the granted scopes")
+        key = unwrap_key(record["wrapped_key"], refresh_token)
+        if key is None:
+            raise invalid_grant("the refresh token is invalid")
+        # The new refresh token keeps the grant's full scopes; only the access token narrows.
+        tokens, change = self._issue(grant_id, key, record, scopes if scopes is not None else granted,
+                                     refresh_scopes=granted)
+        change.consume.append(key_name)
+        change.set(f"rotated:{grant_id}:{hashed}", {}, self.lifetimes.refresh)
+        grant = await self.store.get(f"grant:{grant_id}")
+        if grant is None:
+            raise invalid_grant("the grant was revoked")
+        change.set(f"grant:{grant_id}", grant, self.lifetimes.refresh)  # a used grant lives on
+        if not await self.store.commit(change):
+            await self.revoke_grant(grant_id)
+            raise invalid_grant("the refresh token was already used")
+        return tokens
+
+    def _issue(self, grant_id: str, key: bytes, source: dict[str, Any], scopes: list[str],
+               refresh_scopes: list[str] | None = None) -> tuple[TokenSet, Commit]:
+        access = f"{grant_id}.{new_token()}"
+        refresh = f"{grant_id}.{new_token()}"
+        base = {"client_id": source["client_id"], "resource": source["resource"], "subject": source["subject"]}
+        change = Commit()
+        change.set(
+            f"access:{grant_id}:{token_hash(access)}",
+            {**base, "scopes": scopes, "expires_at": time.time() + self.lifetimes.access,
+             "wrapped_key": wrap_key(key, access)},
+            self.lifetimes.access,
+        )
+        change.set(
+            f"refresh:{grant_id}:{token_hash(refresh)}",
+            {**base, "scopes": refresh_scopes or scopes, "wrapped_key": wrap_key(key, refresh)},
+            self.lifetimes.refresh,
+        )
+        return TokenSet(access, refresh, self.lifetimes.access, " ".join(scopes)), change
+
+    # --- revocation -----------------------------------------------------------------------------------------
+    async def revoke_grant(self, grant_id: str) -> None:
+        prefixes = [f"{kind}:{grant_id}:" for kind in ("access", "refresh", "code", "rotated", "usedcode")]
+        await self.store.commit(Commit(delete=[f"grant:{grant_id}"], delete_prefix=prefixes))
+
+    async def _revoke_if_replayed(self, marker: str, grant_id: str) -> None:
+        if await self.store.get(marker) is not None:
+            await self.revoke_grant(grant_id)
+
+    async def revoke_token(self, token: str, client_id: str) -> None:
+        """RFC 7009: a client's refresh token ends its grant; its access token ends only itself.
+        Unknown tokens and other clients' tokens change nothing."""
+        parsed = split_token(token)
+        if parsed is None:
+            return
+        grant_id, hashed = parsed
+        refresh = await self.store.get(f"refresh:{grant_id}:{hashed}")
+        if refresh is not None and refresh["client_id"] == client_id:
+            await self.revoke_grant(grant_id)
+            return
+        access_key = f"access:{grant_id}:{hashed}"
+        access = await self.store.get(access_key)
+        if access is not None and access["client_id"] == client_id:
+            await self.store.commit(Commit(delete=[access_key]))
+
+    # --- verification -------------------------------------------------------------------------------------------
+    async def verify(self, token: str, resource: str) -> Principal | None:
+        """The principal an access token stands for, if it is live and was issued for `resource`."""
+        parsed = split_token(token)
+        if parsed is None:
+            return None
+        grant_id, hashed = parsed
+        record = await self.store.get(f"access:{grant_id}:{hashed}")
+        if record is None or record["expires_at"] <= time.time() or record["resource"] != resource:
+            return None
+        claims: dict[str, Any] = {}
+        grant = await self.store.get(f"grant:{grant_id}")
+        if grant is None:
+            return None
+        key = unwrap_key(record["wrapped_key"], token)
+        if key is not None:
+            opened = open_data(key, grant["props"], grant_id.encode())
+            claims = orjson.loads(opened) if opened else {}
+        return Principal(
+            subject=record["subject"], client_id=record["client_id"], scopes=frozenset(record["scopes"]),
+            resource=record["resource"], expires_at=record["expires_at"], claims=claims,
+        )
+
+
+def _valid_verifier(verifier: str) -> bool:
+    allowed = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+    return 43 <= len(verifier) <= 128 and set(verifier) <= allowed

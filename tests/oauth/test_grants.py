@@ -1,0 +1,137 @@
+"""Grants, codes and tokens, rule by rule, against both store backends."""
+
+import asyncio
+import base64
+import hashlib
+import json
+
+import pytest
+
+from bastion.oauth.errors import OAuthError
+from bastion.oauth.grants import Grants, Lifetimes
+from bastion.store import MemoryStore, SQLiteStore
+
+RESOURCE = "http://127.0.0.1:8000/mcp"
+REDIRECT = "http://127.0.0.1:3000/callback"
+VERIFIER = "v" * 43 + "-._~0123"
+
+
+def challenge(verifier: str = VERIFIER) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def grants(request, tmp_path):
+    store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "g.db")
+    yield Grants(store, Lifetimes(code=300, access=3600, refresh=86400))
+    await store.close()
+
+
+async def new_code(grants: Grants, client_id: str = "c1", props: dict | None = None) -> str:
+    return await grants.authorize(client_id=client_id, subject="dev:alice", scopes=["mcp", "notes"],
+                                  resource=RESOURCE, redirect_uri=REDIRECT, code_challenge=challenge(),
+                                  props=props or {"name": "Alice"})
+
+
+async def redeem(grants: Grants, code: str, **overrides):
+    args = {"client_id": "c1", "redirect_uri": REDIRECT, "code_verifier": VERIFIER, "resource": RESOURCE}
+    return await grants.exchange_code(code, **{**args, **overrides})
+
+
+async def test_code_to_tokens_to_principal(grants):
+    tokens = await redeem(grants, await new_code(grants))
+    principal = await grants.verify(tokens.access_token, RESOURCE)
+    assert principal.subject == "dev:alice" and principal.client_id == "c1"
+    assert principal.scopes == {"mcp", "notes"} and principal.claims == {"name": "Alice"}
+    assert await grants.verify(tokens.access_token, "http://other.example/mcp") is None  # audience-bound
+    assert await grants.verify(tokens.access_token + "x", RESOURCE) is None
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"code_verifier": None},
+        {"code_verifier": "short"},
+        {"code_verifier": "w" * 43},
+        {"client_id": "c2"},
+        {"redirect_uri": "http://127.0.0.1:3000/other"},
+        {"redirect_uri": None},
+        {"resource": "http://evil.example/mcp"},
+    ],
+)
+async def test_every_binding_of_a_code_is_checked_and_a_failure_changes_nothing(grants, overrides):
+    code = await new_code(grants)
+    with pytest.raises(OAuthError) as caught:
+        await redeem(grants, code, **overrides)
+    assert caught.value.error == "invalid_grant"
+    assert (await redeem(grants, code)).access_token  # the code still works for its rightful owner
+
+
+async def test_a_replayed_code_revokes_what_it_issued(grants):
+    code = await new_code(grants)
+    tokens = await redeem(grants, code)
+    with pytest.raises(OAuthError):
+        await redeem(grants, code)
+    assert await grants.verify(tokens.access_token, RESOURCE) is None
+    with pytest.raises(OAuthError):
+        await grants.refresh(tokens.refresh_token, client_id="c1", scopes=None, resource=None)
+
+
+async def test_concurrent_redemptions_yield_at_most_one_token_set(grants):
+    code = await new_code(grants)
+    results = await asyncio.gather(*(redeem(grants, code) for _ in range(10)), return_exceptions=True)
+    winners = [r for r in results if not isinstance(r, Exception)]
+    assert len(winners) <= 1
+    assert all(isinstance(r, OAuthError) for r in results if r not in winners)
+
+
+async def test_refresh_rotates_and_reuse_revokes_the_grant(grants):
+    first = await redeem(grants, await new_code(grants))
+    second = await grants.refresh(first.refresh_token, client_id="c1", scopes=None, resource=None)
+    assert second.refresh_token != first.refresh_token
+    assert await grants.verify(second.access_token, RESOURCE) is not None
+    with pytest.raises(OAuthError):  # the rotated token used again: theft, so the grant ends
+        await grants.refresh(first.refresh_token, client_id="c1", scopes=None, resource=None)
+    assert await grants.verify(second.access_token, RESOURCE) is None
+    with pytest.raises(OAuthError):
+        await grants.refresh(second.refresh_token, client_id="c1", scopes=None, resource=None)
+
+
+async def test_refresh_can_only_narrow_scopes(grants):
+    tokens = await redeem(grants, await new_code(grants))
+    with pytest.raises(OAuthError) as caught:
+        await grants.refresh(tokens.refresh_token, client_id="c1", scopes=["mcp", "admin"], resource=None)
+    assert caught.value.error == "invalid_scope"
+    narrowed = await grants.refresh(tokens.refresh_token, client_id="c1", scopes=["notes"], resource=None)
+    assert (await grants.verify(narrowed.access_token, RESOURCE)).scopes == {"notes"}
+    # The refresh token still carries the whole grant, so a later refresh can widen back to it.
+    wide = await grants.refresh(narrowed.refresh_token, client_id="c1", scopes=None, resource=None)
+    assert (await grants.verify(wide.access_token, RESOURCE)).scopes == {"mcp", "notes"}
+
+
+async def test_refresh_by_another_client_changes_nothing(grants):
+    tokens = await redeem(grants, await new_code(grants))
+    with pytest.raises(OAuthError):
+        await grants.refresh(tokens.refresh_token, client_id="c2", scopes=None, resource=None)
+    assert await grants.refresh(tokens.refresh_token, client_id="c1", scopes=None, resource=None)
+
+
+async def test_revocation_by_token(grants):
+    tokens = await redeem(grants, await new_code(grants))
+    await grants.revoke_token(tokens.access_token, "c2")  # another client's: nothing happens
+    assert await grants.verify(tokens.access_token, RESOURCE) is not None
+    await grants.revoke_token(tokens.access_token, "c1")
+    assert await grants.verify(tokens.access_token, RESOURCE) is None
+    second = await grants.refresh(tokens.refresh_token, client_id="c1", scopes=None, resource=None)
+    await grants.revoke_token(second.refresh_token, "c1")  # a refresh token ends the whole grant
+    assert await grants.verify(second.access_token, RESOURCE) is None
+    await grants.revoke_token("not-a-token", "c1")
+
+
+async def test_a_stolen_database_holds_no_token_and_no_readable_props(grants):
+    secret_props = {"upstream_token": "gho_supersecretvalue"}
+    tokens = await redeem(grants, await new_code(grants, props=secret_props))
+    dump = json.dumps([await grants.store.get(k) for k in await grants.store.keys("")])
+    for needle in (tokens.access_token, tokens.refresh_token, tokens.access_token.split(".")[1],
+                   "gho_supersecretvalue", "upstream_token"):
+        assert needle not in dump
