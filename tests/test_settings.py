@@ -83,11 +83,16 @@ def test_authorization_server_combinations():
     # With authentication on, a public binding is allowed, but needs https public_url and no dev login.
     with pytest.raises(SettingsError, match="public_url"):
         Settings.load(env={}, host="0.0.0.0", authorization_server={"enabled": True}).check()
-    Settings.load(env={}, host="0.0.0.0", public_url="https://mcp.example.com",
-                  authorization_server={"enabled": True}).check()
+    Settings.load(
+        env={}, host="0.0.0.0", public_url="https://mcp.example.com", authorization_server={"enabled": True}
+    ).check()
     with pytest.raises(SettingsError, match="dev_login"):
-        Settings.load(env={}, host="0.0.0.0", public_url="https://mcp.example.com",
-                      authorization_server={"enabled": True, "dev_login": True}).check()
+        Settings.load(
+            env={},
+            host="0.0.0.0",
+            public_url="https://mcp.example.com",
+            authorization_server={"enabled": True, "dev_login": True},
+        ).check()
     with pytest.raises(SettingsError, match="https"):
         Settings.load(env={}, public_url="http://mcp.example.com")
     with pytest.raises(SettingsError, match="public_url"):

@@ -6,15 +6,23 @@ import logging
 import sys
 from collections.abc import Callable, MutableMapping
 from typing import Any, TypeVar, overload
+from urllib.parse import urlsplit
 
+from starlette.routing import BaseRoute, Router
+
+from .identity.dev import DevLogin
 from .mcp.http import StreamableHTTP
 from .mcp.notify import Broadcaster
 from .mcp.registry import Registry
 from .mcp.server import Server
 from .mcp.session import SessionTable
+from .oauth.server import AuthorizationServer
+from .resource import metadata as resource_metadata
+from .resource.bearer import BearerGate
 from .secrets import SecretSource
-from .security.origin import OriginPolicy
+from .security.origin import OriginGate, OriginPolicy
 from .settings import Settings
+from .store import Store, open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("bastion")
@@ -118,20 +126,41 @@ class App:
             tool_threads=settings.tool_threads,
         )
 
-    def asgi(self, settings: Settings | None = None) -> ASGIApp:
+    def asgi(self, settings: Settings | None = None) -> OriginGate:
         """The ASGI application serving this App at settings.path (for uvicorn or any ASGI server)."""
         settings = settings or Settings.load()
-        origins = OriginPolicy.build(settings.allowed_hosts, settings.allowed_origins, settings.binds_loopback)
+        hosts, origins_allowed = list(settings.allowed_hosts), list(settings.allowed_origins)
+        if settings.public_url:
+            public = urlsplit(settings.public_url)
+            hosts.append(public.netloc)
+            origins_allowed.append(f"{public.scheme}://{public.netloc}")
+        origins = OriginPolicy.build(hosts, origins_allowed, settings.binds_loopback)
         endpoint = StreamableHTTP(
             self.server(settings),
             self.broadcaster,
-            origins,
             max_body_bytes=settings.max_body_bytes,
             stateful=settings.stateful,
             json_response=settings.json_response,
             sessions=SessionTable(settings.max_sessions, settings.session_idle_seconds),
         )
-        return ASGIApp(endpoint, settings.path)
+        mcp: Any = endpoint
+        routes: list[BaseRoute] = []
+        store = None
+        if settings.authorization_server.enabled:
+            store = open_store(settings.store.backend, settings.store.path)
+            authorization = AuthorizationServer(
+                settings.authorization_server, store, settings.public_url, settings.path
+            )
+            if settings.authorization_server.dev_login:
+                authorization.authenticator = DevLogin(authorization)
+            gate = BearerGate(endpoint, authorization.grants.verify, settings.public_url, settings.path)
+            authorization.grants.on_revoke.append(gate.forget)
+            mcp = gate
+            routes += authorization.routes()
+            routes += resource_metadata.routes(
+                settings.public_url, settings.path, lambda base: [base], settings.authorization_server.scopes
+            )
+        return OriginGate(ASGIApp(mcp, endpoint, settings.path, Router(routes), store), origins)
 
     def run(self, transport: str = "stdio", **settings: Any) -> None:
         """Serve: "stdio" (the default, for local clients) or "http" (Streamable HTTP)."""
@@ -151,21 +180,25 @@ Scope = MutableMapping[str, Any]
 
 
 class ASGIApp:
-    """The whole HTTP surface: the MCP endpoint, a health check, and 404 for everything else."""
+    """The whole HTTP surface: the MCP endpoint (behind authentication when it is on), a health check, and
+    the authorization server's routes."""
 
-    def __init__(self, endpoint: StreamableHTTP, path: str) -> None:
+    def __init__(self, mcp: Any, endpoint: StreamableHTTP, path: str, router: Router, store: Store | None) -> None:
+        self.mcp = mcp
         self.endpoint = endpoint
         self.paths = {path, path + "/"}
+        self.router = router
+        self.store = store
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind == "http":
             if scope["path"] in self.paths:
-                await self.endpoint(scope, receive, send)
+                await self.mcp(scope, receive, send)
             elif scope["path"] == "/healthz" and scope["method"] == "GET":
                 await _plain(send, 200, b'{"status":"ok"}')
             else:
-                await _plain(send, 404, b'{"error":"not_found"}')
+                await self.router(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -176,6 +209,8 @@ class ASGIApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.endpoint.sessions.close_all()
+                if self.store is not None:
+                    await self.store.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

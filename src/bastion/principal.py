@@ -6,6 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+# Where authentication leaves the Principal in the ASGI scope for the MCP engine.
+SCOPE_KEY = "bastion.principal"
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:

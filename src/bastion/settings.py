@@ -207,15 +207,15 @@ class Settings(BaseModel):
             if not key.startswith(ENV_PREFIX) or key in _NOT_SETTINGS:
                 continue
             # BASTION_SECTION__NAME sets [section] name.
-            path = key.removeprefix(ENV_PREFIX).lower().split("__")
-            field = _field(path)
+            names = key.removeprefix(ENV_PREFIX).lower().split("__")
+            field = _field(names)
             if field is None:
                 unknown.append(key)
                 continue
             target = data
-            for part in path[:-1]:
+            for part in names[:-1]:
                 target = target.setdefault(part, {})
-            target[path[-1]] = _from_env(field, value)
+            target[names[-1]] = _from_env(field, value)
         if unknown:
             raise SettingsError(
                 f"unknown setting(s) in the environment: {', '.join(sorted(unknown))}. "

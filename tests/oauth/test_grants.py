@@ -28,9 +28,15 @@ async def grants(request, tmp_path):
 
 
 async def new_code(grants: Grants, client_id: str = "c1", props: dict | None = None) -> str:
-    return await grants.authorize(client_id=client_id, subject="dev:alice", scopes=["mcp", "notes"],
-                                  resource=RESOURCE, redirect_uri=REDIRECT, code_challenge=challenge(),
-                                  props=props or {"name": "Alice"})
+    return await grants.authorize(
+        client_id=client_id,
+        subject="dev:alice",
+        scopes=["mcp", "notes"],
+        resource=RESOURCE,
+        redirect_uri=REDIRECT,
+        code_challenge=challenge(),
+        props=props or {"name": "Alice"},
+    )
 
 
 async def redeem(grants: Grants, code: str, **overrides):
@@ -132,6 +138,11 @@ async def test_a_stolen_database_holds_no_token_and_no_readable_props(grants):
     secret_props = {"upstream_token": "gho_supersecretvalue"}
     tokens = await redeem(grants, await new_code(grants, props=secret_props))
     dump = json.dumps([await grants.store.get(k) for k in await grants.store.keys("")])
-    for needle in (tokens.access_token, tokens.refresh_token, tokens.access_token.split(".")[1],
-                   "gho_supersecretvalue", "upstream_token"):
+    for needle in (
+        tokens.access_token,
+        tokens.refresh_token,
+        tokens.access_token.split(".")[1],
+        "gho_supersecretvalue",
+        "upstream_token",
+    ):
         assert needle not in dump

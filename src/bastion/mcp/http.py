@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ..security.origin import OriginPolicy
+from ..principal import SCOPE_KEY
 from . import versions
 from .errors import INVALID_PARAMS, INVALID_REQUEST, McpError
 from .exchange import Exchange, progress_token
@@ -35,7 +35,6 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 MODERN_STATUS = {-32700: 400, -32600: 400, -32602: 400, -32020: 400, -32021: 400, -32022: 400, -32601: 404}
 USER_CODE_METHODS = frozenset({"tools/call", "prompts/get", "resources/read", "completion/complete"})
 KEEPALIVE_SECONDS = 15.0
-PRINCIPAL_SCOPE_KEY = "bastion.principal"
 
 
 class Cancellable:
@@ -57,7 +56,6 @@ class StreamableHTTP:
         self,
         server: Server,
         broadcaster: Broadcaster,
-        origins: OriginPolicy,
         *,
         max_body_bytes: int = 1_048_576,
         stateful: bool = True,
@@ -66,7 +64,6 @@ class StreamableHTTP:
     ) -> None:
         self.server = server
         self.broadcaster = broadcaster
-        self.origins = origins
         self.max_body_bytes = max_body_bytes
         self.stateful = stateful
         self.json_response = json_response
@@ -76,12 +73,6 @@ class StreamableHTTP:
     # --- entry --------------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = _headers(scope)
-        if not self.origins.host_allowed(headers.get("host")):
-            await _refuse(send, 403, "Forbidden: Host header not allowed (DNS rebinding protection)")
-            return
-        if not self.origins.origin_allowed(headers.get("origin"), headers.get("host")):
-            await _refuse(send, 403, "Forbidden: Origin not allowed")
-            return
         method = scope["method"]
         if method == "POST":
             await self._post(scope, receive, send, headers)
@@ -113,7 +104,7 @@ class StreamableHTTP:
             await send_json(send, 400, error_message(None, exc))
             return
         version = headers.get("mcp-protocol-version")
-        principal = scope.get(PRINCIPAL_SCOPE_KEY)
+        principal = scope.get(SCOPE_KEY)
         if version in versions.MODERN:
             await self._modern(message, headers, version, principal, receive, send)
         elif isinstance(message, Request) and message.method == "initialize":
@@ -356,7 +347,7 @@ class StreamableHTTP:
         if not _accepts(headers.get("accept", ""), "text/event-stream"):
             await _refuse(send, 406, "Not Acceptable: GET needs Accept: text/event-stream")
             return
-        found = self._session_for(headers, scope.get(PRINCIPAL_SCOPE_KEY))
+        found = self._session_for(headers, scope.get(SCOPE_KEY))
         if isinstance(found, McpError):
             await send_json(send, found.http_status or 400, error_message(None, found))
             return
@@ -400,7 +391,7 @@ class StreamableHTTP:
         if not self.stateful or headers.get("mcp-protocol-version") in versions.MODERN:
             await send_json(send, 405, _error_body(INVALID_REQUEST, "Method not allowed"), [(b"allow", b"POST")])
             return
-        found = self._session_for(headers, scope.get(PRINCIPAL_SCOPE_KEY))
+        found = self._session_for(headers, scope.get(SCOPE_KEY))
         if isinstance(found, McpError):
             await send_json(send, found.http_status or 400, error_message(None, found))
             return

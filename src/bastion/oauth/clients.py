@@ -58,8 +58,11 @@ class Client:
 
     def public_metadata(self) -> dict[str, Any]:
         """What the registration response shows (never the secret's hash)."""
-        shown = {k: v for k, v in self.record().items() if k not in ("secret_hash", "issued_at", "expires_at",
-                                                                      "metadata_document")}
+        shown = {
+            k: v
+            for k, v in self.record().items()
+            if k not in ("secret_hash", "issued_at", "expires_at", "metadata_document")
+        }
         shown["client_id_issued_at"] = self.issued_at
         shown["response_types"] = ["code"]
         return shown
@@ -108,7 +111,10 @@ def validate_registration(metadata: Any, supported_scopes: list[str]) -> Client:
     if response_types != ["code"]:
         raise _metadata_error("response_types must be ['code']")
     client = Client(
-        client_id="", redirect_uris=list(uris), token_endpoint_auth_method=method, grant_types=list(grant_types),
+        client_id="",
+        redirect_uris=list(uris),
+        token_endpoint_auth_method=method,
+        grant_types=list(grant_types),
         application_type=application_type,
     )
     for name, limit in TEXT_FIELDS.items():
@@ -179,10 +185,10 @@ def credentials(authorization: str | None, form: dict[str, str]) -> Credentials:
         raw_id, sep, raw_secret = decoded.partition(":")
         if not sep:
             raise invalid_client("malformed Basic credentials", basic=True)
-        client_id, secret = unquote(raw_id), unquote(raw_secret)
-        if "client_id" in form and form["client_id"] != client_id:
+        basic_id, secret = unquote(raw_id), unquote(raw_secret)
+        if "client_id" in form and form["client_id"] != basic_id:
             raise invalid_request("client_id in the body does not match the Basic credentials")
-        return Credentials(client_id, secret, "client_secret_basic")
+        return Credentials(basic_id, secret, "client_secret_basic")
     client_id = form.get("client_id")
     if not client_id:
         raise invalid_client("client authentication is required")
@@ -198,7 +204,8 @@ def authenticate(client: Client | None, given: Credentials) -> Client:
         raise invalid_client("unknown client", basic)
     if given.method != client.token_endpoint_auth_method:
         raise invalid_client(f"this client authenticates with {client.token_endpoint_auth_method}", basic)
-    if client.secret_hash is not None:
-        if given.secret is None or not same(token_hash(given.secret), client.secret_hash):
-            raise invalid_client("client authentication failed", basic)
+    if client.secret_hash is not None and (
+        given.secret is None or not same(token_hash(given.secret), client.secret_hash)
+    ):
+        raise invalid_client("client authentication failed", basic)
     return client

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +49,9 @@ class TokenSet:
 
     def response(self) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "access_token": self.access_token, "token_type": "Bearer", "expires_in": self.expires_in,
+            "access_token": self.access_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
             "scope": self.scope,
         }
         if self.refresh_token:
@@ -76,23 +79,45 @@ class Grants:
     def __init__(self, store: Store, lifetimes: Lifetimes | None = None) -> None:
         self.store = store
         self.lifetimes = lifetimes or Lifetimes()
+        # Called after any revocation, so caches of verified tokens forget at once.
+        self.on_revoke: list[Callable[[], None]] = []
+
+    def _revoked(self) -> None:
+        for listener in self.on_revoke:
+            listener()
 
     # --- authorization -----------------------------------------------------------------------------------
     async def authorize(
-        self, *, client_id: str, subject: str, scopes: list[str], resource: str, redirect_uri: str,
-        code_challenge: str, props: dict[str, Any] | None = None,
+        self,
+        *,
+        client_id: str,
+        subject: str,
+        scopes: list[str],
+        resource: str,
+        redirect_uri: str,
+        code_challenge: str,
+        props: dict[str, Any] | None = None,
     ) -> str:
         """Record a new grant and return its one-time authorization code."""
         grant_id = new_token(GRANT_ID_BYTES)
         key = new_key()
         code = f"{grant_id}.{new_token()}"
         grant = {
-            "client_id": client_id, "subject": subject, "scopes": scopes, "resource": resource,
-            "created_at": int(time.time()), "props": seal_data(key, orjson.dumps(props or {}), grant_id.encode()),
+            "client_id": client_id,
+            "subject": subject,
+            "scopes": scopes,
+            "resource": resource,
+            "created_at": int(time.time()),
+            "props": seal_data(key, orjson.dumps(props or {}), grant_id.encode()),
         }
         code_record = {
-            "client_id": client_id, "redirect_uri": redirect_uri, "code_challenge": code_challenge,
-            "resource": resource, "scopes": scopes, "subject": subject, "wrapped_key": wrap_key(key, code),
+            "client_id": client_id,
+            "redirect_uri": redirect_uri,
+            "code_challenge": code_challenge,
+            "resource": resource,
+            "scopes": scopes,
+            "subject": subject,
+            "wrapped_key": wrap_key(key, code),
         }
         await self.store.commit(
             Commit()
@@ -102,7 +127,12 @@ class Grants:
         return code
 
     async def exchange_code(
-        self, code: str, *, client_id: str, redirect_uri: str | None, code_verifier: str | None,
+        self,
+        code: str,
+        *,
+        client_id: str,
+        redirect_uri: str | None,
+        code_verifier: str | None,
         resource: str | None,
     ) -> TokenSet:
         parsed = split_token(code)
@@ -138,8 +168,9 @@ class Grants:
         return tokens
 
     # --- refresh ---------------------------------------------------------------------------------------------
-    async def refresh(self, refresh_token: str, *, client_id: str, scopes: list[str] | None,
-                      resource: str | None) -> TokenSet:
+    async def refresh(
+        self, refresh_token: str, *, client_id: str, scopes: list[str] | None, resource: str | None
+    ) -> TokenSet:
         parsed = split_token(refresh_token)
         if parsed is None:
             raise invalid_grant("the refresh token is malformed")
@@ -162,8 +193,9 @@ class Grants:
         if key is None:
             raise invalid_grant("the refresh token is invalid")
         # The new refresh token keeps the grant's full scopes; only the access token narrows.
-        tokens, change = self._issue(grant_id, key, record, scopes if scopes is not None else granted,
-                                     refresh_scopes=granted)
+        tokens, change = self._issue(
+            grant_id, key, record, scopes if scopes is not None else granted, refresh_scopes=granted
+        )
         change.consume.append(key_name)
         change.set(f"rotated:{grant_id}:{hashed}", {}, self.lifetimes.refresh)
         grant = await self.store.get(f"grant:{grant_id}")
@@ -175,16 +207,26 @@ class Grants:
             raise invalid_grant("the refresh token was already used")
         return tokens
 
-    def _issue(self, grant_id: str, key: bytes, source: dict[str, Any], scopes: list[str],
-               refresh_scopes: list[str] | None = None) -> tuple[TokenSet, Commit]:
+    def _issue(
+        self,
+        grant_id: str,
+        key: bytes,
+        source: dict[str, Any],
+        scopes: list[str],
+        refresh_scopes: list[str] | None = None,
+    ) -> tuple[TokenSet, Commit]:
         access = f"{grant_id}.{new_token()}"
         refresh = f"{grant_id}.{new_token()}"
         base = {"client_id": source["client_id"], "resource": source["resource"], "subject": source["subject"]}
         change = Commit()
         change.set(
             f"access:{grant_id}:{token_hash(access)}",
-            {**base, "scopes": scopes, "expires_at": time.time() + self.lifetimes.access,
-             "wrapped_key": wrap_key(key, access)},
+            {
+                **base,
+                "scopes": scopes,
+                "expires_at": time.time() + self.lifetimes.access,
+                "wrapped_key": wrap_key(key, access),
+            },
             self.lifetimes.access,
         )
         change.set(
@@ -198,6 +240,7 @@ class Grants:
     async def revoke_grant(self, grant_id: str) -> None:
         prefixes = [f"{kind}:{grant_id}:" for kind in ("access", "refresh", "code", "rotated", "usedcode")]
         await self.store.commit(Commit(delete=[f"grant:{grant_id}"], delete_prefix=prefixes))
+        self._revoked()
 
     async def _revoke_if_replayed(self, marker: str, grant_id: str) -> None:
         if await self.store.get(marker) is not None:
@@ -218,6 +261,7 @@ class Grants:
         access = await self.store.get(access_key)
         if access is not None and access["client_id"] == client_id:
             await self.store.commit(Commit(delete=[access_key]))
+            self._revoked()
 
     # --- verification -------------------------------------------------------------------------------------------
     async def verify(self, token: str, resource: str) -> Principal | None:
@@ -238,8 +282,12 @@ class Grants:
             opened = open_data(key, grant["props"], grant_id.encode())
             claims = orjson.loads(opened) if opened else {}
         return Principal(
-            subject=record["subject"], client_id=record["client_id"], scopes=frozenset(record["scopes"]),
-            resource=record["resource"], expires_at=record["expires_at"], claims=claims,
+            subject=record["subject"],
+            client_id=record["client_id"],
+            scopes=frozenset(record["scopes"]),
+            resource=record["resource"],
+            expires_at=record["expires_at"],
+            claims=claims,
         )
 
 

@@ -63,9 +63,7 @@ def open_data(key: bytes, sealed: str, context: bytes = b"") -> bytes | None:
 
 
 def _token_key(token: str) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"bastion grant-key wrap").derive(
-        token.encode()
-    )
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"bastion grant-key wrap").derive(token.encode())
 
 
 def wrap_key(key: bytes, token: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 from urllib.parse import urlsplit
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
@@ -81,3 +82,37 @@ class OriginPolicy:
 def _host_allowed(policy: OriginPolicy, host_header: str) -> bool:
     # Every request asks about the same few Host values; remember the answers.
     return policy._check_host(host_header)
+
+
+class OriginGate:
+    """ASGI middleware: refuse (403) any HTTP request whose Host or Origin the policy does not accept."""
+
+    def __init__(self, app: Any, policy: OriginPolicy) -> None:
+        self.app = app
+        self.policy = policy
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            host = origin = None
+            for name, value in scope["headers"]:
+                if name == b"host":
+                    host = value.decode("latin-1")
+                elif name == b"origin":
+                    origin = value.decode("latin-1")
+            reason = None
+            if not self.policy.host_allowed(host):
+                reason = "Host header not allowed (DNS rebinding protection)"
+            elif not self.policy.origin_allowed(origin, host):
+                reason = "Origin not allowed"
+            if reason is not None:
+                body = (
+                    b'{"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"Forbidden: '
+                    + reason.encode()
+                    + b'"}}'
+                )
+                await send(
+                    {"type": "http.response.start", "status": 403, "headers": [(b"content-type", b"application/json")]}
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)

@@ -1,0 +1,75 @@
+"""Dev login: sign in under any name, without a password, so the whole OAuth flow works on a laptop.
+
+Only for loopback servers: settings refuse it elsewhere, and every request to it must come from a loopback
+address. The subject is "dev:<name>".
+"""
+
+from __future__ import annotations
+
+import html
+import ipaddress
+import re
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ..oauth import forms
+from ..oauth.errors import OAuthError
+from ..oauth.pages import error_page, page
+
+if TYPE_CHECKING:
+    from ..oauth.server import AuthorizationServer
+
+NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+PATH = "/login/dev"
+
+
+def _from_loopback(request: Request) -> bool:
+    try:
+        return request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:
+        return False
+
+
+class DevLogin:
+    def __init__(self, server: AuthorizationServer) -> None:
+        self.server = server
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route(PATH, self.form, methods=["GET"]), Route(PATH, self.submit, methods=["POST"])]
+
+    async def begin(self, request: Request, transaction: str) -> Response:
+        return RedirectResponse(f"{PATH}?transaction={transaction}", 302, headers={"Cache-Control": "no-store"})
+
+    async def form(self, request: Request) -> Response:
+        if not _from_loopback(request):
+            return error_page("Dev login is available only on this machine.", 403)
+        try:
+            transaction = forms.query(request).get("transaction", "")
+        except OAuthError as exc:
+            return error_page(exc.description)
+        return page(
+            "Sign in (development)",
+            "<p>This server runs with <strong>dev login</strong>: pick any name, no password. Never use it for real "
+            "users.</p>"
+            f'<form method="post" action="{PATH}">'
+            f'<input type="hidden" name="transaction" value="{html.escape(transaction)}">'
+            '<p><label>Name <input name="username" value="developer" required pattern="[A-Za-z0-9_.\\-]{1,64}" '
+            'autofocus></label></p><p><button type="submit">Sign in</button></p></form>',
+        )
+
+    async def submit(self, request: Request) -> Response:
+        if not _from_loopback(request):
+            return error_page("Dev login is available only on this machine.", 403)
+        try:
+            fields = await forms.form(request)
+        except OAuthError as exc:
+            return error_page(exc.description)
+        name = fields.get("username", "")
+        if not NAME.match(name):
+            return error_page("Names are 1-64 letters, digits, '.', '_' or '-'.")
+        return await self.server.complete(
+            fields.get("transaction", ""), f"dev:{name}", {"name": name, "provider": "dev"}
+        )

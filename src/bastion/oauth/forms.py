@@ -1,0 +1,44 @@
+"""Reading OAuth request parameters: each one at most once (RFC 6749 section 3.1), sizes bounded."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+
+from .errors import invalid_request
+
+MAX_FORM_BYTES = 64 * 1024
+
+
+def single_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for name, value in pairs:
+        if name in values:
+            raise invalid_request(f"parameter {name!r} was sent more than once")
+        values[name] = value
+    return values
+
+
+def query(request: Request) -> dict[str, str]:
+    return single_values(parse_qsl(request.url.query, keep_blank_values=True))
+
+
+async def form(request: Request) -> dict[str, str]:
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise invalid_request("the body must be application/x-www-form-urlencoded")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise invalid_request("the request body is too large")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise invalid_request("the body is not UTF-8") from None
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=100)
+    except ValueError:
+        raise invalid_request("too many parameters") from None
+    return single_values(pairs)

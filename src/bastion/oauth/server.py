@@ -1,0 +1,311 @@
+"""The authorization server's endpoints: metadata, register, authorize, token, revoke.
+
+Identity is someone else's job: /authorize validates the request, stores it as a transaction, and hands the
+browser to an Authenticator (dev login now, upstream providers later), which calls `complete` with who signed in.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ..public_url import base_url
+from ..security.crypto import new_token, token_hash
+from ..settings import AuthorizationServerSettings
+from ..store import Commit, Store
+from . import forms
+from .clients import Client, authenticate, client_key, credentials, register, validate_registration
+from .errors import NO_STORE, OAuthError, invalid_request
+from .grants import Grants, Lifetimes
+from .pages import error_page
+from .ratelimit import RateLimiter
+
+TRANSACTION_SECONDS = 600
+_CHALLENGE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
+MAX_STATE = 2048
+
+
+class Authenticator(Protocol):
+    """Signs the user in for an authorization transaction, then calls AuthorizationServer.complete."""
+
+    def routes(self) -> list[BaseRoute]: ...
+
+    async def begin(self, request: Request, transaction: str) -> Response: ...
+
+
+class ClientResolver(Protocol):
+    async def __call__(self, client_id: str) -> Client | None: ...
+
+
+def json_response(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status, headers={**NO_STORE, **(headers or {})})
+
+
+def oauth_error(error: OAuthError) -> JSONResponse:
+    return json_response(error.body(), error.status, error.headers)
+
+
+class AuthorizationServer:
+    def __init__(
+        self, settings: AuthorizationServerSettings, store: Store, public_url: str | None, resource_path: str
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.public_url = public_url
+        self.resource_path = resource_path
+        self.grants = Grants(
+            store,
+            Lifetimes(settings.code_seconds, settings.access_token_seconds, int(settings.refresh_token_days * 86400)),
+        )
+        self.authenticator: Authenticator | None = None
+        self.registrations = RateLimiter(settings.registrations_per_minute, 60.0)
+        self.extra_client_resolvers: list[ClientResolver] = []
+
+    # --- identifiers -----------------------------------------------------------------------------------------
+    def issuer(self, request: Request) -> str:
+        return base_url(request.scope, self.public_url)
+
+    def resource(self, request: Request) -> str:
+        return base_url(request.scope, self.public_url) + self.resource_path
+
+    def routes(self) -> list[BaseRoute]:
+        routes: list[BaseRoute] = [
+            Route("/.well-known/oauth-authorization-server", self.metadata, methods=["GET"]),
+            Route("/.well-known/openid-configuration", self.metadata, methods=["GET"]),
+            Route("/authorize", self.authorize, methods=["GET"]),
+            Route("/token", self.token, methods=["POST"]),
+            Route("/revoke", self.revoke, methods=["POST"]),
+        ]
+        if self.settings.registration:
+            routes.append(Route("/register", self.register, methods=["POST"]))
+        if self.authenticator is not None:
+            routes += self.authenticator.routes()
+        return routes
+
+    # --- metadata (RFC 8414) ---------------------------------------------------------------------------------
+    async def metadata(self, request: Request) -> Response:
+        issuer = self.issuer(request)
+        body: dict[str, Any] = {
+            "issuer": issuer,
+            "authorization_endpoint": f"{issuer}/authorize",
+            "token_endpoint": f"{issuer}/token",
+            "revocation_endpoint": f"{issuer}/revoke",
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+            "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+            "scopes_supported": self.settings.scopes,
+            "authorization_response_iss_parameter_supported": True,
+            "client_id_metadata_document_supported": self.settings.client_metadata_documents,
+        }
+        if self.settings.registration:
+            body["registration_endpoint"] = f"{issuer}/register"
+        return JSONResponse(body, headers={"Cache-Control": "public, max-age=300"})
+
+    # --- clients ---------------------------------------------------------------------------------------------
+    async def client(self, client_id: str) -> Client | None:
+        if not client_id or len(client_id) > 2000:
+            return None
+        for resolve in self.extra_client_resolvers:  # Client ID Metadata Documents, when enabled
+            found = await resolve(client_id)
+            if found is not None:
+                return found
+        record = await self.store.get(client_key(client_id))
+        return Client.from_record(record) if record else None
+
+    async def register(self, request: Request) -> Response:
+        address = request.client.host if request.client else "unknown"
+        if not self.registrations.allow(address):
+            error = OAuthError("temporarily_unavailable", "too many registrations; try again in a minute", 429)
+            return oauth_error(error)
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            return oauth_error(OAuthError("invalid_client_metadata", "the body must be application/json"))
+        body = await request.body()
+        if len(body) > forms.MAX_FORM_BYTES:
+            return oauth_error(OAuthError("invalid_client_metadata", "the registration request is too large"))
+        try:
+            metadata = orjson.loads(body)
+            client = validate_registration(metadata, self.settings.scopes)
+        except orjson.JSONDecodeError:
+            return oauth_error(OAuthError("invalid_client_metadata", "the body is not valid JSON"))
+        except OAuthError as exc:
+            return oauth_error(exc)
+        ttl = self.settings.registration_ttl_days * 86400
+        client, secret = await register(self.store, client, ttl)
+        response = client.public_metadata()
+        if secret is not None:
+            response["client_secret"] = secret
+            response["client_secret_expires_at"] = client.expires_at
+        return json_response(response, 201)
+
+    # --- authorize -------------------------------------------------------------------------------------------
+    async def authorize(self, request: Request) -> Response:
+        try:
+            params = forms.query(request)
+        except OAuthError as exc:
+            return error_page(exc.description)
+        client_id = params.get("client_id", "")
+        client = await self.client(client_id)
+        if client is None:
+            return error_page("This application is not registered with this server (unknown client_id).")
+        redirect_uri = client.redirect_for(params.get("redirect_uri"))
+        if redirect_uri is None:
+            return error_page("The redirect_uri does not match any registered for this application.")
+        # From here on the client and where to send it back are known: errors go back to it.
+        issuer = self.issuer(request)
+        state = params.get("state")
+        try:
+            if state is not None and len(state) > MAX_STATE:
+                state = None
+                raise invalid_request("state is too long")
+            request_record = self._authorization_request(request, params, client, redirect_uri)
+        except OAuthError as exc:
+            return redirect_with(
+                redirect_uri, {"error": exc.error, "error_description": exc.description, "state": state, "iss": issuer}
+            )
+        if self.authenticator is None:
+            return redirect_with(
+                redirect_uri,
+                {
+                    "error": "temporarily_unavailable",
+                    "error_description": "no sign-in method is configured",
+                    "state": state,
+                    "iss": issuer,
+                },
+            )
+        transaction = new_token()
+        await self.store.commit(Commit().set(f"authz:{token_hash(transaction)}", request_record, TRANSACTION_SECONDS))
+        return await self.authenticator.begin(request, transaction)
+
+    def _authorization_request(
+        self, request: Request, params: dict[str, str], client: Client, redirect_uri: str
+    ) -> dict[str, Any]:
+        if params.get("response_type") != "code":
+            raise OAuthError("unsupported_response_type", "response_type must be code")
+        challenge = params.get("code_challenge")
+        method = params.get("code_challenge_method")
+        if not challenge:
+            raise invalid_request("PKCE is required: send code_challenge and code_challenge_method=S256")
+        if method != "S256":
+            raise invalid_request("code_challenge_method must be S256 (plain is not accepted)")
+        if not _CHALLENGE.match(challenge):
+            raise invalid_request("code_challenge must be 43-128 unreserved characters")
+        resource = self.resource(request)
+        requested_resource = params.get("resource")
+        if requested_resource is not None and requested_resource != resource:
+            raise OAuthError("invalid_target", f"this server issues tokens only for {resource}")
+        scopes = self._scopes(params.get("scope"), client)
+        return {
+            "client_id": client.client_id,
+            "redirect_uri": redirect_uri,
+            "state": params.get("state"),
+            "code_challenge": challenge,
+            "resource": resource,
+            "scopes": scopes,
+            "issuer": self.issuer(request),
+            "created_at": time.time(),
+        }
+
+    def _scopes(self, requested: str | None, client: Client) -> list[str]:
+        allowed = client.scope.split() if client.scope else self.settings.scopes
+        if requested is None or not requested.strip():
+            return list(allowed)
+        scopes = list(dict.fromkeys(requested.split()))
+        unknown = [s for s in scopes if s not in allowed]
+        if unknown:
+            raise OAuthError("invalid_scope", f"unknown or not allowed scope(s): {' '.join(unknown)}")
+        return scopes
+
+    async def complete(self, transaction: str, subject: str, claims: dict[str, Any]) -> Response:
+        """Finish an authorization once the user is signed in: issue the code and send the browser back."""
+        record = await self.store.take(f"authz:{token_hash(transaction)}")
+        if record is None:
+            return error_page("This sign-in request has expired or was already used. Start again from the app.")
+        code = await self.grants.authorize(
+            client_id=record["client_id"],
+            subject=subject,
+            scopes=record["scopes"],
+            resource=record["resource"],
+            redirect_uri=record["redirect_uri"],
+            code_challenge=record["code_challenge"],
+            props=claims,
+        )
+        return redirect_with(record["redirect_uri"], {"code": code, "state": record["state"], "iss": record["issuer"]})
+
+    # --- token -----------------------------------------------------------------------------------------------
+    async def token(self, request: Request) -> Response:
+        try:
+            params = await forms.form(request)
+            client = await self._authenticated_client(request, params)
+            grant_type = params.get("grant_type")
+            if grant_type not in client.grant_types:
+                if grant_type in ("authorization_code", "refresh_token"):
+                    raise OAuthError("unauthorized_client", f"this client may not use {grant_type}")
+                raise OAuthError("unsupported_grant_type", "grant_type must be authorization_code or refresh_token")
+            resource = params.get("resource")
+            if grant_type == "authorization_code":
+                code = params.get("code")
+                if not code:
+                    raise invalid_request("code is required")
+                tokens = await self.grants.exchange_code(
+                    code,
+                    client_id=client.client_id,
+                    redirect_uri=params.get("redirect_uri"),
+                    code_verifier=params.get("code_verifier"),
+                    resource=resource,
+                )
+            else:
+                refresh_token = params.get("refresh_token")
+                if not refresh_token:
+                    raise invalid_request("refresh_token is required")
+                scope = params.get("scope")
+                tokens = await self.grants.refresh(
+                    refresh_token,
+                    client_id=client.client_id,
+                    resource=resource,
+                    scopes=scope.split() if scope is not None else None,
+                )
+        except OAuthError as exc:
+            return oauth_error(exc)
+        body = tokens.response()
+        if "refresh_token" not in client.grant_types:
+            body.pop("refresh_token", None)
+        return json_response(body)
+
+    async def _authenticated_client(self, request: Request, params: dict[str, str]) -> Client:
+        given = credentials(request.headers.get("authorization"), params)
+        return authenticate(await self.client(given.client_id), given)
+
+    # --- revoke (RFC 7009) -----------------------------------------------------------------------------------
+    async def revoke(self, request: Request) -> Response:
+        try:
+            params = await forms.form(request)
+            client = await self._authenticated_client(request, params)
+            token = params.get("token")
+            if not token:
+                raise invalid_request("token is required")
+        except OAuthError as exc:
+            return oauth_error(exc)
+        await self.grants.revoke_token(token, client.client_id)
+        return Response(status_code=200, headers=NO_STORE)
+
+
+def redirect_with(uri: str, params: dict[str, str | None]) -> RedirectResponse:
+    """Redirect to `uri` with `params` added to its query (keeping any query it already has)."""
+    parts = urlsplit(uri)
+    extra = urlencode({k: v for k, v in params.items() if v is not None})
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    return RedirectResponse(urlunsplit(parts._replace(query=query)), 302, headers={"Cache-Control": "no-store"})
+
+
+Handler = Callable[[Request], Awaitable[Response]]

@@ -1,0 +1,85 @@
+import base64
+import hashlib
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from bastion.settings import Settings
+from tests.mcp.conftest import build_app
+
+BASE = "http://127.0.0.1:8000"
+RESOURCE = f"{BASE}/mcp"
+REDIRECT = "http://127.0.0.1:3000/callback"
+VERIFIER = "test-verifier-" + "x" * 40
+
+
+def challenge(verifier: str = VERIFIER) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+def settings(**auth) -> Settings:
+    return Settings.load(
+        env={}, store={"backend": "memory"}, authorization_server={"enabled": True, "dev_login": True, **auth}
+    )
+
+
+@pytest.fixture
+async def oauth():
+    asgi = build_app().asgi(settings())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
+        yield client
+
+
+async def register(client: httpx.AsyncClient, **metadata) -> dict:
+    body = {"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none", "client_name": "Test", **metadata}
+    response = await client.post("/register", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def authorize_params(client_id: str, **overrides) -> dict:
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": REDIRECT,
+        "state": "st4te",
+        "code_challenge": challenge(),
+        "code_challenge_method": "S256",
+        "resource": RESOURCE,
+    }
+    params.update(overrides)
+    return {k: v for k, v in params.items() if v is not None}
+
+
+async def sign_in(client: httpx.AsyncClient, params: dict, username: str = "alice") -> httpx.Response:
+    """Walk /authorize and the dev login form like a browser; returns the redirect back to the client."""
+    response = await client.get("/authorize", params=params)
+    assert response.status_code == 302, response.text
+    form = await client.get(response.headers["location"])
+    transaction = re.search(r'name="transaction" value="([^"]+)"', form.text).group(1)
+    return await client.post("/login/dev", data={"transaction": transaction, "username": username})
+
+
+def query_of(response: httpx.Response) -> dict[str, str]:
+    location = response.headers["location"]
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+async def tokens_for(client: httpx.AsyncClient, registered: dict, scope: str | None = None) -> dict:
+    params = authorize_params(registered["client_id"], scope=scope)
+    back = query_of(await sign_in(client, params))
+    response = await client.post(
+        "/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": back["code"],
+            "redirect_uri": REDIRECT,
+            "code_verifier": VERIFIER,
+            "client_id": registered["client_id"],
+            "resource": RESOURCE,
+        },
+    )
+    assert response.status_code == 200, response.text
+    return response.json()

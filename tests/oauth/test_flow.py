@@ -1,0 +1,63 @@
+"""The whole authorization-code flow over HTTP, in process: discover, register, authorize, sign in, token,
+call /mcp, refresh, revoke."""
+
+from tests.mcp.conftest import modern_body, modern_headers
+
+from .conftest import BASE, REDIRECT, RESOURCE, authorize_params, query_of, register, sign_in, tokens_for
+
+
+async def test_metadata_and_challenge(oauth):
+    unauthenticated = await oauth.post("/mcp", headers=modern_headers("tools/list"), json=modern_body("tools/list"))
+    assert unauthenticated.status_code == 401
+    challenge = unauthenticated.headers["www-authenticate"]
+    assert challenge == f'Bearer resource_metadata="{BASE}/.well-known/oauth-protected-resource/mcp"'
+    prm = (await oauth.get("/.well-known/oauth-protected-resource/mcp")).json()
+    assert prm["resource"] == RESOURCE and prm["authorization_servers"] == [BASE]
+    assert (await oauth.get("/.well-known/oauth-protected-resource")).json() == prm
+    metadata = (await oauth.get("/.well-known/oauth-authorization-server")).json()
+    assert metadata["issuer"] == BASE and metadata["code_challenge_methods_supported"] == ["S256"]
+    assert metadata["authorization_response_iss_parameter_supported"] is True
+    assert metadata["client_id_metadata_document_supported"] is True
+    assert metadata["registration_endpoint"] == f"{BASE}/register"
+    assert metadata["revocation_endpoint"] == f"{BASE}/revoke"
+    assert (await oauth.get("/.well-known/openid-configuration")).json() == metadata
+    # The identifiers follow the Host the client used (on loopback): localhost works too.
+    other = await oauth.get("/.well-known/oauth-authorization-server", headers={"host": "localhost:8000"})
+    assert other.json()["issuer"] == "http://localhost:8000"
+
+
+async def test_full_flow_to_a_tool_call_then_refresh_and_revoke(oauth):
+    client = await register(oauth)
+    back = await sign_in(oauth, authorize_params(client["client_id"]))
+    assert back.status_code == 302 and back.headers["location"].startswith(REDIRECT + "?")
+    answer = query_of(back)
+    assert answer["state"] == "st4te" and answer["iss"] == BASE and answer["code"]
+
+    tokens = await tokens_for(oauth, client)
+    assert tokens["token_type"] == "Bearer" and tokens["scope"] == "mcp" and tokens["refresh_token"]
+    bearer = {"authorization": f"Bearer {tokens['access_token']}"}
+    call = await oauth.post(
+        "/mcp",
+        headers={**modern_headers("tools/call", "add"), **bearer},
+        json=modern_body("tools/call", {"name": "add", "arguments": {"a": 2, "b": 2}}),
+    )
+    assert call.json()["result"]["structuredContent"] == {"result": 4}
+
+    refreshed = await oauth.post(
+        "/token",
+        data={
+            "grant_type": "refresh_token",
+            "client_id": client["client_id"],
+            "refresh_token": tokens["refresh_token"],
+        },
+    )
+    assert refreshed.status_code == 200 and refreshed.headers["cache-control"] == "no-store"
+    new_bearer = {"authorization": f"Bearer {refreshed.json()['access_token']}"}
+    revoked = await oauth.post(
+        "/revoke", data={"client_id": client["client_id"], "token": refreshed.json()["refresh_token"]}
+    )
+    assert revoked.status_code == 200
+    after = await oauth.post(
+        "/mcp", headers={**modern_headers("tools/list"), **new_bearer}, json=modern_body("tools/list")
+    )
+    assert after.status_code == 401 and 'error="invalid_token"' in after.headers["www-authenticate"]
