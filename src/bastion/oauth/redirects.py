@@ -59,5 +59,11 @@ def matches(registered: str, requested: str) -> bool:
         return True
     if not (is_loopback_http(registered) and is_loopback_http(requested)):
         return False
-    a, b = urlsplit(registered), urlsplit(requested)
-    return (a.hostname, a.path, a.query) == (b.hostname, b.path, b.query) and _clean(requested)
+    if "#" in requested or not _clean(requested):
+        return False
+    try:
+        a, b = urlsplit(registered), urlsplit(requested)
+        b.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        return False
+    return (a.hostname, a.path, a.query) == (b.hostname, b.path, b.query)

@@ -1,0 +1,117 @@
+"""/register (RFC 7591): metadata validated, ids and secrets generated, secrets hashed, rate-limited."""
+
+import httpx
+import pytest
+
+from bastion.security.crypto import token_hash
+from tests.mcp.conftest import build_app
+
+from .conftest import BASE, settings
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "javascript:alert(1)",
+        "JavaScript:alert(1)",
+        " javascript:alert(1)",
+        "java\tscript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "file:///etc/passwd",
+        "vbscript:msgbox(1)",
+        "myapp://callback",
+        "http://example.com/callback",  # plain http off loopback
+        "https://example.com/cb#fragment",
+        "https://user:pass@example.com/cb",
+        "https://example.com/cb\r\nSet-Cookie: x=1",
+        "https://exa mple.com/cb",
+        "https://example.com/\u202ecb",
+        "https:///no-host",
+        "https://example.com:99999/cb",
+        "https:\\\\example.com\\cb",
+        "",
+        "x" * 3000,
+        42,
+    ],
+)
+async def test_dangerous_redirect_uris_are_refused(oauth, uri):
+    response = await oauth.post("/register", json={"redirect_uris": [uri]})
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_redirect_uri"
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_application_type_is_honoured(oauth):
+    web_loopback = await oauth.post("/register", json={"redirect_uris": ["http://127.0.0.1:3000/cb"],
+                                                       "application_type": "web"})
+    assert web_loopback.status_code == 400
+    native = await oauth.post("/register", json={"redirect_uris": ["http://127.0.0.1:3000/cb"],
+                                                 "application_type": "native", "token_endpoint_auth_method": "none"})
+    assert native.status_code == 201 and native.json()["application_type"] == "native"
+    web = await oauth.post("/register", json={"redirect_uris": ["https://app.example.com/cb"]})
+    assert web.status_code == 201 and web.json()["application_type"] == "web"
+    assert web.json()["token_endpoint_auth_method"] == "client_secret_basic"  # the RFC 7591 default
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"redirect_uris": []},
+        {},
+        {"redirect_uris": "https://app.example.com/cb"},
+        {"redirect_uris": ["https://app.example.com/cb"], "token_endpoint_auth_method": "private_key_jwt"},
+        {"redirect_uris": ["https://app.example.com/cb"], "grant_types": ["client_credentials"]},
+        {"redirect_uris": ["https://app.example.com/cb"], "grant_types": ["refresh_token"]},
+        {"redirect_uris": ["https://app.example.com/cb"], "response_types": ["token"]},
+        {"redirect_uris": ["https://app.example.com/cb"], "application_type": "desktop"},
+        {"redirect_uris": ["https://app.example.com/cb"], "logo_uri": "javascript:alert(1)"},
+        {"redirect_uris": ["https://app.example.com/cb"], "logo_uri": "http://app.example.com/logo.png"},
+        {"redirect_uris": ["https://app.example.com/cb"], "client_uri": "data:text/html,hi"},
+        {"redirect_uris": ["https://app.example.com/cb"], "client_name": "x" * 500},
+        {"redirect_uris": ["https://app.example.com/cb"], "client_name": "evil\u0000name"},
+        {"redirect_uris": ["https://app.example.com/cb"], "scope": "mcp admin"},
+        {"redirect_uris": ["https://app.example.com/cb"] * 21},
+    ],
+)
+async def test_bad_metadata_is_refused(oauth, metadata):
+    response = await oauth.post("/register", json=metadata)
+    assert response.status_code == 400
+    assert response.json()["error"] in ("invalid_client_metadata", "invalid_redirect_uri")
+
+
+async def test_ids_and_secrets_are_generated_and_secrets_stored_hashed(oauth):
+    chosen = {"redirect_uris": ["https://app.example.com/cb"], "client_id": "i-choose-this",
+              "client_secret": "and-this", "client_name": "<script>alert(1)</script>"}
+    response = await oauth.post("/register", json=chosen)
+    body = response.json()
+    assert response.status_code == 201
+    assert body["client_id"] != "i-choose-this" and body["client_secret"] != "and-this"
+    assert len(body["client_id"]) >= 20 and len(body["client_secret"]) >= 40
+    assert body["client_name"] == "<script>alert(1)</script>"  # stored as given; escaped wherever shown
+    assert body["client_secret_expires_at"] > body["client_id_issued_at"]
+    store = oauth._transport.app.app.store  # the ASGI app under the origin gate
+    record = await store.get(f"client:{body['client_id']}")
+    assert record["secret_hash"] == token_hash(body["client_secret"])
+    assert body["client_secret"] not in str(record)
+
+
+async def test_malformed_bodies(oauth):
+    for content, content_type in [(b"{", "application/json"), (b"[]", "application/json"),
+                                  (b"redirect_uris=x", "application/x-www-form-urlencoded"),
+                                  (b'{"redirect_uris": ["https://a.example/cb"], "pad": "' + b"x" * 100_000 + b'"}',
+                                   "application/json")]:
+        response = await oauth.post("/register", content=content, headers={"content-type": content_type})
+        assert response.status_code == 400 and response.json()["error"] == "invalid_client_metadata"
+
+
+async def test_registration_is_rate_limited_and_can_be_turned_off():
+    asgi = build_app().asgi(settings(registrations_per_minute=3))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
+        statuses = [(await client.post("/register", json={"redirect_uris": ["https://a.example/cb"]})).status_code
+                    for _ in range(5)]
+        assert statuses == [201, 201, 201, 429, 429]
+    closed = build_app().asgi(settings(registration=False))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=closed), base_url=BASE) as client:
+        assert (await client.post("/register", json={"redirect_uris": ["https://a.example/cb"]})).status_code == 404
+        metadata = (await client.get("/.well-known/oauth-authorization-server")).json()
+        assert "registration_endpoint" not in metadata

@@ -1,0 +1,146 @@
+"""/token and /revoke: client authentication exactly as registered, single-use codes, rotation, RFC 6749
+section 5.2 errors, no-store."""
+
+import base64
+
+import pytest
+
+from .conftest import REDIRECT, RESOURCE, VERIFIER, authorize_params, query_of, register, sign_in, tokens_for
+
+
+def basic(client_id: str, secret: str) -> dict[str, str]:
+    return {"authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
+
+
+async def fresh_code(oauth, client: dict) -> str:
+    return query_of(await sign_in(oauth, authorize_params(client["client_id"])))["code"]
+
+
+def code_form(code: str, **extra) -> dict:
+    return {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "code_verifier": VERIFIER,
+            "resource": RESOURCE, **extra}
+
+
+async def test_confidential_clients_authenticate_exactly_as_registered(oauth):
+    client = await register(oauth, token_endpoint_auth_method="client_secret_basic")
+    cid, secret = client["client_id"], client["client_secret"]
+    assert client["token_endpoint_auth_method"] == "client_secret_basic" and len(secret) >= 32
+    for headers, form, status in [
+        ({}, {"client_id": cid, "client_secret": secret}, 401),  # post, but registered basic
+        ({}, {"client_id": cid}, 401),  # no secret at all
+        (basic(cid, "wrong"), {}, 401),
+        (basic("someone-else", secret), {}, 401),
+        (basic(cid, secret), {"client_secret": secret}, 400),  # two methods at once
+        ({"authorization": "Basic !!!"}, {}, 401),
+        ({"authorization": "Bearer x"}, {}, 401),
+    ]:
+        code = await fresh_code(oauth, client)
+        response = await oauth.post("/token", headers=headers, data=code_form(code, **form))
+        assert response.status_code == status, (headers, form, response.text)
+        assert response.headers["cache-control"] == "no-store"
+        assert response.json()["error"] in ("invalid_client", "invalid_request")
+        if headers.get("authorization", "").startswith("Basic") and status == 401:
+            assert response.headers["www-authenticate"].startswith("Basic")
+        # The failed attempt left the code usable by its rightful owner.
+        ok = await oauth.post("/token", headers=basic(cid, secret), data=code_form(code))
+        assert ok.status_code == 200, ok.text
+
+
+async def test_client_secret_post_clients(oauth):
+    client = await register(oauth, token_endpoint_auth_method="client_secret_post")
+    code = await fresh_code(oauth, client)
+    wrong = await oauth.post("/token", headers=basic(client["client_id"], client["client_secret"]),
+                             data=code_form(code))
+    assert wrong.status_code == 401
+    right = await oauth.post("/token", data=code_form(code, client_id=client["client_id"],
+                                                      client_secret=client["client_secret"]))
+    assert right.status_code == 200
+
+
+async def test_public_clients_may_not_send_secrets(oauth):
+    client = await register(oauth)
+    assert "client_secret" not in client
+    code = await fresh_code(oauth, client)
+    response = await oauth.post("/token", data=code_form(code, client_id=client["client_id"], client_secret="x"))
+    assert response.status_code == 401
+
+
+async def test_code_replay_is_refused_and_revokes_the_tokens(oauth):
+    client = await register(oauth)
+    code = await fresh_code(oauth, client)
+    first = await oauth.post("/token", data=code_form(code, client_id=client["client_id"]))
+    assert first.status_code == 200
+    replay = await oauth.post("/token", data=code_form(code, client_id=client["client_id"]))
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    refresh = await oauth.post("/token", data={"grant_type": "refresh_token", "client_id": client["client_id"],
+                                               "refresh_token": first.json()["refresh_token"]})
+    assert refresh.json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize(
+    "form, error, status",
+    [
+        ({"grant_type": "password", "username": "a", "password": "b"}, "unsupported_grant_type", 400),
+        ({"grant_type": "client_credentials"}, "unsupported_grant_type", 400),
+        ({"grant_type": "authorization_code"}, "invalid_request", 400),
+        ({"grant_type": "authorization_code", "code": "x.y", "redirect_uri": REDIRECT, "code_verifier": VERIFIER},
+         "invalid_grant", 400),
+        ({"grant_type": "authorization_code", "code": "garbage"}, "invalid_grant", 400),
+        ({"grant_type": "refresh_token"}, "invalid_request", 400),
+        ({"grant_type": "refresh_token", "refresh_token": "a.b"}, "invalid_grant", 400),
+    ],
+)
+async def test_token_errors_follow_rfc_6749(oauth, form, error, status):
+    client = await register(oauth)
+    response = await oauth.post("/token", data={"client_id": client["client_id"], **form})
+    assert response.status_code == status and response.json()["error"] == error
+    assert set(response.json()) == {"error", "error_description"}
+
+
+async def test_malformed_token_requests(oauth):
+    client = await register(oauth)
+    as_json = await oauth.post("/token", json={"grant_type": "authorization_code", "client_id": client["client_id"]})
+    assert as_json.status_code == 400 and as_json.json()["error"] == "invalid_request"
+    repeated = await oauth.post("/token", content=f"grant_type=refresh_token&grant_type=authorization_code"
+                                f"&client_id={client['client_id']}",
+                                headers={"content-type": "application/x-www-form-urlencoded"})
+    assert repeated.json()["error"] == "invalid_request"
+    huge = await oauth.post("/token", content=b"a=" + b"x" * 200_000,
+                            headers={"content-type": "application/x-www-form-urlencoded"})
+    assert huge.status_code == 400
+    not_utf8 = await oauth.post("/token", content=b"a=\xff\xfe",
+                                headers={"content-type": "application/x-www-form-urlencoded"})
+    assert not_utf8.status_code == 400
+
+
+async def test_scopes_only_narrow_on_refresh(oauth):
+    client = await register(oauth)
+    tokens = await tokens_for(oauth, client)
+    wider = await oauth.post("/token", data={"grant_type": "refresh_token", "client_id": client["client_id"],
+                                             "refresh_token": tokens["refresh_token"], "scope": "mcp admin"})
+    assert wider.json()["error"] == "invalid_scope"
+    same = await oauth.post("/token", data={"grant_type": "refresh_token", "client_id": client["client_id"],
+                                            "refresh_token": tokens["refresh_token"], "scope": "mcp"})
+    assert same.status_code == 200 and same.json()["scope"] == "mcp"
+
+
+async def test_revocation_is_per_client_and_unknown_tokens_get_200(oauth):
+    alice_app, other_app = await register(oauth), await register(oauth)
+    tokens = await tokens_for(oauth, alice_app)
+    bearer = {"authorization": f"Bearer {tokens['access_token']}"}
+    from tests.mcp.conftest import modern_body, modern_headers
+
+    async def status():
+        return (await oauth.post("/mcp", headers={**modern_headers("tools/list"), **bearer},
+                                 json=modern_body("tools/list"))).status_code
+
+    for token in (tokens["access_token"], tokens["refresh_token"]):
+        cross = await oauth.post("/revoke", data={"client_id": other_app["client_id"], "token": token})
+        assert cross.status_code == 200
+    assert await status() == 200  # another client could not revoke it
+    unknown = await oauth.post("/revoke", data={"client_id": alice_app["client_id"], "token": "nonsense"})
+    assert unknown.status_code == 200
+    no_auth = await oauth.post("/revoke", data={"token": tokens["access_token"]})
+    assert no_auth.status_code == 401
+    own = await oauth.post("/revoke", data={"client_id": alice_app["client_id"], "token": tokens["access_token"]})
+    assert own.status_code == 200 and await status() == 401
