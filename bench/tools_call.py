@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +65,8 @@ class Target:
     legacy: bool = False
     tool: str = "add"
     informational: bool = False  # reported, but not held to the targets
+    env: dict[str, str] = field(default_factory=dict)
+    bearer: Callable[[str], str] | None = None  # obtains an access token from the server at this base URL
     process: subprocess.Popen | None = None
     port: int = 0
 
@@ -75,7 +78,8 @@ class Target:
         self.port = free_port()
         command = [part.replace("{port}", str(self.port)) for part in self.command]
         self.process = subprocess.Popen(
-            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, **self.env},
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -87,6 +91,8 @@ class Target:
         else:
             raise RuntimeError(f"{self.name} did not start")
         self.headers = {"accept": "application/json, text/event-stream"}
+        if self.bearer is not None:
+            self.headers["authorization"] = f"Bearer {self.bearer(f'http://127.0.0.1:{self.port}')}"
         if self.legacy:
             init = json.dumps(
                 {
