@@ -29,17 +29,33 @@ def access_token(base: str) -> str:
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     redirect = "http://127.0.0.1:1/callback"
     with httpx.Client(base_url=base, timeout=10) as http:
-        client_id = http.post("/register", json={"redirect_uris": [redirect],
-                                                 "token_endpoint_auth_method": "none"}).json()["client_id"]
-        start = http.get("/authorize", params={"response_type": "code", "client_id": client_id,
-                                               "redirect_uri": redirect, "code_challenge": challenge,
-                                               "code_challenge_method": "S256"})
+        client_id = http.post(
+            "/register", json={"redirect_uris": [redirect], "token_endpoint_auth_method": "none"}
+        ).json()["client_id"]
+        start = http.get(
+            "/authorize",
+            params={
+                "response_type": "code",
+                "client_id": client_id,
+                "redirect_uri": redirect,
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            },
+        )
         form = http.get(start.headers["location"])
         transaction = re.search(r'name="transaction" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
         back = http.post("/login/dev", data={"transaction": transaction, "username": "bench"})
         code = parse_qs(urlsplit(back.headers["location"]).query)["code"][0]
-        tokens = http.post("/token", data={"grant_type": "authorization_code", "code": code, "client_id": client_id,
-                                           "redirect_uri": redirect, "code_verifier": verifier}).json()
+        tokens = http.post(
+            "/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "client_id": client_id,
+                "redirect_uri": redirect,
+                "code_verifier": verifier,
+            },
+        ).json()
         return str(tokens["access_token"])
 
 
@@ -52,10 +68,15 @@ def main() -> int:
     wrk = ensure_wrk()
     bastion = [PYTHON, "-m", "bastion.cli", "serve", "bench/add_server.py", "--port", "{port}"]
     with tempfile.TemporaryDirectory() as tmp:
-        auth_env = {"BASTION_AUTHORIZATION_SERVER__ENABLED": "true", "BASTION_AUTHORIZATION_SERVER__DEV_LOGIN": "true",
-                    "BASTION_STORE__PATH": str(Path(tmp) / "bench.db")}
-        targets = [Target("unauthenticated", bastion),
-                   Target("authenticated", bastion, env=auth_env, bearer=access_token)]
+        auth_env = {
+            "BASTION_AUTHORIZATION_SERVER__ENABLED": "true",
+            "BASTION_AUTHORIZATION_SERVER__DEV_LOGIN": "true",
+            "BASTION_STORE__PATH": str(Path(tmp) / "bench.db"),
+        }
+        targets = [
+            Target("unauthenticated", bastion),
+            Target("authenticated", bastion, env=auth_env, bearer=access_token),
+        ]
         runs: dict[str, list[dict[str, float]]] = {t.name: [] for t in targets}
         try:
             for target in targets:
@@ -67,10 +88,14 @@ def main() -> int:
         finally:
             for target in targets:
                 target.stop()
-    summary = {name: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99")} for name, rs in runs.items()}
+    summary = {
+        name: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99")} for name, rs in runs.items()
+    }
     base = summary["unauthenticated"]
-    print(f"tools/call add(a, b), 2026-07-28; wrk 1 thread, {args.connections} connections, "
-          f"{args.rounds} rounds x {args.seconds}s, medians")
+    print(
+        f"tools/call add(a, b), 2026-07-28; wrk 1 thread, {args.connections} connections, "
+        f"{args.rounds} rounds x {args.seconds}s, medians"
+    )
     print(f"{'target':18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'req/s ratio':>12}")
     for name, s in summary.items():
         print(f"{name:18} {s['rps']:9.0f} {s['p50']:8.2f} {s['p99']:8.2f} {s['rps'] / base['rps']:12.2f}")

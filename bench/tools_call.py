@@ -78,7 +78,11 @@ class Target:
         self.port = free_port()
         command = [part.replace("{port}", str(self.port)) for part in self.command]
         self.process = subprocess.Popen(
-            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            command,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
             env={**os.environ, **self.env},
         )
         deadline = time.monotonic() + 20

@@ -40,6 +40,14 @@ class AuthorizationServerSettings(BaseModel):
     client_metadata_documents: bool = Field(
         True, description="Accept https URLs as client ids (Client ID Metadata Documents)."
     )
+    metadata_document_ca_file: str | None = Field(
+        None, description="Extra CA certificates (PEM) trusted when fetching client metadata documents."
+    )
+    metadata_document_hosts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Hosts that serve client metadata documents from internal addresses, pinned to those addresses "
+        '(e.g. {"clients.intranet" = "10.0.0.5"}); the private-address block is lifted for exactly these.',
+    )
     access_token_seconds: int = Field(3600, ge=60, le=86400, description="Access token lifetime.")
     refresh_token_days: float = Field(30, gt=0, le=365, description="Refresh token lifetime (rotated on every use).")
     code_seconds: int = Field(300, ge=30, le=600, description="Authorization code lifetime (at most 10 minutes).")
@@ -243,6 +251,8 @@ def _field(path: list[str]) -> Any:
 
 def _from_env(field: Any, value: str) -> Any:
     annotation = str(field.annotation)
+    if "dict" in annotation:  # name=value,name=value
+        return dict(item.strip().split("=", 1) for item in value.split(",") if "=" in item)
     if "list" in annotation:
         return [item.strip() for item in value.split(",") if item.strip()]
     return value

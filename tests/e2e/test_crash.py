@@ -19,6 +19,7 @@ import time
 import httpx
 import pytest
 
+from tests.messages import initialize
 from tests.oauth.conftest import REDIRECT, VERIFIER, challenge
 
 from .conftest import ROOT, free_port
@@ -30,11 +31,20 @@ CODES_PER_ROUND = 24
 
 
 def start(db: str, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "BASTION_AUTHORIZATION_SERVER__ENABLED": "true",
-           "BASTION_AUTHORIZATION_SERVER__DEV_LOGIN": "true", "BASTION_STORE__PATH": db}
-    process = subprocess.Popen([sys.executable, "-m", "bastion.cli", "serve", str(FEATURES), "--port", str(port)],
-                               env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    env = {
+        **os.environ,
+        "BASTION_AUTHORIZATION_SERVER__ENABLED": "true",
+        "BASTION_AUTHORIZATION_SERVER__DEV_LOGIN": "true",
+        "BASTION_STORE__PATH": db,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bastion.cli", "serve", str(FEATURES), "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -51,8 +61,14 @@ def kill(process: subprocess.Popen[bytes]) -> None:
 
 
 async def new_code(http: httpx.AsyncClient, base: str, client_id: str) -> str:
-    params = {"response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT, "state": "s",
-              "code_challenge": challenge(), "code_challenge_method": "S256"}
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": REDIRECT,
+        "state": "s",
+        "code_challenge": challenge(),
+        "code_challenge_method": "S256",
+    }
     start_at = await http.get(f"{base}/authorize", params=params)
     form = await http.get(base + start_at.headers["location"])
     transaction = re.search(r'name="transaction" value="([^"]+)"', form.text).group(1)
@@ -61,9 +77,16 @@ async def new_code(http: httpx.AsyncClient, base: str, client_id: str) -> str:
 
 
 async def exchange(http: httpx.AsyncClient, base: str, client_id: str, code: str) -> httpx.Response:
-    return await http.post(f"{base}/token", data={"grant_type": "authorization_code", "code": code,
-                                                  "redirect_uri": REDIRECT, "code_verifier": VERIFIER,
-                                                  "client_id": client_id})
+    return await http.post(
+        f"{base}/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "code_verifier": VERIFIER,
+            "client_id": client_id,
+        },
+    )
 
 
 async def test_sigkill_during_token_bursts_loses_nothing_committed(tmp_path):
@@ -75,8 +98,9 @@ async def test_sigkill_during_token_bursts_loses_nothing_committed(tmp_path):
     process = start(db, port)
     try:
         async with httpx.AsyncClient(timeout=10) as http:
-            registered = await http.post(f"{base}/register", json={"redirect_uris": [REDIRECT],
-                                                                    "token_endpoint_auth_method": "none"})
+            registered = await http.post(
+                f"{base}/register", json={"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}
+            )
             client_id = registered.json()["client_id"]
             for _ in range(ROUNDS):
                 codes = [await new_code(http, base, client_id) for _ in range(CODES_PER_ROUND)]
@@ -99,11 +123,24 @@ async def test_sigkill_during_token_bursts_loses_nothing_committed(tmp_path):
                         revoked_by_replay += 1
             assert received, "no exchange completed at all"
             for token in received:
-                probe = await http.post(f"{base}/mcp", headers={
-                    "authorization": f"Bearer {token}", "content-type": "application/json",
-                    "accept": "application/json, text/event-stream"},
-                    json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+                probe = await http.post(
+                    f"{base}/mcp",
+                    headers={
+                        "authorization": f"Bearer {token}",
+                        "content-type": "application/json",
+                        "accept": "application/json, text/event-stream",
+                    },
+                    json={
+                        "jsonrpc": "2.0",
+                        "id": 0,
+                        "method": "initialize",
+                        "params": {
+                            "protocolVersion": "2025-11-25",
+                            "capabilities": {},
+                            "clientInfo": {"name": "t", "version": "1"},
+                        },
+                    },
+                )
                 assert probe.status_code == 200, "a token a client received does not work"
     finally:
         kill(process)

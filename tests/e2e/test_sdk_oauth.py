@@ -9,10 +9,11 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import httpx2
 import pytest
-from mcp import Client
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+
+from mcp import Client
 
 from .conftest import ROOT, bastion_server
 
@@ -62,8 +63,9 @@ class HeadlessBrowser:
             assert response.status_code == 302, response.text
             login = await browser.get(httpx.URL(url).join(response.headers["location"]))
             transaction = re.search(r'name="transaction" value="([^"]+)"', login.text).group(1)
-            back = await browser.post(httpx.URL(url).join("/login/dev"),
-                                      data={"transaction": transaction, "username": self.username})
+            back = await browser.post(
+                httpx.URL(url).join("/login/dev"), data={"transaction": transaction, "username": self.username}
+            )
             assert back.status_code == 302, back.text
             location = back.headers["location"]
             assert location.startswith(REDIRECT + "?")
@@ -76,17 +78,29 @@ class HeadlessBrowser:
 
 
 def provider_for(url: str, storage: MemoryStorage, browser: HeadlessBrowser) -> OAuthClientProvider:
-    metadata = OAuthClientMetadata(redirect_uris=[REDIRECT], client_name="SDK e2e", token_endpoint_auth_method="none",
-                                   grant_types=["authorization_code", "refresh_token"], response_types=["code"])
-    return OAuthClientProvider(server_url=url, client_metadata=metadata, storage=storage,
-                               redirect_handler=browser.open, callback_handler=browser.callback)
+    metadata = OAuthClientMetadata(
+        redirect_uris=[REDIRECT],
+        client_name="SDK e2e",
+        token_endpoint_auth_method="none",
+        grant_types=["authorization_code", "refresh_token"],
+        response_types=["code"],
+    )
+    return OAuthClientProvider(
+        server_url=url,
+        client_metadata=metadata,
+        storage=storage,
+        redirect_handler=browser.open,
+        callback_handler=browser.callback,
+    )
 
 
 async def call_who_am_i(url: str, provider: OAuthClientProvider, mode: str) -> str:
-    async with httpx2.AsyncClient(auth=provider, timeout=30) as http:
-        async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:
-            result = await client.call_tool("who_am_i", {})
-            return result.content[0].text
+    async with (
+        httpx2.AsyncClient(auth=provider, timeout=30) as http,
+        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
+    ):
+        result = await client.call_tool("who_am_i", {})
+        return result.content[0].text
 
 
 @pytest.mark.parametrize("mode", ["2026-07-28", "legacy"])
@@ -100,8 +114,13 @@ async def test_dynamic_registration_flow_refresh_and_revocation(tmp_path, mode):
         assert first is not None and first.refresh_token
 
         # An expired access token is refreshed without the browser, and the refresh token rotates.
-        storage.tokens = OAuthToken(access_token="expired.token", token_type="Bearer", expires_in=-1,
-                                    refresh_token=first.refresh_token, scope=first.scope)
+        storage.tokens = OAuthToken(
+            access_token="expired.token",
+            token_type="Bearer",
+            expires_in=-1,
+            refresh_token=first.refresh_token,
+            scope=first.scope,
+        )
         provider = provider_for(url, storage, browser)
         provider.context.token_expiry_time = 1.0  # long past (0 would mean "unknown", i.e. valid)
         assert (await call_who_am_i(url, provider, mode)).startswith("Principal(subject='dev:ada'")
@@ -110,13 +129,19 @@ async def test_dynamic_registration_flow_refresh_and_revocation(tmp_path, mode):
         # Revoked: the server answers 401 to the old access token.
         async with httpx.AsyncClient() as http:
             base = url.removesuffix("/mcp")
-            revoked = await http.post(f"{base}/revoke", data={"client_id": storage.client.client_id,
-                                                              "token": storage.tokens.refresh_token})
+            revoked = await http.post(
+                f"{base}/revoke", data={"client_id": storage.client.client_id, "token": storage.tokens.refresh_token}
+            )
             assert revoked.status_code == 200
-            probe = await http.post(url, headers={"authorization": f"Bearer {storage.tokens.access_token}",
-                                                  "content-type": "application/json",
-                                                  "accept": "application/json, text/event-stream"},
-                                    json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+            probe = await http.post(
+                url,
+                headers={
+                    "authorization": f"Bearer {storage.tokens.access_token}",
+                    "content-type": "application/json",
+                    "accept": "application/json, text/event-stream",
+                },
+                json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+            )
             assert probe.status_code == 401 and 'error="invalid_token"' in probe.headers["www-authenticate"]
 
 

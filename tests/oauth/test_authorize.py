@@ -44,8 +44,9 @@ async def test_redirect_uri_must_match_exactly(oauth, redirect):
 
 async def test_loopback_redirects_may_use_any_port(oauth):
     client = await register(oauth)
-    response = await oauth.get("/authorize", params=authorize_params(
-        client["client_id"], redirect_uri="http://127.0.0.1:51234/callback"))
+    response = await oauth.get(
+        "/authorize", params=authorize_params(client["client_id"], redirect_uri="http://127.0.0.1:51234/callback")
+    )
     assert response.status_code == 302 and response.headers["location"].startswith("/login/dev")
 
 

@@ -42,11 +42,18 @@ async def test_dangerous_redirect_uris_are_refused(oauth, uri):
 
 
 async def test_application_type_is_honoured(oauth):
-    web_loopback = await oauth.post("/register", json={"redirect_uris": ["http://127.0.0.1:3000/cb"],
-                                                       "application_type": "web"})
+    web_loopback = await oauth.post(
+        "/register", json={"redirect_uris": ["http://127.0.0.1:3000/cb"], "application_type": "web"}
+    )
     assert web_loopback.status_code == 400
-    native = await oauth.post("/register", json={"redirect_uris": ["http://127.0.0.1:3000/cb"],
-                                                 "application_type": "native", "token_endpoint_auth_method": "none"})
+    native = await oauth.post(
+        "/register",
+        json={
+            "redirect_uris": ["http://127.0.0.1:3000/cb"],
+            "application_type": "native",
+            "token_endpoint_auth_method": "none",
+        },
+    )
     assert native.status_code == 201 and native.json()["application_type"] == "native"
     web = await oauth.post("/register", json={"redirect_uris": ["https://app.example.com/cb"]})
     assert web.status_code == 201 and web.json()["application_type"] == "web"
@@ -80,8 +87,12 @@ async def test_bad_metadata_is_refused(oauth, metadata):
 
 
 async def test_ids_and_secrets_are_generated_and_secrets_stored_hashed(oauth):
-    chosen = {"redirect_uris": ["https://app.example.com/cb"], "client_id": "i-choose-this",
-              "client_secret": "and-this", "client_name": "<script>alert(1)</script>"}
+    chosen = {
+        "redirect_uris": ["https://app.example.com/cb"],
+        "client_id": "i-choose-this",
+        "client_secret": "and-this",
+        "client_name": "<script>alert(1)</script>",
+    }
     response = await oauth.post("/register", json=chosen)
     body = response.json()
     assert response.status_code == 201
@@ -96,10 +107,12 @@ async def test_ids_and_secrets_are_generated_and_secrets_stored_hashed(oauth):
 
 
 async def test_malformed_bodies(oauth):
-    for content, content_type in [(b"{", "application/json"), (b"[]", "application/json"),
-                                  (b"redirect_uris=x", "application/x-www-form-urlencoded"),
-                                  (b'{"redirect_uris": ["https://a.example/cb"], "pad": "' + b"x" * 100_000 + b'"}',
-                                   "application/json")]:
+    for content, content_type in [
+        (b"{", "application/json"),
+        (b"[]", "application/json"),
+        (b"redirect_uris=x", "application/x-www-form-urlencoded"),
+        (b'{"redirect_uris": ["https://a.example/cb"], "pad": "' + b"x" * 100_000 + b'"}', "application/json"),
+    ]:
         response = await oauth.post("/register", content=content, headers={"content-type": content_type})
         assert response.status_code == 400 and response.json()["error"] == "invalid_client_metadata"
 
@@ -107,8 +120,10 @@ async def test_malformed_bodies(oauth):
 async def test_registration_is_rate_limited_and_can_be_turned_off():
     asgi = build_app().asgi(settings(registrations_per_minute=3))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
-        statuses = [(await client.post("/register", json={"redirect_uris": ["https://a.example/cb"]})).status_code
-                    for _ in range(5)]
+        statuses = [
+            (await client.post("/register", json={"redirect_uris": ["https://a.example/cb"]})).status_code
+            for _ in range(5)
+        ]
         assert statuses == [201, 201, 201, 429, 429]
     closed = build_app().asgi(settings(registration=False))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=closed), base_url=BASE) as client:

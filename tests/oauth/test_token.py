@@ -17,8 +17,14 @@ async def fresh_code(oauth, client: dict) -> str:
 
 
 def code_form(code: str, **extra) -> dict:
-    return {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "code_verifier": VERIFIER,
-            "resource": RESOURCE, **extra}
+    return {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT,
+        "code_verifier": VERIFIER,
+        "resource": RESOURCE,
+        **extra,
+    }
 
 
 async def test_confidential_clients_authenticate_exactly_as_registered(oauth):
@@ -49,11 +55,13 @@ async def test_confidential_clients_authenticate_exactly_as_registered(oauth):
 async def test_client_secret_post_clients(oauth):
     client = await register(oauth, token_endpoint_auth_method="client_secret_post")
     code = await fresh_code(oauth, client)
-    wrong = await oauth.post("/token", headers=basic(client["client_id"], client["client_secret"]),
-                             data=code_form(code))
+    wrong = await oauth.post(
+        "/token", headers=basic(client["client_id"], client["client_secret"]), data=code_form(code)
+    )
     assert wrong.status_code == 401
-    right = await oauth.post("/token", data=code_form(code, client_id=client["client_id"],
-                                                      client_secret=client["client_secret"]))
+    right = await oauth.post(
+        "/token", data=code_form(code, client_id=client["client_id"], client_secret=client["client_secret"])
+    )
     assert right.status_code == 200
 
 
@@ -72,8 +80,14 @@ async def test_code_replay_is_refused_and_revokes_the_tokens(oauth):
     assert first.status_code == 200
     replay = await oauth.post("/token", data=code_form(code, client_id=client["client_id"]))
     assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
-    refresh = await oauth.post("/token", data={"grant_type": "refresh_token", "client_id": client["client_id"],
-                                               "refresh_token": first.json()["refresh_token"]})
+    refresh = await oauth.post(
+        "/token",
+        data={
+            "grant_type": "refresh_token",
+            "client_id": client["client_id"],
+            "refresh_token": first.json()["refresh_token"],
+        },
+    )
     assert refresh.json()["error"] == "invalid_grant"
 
 
@@ -83,8 +97,11 @@ async def test_code_replay_is_refused_and_revokes_the_tokens(oauth):
         ({"grant_type": "password", "username": "a", "password": "b"}, "unsupported_grant_type", 400),
         ({"grant_type": "client_credentials"}, "unsupported_grant_type", 400),
         ({"grant_type": "authorization_code"}, "invalid_request", 400),
-        ({"grant_type": "authorization_code", "code": "x.y", "redirect_uri": REDIRECT, "code_verifier": VERIFIER},
-         "invalid_grant", 400),
+        (
+            {"grant_type": "authorization_code", "code": "x.y", "redirect_uri": REDIRECT, "code_verifier": VERIFIER},
+            "invalid_grant",
+            400,
+        ),
         ({"grant_type": "authorization_code", "code": "garbage"}, "invalid_grant", 400),
         ({"grant_type": "refresh_token"}, "invalid_request", 400),
         ({"grant_type": "refresh_token", "refresh_token": "a.b"}, "invalid_grant", 400),
@@ -101,26 +118,44 @@ async def test_malformed_token_requests(oauth):
     client = await register(oauth)
     as_json = await oauth.post("/token", json={"grant_type": "authorization_code", "client_id": client["client_id"]})
     assert as_json.status_code == 400 and as_json.json()["error"] == "invalid_request"
-    repeated = await oauth.post("/token", content=f"grant_type=refresh_token&grant_type=authorization_code"
-                                f"&client_id={client['client_id']}",
-                                headers={"content-type": "application/x-www-form-urlencoded"})
+    repeated = await oauth.post(
+        "/token",
+        content=f"grant_type=refresh_token&grant_type=authorization_code&client_id={client['client_id']}",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert repeated.json()["error"] == "invalid_request"
-    huge = await oauth.post("/token", content=b"a=" + b"x" * 200_000,
-                            headers={"content-type": "application/x-www-form-urlencoded"})
+    huge = await oauth.post(
+        "/token", content=b"a=" + b"x" * 200_000, headers={"content-type": "application/x-www-form-urlencoded"}
+    )
     assert huge.status_code == 400
-    not_utf8 = await oauth.post("/token", content=b"a=\xff\xfe",
-                                headers={"content-type": "application/x-www-form-urlencoded"})
+    not_utf8 = await oauth.post(
+        "/token", content=b"a=\xff\xfe", headers={"content-type": "application/x-www-form-urlencoded"}
+    )
     assert not_utf8.status_code == 400
 
 
 async def test_scopes_only_narrow_on_refresh(oauth):
     client = await register(oauth)
     tokens = await tokens_for(oauth, client)
-    wider = await oauth.post("/token", data={"grant_type": "refresh_token", "client_id": client["client_id"],
-                                             "refresh_token": tokens["refresh_token"], "scope": "mcp admin"})
+    wider = await oauth.post(
+        "/token",
+        data={
+            "grant_type": "refresh_token",
+            "client_id": client["client_id"],
+            "refresh_token": tokens["refresh_token"],
+            "scope": "mcp admin",
+        },
+    )
     assert wider.json()["error"] == "invalid_scope"
-    same = await oauth.post("/token", data={"grant_type": "refresh_token", "client_id": client["client_id"],
-                                            "refresh_token": tokens["refresh_token"], "scope": "mcp"})
+    same = await oauth.post(
+        "/token",
+        data={
+            "grant_type": "refresh_token",
+            "client_id": client["client_id"],
+            "refresh_token": tokens["refresh_token"],
+            "scope": "mcp",
+        },
+    )
     assert same.status_code == 200 and same.json()["scope"] == "mcp"
 
 
@@ -131,8 +166,9 @@ async def test_revocation_is_per_client_and_unknown_tokens_get_200(oauth):
     from tests.mcp.conftest import modern_body, modern_headers
 
     async def status():
-        return (await oauth.post("/mcp", headers={**modern_headers("tools/list"), **bearer},
-                                 json=modern_body("tools/list"))).status_code
+        return (
+            await oauth.post("/mcp", headers={**modern_headers("tools/list"), **bearer}, json=modern_body("tools/list"))
+        ).status_code
 
     for token in (tokens["access_token"], tokens["refresh_token"]):
         cross = await oauth.post("/revoke", data={"client_id": other_app["client_id"], "token": token})

@@ -7,6 +7,7 @@ browser to an Authenticator (dev login now, upstream providers later), which cal
 from __future__ import annotations
 
 import re
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -19,11 +20,13 @@ from starlette.routing import BaseRoute, Route
 
 from ..public_url import base_url
 from ..security.crypto import new_token, token_hash
+from ..security.fetch import SafeFetcher
 from ..settings import AuthorizationServerSettings
 from ..store import Commit, Store
 from . import forms
+from .cimd import ClientLookupError, MetadataDocuments, is_document_url
 from .clients import Client, authenticate, client_key, credentials, register, validate_registration
-from .errors import NO_STORE, OAuthError, invalid_request
+from .errors import NO_STORE, OAuthError, invalid_client, invalid_request
 from .grants import Grants, Lifetimes
 from .pages import error_page
 from .ratelimit import RateLimiter
@@ -41,8 +44,13 @@ class Authenticator(Protocol):
     async def begin(self, request: Request, transaction: str) -> Response: ...
 
 
-class ClientResolver(Protocol):
-    async def __call__(self, client_id: str) -> Client | None: ...
+def document_fetcher(settings: AuthorizationServerSettings) -> SafeFetcher:
+    """The fetcher for client metadata documents, with any internal hosts and extra CAs the settings name."""
+    context = None
+    if settings.metadata_document_ca_file:
+        context = ssl.create_default_context()
+        context.load_verify_locations(settings.metadata_document_ca_file)
+    return SafeFetcher(ssl_context=context, pinned_hosts=settings.metadata_document_hosts)
 
 
 def json_response(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -67,7 +75,9 @@ class AuthorizationServer:
         )
         self.authenticator: Authenticator | None = None
         self.registrations = RateLimiter(settings.registrations_per_minute, 60.0)
-        self.extra_client_resolvers: list[ClientResolver] = []
+        self.documents: MetadataDocuments | None = None
+        if settings.client_metadata_documents:
+            self.documents = MetadataDocuments(document_fetcher(settings), settings.scopes)
 
     # --- identifiers -----------------------------------------------------------------------------------------
     def issuer(self, request: Request) -> str:
@@ -114,12 +124,11 @@ class AuthorizationServer:
 
     # --- clients ---------------------------------------------------------------------------------------------
     async def client(self, client_id: str) -> Client | None:
+        """A registered client, or one described by its metadata document (ClientLookupError if unusable)."""
         if not client_id or len(client_id) > 2000:
             return None
-        for resolve in self.extra_client_resolvers:  # Client ID Metadata Documents, when enabled
-            found = await resolve(client_id)
-            if found is not None:
-                return found
+        if is_document_url(client_id):
+            return await self.documents(client_id) if self.documents is not None else None
         record = await self.store.get(client_key(client_id))
         return Client.from_record(record) if record else None
 
@@ -155,7 +164,10 @@ class AuthorizationServer:
         except OAuthError as exc:
             return error_page(exc.description)
         client_id = params.get("client_id", "")
-        client = await self.client(client_id)
+        try:
+            client = await self.client(client_id)
+        except ClientLookupError as exc:
+            return error_page(str(exc))
         if client is None:
             return error_page("This application is not registered with this server (unknown client_id).")
         redirect_uri = client.redirect_for(params.get("redirect_uri"))
@@ -284,7 +296,11 @@ class AuthorizationServer:
 
     async def _authenticated_client(self, request: Request, params: dict[str, str]) -> Client:
         given = credentials(request.headers.get("authorization"), params)
-        return authenticate(await self.client(given.client_id), given)
+        try:
+            client = await self.client(given.client_id)
+        except ClientLookupError as exc:
+            raise invalid_client(str(exc)) from None
+        return authenticate(client, given)
 
     # --- revoke (RFC 7009) -----------------------------------------------------------------------------------
     async def revoke(self, request: Request) -> Response:

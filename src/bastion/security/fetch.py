@@ -33,6 +33,7 @@ __all__ = [
     "SafeFetcher",
     "cache_seconds",
     "is_forbidden_address",
+    "system_resolve",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -243,7 +244,8 @@ def _parse_url(url: str) -> _Target:
     return _Target(host, literal, port, target, host_header)
 
 
-async def _system_resolve(host: str) -> list[str]:
+async def system_resolve(host: str) -> list[str]:
+    """The default resolver: one getaddrinfo call, every address it returns (checked by the caller)."""
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     return [str(info[4][0]) for info in infos]
@@ -359,20 +361,23 @@ class SafeFetcher:
         resolver: Resolver | None = None,
         ssl_context: ssl.SSLContext | None = None,
         allow_addresses: Iterable[str] | None = None,
+        pinned_hosts: Mapping[str, str] | None = None,
     ) -> None:
         if max_bytes <= 0 or connect_timeout <= 0 or total_timeout <= 0:
             raise ValueError("max_bytes and the timeouts must be positive")
-        if ssl_context is None:
-            ssl_context = ssl.create_default_context()
-            ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
-        elif not _ssl_is_verifying(ssl_context):
+        if ssl_context is not None and not _ssl_is_verifying(ssl_context):
             raise ValueError("ssl_context must verify certificates and check hostnames")
         self.max_bytes = max_bytes
         self.connect_timeout = connect_timeout
         self.total_timeout = total_timeout
-        self._resolver: Resolver = resolver if resolver is not None else _system_resolve
-        self._ssl = ssl_context
+        self._resolver: Resolver = resolver if resolver is not None else system_resolve
+        self._ssl = ssl_context  # the system default is built on first use: loading the trust store takes a while
         self._allowed: frozenset[IPAddress] = frozenset(ipaddress.ip_address(a) for a in allow_addresses or ())
+        # Deployment setting: these host names go to these addresses, without DNS, even if the address is
+        # internal. The exception belongs to the pair: another name resolving to the same address is refused.
+        self._pinned: dict[str, IPAddress] = {
+            host.lower(): ipaddress.ip_address(address) for host, address in (pinned_hosts or {}).items()
+        }
 
     async def get(self, url: str) -> Fetched:
         """GET `url`; the 200 response, or FetchError for anything refused, failed, too big or too slow."""
@@ -383,6 +388,8 @@ class SafeFetcher:
                     addresses = [target.literal]
                     if self._forbidden(target.literal):
                         raise FetchError(f"{target.host} is a forbidden address")
+                elif target.host.lower() in self._pinned:
+                    addresses = [self._pinned[target.host.lower()]]
                 else:
                     addresses = await self._resolve(target.host)
                     if any(self._forbidden(ip) for ip in addresses):  # one bad answer spoils them all
@@ -390,6 +397,12 @@ class SafeFetcher:
                 return await self._fetch(target, addresses, url)
         except TimeoutError:
             raise FetchError(f"no complete response within {self.total_timeout:g} s") from None
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+            self._ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+        return self._ssl
 
     def _forbidden(self, ip: IPAddress) -> bool:
         return is_forbidden_address(ip) and ip not in self._allowed
@@ -424,7 +437,7 @@ class SafeFetcher:
                     return await asyncio.open_connection(
                         host=ip.compressed,
                         port=target.port,
-                        ssl=self._ssl,
+                        ssl=self._ssl_context(),
                         server_hostname=target.host,
                         ssl_handshake_timeout=self.connect_timeout,
                         family=socket.AF_INET if ip.version == 4 else socket.AF_INET6,

