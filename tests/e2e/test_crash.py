@@ -19,7 +19,6 @@ import time
 import httpx
 import pytest
 
-from tests.messages import initialize
 from tests.oauth.conftest import REDIRECT, VERIFIER, challenge
 
 from .conftest import ROOT, free_port
