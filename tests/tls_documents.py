@@ -31,13 +31,22 @@ class DocumentServer:
     def url(self, path: str) -> str:
         return f"https://cimd.test:{self.port}{path}"
 
-    def serve_document(self, path: str, document: dict[str, object] | None = None, cache: str | None = None,
-                       **fields: object) -> str:
+    def serve_document(
+        self, path: str, document: dict[str, object] | None = None, cache: str | None = None, **fields: object
+    ) -> str:
         """Publish a client metadata document naming itself; returns its URL (the client_id)."""
         url = self.url(path)
-        body = document if document is not None else {
-            "client_id": url, "client_name": "CIMD Test App", "redirect_uris": ["http://127.0.0.1:3000/callback"],
-            "token_endpoint_auth_method": "none", **fields}
+        body = (
+            document
+            if document is not None
+            else {
+                "client_id": url,
+                "client_name": "CIMD Test App",
+                "redirect_uris": ["http://127.0.0.1:3000/callback"],
+                "token_endpoint_auth_method": "none",
+                **fields,
+            }
+        )
         headers = {"Content-Type": "application/json"}
         if cache:
             headers["Cache-Control"] = cache

@@ -14,6 +14,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
 from mcp import Client
+from tests.security.test_fetch import pki  # noqa: F401 - the throwaway CA and cimd.test certificate
+from tests.tls_documents import document_server
 
 from .conftest import ROOT, bastion_server
 
@@ -159,3 +161,33 @@ async def test_the_client_refuses_a_forged_issuer(tmp_path):
         with pytest.raises(Exception):  # noqa: B017 - any refusal will do, as long as no tool runs
             await call_who_am_i(url, provider, "2026-07-28")
         assert storage.tokens is None
+
+
+async def test_client_id_metadata_document_flow(tmp_path, pki):  # noqa: F811
+    async with document_server(pki) as documents:
+        document_url = documents.serve_document(
+            "/sdk/client.json", redirect_uris=[REDIRECT], grant_types=["authorization_code", "refresh_token"]
+        )
+        env = {
+            **auth_env(tmp_path),
+            "BASTION_AUTHORIZATION_SERVER__METADATA_DOCUMENT_CA_FILE": str(pki["ca"]),
+            "BASTION_AUTHORIZATION_SERVER__METADATA_DOCUMENT_HOSTS": "cimd.test=127.0.0.1",
+        }
+        with bastion_server(FEATURES, env=env) as url:
+            storage, browser = MemoryStorage(), HeadlessBrowser("grace")
+            metadata = OAuthClientMetadata(
+                redirect_uris=[REDIRECT], client_name="SDK CIMD", token_endpoint_auth_method="none"
+            )
+            provider = OAuthClientProvider(
+                server_url=url,
+                client_metadata=metadata,
+                storage=storage,
+                redirect_handler=browser.open,
+                callback_handler=browser.callback,
+                client_metadata_url=document_url,
+            )
+            text = await call_who_am_i(url, provider, "2026-07-28")
+            assert text.startswith("Principal(subject='dev:grace'")
+            assert f"client_id='{document_url}'" in text  # the document URL is the client id
+            assert storage.client is not None and storage.client.client_id == document_url
+            assert documents.hits["/sdk/client.json"] >= 1

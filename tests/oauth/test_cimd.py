@@ -13,8 +13,9 @@ from .conftest import BASE, REDIRECT, authorize_params, query_of, settings, sign
 @pytest.fixture
 async def cimd(pki):  # noqa: F811
     async with document_server(pki) as documents:
-        asgi = build_app().asgi(settings(metadata_document_ca_file=str(pki["ca"]),
-                                         metadata_document_hosts={"cimd.test": "127.0.0.1"}))
+        asgi = build_app().asgi(
+            settings(metadata_document_ca_file=str(pki["ca"]), metadata_document_hosts={"cimd.test": "127.0.0.1"})
+        )
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
             yield client, documents
 
@@ -23,9 +24,16 @@ async def test_a_document_url_is_a_client_id(cimd):
     client, documents = cimd
     client_id = documents.serve_document("/app/client.json")
     back = query_of(await sign_in(client, authorize_params(client_id)))
-    tokens = await client.post("/token", data={"grant_type": "authorization_code", "code": back["code"],
-                                               "client_id": client_id, "redirect_uri": REDIRECT,
-                                               "code_verifier": "test-verifier-" + "x" * 40})
+    tokens = await client.post(
+        "/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": back["code"],
+            "client_id": client_id,
+            "redirect_uri": REDIRECT,
+            "code_verifier": "test-verifier-" + "x" * 40,
+        },
+    )
     assert tokens.status_code == 200, tokens.text
 
 
@@ -111,4 +119,5 @@ async def test_documents_can_be_turned_off():
         response = await client.get("/authorize", params=authorize_params("https://cimd.test/client.json"))
         assert response.status_code == 400
         assert (await client.get("/.well-known/oauth-authorization-server")).json()[
-            "client_id_metadata_document_supported"] is False
+            "client_id_metadata_document_supported"
+        ] is False
