@@ -22,7 +22,8 @@ def node_env() -> dict[str, str]:
 
 
 def conformance(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    cli = NODE_DIR / "node_modules" / ".bin" / "conformance"
+    # The 0.1.16 entry point itself: node_modules/.bin/conformance may belong to the aliased alpha.
+    cli = NODE_DIR / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
     return subprocess.run(
         ["node", str(cli), *args], env=node_env(), capture_output=True, text=True, timeout=timeout, cwd=NODE_DIR
     )
