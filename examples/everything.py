@@ -217,6 +217,23 @@ def json_schema_2020_12_tool(name: str | None = None, address: dict[str, str] | 
     return f"name={name}, address={json.dumps(address)}"
 
 
+HEADER_PARAMS = {
+    "type": "object",
+    "properties": {
+        "region": {"type": "string", "description": "Where to run", "x-mcp-header": "Region"},
+        "limit": {"type": "integer", "description": "How many", "x-mcp-header": "Limit"},
+        "query": {"type": "string", "description": "What to run"},
+    },
+    "required": ["region"],
+}
+
+
+@app.tool(input_schema=HEADER_PARAMS)
+def test_header_params(region: str, limit: int = 10, query: str = "") -> str:
+    """Arguments that 2026-07-28 clients mirror into Mcp-Param-* headers, checked against the body."""
+    return f"region={region} limit={limit} query={query}"
+
+
 @app.tool
 async def test_reconnection(ctx: Context) -> str:
     """Ends its response stream mid-call; the client reconnects to collect the result."""

@@ -88,7 +88,30 @@ async def test_discover_and_call_statelessly(client):
                 "params": {"_meta": {**META, "io.modelcontextprotocol/protocolVersion": "2025-11-25"}},
             },
             400,
-            -32022,
+            -32020,
+        ),
+        # _meta without a version, or without client capabilities
+        (
+            modern_headers("tools/list"),
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/list",
+                "params": {"_meta": {"io.modelcontextprotocol/clientCapabilities": {}}},
+            },
+            400,
+            -32602,
+        ),
+        (
+            modern_headers("tools/list"),
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/list",
+                "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}},
+            },
+            400,
+            -32602,
         ),
         # no _meta at all
         (modern_headers("tools/list"), {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, 400, -32602),
@@ -160,6 +183,17 @@ async def test_multi_round_trip_elicitation_and_forged_state(client):
     accepted = {"action": "accept", "content": {"name": "Ada"}}
     done = (await retry({"greeting": "hi"}, state, accepted)).json()["result"]
     assert done["content"][0]["text"] == "hi Ada" and done["resultType"] == "complete"
+    # Answers without their state are ignored: the question is asked again.
+    orphan = modern_body(
+        "tools/call",
+        {
+            "name": "ask",
+            "arguments": {"greeting": "hi"},
+            "inputResponses": {key: {"action": "accept", "content": {"name": "Eve"}}},
+        },
+    )
+    again = (await client.post("/mcp", headers=modern_headers("tools/call", "ask"), json=orphan)).json()["result"]
+    assert again["resultType"] == "input_required"
     # State is bound to the request it came from: other arguments, a forged or altered token are refused.
     for arguments, request_state in [
         ({"greeting": "bye"}, state),

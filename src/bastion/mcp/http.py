@@ -130,9 +130,11 @@ class StreamableHTTP:
                 await _refuse(send, 400, "Bad Request: clients do not send responses in 2026-07-28")
             return
         try:
-            meta_version, caps, info, level = check_modern_meta(message.params)
-            if meta_version != version:
+            meta = message.params.get("_meta")
+            meta_version = meta.get(versions.META_PROTOCOL_VERSION) if isinstance(meta, dict) else None
+            if isinstance(meta_version, str) and meta_version != version:
                 raise mismatch("MCP-Protocol-Version header does not match _meta protocolVersion")
+            _, caps, info, level = check_modern_meta(message.params)
             check_standard(headers, message.method, message.params)
             if message.method == "tools/call":
                 self._check_param_headers(headers, message.params)
@@ -450,7 +452,7 @@ def _headers(scope: Scope) -> dict[str, str]:
             # Two routing headers that may disagree: mark so the mismatch check refuses the request.
             headers[key] = "\x00duplicate"
             continue
-        headers[key] = value.decode("latin-1")
+        headers[key] = value.decode("latin-1").strip(" \t")  # a field value excludes surrounding whitespace
     return headers
 
 

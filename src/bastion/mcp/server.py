@@ -154,9 +154,7 @@ class Server:
         state_token = params.get("requestState")
         responses = params.get("inputResponses")
         if state_token is None:
-            if responses is not None:
-                raise McpError(INVALID_PARAMS, "inputResponses were sent without the requestState they answer")
-            return
+            return  # answers without the state they belong to are ignored: the function asks again
         state = unseal(self.state_key, "mrtr", state_token)
         if not isinstance(state, dict) or state.get("f") != self._fingerprint(ex, params):
             raise McpError(INVALID_PARAMS, "requestState is invalid, expired, or belongs to another request")
@@ -384,11 +382,15 @@ def check_modern_meta(params: dict[str, Any]) -> tuple[str, dict[str, Any], dict
     """Version, capabilities, client info and log level from a 2026-07-28 request's `_meta`."""
     meta = params.get("_meta")
     if not isinstance(meta, dict):
-        raise McpError(INVALID_PARAMS, f"_meta with {versions.META_PROTOCOL_VERSION} is required")
+        raise McpError(INVALID_PARAMS, f"_meta with {versions.META_PROTOCOL_VERSION} is required", http_status=400)
     version = meta.get(versions.META_PROTOCOL_VERSION)
+    if not isinstance(version, str):
+        raise McpError(INVALID_PARAMS, f"_meta.{versions.META_PROTOCOL_VERSION} must be a string", http_status=400)
     if version not in versions.MODERN:
         raise unsupported_version(version)
-    caps = meta.get(versions.META_CLIENT_CAPABILITIES) or {}
+    if versions.META_CLIENT_CAPABILITIES not in meta:
+        raise McpError(INVALID_PARAMS, f"_meta.{versions.META_CLIENT_CAPABILITIES} is required", http_status=400)
+    caps = meta.get(versions.META_CLIENT_CAPABILITIES)
     info = meta.get(versions.META_CLIENT_INFO)
     level = meta.get(versions.META_LOG_LEVEL)
     if not isinstance(caps, dict) or (info is not None and not isinstance(info, dict)):
