@@ -1,9 +1,10 @@
 """The whole authorization-code flow over HTTP, in process: discover, register, authorize, sign in, token,
 call /mcp, refresh, revoke."""
 
-from tests.mcp.conftest import modern_body, modern_headers
+from tests.mcp.conftest import ACCEPT, modern_body, modern_headers
+from tests.messages import initialize
 
-from .conftest import BASE, REDIRECT, RESOURCE, authorize_params, query_of, register, sign_in, tokens_for
+from .conftest import BASE, REDIRECT, RESOURCE, VERIFIER, authorize_params, query_of, register, sign_in, tokens_for
 
 
 async def test_metadata_and_challenge(oauth):
@@ -61,3 +62,29 @@ async def test_full_flow_to_a_tool_call_then_refresh_and_revoke(oauth):
         "/mcp", headers={**modern_headers("tools/list"), **new_bearer}, json=modern_body("tools/list")
     )
     assert after.status_code == 401 and 'error="invalid_token"' in after.headers["www-authenticate"]
+
+
+async def test_a_session_belongs_to_the_principal_that_opened_it(oauth):
+    client = await register(oauth)
+
+    async def bearer(username: str) -> dict[str, str]:
+        back = query_of(await sign_in(oauth, authorize_params(client["client_id"]), username=username))
+        tokens = await oauth.post(
+            "/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": back["code"],
+                "redirect_uri": REDIRECT,
+                "code_verifier": VERIFIER,
+                "client_id": client["client_id"],
+            },
+        )
+        return {"authorization": f"Bearer {tokens.json()['access_token']}", **ACCEPT}
+
+    ada, mallory = await bearer("ada"), await bearer("mallory")
+    session = (await oauth.post("/mcp", headers=ada, json=initialize())).headers["mcp-session-id"]
+    listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    assert (await oauth.post("/mcp", headers={**ada, "mcp-session-id": session}, json=listing)).status_code == 200
+    stolen = await oauth.post("/mcp", headers={**mallory, "mcp-session-id": session}, json=listing)
+    assert stolen.status_code == 404
+    assert (await oauth.delete("/mcp", headers={**mallory, "mcp-session-id": session})).status_code == 404
