@@ -8,6 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
+
+
+def well_known(base: str, name: str, suffix: str = "") -> str:
+    """RFC 8414 / RFC 9728 placement: the well-known segment goes between the host and the base's own path."""
+    parts = urlsplit(base)
+    return f"{parts.scheme}://{parts.netloc}/.well-known/{name}{parts.path}{suffix}"
+
+
+def base_path(configured: str | None) -> str:
+    """The path part of a configured public URL ('' when there is none)."""
+    return urlsplit(configured).path.rstrip("/") if configured else ""
 
 
 def base_url(scope: Mapping[str, Any], configured: str | None) -> str:

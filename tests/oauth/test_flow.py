@@ -88,3 +88,25 @@ async def test_a_session_belongs_to_the_principal_that_opened_it(oauth):
     stolen = await oauth.post("/mcp", headers={**mallory, "mcp-session-id": session}, json=listing)
     assert stolen.status_code == 404
     assert (await oauth.delete("/mcp", headers={**mallory, "mcp-session-id": session})).status_code == 404
+
+
+async def test_an_issuer_with_a_path_publishes_path_suffixed_metadata():
+    import httpx
+
+    from tests.mcp.conftest import build_app
+
+    from .conftest import settings
+
+    public = "https://mcp.example.com/bastion"
+    configured = settings().model_copy(update={"public_url": public})
+    transport = httpx.ASGITransport(app=build_app().asgi(configured))
+    async with httpx.AsyncClient(transport=transport, base_url="https://mcp.example.com") as client:
+        denied = await client.post("/mcp", headers=modern_headers("tools/list"), json=modern_body("tools/list"))
+        assert denied.status_code == 401
+        prm_url = "https://mcp.example.com/.well-known/oauth-protected-resource/bastion/mcp"
+        assert denied.headers["www-authenticate"] == f'Bearer resource_metadata="{prm_url}"'
+        prm = (await client.get("/.well-known/oauth-protected-resource/bastion/mcp")).json()
+        assert prm == {**prm, "resource": f"{public}/mcp", "authorization_servers": [public]}
+        metadata = (await client.get("/.well-known/oauth-authorization-server/bastion")).json()
+        assert metadata["issuer"] == public and metadata["token_endpoint"] == f"{public}/token"
+        assert (await client.get("/.well-known/openid-configuration/bastion")).json() == metadata

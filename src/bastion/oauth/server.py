@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..public_url import base_url
+from ..public_url import base_path, base_url
 from ..security.crypto import new_token, token_hash
 from ..security.fetch import SafeFetcher
 from ..settings import AuthorizationServerSettings
@@ -87,9 +87,12 @@ class AuthorizationServer:
         return base_url(request.scope, self.public_url) + self.resource_path
 
     def routes(self) -> list[BaseRoute]:
+        # An issuer with a path has its metadata at the path-suffixed well-known URL (RFC 8414 section 3.1).
+        suffix = base_path(self.public_url)
         routes: list[BaseRoute] = [
-            Route("/.well-known/oauth-authorization-server", self.metadata, methods=["GET"]),
-            Route("/.well-known/openid-configuration", self.metadata, methods=["GET"]),
+            Route(f"/.well-known/oauth-authorization-server{suffix}", self.metadata, methods=["GET"]),
+            Route(f"/.well-known/openid-configuration{suffix}", self.metadata, methods=["GET"]),
+            *([Route("/.well-known/oauth-authorization-server", self.metadata, methods=["GET"])] if suffix else []),
             Route("/authorize", self.authorize, methods=["GET"]),
             Route("/token", self.token, methods=["POST"]),
             Route("/revoke", self.revoke, methods=["POST"]),

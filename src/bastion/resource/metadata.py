@@ -8,13 +8,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..public_url import base_url
+from ..public_url import base_path, base_url, well_known
 
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
 
 
 def metadata_url(base: str, resource_path: str) -> str:
-    return f"{base}{WELL_KNOWN}{resource_path}"
+    return well_known(base, "oauth-protected-resource", resource_path)
 
 
 def routes(
@@ -33,4 +33,5 @@ def routes(
         )
 
     # Clients look at the path-suffixed URL (RFC 9728 section 3.1) and, failing that, at the root.
-    return [Route(WELL_KNOWN + resource_path, serve, methods=["GET"]), Route(WELL_KNOWN, serve, methods=["GET"])]
+    suffixed = WELL_KNOWN + base_path(public_url) + resource_path
+    return [Route(suffixed, serve, methods=["GET"]), Route(WELL_KNOWN, serve, methods=["GET"])]
