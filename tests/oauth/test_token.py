@@ -91,6 +91,22 @@ async def test_code_replay_is_refused_and_revokes_the_tokens(oauth):
     assert refresh.json()["error"] == "invalid_grant"
 
 
+async def test_refresh_reuse_over_http_ends_the_grant(oauth):
+    client = await register(oauth)
+    first = await tokens_for(oauth, client)
+
+    def refresh(token: str, **extra: str):
+        return oauth.post("/token", data={"grant_type": "refresh_token", "client_id": client["client_id"],
+                                          "refresh_token": token, **extra})
+
+    wrong_audience = await refresh(first["refresh_token"], resource="https://evil.example/mcp")
+    assert wrong_audience.json()["error"] == "invalid_target"
+    second = (await refresh(first["refresh_token"])).json()
+    reused = await refresh(first["refresh_token"])
+    assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
+    assert (await refresh(second["refresh_token"])).json()["error"] == "invalid_grant"  # the grant is gone
+
+
 @pytest.mark.parametrize(
     "form, error, status",
     [

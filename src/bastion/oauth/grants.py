@@ -28,7 +28,7 @@ import orjson
 from ..principal import Principal
 from ..security.crypto import new_key, new_token, open_data, same, seal_data, token_hash, unwrap_key, wrap_key
 from ..store import Commit, Store
-from .errors import invalid_grant
+from .errors import OAuthError, invalid_grant
 
 GRANT_ID_BYTES = 16
 
@@ -154,7 +154,7 @@ class Grants:
         if not pkce_matches(code_verifier, record["code_challenge"]):
             raise invalid_grant("code_verifier does not match the code_challenge")
         if resource is not None and resource != record["resource"]:
-            raise invalid_grant("resource does not match the authorization request")
+            raise OAuthError("invalid_target", "resource does not match the authorization request")
         key = unwrap_key(record["wrapped_key"], code)
         if key is None:
             raise invalid_grant("the authorization code is invalid")
@@ -183,11 +183,9 @@ class Grants:
         if record["client_id"] != client_id:
             raise invalid_grant("the refresh token was issued to another client")
         if resource is not None and resource != record["resource"]:
-            raise invalid_grant("resource does not match the grant")
+            raise OAuthError("invalid_target", "resource does not match the grant")
         granted = record["scopes"]
         if scopes is not None and not set(scopes) <= set(granted):
-            from .errors import OAuthError
-
             raise OAuthError("invalid_scope", "a refresh can only narrow the granted scopes")
         key = unwrap_key(record["wrapped_key"], refresh_token)
         if key is None:
