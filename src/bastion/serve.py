@@ -43,7 +43,12 @@ def serve_http(app: App, settings: Settings) -> None:
         print(f"bastion: refusing to start:\n{exc}", file=sys.stderr)
         raise SystemExit(2) from None
     asgi = app.asgi(settings)
-    mode = "no authentication; loopback only" if settings.binds_loopback else "NO AUTHENTICATION (insecure)"
+    if settings.authenticated:
+        mode = "OAuth 2.1: tokens from Bastion's authorization server"
+        if settings.authorization_server.dev_login:
+            mode += "; DEV LOGIN: anyone signs in without a password"
+    else:
+        mode = "no authentication; loopback only" if settings.binds_loopback else "NO AUTHENTICATION (insecure)"
     print(
         f"bastion: serving {app.name!r} at http://{_url_host(settings.host)}:{settings.port}{settings.path} ({mode})",
         file=sys.stderr,
