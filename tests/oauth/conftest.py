@@ -67,9 +67,11 @@ def query_of(response: httpx.Response) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
 
-async def tokens_for(client: httpx.AsyncClient, registered: dict, scope: str | None = None) -> dict:
+async def tokens_for(
+    client: httpx.AsyncClient, registered: dict, scope: str | None = None, username: str = "alice"
+) -> dict:
     params = authorize_params(registered["client_id"], scope=scope)
-    back = query_of(await sign_in(client, params))
+    back = query_of(await sign_in(client, params, username))
     response = await client.post(
         "/token",
         data={

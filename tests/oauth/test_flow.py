@@ -4,7 +4,7 @@ call /mcp, refresh, revoke."""
 from tests.mcp.conftest import ACCEPT, modern_body, modern_headers
 from tests.messages import initialize
 
-from .conftest import BASE, REDIRECT, RESOURCE, VERIFIER, authorize_params, query_of, register, sign_in, tokens_for
+from .conftest import BASE, REDIRECT, RESOURCE, authorize_params, query_of, register, sign_in, tokens_for
 
 
 async def test_metadata_and_challenge(oauth):
@@ -68,18 +68,8 @@ async def test_a_session_belongs_to_the_principal_that_opened_it(oauth):
     client = await register(oauth)
 
     async def bearer(username: str) -> dict[str, str]:
-        back = query_of(await sign_in(oauth, authorize_params(client["client_id"]), username=username))
-        tokens = await oauth.post(
-            "/token",
-            data={
-                "grant_type": "authorization_code",
-                "code": back["code"],
-                "redirect_uri": REDIRECT,
-                "code_verifier": VERIFIER,
-                "client_id": client["client_id"],
-            },
-        )
-        return {"authorization": f"Bearer {tokens.json()['access_token']}", **ACCEPT}
+        tokens = await tokens_for(oauth, client, username=username)
+        return {"authorization": f"Bearer {tokens['access_token']}", **ACCEPT}
 
     ada, mallory = await bearer("ada"), await bearer("mallory")
     session = (await oauth.post("/mcp", headers=ada, json=initialize())).headers["mcp-session-id"]

@@ -96,8 +96,10 @@ async def test_refresh_reuse_over_http_ends_the_grant(oauth):
     first = await tokens_for(oauth, client)
 
     def refresh(token: str, **extra: str):
-        return oauth.post("/token", data={"grant_type": "refresh_token", "client_id": client["client_id"],
-                                          "refresh_token": token, **extra})
+        return oauth.post(
+            "/token",
+            data={"grant_type": "refresh_token", "client_id": client["client_id"], "refresh_token": token, **extra},
+        )
 
     wrong_audience = await refresh(first["refresh_token"], resource="https://evil.example/mcp")
     assert wrong_audience.json()["error"] == "invalid_target"

@@ -135,18 +135,8 @@ class Grants:
         code_verifier: str | None,
         resource: str | None,
     ) -> TokenSet:
-        parsed = split_token(code)
-        if parsed is None:
-            raise invalid_grant("the authorization code is malformed")
-        grant_id, code_hash = parsed
-        code_key = f"code:{grant_id}:{code_hash}"
-        record = await self.store.get(code_key)
-        if record is None:
-            await self._revoke_if_replayed(f"usedcode:{grant_id}:{code_hash}", grant_id)
-            raise invalid_grant("the authorization code is invalid, expired or already used")
+        grant_id, code_hash, code_key, record = await self._redeemable(code, "code", "usedcode", client_id)
         # Every binding is checked before anything changes: a failed attempt leaves the code as it was.
-        if record["client_id"] != client_id:
-            raise invalid_grant("the authorization code was issued to another client")
         if redirect_uri is None or redirect_uri != record["redirect_uri"]:
             raise invalid_grant("redirect_uri does not match the authorization request")
         if not code_verifier or not _valid_verifier(code_verifier):
@@ -161,27 +151,14 @@ class Grants:
         tokens, change = self._issue(grant_id, key, record, record["scopes"])
         change.consume.append(code_key)
         change.set(f"usedcode:{grant_id}:{code_hash}", {}, self.lifetimes.refresh)
-        if not await self.store.commit(change):
-            # Someone redeemed it a moment ago: treat this as the replay it is.
-            await self.revoke_grant(grant_id)
-            raise invalid_grant("the authorization code was already used")
+        await self._commit_or_revoke(change, grant_id)
         return tokens
 
     # --- refresh ---------------------------------------------------------------------------------------------
     async def refresh(
         self, refresh_token: str, *, client_id: str, scopes: list[str] | None, resource: str | None
     ) -> TokenSet:
-        parsed = split_token(refresh_token)
-        if parsed is None:
-            raise invalid_grant("the refresh token is malformed")
-        grant_id, hashed = parsed
-        key_name = f"refresh:{grant_id}:{hashed}"
-        record = await self.store.get(key_name)
-        if record is None:
-            await self._revoke_if_replayed(f"rotated:{grant_id}:{hashed}", grant_id)
-            raise invalid_grant("the refresh token is invalid, expired or revoked")
-        if record["client_id"] != client_id:
-            raise invalid_grant("the refresh token was issued to another client")
+        grant_id, hashed, key_name, record = await self._redeemable(refresh_token, "refresh", "rotated", client_id)
         if resource is not None and resource != record["resource"]:
             raise OAuthError("invalid_target", "resource does not match the grant")
         granted = record["scopes"]
@@ -200,10 +177,34 @@ class Grants:
         if grant is None:
             raise invalid_grant("the grant was revoked")
         change.set(f"grant:{grant_id}", grant, self.lifetimes.refresh)  # a used grant lives on
+        await self._commit_or_revoke(change, grant_id)
+        return tokens
+
+    async def _redeemable(
+        self, token: str, kind: str, used_kind: str, client_id: str
+    ) -> tuple[str, str, str, dict[str, Any]]:
+        """(grant id, hash, key, record) of a live one-time code or refresh token issued to this client.
+
+        One already used (its `used_kind` marker exists) is a replay, and revokes its whole grant.
+        """
+        parsed = split_token(token)
+        if parsed is None:
+            raise invalid_grant(f"the {kind} token is malformed")
+        grant_id, hashed = parsed
+        key = f"{kind}:{grant_id}:{hashed}"
+        record = await self.store.get(key)
+        if record is None:
+            await self._revoke_if_replayed(f"{used_kind}:{grant_id}:{hashed}", grant_id)
+            raise invalid_grant(f"the {kind} token is invalid, expired or already used")
+        if record["client_id"] != client_id:
+            raise invalid_grant(f"the {kind} token was issued to another client")
+        return grant_id, hashed, key, record
+
+    async def _commit_or_revoke(self, change: Commit, grant_id: str) -> None:
+        """Apply a redemption; if its one-time record is gone, someone used it a moment ago: a replay."""
         if not await self.store.commit(change):
             await self.revoke_grant(grant_id)
-            raise invalid_grant("the refresh token was already used")
-        return tokens
+            raise invalid_grant("the token was already used")
 
     def _issue(
         self,
