@@ -9,19 +9,17 @@ within 10% of unauthenticated (ratio >= 0.90).
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import re
 import secrets
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-from tools_call import PYTHON, Target, ensure_wrk, load
+from tools_call import BASTION, Target, arguments, measure
 
 
 def access_token(base: str) -> str:
@@ -60,13 +58,7 @@ def access_token(base: str) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=32)
-    args = parser.parse_args()
-    wrk = ensure_wrk()
-    bastion = [PYTHON, "-m", "bastion.cli", "serve", "bench/add_server.py", "--port", "{port}"]
+    args = arguments(__doc__.split("\n\n")[0])
     with tempfile.TemporaryDirectory() as tmp:
         auth_env = {
             "BASTION_AUTHORIZATION_SERVER__ENABLED": "true",
@@ -74,23 +66,10 @@ def main() -> int:
             "BASTION_STORE__PATH": str(Path(tmp) / "bench.db"),
         }
         targets = [
-            Target("unauthenticated", bastion),
-            Target("authenticated", bastion, env=auth_env, bearer=access_token),
+            Target("unauthenticated", BASTION),
+            Target("authenticated", BASTION, env=auth_env, bearer=access_token),
         ]
-        runs: dict[str, list[dict[str, float]]] = {t.name: [] for t in targets}
-        try:
-            for target in targets:
-                target.start()
-                load(wrk, target, 2, args.connections, Path(tmp))
-            for _ in range(args.rounds):
-                for target in targets:
-                    runs[target.name].append(load(wrk, target, args.seconds, args.connections, Path(tmp)))
-        finally:
-            for target in targets:
-                target.stop()
-    summary = {
-        name: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99")} for name, rs in runs.items()
-    }
+        summary, _ = measure(targets, args)
     base = summary["unauthenticated"]
     print(
         f"tools/call add(a, b), 2026-07-28; wrk 1 thread, {args.connections} connections, "

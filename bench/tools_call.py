@@ -176,22 +176,18 @@ def load(wrk: str, target: Target, seconds: int, connections: int, workdir: Path
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(description: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def measure(targets: list[Target], args: argparse.Namespace) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Start every target, warm each up, load them in turn round after round; medians and peak RSS by name."""
     wrk = ensure_wrk()
-    bastion = [PYTHON, "-m", "bastion.cli", "serve", "bench/add_server.py", "--port", "{port}"]
-    targets = [
-        Target("raw-starlette", [PYTHON, "bench/raw_starlette.py", "{port}"]),
-        Target("bastion-2026-07-28", bastion),
-        Target("bastion-2025-11-25-session", bastion, legacy=True),
-        Target("bastion-2026-07-28-sync-tool", bastion, tool="add_sync", informational=True),
-    ]
     results: dict[str, list[dict[str, float]]] = {t.name: [] for t in targets}
-    rss: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         try:
             for target in targets:
@@ -204,11 +200,25 @@ def main() -> int:
         finally:
             for target in targets:
                 target.stop()
-
     summary = {
         name: {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99")}
         for name, runs in results.items()
     }
+    return summary, rss
+
+
+BASTION = [PYTHON, "-m", "bastion.cli", "serve", "bench/add_server.py", "--port", "{port}"]
+
+
+def main() -> int:
+    args = arguments(__doc__.split("\n\n")[0])
+    targets = [
+        Target("raw-starlette", [PYTHON, "bench/raw_starlette.py", "{port}"]),
+        Target("bastion-2026-07-28", BASTION),
+        Target("bastion-2025-11-25-session", BASTION, legacy=True),
+        Target("bastion-2026-07-28-sync-tool", BASTION, tool="add_sync", informational=True),
+    ]
+    summary, rss = measure(targets, args)
     raw = summary["raw-starlette"]
     print(
         f"tools/call add(a, b); wrk 1 thread, {args.connections} connections, {args.rounds} rounds x "
