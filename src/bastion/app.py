@@ -5,24 +5,22 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, MutableMapping
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 from urllib.parse import urlsplit
 
 from starlette.routing import BaseRoute, Router
 
-from .identity.dev import DevLogin
 from .mcp.http import StreamableHTTP
 from .mcp.notify import Broadcaster
 from .mcp.registry import Registry
 from .mcp.server import Server
 from .mcp.session import SessionTable
-from .oauth.server import AuthorizationServer
-from .resource import metadata as resource_metadata
-from .resource.bearer import BearerGate
 from .secrets import SecretSource
 from .security.origin import OriginGate, OriginPolicy
 from .settings import Settings
-from .store import Store, open_store
+
+if TYPE_CHECKING:
+    from .store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("bastion")
@@ -147,6 +145,13 @@ class App:
         routes: list[BaseRoute] = []
         store = None
         if settings.authorization_server.enabled:
+            # Imported only when used: an unauthenticated server never loads the OAuth stack or its crypto.
+            from .identity.dev import DevLogin
+            from .oauth.server import AuthorizationServer
+            from .resource import metadata as resource_metadata
+            from .resource.bearer import BearerGate
+            from .store import open_store
+
             store = open_store(settings.store.backend, settings.store.path)
             authorization = AuthorizationServer(
                 settings.authorization_server, store, settings.public_url, settings.path
