@@ -40,7 +40,13 @@ def access_token(base: str) -> str:
                 "code_challenge_method": "S256",
             },
         )
-        form = http.get(start.headers["location"])
+        # The consent screen: its CSRF token comes in the form and in a __Host- cookie, sent by hand because
+        # Python's cookie jar keeps Secure cookies from plain-http loopback (browsers send them there).
+        page = http.get(start.headers["location"])
+        fields = dict(re.findall(r'name="(transaction|csrf_token)" value="([^"]*)"', page.text))
+        cookie = page.headers["set-cookie"].split(";", 1)[0]
+        approved = http.post("/consent", data={**fields, "decision": "approve"}, headers={"cookie": cookie})
+        form = http.get(approved.headers["location"])
         transaction = re.search(r'name="transaction" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
         back = http.post("/login/dev", data={"transaction": transaction, "username": "bench"})
         code = parse_qs(urlsplit(back.headers["location"]).query)["code"][0]

@@ -54,6 +54,18 @@ class AuthorizationServerSettings(BaseModel):
     dev_login: bool = Field(
         False, description="Sign in with any name, no password: local development only (refused off loopback)."
     )
+    cookie_secret: SecretStr | None = Field(
+        None,
+        description="Key that signs the remembered-approvals cookie (at least 32 characters). Random per process "
+        "if unset: approvals are then forgotten on restart, and not shared between instances.",
+    )
+
+    @field_validator("cookie_secret")
+    @classmethod
+    def _cookie_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("cookie_secret must be at least 32 characters (e.g. `openssl rand -base64 32`)")
+        return value
 
 
 class StoreSettings(BaseModel):

@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.browser import walk_sync
+
 from .conftest import NODE_DIR, ROOT, bastion_server, free_port
 
 pytestmark = pytest.mark.e2e
@@ -22,13 +24,7 @@ PROMPT = "Access the following URL in your browser and complete the authenticati
 
 def play_browser(url: str) -> None:
     with httpx.Client(follow_redirects=False, timeout=10) as browser:
-        start = browser.get(url)
-        assert start.status_code == 302, start.text
-        login = browser.get(httpx.URL(url).join(start.headers["location"]))
-        transaction = re.search(r'name="transaction" value="([^"]+)"', login.text).group(1)
-        back = browser.post(
-            httpx.URL(url).join("/login/dev"), data={"transaction": transaction, "username": "conformance"}
-        )
+        back = walk_sync(browser, url, "conformance")
         assert back.status_code == 302, back.text
         assert browser.get(back.headers["location"]).status_code == 200  # the suite's own callback server
 

@@ -19,6 +19,7 @@ import time
 import httpx
 import pytest
 
+from tests.browser import walk
 from tests.oauth.conftest import REDIRECT, VERIFIER, challenge
 
 from .conftest import ROOT, free_port
@@ -68,10 +69,7 @@ async def new_code(http: httpx.AsyncClient, base: str, client_id: str) -> str:
         "code_challenge": challenge(),
         "code_challenge_method": "S256",
     }
-    start_at = await http.get(f"{base}/authorize", params=params)
-    form = await http.get(base + start_at.headers["location"])
-    transaction = re.search(r'name="transaction" value="([^"]+)"', form.text).group(1)
-    back = await http.post(f"{base}/login/dev", data={"transaction": transaction, "username": "crash"})
+    back = await walk(http, str(httpx.URL(f"{base}/authorize", params=params)), "crash")
     return re.search(r"code=([^&]+)", back.headers["location"]).group(1)
 
 

@@ -3,7 +3,6 @@ discovery, registration, authorization with PKCE and resource, token, tools/call
 
 from __future__ import annotations
 
-import re
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -14,6 +13,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
 from mcp import Client
+from tests.browser import walk
 from tests.security.test_fetch import pki  # noqa: F401 - the throwaway CA and cimd.test certificate
 from tests.tls_documents import document_server
 
@@ -61,13 +61,7 @@ class HeadlessBrowser:
     async def open(self, url: str) -> None:
         self.visits += 1
         async with httpx.AsyncClient(follow_redirects=False, timeout=10) as browser:
-            response = await browser.get(url)
-            assert response.status_code == 302, response.text
-            login = await browser.get(httpx.URL(url).join(response.headers["location"]))
-            transaction = re.search(r'name="transaction" value="([^"]+)"', login.text).group(1)
-            back = await browser.post(
-                httpx.URL(url).join("/login/dev"), data={"transaction": transaction, "username": self.username}
-            )
+            back = await walk(browser, url, self.username)
             assert back.status_code == 302, back.text
             location = back.headers["location"]
             assert location.startswith(REDIRECT + "?")

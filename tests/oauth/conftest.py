@@ -1,12 +1,12 @@
 import base64
 import hashlib
-import re
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
 from bastion.settings import Settings
+from tests.browser import walk
 from tests.mcp.conftest import build_app
 
 BASE = "http://127.0.0.1:8000"
@@ -54,12 +54,8 @@ def authorize_params(client_id: str, **overrides) -> dict:
 
 
 async def sign_in(client: httpx.AsyncClient, params: dict, username: str = "alice") -> httpx.Response:
-    """Walk /authorize and the dev login form like a browser; returns the redirect back to the client."""
-    response = await client.get("/authorize", params=params)
-    assert response.status_code == 302, response.text
-    form = await client.get(response.headers["location"])
-    transaction = re.search(r'name="transaction" value="([^"]+)"', form.text).group(1)
-    return await client.post("/login/dev", data={"transaction": transaction, "username": username})
+    """Walk /authorize, the consent screen and the dev login like a browser; returns the redirect to the client."""
+    return await walk(client, str(httpx.URL(f"{BASE}/authorize", params=params)), username)
 
 
 def query_of(response: httpx.Response) -> dict[str, str]:

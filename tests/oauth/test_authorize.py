@@ -3,6 +3,8 @@ redirect; later ones go back to the client with error, state and iss; nothing is
 
 import pytest
 
+from tests.browser import consent
+
 from .conftest import BASE, REDIRECT, RESOURCE, authorize_params, query_of, register
 
 
@@ -47,7 +49,7 @@ async def test_loopback_redirects_may_use_any_port(oauth):
     response = await oauth.get(
         "/authorize", params=authorize_params(client["client_id"], redirect_uri="http://127.0.0.1:51234/callback")
     )
-    assert response.status_code == 302 and response.headers["location"].startswith("/login/dev")
+    assert response.status_code == 302 and response.headers["location"].startswith("/consent")
 
 
 async def test_repeated_parameters_are_refused_without_redirect(oauth):
@@ -87,13 +89,14 @@ async def test_bad_requests_return_to_the_client_with_state_and_iss(oauth, overr
 async def test_resource_may_be_omitted_and_defaults_to_this_server(oauth):
     client = await register(oauth)
     response = await oauth.get("/authorize", params=authorize_params(client["client_id"], resource=None))
-    assert response.status_code == 302 and response.headers["location"].startswith("/login/dev")
+    assert response.status_code == 302 and response.headers["location"].startswith("/consent")
 
 
 async def test_a_transaction_is_single_use(oauth):
     client = await register(oauth)
     start = await oauth.get("/authorize", params=authorize_params(client["client_id"]))
-    transaction = start.headers["location"].split("transaction=")[1]
+    approved = await consent(oauth, BASE + start.headers["location"])
+    transaction = approved.headers["location"].split("transaction=")[1]
     first = await oauth.post("/login/dev", data={"transaction": transaction, "username": "alice"})
     assert first.status_code == 302 and "code=" in first.headers["location"]
     again = await oauth.post("/login/dev", data={"transaction": transaction, "username": "mallory"})

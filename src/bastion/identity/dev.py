@@ -6,7 +6,6 @@ address. The subject is "dev:<name>".
 
 from __future__ import annotations
 
-import html
 import ipaddress
 import re
 from typing import TYPE_CHECKING
@@ -17,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from ..oauth import forms
 from ..oauth.errors import OAuthError
-from ..oauth.pages import error_page, page
+from ..oauth.pages import error_page, render
 
 if TYPE_CHECKING:
     from ..oauth.server import AuthorizationServer
@@ -50,15 +49,7 @@ class DevLogin:
             transaction = forms.query(request).get("transaction", "")
         except OAuthError as exc:
             return error_page(exc.description)
-        return page(
-            "Sign in (development)",
-            "<p>This server runs with <strong>dev login</strong>: pick any name, no password. Never use it for real "
-            "users.</p>"
-            f'<form method="post" action="{PATH}">'
-            f'<input type="hidden" name="transaction" value="{html.escape(transaction)}">'
-            '<p><label>Name <input name="username" value="developer" required pattern="[A-Za-z0-9_.\\-]{1,64}" '
-            'autofocus></label></p><p><button type="submit">Sign in</button></p></form>',
-        )
+        return render("dev_login.html", title="Sign in (development)", action=PATH, transaction=transaction)
 
     async def submit(self, request: Request) -> Response:
         if not _from_loopback(request):
@@ -71,5 +62,5 @@ class DevLogin:
         if not NAME.match(name):
             return error_page("Names are 1-64 letters, digits, '.', '_' or '-'.")
         return await self.server.complete(
-            fields.get("transaction", ""), f"dev:{name}", {"name": name, "provider": "dev"}
+            request, fields.get("transaction", ""), f"dev:{name}", {"name": name, "provider": "dev"}
         )

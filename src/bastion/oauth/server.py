@@ -19,13 +19,16 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..public_url import base_path, base_url
-from ..security.crypto import new_token, token_hash
+from ..security.crypto import new_key, new_token, token_hash
 from ..security.fetch import SafeFetcher
 from ..settings import AuthorizationServerSettings
 from ..store import Commit, Store
 from . import forms
+from .approvals import Approvals
 from .cimd import ClientLookupError, MetadataDocuments, is_document_url
 from .clients import Client, authenticate, client_key, credentials, register, validate_registration
+from .consent import PATH as CONSENT_PATH
+from .consent import ConsentScreen
 from .errors import NO_STORE, OAuthError, invalid_client, invalid_request
 from .grants import Grants, Lifetimes
 from .pages import error_page
@@ -75,6 +78,10 @@ class AuthorizationServer:
         )
         self.authenticator: Authenticator | None = None
         self.registrations = RateLimiter(settings.registrations_per_minute, 60.0)
+        self.transaction_seconds = TRANSACTION_SECONDS
+        secret = settings.cookie_secret.get_secret_value().encode() if settings.cookie_secret else None
+        self.approvals = Approvals(secret or new_key())
+        self.consent = ConsentScreen(self)
         self.documents: MetadataDocuments | None = None
         if settings.client_metadata_documents:
             self.documents = MetadataDocuments(document_fetcher(settings), settings.scopes)
@@ -99,6 +106,7 @@ class AuthorizationServer:
         ]
         if self.settings.registration:
             routes.append(Route("/register", self.register, methods=["POST"]))
+        routes += self.consent.routes()
         if self.authenticator is not None:
             routes += self.authenticator.routes()
         return routes
@@ -199,8 +207,30 @@ class AuthorizationServer:
                 },
             )
         transaction = new_token()
+        # A remembered approval skips the consent screen, but only for a navigation the user made themselves.
+        if request.headers.get("sec-fetch-site") in ("same-origin", "none"):
+            request_record["remembered_subject"] = self.approvals.subject_for(
+                request.cookies, client.client_id, redirect_uri, request_record["resource"]
+            )
         await self.store.commit(Commit().set(f"authz:{token_hash(transaction)}", request_record, TRANSACTION_SECONDS))
+        if request_record.get("remembered_subject"):
+            return await self.begin_sign_in(request, transaction)
+        return RedirectResponse(f"{CONSENT_PATH}?transaction={transaction}", 302, headers={"Cache-Control": "no-store"})
+
+    async def begin_sign_in(self, request: Request, transaction: str) -> Response:
+        assert self.authenticator is not None
         return await self.authenticator.begin(request, transaction)
+
+    def deny(self, record: dict[str, Any]) -> Response:
+        return redirect_with(
+            record["redirect_uri"],
+            {
+                "error": "access_denied",
+                "error_description": "the user denied the request",
+                "state": record["state"],
+                "iss": record["issuer"],
+            },
+        )
 
     def _authorization_request(
         self, request: Request, params: dict[str, str], client: Client, redirect_uri: str
@@ -229,6 +259,8 @@ class AuthorizationServer:
             "scopes": scopes,
             "issuer": self.issuer(request),
             "created_at": time.time(),
+            "csrf": [],
+            "approved": False,
         }
 
     def _scopes(self, requested: str | None, client: Client) -> list[str]:
@@ -241,11 +273,17 @@ class AuthorizationServer:
             raise OAuthError("invalid_scope", f"unknown or not allowed scope(s): {' '.join(unknown)}")
         return scopes
 
-    async def complete(self, transaction: str, subject: str, claims: dict[str, Any]) -> Response:
+    async def complete(self, request: Request, transaction: str, subject: str, claims: dict[str, Any]) -> Response:
         """Finish an authorization once the user is signed in: issue the code and send the browser back."""
         record = await self.store.take(f"authz:{token_hash(transaction)}")
         if record is None:
             return error_page("This sign-in request has expired or was already used. Start again from the app.")
+        if not record.get("approved") and record.get("remembered_subject") != subject:
+            # Approved in this browser by someone else (or never): this user decides for themselves.
+            retry = new_token()
+            fresh = {**record, "remembered_subject": None, "approved": False, "csrf": [], "created_at": time.time()}
+            await self.store.commit(Commit().set(f"authz:{token_hash(retry)}", fresh, TRANSACTION_SECONDS))
+            return RedirectResponse(f"{CONSENT_PATH}?transaction={retry}", 302, headers={"Cache-Control": "no-store"})
         code = await self.grants.authorize(
             client_id=record["client_id"],
             subject=subject,
@@ -255,7 +293,16 @@ class AuthorizationServer:
             code_challenge=record["code_challenge"],
             props=claims,
         )
-        return redirect_with(record["redirect_uri"], {"code": code, "state": record["state"], "iss": record["issuer"]})
+        response = redirect_with(
+            record["redirect_uri"], {"code": code, "state": record["state"], "iss": record["issuer"]}
+        )
+        response.headers.append(
+            "Set-Cookie",
+            self.approvals.remember(
+                request.cookies, record["client_id"], record["redirect_uri"], record["resource"], subject
+            ),
+        )
+        return response
 
     # --- token -----------------------------------------------------------------------------------------------
     async def token(self, request: Request) -> Response:

@@ -1,0 +1,142 @@
+"""The consent screen: before anyone signs in, the user sees which application asks for what, and decides.
+
+CSRF protection is a double submit bound to the transaction: each GET of the page gives the form a token and
+the browser a __Host- cookie holding the same token; the transaction remembers the token's hash. A POST must
+carry matching form and cookie tokens (compared in constant time) whose hash the transaction knows, and the
+transaction is consumed by that POST, so a token works once. A second GET (prefetch, an extension) adds a
+token rather than replacing one, so it cannot break the page the user is looking at.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from ..security.cookies import PREFIX, clear_cookie, host_cookie
+from ..security.crypto import new_token, token_hash
+from ..store import Commit
+from . import forms
+from .errors import OAuthError
+from .pages import error_page, render
+
+if TYPE_CHECKING:
+    from .clients import Client
+    from .server import AuthorizationServer
+
+PATH = "/consent"
+MAX_TOKENS = 5
+
+
+def csrf_cookie_name(transaction: str) -> str:
+    # One cookie per transaction: two sign-ins in two tabs do not overwrite each other's token.
+    return f"bastion-csrf-{token_hash(transaction)[:16]}"
+
+
+def _https(url: str | None) -> str | None:
+    """Only https URLs are ever rendered (a logo); anything else is dropped."""
+    if not url:
+        return None
+    try:
+        return url if urlsplit(url).scheme == "https" else None
+    except ValueError:
+        return None
+
+
+class ConsentScreen:
+    def __init__(self, server: AuthorizationServer) -> None:
+        self.server = server
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route(PATH, self.show, methods=["GET"]), Route(PATH, self.decide, methods=["POST"])]
+
+    async def _transaction(self, transaction: str) -> dict[str, Any] | None:
+        return await self.server.store.get(f"authz:{token_hash(transaction)}") if transaction else None
+
+    def _ttl(self, record: dict[str, Any]) -> float:
+        return max(1.0, float(record["created_at"]) + self.server.transaction_seconds - time.time())
+
+    async def show(self, request: Request) -> Response:
+        try:
+            transaction = forms.query(request).get("transaction", "")
+        except OAuthError as exc:
+            return error_page(exc.description)
+        record = await self._transaction(transaction)
+        if record is None or record.get("approved"):
+            return error_page("This sign-in request has expired or was already answered. Start again from the app.")
+        client = await self.server.client(record["client_id"])
+        if client is None:
+            return error_page("This application is no longer registered.")
+        cookie_name = csrf_cookie_name(transaction)
+        token = request.cookies.get(PREFIX + cookie_name, "")
+        if not token or token_hash(token) not in record["csrf"]:
+            token = new_token()
+            record["csrf"] = [*record["csrf"], token_hash(token)][-MAX_TOKENS:]
+            await self.server.store.commit(Commit().set(f"authz:{token_hash(transaction)}", record, self._ttl(record)))
+        response = render(
+            "consent.html",
+            **self._view(request, client, record),
+            transaction=transaction,
+            csrf_token=token,
+            action=PATH,
+        )
+        response.headers.append("Set-Cookie", host_cookie(cookie_name, token, int(self._ttl(record))))
+        return response
+
+    def _view(self, request: Request, client: Client, record: dict[str, Any]) -> dict[str, Any]:
+        name = client.client_name or "An unnamed application"
+        verified = urlsplit(client.client_id).hostname if client.metadata_document else None
+        return {
+            "title": f"Allow {name}?",
+            "client_name": name,
+            "initial": name[:1].upper(),
+            "logo": _https(client.logo_uri),
+            "verified_domain": verified,
+            "server": self.server.issuer(request),
+            "scopes": record["scopes"] or ["(no specific scope)"],
+            "redirect_host": urlsplit(record["redirect_uri"]).netloc,
+            "resource": record["resource"],
+        }
+
+    async def decide(self, request: Request) -> Response:
+        # A cross-site POST is refused outright, whatever tokens it carries.
+        if request.headers.get("sec-fetch-site", "same-origin") != "same-origin":
+            return error_page("This form can only be submitted from this site.", 403)
+        try:
+            fields = await forms.form(request)
+        except OAuthError as exc:
+            return error_page(exc.description)
+        transaction = fields.get("transaction", "")
+        submitted = fields.get("csrf_token", "")
+        cookie_name = csrf_cookie_name(transaction) if transaction else ""
+        from_cookie = request.cookies.get(PREFIX + cookie_name, "") if cookie_name else ""
+        record = await self._transaction(transaction)
+        if (
+            record is None
+            or not submitted
+            or not hmac.compare_digest(submitted.encode(), from_cookie.encode())
+            or token_hash(submitted) not in record.get("csrf", [])
+        ):
+            return error_page(
+                "This consent form expired or did not come from this browser. Start again from the app.", 403
+            )
+        key = f"authz:{token_hash(transaction)}"
+        decision = fields.get("decision")
+        if decision == "approve":
+            approved = {**record, "approved": True, "csrf": []}
+            if not await self.server.store.commit(Commit(consume=[key]).set(key, approved, self._ttl(record))):
+                return error_page("This sign-in request was already answered.")
+            response = await self.server.begin_sign_in(request, transaction)
+        elif decision == "deny":
+            if not await self.server.store.commit(Commit(consume=[key])):
+                return error_page("This sign-in request was already answered.")
+            response = self.server.deny(record)
+        else:
+            return error_page("Choose Allow or Deny.")
+        response.headers.append("Set-Cookie", clear_cookie(cookie_name))
+        return response

@@ -1,0 +1,74 @@
+"""Playing the user's browser through /authorize, the consent screen and the dev login, over plain HTTP.
+
+Python's cookie jar will not send Secure cookies to http://127.0.0.1, although browsers do for loopback, so the
+__Host- cookies are carried by hand here.
+"""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+TOKEN = re.compile(r'name="(transaction|csrf_token)" value="([^"]*)"')
+
+
+def set_cookies(response: httpx.Response) -> dict[str, str]:
+    cookies = {}
+    for header in response.headers.get_list("set-cookie"):
+        name, _, rest = header.partition("=")
+        cookies[name] = rest.split(";", 1)[0]
+    return cookies
+
+
+def cookie_header(cookies: dict[str, str]) -> dict[str, str]:
+    return {"cookie": "; ".join(f"{k}={v}" for k, v in cookies.items() if v)} if cookies else {}
+
+
+def form_fields(html: str) -> dict[str, str]:
+    return dict(TOKEN.findall(html))
+
+
+async def consent(client: httpx.AsyncClient, url: str, decision: str = "approve") -> httpx.Response:
+    page = await client.get(url)
+    assert page.status_code == 200, page.text
+    fields = form_fields(page.text)
+    return await client.post(
+        httpx.URL(url).join("/consent"), data={**fields, "decision": decision}, headers=cookie_header(set_cookies(page))
+    )
+
+
+async def walk(client: httpx.AsyncClient, authorize_url: str, username: str = "alice") -> httpx.Response:
+    """GET the authorize URL, approve, sign in; returns the final redirect back to the application."""
+    response = await client.get(authorize_url)
+    assert response.status_code == 302, response.text
+    location = str(httpx.URL(authorize_url).join(response.headers["location"]))
+    if "/consent" in location:
+        approved = await consent(client, location)
+        assert approved.status_code == 302, approved.text
+        location = str(httpx.URL(authorize_url).join(approved.headers["location"]))
+    login = await client.get(location)
+    transaction = form_fields(login.text)["transaction"]
+    return await client.post(
+        httpx.URL(authorize_url).join("/login/dev"), data={"transaction": transaction, "username": username}
+    )
+
+
+def walk_sync(client: httpx.Client, authorize_url: str, username: str = "alice") -> httpx.Response:
+    response = client.get(authorize_url)
+    assert response.status_code == 302, response.text
+    location = str(httpx.URL(authorize_url).join(response.headers["location"]))
+    if "/consent" in location:
+        page = client.get(location)
+        approved = client.post(
+            httpx.URL(location).join("/consent"),
+            data={**form_fields(page.text), "decision": "approve"},
+            headers=cookie_header(set_cookies(page)),
+        )
+        assert approved.status_code == 302, approved.text
+        location = str(httpx.URL(authorize_url).join(approved.headers["location"]))
+    login = client.get(location)
+    transaction = form_fields(login.text)["transaction"]
+    return client.post(
+        httpx.URL(authorize_url).join("/login/dev"), data={"transaction": transaction, "username": username}
+    )
