@@ -100,7 +100,7 @@ async def test_a_second_get_does_not_break_the_first_page(oauth):
 
 async def test_deny_goes_back_with_access_denied(oauth):
     client = await register(oauth)
-    page, location = await consent_page(oauth, client["client_id"])
+    _, location = await consent_page(oauth, client["client_id"])
     denied = await consent(oauth, BASE + location, decision="deny")
     back = query_of(denied)
     assert denied.headers["location"].startswith(REDIRECT)
