@@ -158,6 +158,14 @@ class App:
             )
             if settings.authorization_server.dev_login:
                 authorization.authenticator = DevLogin(authorization)
+            for upstream in settings.authorization_server.upstream:
+                from .identity.login import UpstreamLogin
+                from .identity.oidc import OIDCProvider
+
+                provider = OIDCProvider(
+                    upstream.name, upstream.issuer, upstream.client_id, upstream.client_secret() or "", upstream.scopes
+                )
+                authorization.authenticator = UpstreamLogin(authorization, provider)
             gate = BearerGate(endpoint, authorization.grants.verify, settings.public_url, settings.path)
             authorization.grants.on_revoke.append(gate.forget)
             mcp = gate

@@ -25,6 +25,44 @@ class SettingsError(ValueError):
     """Settings that cannot be used; the message lists each problem and how to fix it."""
 
 
+class UpstreamSettings(BaseModel):
+    """An identity provider users sign in with. Its client secret comes from the environment or a file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Short name: in the callback URL (/callback/<name>) and in subjects (<name>:<id>).")
+    kind: Literal["oidc"] = Field("oidc", description="oidc: any OpenID Connect issuer, found by discovery.")
+    issuer: str = Field(description="The provider's issuer URL (https, or http on loopback for development).")
+    client_id: str = Field(description="This server's client id at the provider.")
+    client_secret_env: str | None = Field(None, description="Environment variable holding the client secret.")
+    client_secret_file: str | None = Field(None, description="File holding the client secret.")
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"], description="Scopes to ask.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value or len(value) > 32 or not all(c.isascii() and (c.isalnum() or c == "-") for c in value):
+            raise ValueError("name must be 1-32 letters, digits or '-'")
+        return value.lower()
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("issuer must be an absolute https URL")
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+            raise ValueError("issuer must use https (plain http only on loopback, for development)")
+        return value.rstrip("/")
+
+    def client_secret(self) -> str | None:
+        if self.client_secret_env:
+            return os.environ.get(self.client_secret_env)
+        if self.client_secret_file:
+            return Path(self.client_secret_file).read_text().strip()
+        return None
+
+
 class AuthorizationServerSettings(BaseModel):
     """Bastion's own OAuth 2.1 authorization server."""
 
@@ -53,6 +91,10 @@ class AuthorizationServerSettings(BaseModel):
     code_seconds: int = Field(300, ge=30, le=600, description="Authorization code lifetime (at most 10 minutes).")
     dev_login: bool = Field(
         False, description="Sign in with any name, no password: local development only (refused off loopback)."
+    )
+    upstream: list[UpstreamSettings] = Field(
+        default_factory=list,
+        description="The identity provider users sign in with ([[authorization_server.upstream]]).",
     )
     cookie_secret: SecretStr | None = Field(
         None,
@@ -169,6 +211,17 @@ class Settings(BaseModel):
                 "authorization_server.dev_login signs anyone in without a password: it works only on a loopback "
                 "host. Configure an identity provider instead."
             )
+        upstream = self.authorization_server.upstream
+        if len(upstream) > 1:
+            problems.append("configure one [[authorization_server.upstream]] provider (several are not supported yet)")
+        if upstream and self.authorization_server.dev_login:
+            problems.append("choose one sign-in method: an upstream provider or dev_login, not both")
+        for provider in upstream:
+            if not provider.client_secret():
+                problems.append(
+                    f"upstream {provider.name!r} has no client secret: set client_secret_env to the name of an "
+                    "environment variable that holds it, or client_secret_file"
+                )
         if self.authenticated and not self.binds_loopback and self.public_url is None:
             problems.append(
                 "the authorization server needs public_url (e.g. https://mcp.example.com) when it is reachable "

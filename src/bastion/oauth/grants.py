@@ -280,6 +280,7 @@ class Grants:
         if key is not None:
             opened = open_data(key, grant["props"], grant_id.encode())
             claims = orjson.loads(opened) if opened else {}
+        upstream = claims.pop("upstream", {}) if isinstance(claims, dict) else {}
         return Principal(
             subject=record["subject"],
             client_id=record["client_id"],
@@ -287,6 +288,7 @@ class Grants:
             resource=record["resource"],
             expires_at=record["expires_at"],
             claims=claims,
+            upstream=upstream if isinstance(upstream, dict) else {},
         )
 
 

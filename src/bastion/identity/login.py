@@ -1,0 +1,102 @@
+"""Sign-in through an upstream identity provider, after the user approved on the consent screen.
+
+`begin` (called only after approval) creates the upstream state: random, stored server-side for at most ten
+minutes, used once, and bound to this browser by a __Host- cookie (namespaced per provider) holding its hash.
+The callback refuses a missing or different cookie, a replayed or expired state, and anything the provider
+answers that does not check out; then the code is exchanged server-side (with PKCE) and the authorization is
+completed for the subject "<provider>:<user id>", the provider's tokens sealed inside the grant.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ..oauth import forms
+from ..oauth.errors import OAuthError
+from ..oauth.pages import error_page
+from ..security.cookies import PREFIX, clear_cookie, host_cookie
+from ..security.crypto import new_token, token_hash
+from ..store import Commit
+from .upstream import UpstreamLoginError, UpstreamProvider
+
+if TYPE_CHECKING:
+    from ..oauth.server import AuthorizationServer
+
+STATE_SECONDS = 600
+
+
+def _challenge(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+class UpstreamLogin:
+    def __init__(self, server: AuthorizationServer, provider: UpstreamProvider) -> None:
+        self.server = server
+        self.provider = provider
+        self.cookie = f"bastion-{provider.name}-state"
+        self.path = f"/callback/{provider.name}"
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route(self.path, self.callback, methods=["GET"])]
+
+    def redirect_uri(self, request: Request) -> str:
+        return self.server.issuer(request) + self.path
+
+    async def begin(self, request: Request, transaction: str) -> Response:
+        state, verifier, nonce = new_token(), new_token(48), new_token(16)
+        record = {"transaction": transaction, "verifier": verifier, "nonce": nonce}
+        try:
+            url = await self.provider.authorization_url(self.redirect_uri(request), state, _challenge(verifier), nonce)
+        except UpstreamLoginError as exc:
+            return error_page(str(exc), 502)
+        await self.server.store.commit(Commit().set(f"upstream:{token_hash(state)}", record, STATE_SECONDS))
+        response = RedirectResponse(url, 302, headers={"Cache-Control": "no-store"})
+        response.headers.append("Set-Cookie", host_cookie(self.cookie, token_hash(state), STATE_SECONDS))
+        return response
+
+    async def callback(self, request: Request) -> Response:
+        try:
+            params = forms.query(request)
+        except OAuthError as exc:
+            return error_page(exc.description)
+        state = params.get("state", "")
+        bound = request.cookies.get(PREFIX + self.cookie, "")
+        if not state or not bound or not hmac.compare_digest(bound.encode(), token_hash(state).encode()):
+            return error_page(
+                "This sign-in was started in another browser (or its cookie is gone). Start again from the app."
+            )
+        record = await self.server.store.take(f"upstream:{token_hash(state)}")
+        if record is None:
+            return error_page("This sign-in has expired or was already completed. Start again from the app.")
+        if "error" in params:
+            return await self._refused(record["transaction"], params["error"])
+        code = params.get("code")
+        if not code:
+            return error_page(f"{self.provider.name} sent no authorization code.")
+        try:
+            identity = await self.provider.exchange(
+                code, self.redirect_uri(request), record["verifier"], record["nonce"]
+            )
+        except UpstreamLoginError as exc:
+            return error_page(str(exc), 502)
+        claims = {**identity.claims, "provider": self.provider.name, "upstream": {self.provider.name: identity.token}}
+        response = await self.server.complete(
+            request, record["transaction"], f"{self.provider.name}:{identity.user_id}", claims
+        )
+        response.headers.append("Set-Cookie", clear_cookie(self.cookie))
+        return response
+
+    async def _refused(self, transaction: str, error: str) -> Response:
+        record = await self.server.store.take(f"authz:{token_hash(transaction)}")
+        if record is None:
+            return error_page("This sign-in has expired. Start again from the app.")
+        if error == "access_denied":
+            return self.server.deny(record)
+        return error_page(f"{self.provider.name} could not sign you in ({error[:64]}).")

@@ -1,0 +1,151 @@
+"""Any OpenID Connect provider, found by discovery: authorization code with PKCE, exchanged server-side.
+
+The ID token comes straight from the token endpoint over TLS, so (OIDC Core 3.1.3.7) TLS stands in for its
+signature; its issuer, audience, expiry and nonce are still checked. Identity is the ID token's `sub`, with
+profile claims from the userinfo endpoint when the provider has one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import httpx
+import orjson
+
+from ..security.crypto import same
+from .upstream import UpstreamIdentity, UpstreamLoginError
+
+DISCOVERY_SECONDS = 3600
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+def _jwt_claims(token: str) -> dict[str, Any]:
+    try:
+        payload = token.split(".")[1]
+        claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, binascii.Error, orjson.JSONDecodeError):
+        raise UpstreamLoginError("the provider returned a malformed ID token") from None
+    if not isinstance(claims, dict):
+        raise UpstreamLoginError("the provider returned a malformed ID token")
+    return claims
+
+
+class OIDCProvider:
+    def __init__(
+        self,
+        name: str,
+        issuer: str,
+        client_id: str,
+        client_secret: str,
+        scopes: list[str],
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.name = name
+        self.issuer = issuer.rstrip("/")
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.scopes = scopes
+        self.http = http or httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False)
+        self._discovery: dict[str, Any] | None = None
+        self._discovered_at = 0.0
+
+    async def discovery(self) -> dict[str, Any]:
+        if self._discovery is None or time.monotonic() - self._discovered_at > DISCOVERY_SECONDS:
+            try:
+                response = await self.http.get(f"{self.issuer}/.well-known/openid-configuration")
+                document = response.json() if response.status_code == 200 else None
+            except (httpx.HTTPError, ValueError):
+                document = None
+            if not isinstance(document, dict) or document.get("issuer") != self.issuer:
+                raise UpstreamLoginError(f"{self.name} could not be reached or described another issuer")
+            for needed in ("authorization_endpoint", "token_endpoint"):
+                if not isinstance(document.get(needed), str):
+                    raise UpstreamLoginError(f"{self.name}'s discovery document lacks {needed}")
+            self._discovery, self._discovered_at = document, time.monotonic()
+        return self._discovery
+
+    async def authorization_url(self, redirect_uri: str, state: str, code_challenge: str, nonce: str) -> str:
+        document = await self.discovery()
+        query = urlencode(
+            {
+                "response_type": "code",
+                "client_id": self.client_id,
+                "redirect_uri": redirect_uri,
+                "scope": " ".join(self.scopes),
+                "state": state,
+                "nonce": nonce,
+                "code_challenge": code_challenge,
+                "code_challenge_method": "S256",
+            }
+        )
+        return f"{document['authorization_endpoint']}?{query}"
+
+    async def exchange(self, code: str, redirect_uri: str, code_verifier: str, nonce: str) -> UpstreamIdentity:
+        document = await self.discovery()
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": code_verifier,
+        }
+        methods = document.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+        headers = {"Accept": "application/json"}
+        if "client_secret_post" in methods and "client_secret_basic" not in methods:
+            form.update(client_id=self.client_id, client_secret=self.client_secret)
+        else:
+            basic = base64.b64encode(f"{quote(self.client_id)}:{quote(self.client_secret)}".encode()).decode()
+            headers["Authorization"] = f"Basic {basic}"
+        try:
+            response = await self.http.post(document["token_endpoint"], data=form, headers=headers)
+            tokens = response.json()
+        except (httpx.HTTPError, ValueError):
+            raise UpstreamLoginError(f"{self.name} did not answer the code exchange") from None
+        if response.status_code != 200 or not isinstance(tokens, dict) or "access_token" not in tokens:
+            raise UpstreamLoginError(f"{self.name} refused the code exchange")
+        claims = self._check_id_token(tokens.get("id_token"), nonce)
+        profile = await self._userinfo(document, tokens["access_token"])
+        if profile.get("sub") not in (None, claims["sub"]):
+            raise UpstreamLoginError(f"{self.name}'s userinfo describes another user")
+        expires_in = tokens.get("expires_in")
+        granted = tokens.get("scope")
+        return UpstreamIdentity(
+            user_id=str(claims["sub"]),
+            claims={k: v for k, v in {**claims, **profile}.items() if k in ("name", "email", "preferred_username")},
+            token={
+                "access_token": tokens["access_token"],
+                "refresh_token": tokens.get("refresh_token"),
+                "expires_at": time.time() + expires_in if isinstance(expires_in, int | float) else None,
+                "scopes": granted.split() if isinstance(granted, str) else list(self.scopes),
+            },
+        )
+
+    def _check_id_token(self, id_token: Any, nonce: str) -> dict[str, Any]:
+        if not isinstance(id_token, str):
+            raise UpstreamLoginError(f"{self.name} returned no ID token (is 'openid' among the scopes?)")
+        claims = _jwt_claims(id_token)
+        audience = claims.get("aud")
+        audiences = audience if isinstance(audience, list) else [audience]
+        if claims.get("iss") != self.issuer or self.client_id not in audiences:
+            raise UpstreamLoginError(f"{self.name}'s ID token was issued by or for someone else")
+        if not isinstance(claims.get("exp"), int | float) or claims["exp"] < time.time() - 60:
+            raise UpstreamLoginError(f"{self.name}'s ID token has expired")
+        if not isinstance(claims.get("nonce"), str) or not same(claims["nonce"], nonce):
+            raise UpstreamLoginError(f"{self.name}'s ID token does not belong to this sign-in")
+        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+            raise UpstreamLoginError(f"{self.name}'s ID token names no user")
+        return claims
+
+    async def _userinfo(self, document: dict[str, Any], access_token: str) -> dict[str, Any]:
+        endpoint = document.get("userinfo_endpoint")
+        if not isinstance(endpoint, str):
+            return {}
+        try:
+            response = await self.http.get(endpoint, headers={"Authorization": f"Bearer {access_token}"})
+            profile = response.json() if response.status_code == 200 else {}
+        except (httpx.HTTPError, ValueError):
+            return {}
+        return profile if isinstance(profile, dict) else {}
