@@ -96,6 +96,9 @@ const configuration = {
     return client.grantTypeAllowed('refresh_token');
   },
 
+  // Only the authorization code flow (the default also lists implicit and hybrid response types).
+  responseTypes: ['code'],
+
   pkce: {
     // PKCE is required for every authorization code request, confidential client or not (only S256 exists in v9).
     required: () => true,
