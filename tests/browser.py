@@ -7,6 +7,7 @@ __Host- cookies are carried by hand here.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 
 import httpx
 
@@ -72,3 +73,22 @@ def walk_sync(client: httpx.Client, authorize_url: str, username: str = "alice")
     return client.post(
         httpx.URL(authorize_url).join("/login/dev"), data={"transaction": transaction, "username": username}
     )
+
+
+async def walk_upstream(
+    client: httpx.AsyncClient,
+    upstream: httpx.AsyncClient,
+    authorize_url: str,
+    login: str,
+    sign_in_upstream: Callable[[httpx.AsyncClient, str, str], Awaitable[httpx.Response]],
+) -> httpx.Response:
+    """/authorize, the consent screen, the provider's own pages (in `upstream`), and back through Bastion's
+    callback; returns the final redirect to the application."""
+    response = await client.get(authorize_url)
+    assert response.status_code == 302, response.text
+    location = str(httpx.URL(authorize_url).join(response.headers["location"]))
+    to_provider = await consent(client, location) if "/consent" in location else response
+    assert to_provider.status_code == 302, to_provider.text
+    state_cookie = {k: v for k, v in set_cookies(to_provider).items() if k.endswith("-state")}
+    back = await sign_in_upstream(upstream, to_provider.headers["location"], login)
+    return await client.get(back.headers["location"], headers=cookie_header(state_cookie))

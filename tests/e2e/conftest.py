@@ -27,9 +27,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def bastion_server(target: Path | str, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Run `bastion serve target` on a free port; yields the MCP URL, stops the server afterwards."""
-    port = free_port()
+def bastion_server(
+    target: Path | str, *args: str, env: dict[str, str] | None = None, port: int | None = None
+) -> Iterator[str]:
+    """Run `bastion serve target` on a free port (or `port`); yields the MCP URL, stops the server afterwards."""
+    port = port or free_port()
     command = [sys.executable, "-m", "bastion.cli", "serve", str(target), "--port", str(port), *args]
     process = subprocess.Popen(
         command,

@@ -90,13 +90,17 @@ def provider_for(url: str, storage: MemoryStorage, browser: HeadlessBrowser) -> 
     )
 
 
-async def call_who_am_i(url: str, provider: OAuthClientProvider, mode: str) -> str:
+async def call_tool_text(url: str, provider: OAuthClientProvider, tool: str, mode: str = "2026-07-28") -> str:
     async with (
         httpx2.AsyncClient(auth=provider, timeout=30) as http,
         Client(streamable_http_client(url, http_client=http), mode=mode) as client,
     ):
-        result = await client.call_tool("who_am_i", {})
+        result = await client.call_tool(tool, {})
         return result.content[0].text
+
+
+async def call_who_am_i(url: str, provider: OAuthClientProvider, mode: str) -> str:
+    return await call_tool_text(url, provider, "who_am_i", mode)
 
 
 @pytest.mark.parametrize("mode", ["2026-07-28", "legacy"])

@@ -21,6 +21,7 @@ import orjson
 import pydantic
 from pydantic_core import PydanticSerializationError
 
+from ..principal import UpstreamError
 from ..security.sealed import seal, unseal
 from . import versions
 from .context import Context, InputRequired, ToolError
@@ -252,7 +253,7 @@ class Server:
                 kwargs[param] = ctx
         try:
             value = await self._run(tool.fn, kwargs, tool.is_async)
-        except ToolError as exc:
+        except (ToolError, UpstreamError) as exc:
             return error_result(str(exc))
         except TimeoutError:
             return error_result(f"Tool {tool.name!r} did not finish within {self.tool_timeout:g} seconds")

@@ -6,6 +6,8 @@
 //   CLIENT_SECRET     required
 //   REDIRECT_URI      required; one or more redirect URIs, comma-separated
 //   ACCESS_TOKEN_TTL  optional; access token lifetime in seconds (default 3600)
+//   CLOCK_TOLERANCE   optional; seconds of leeway on expiry checks (default 0 here; oidc-provider's own default
+//                     of 15 would keep an expired opaque access token working for 15 more seconds)
 //   ROTATE_REFRESH_TOKEN  optional; "1" rotates the refresh token on every use, "0" never does,
 //                     unset keeps oidc-provider's default (confidential clients: not until 70% of its life)
 //   CONFORM_ID_TOKEN_CLAIMS  optional; "0" also puts scope claims (name, email) in the ID token,
@@ -42,6 +44,14 @@ if (process.env.ACCESS_TOKEN_TTL) {
   accessTokenTtl = Number.parseInt(process.env.ACCESS_TOKEN_TTL, 10);
   if (!Number.isInteger(accessTokenTtl) || accessTokenTtl <= 0) {
     fail(`ACCESS_TOKEN_TTL must be a positive number of seconds: ${process.env.ACCESS_TOKEN_TTL}`);
+  }
+}
+
+let clockTolerance = 0;
+if (process.env.CLOCK_TOLERANCE) {
+  clockTolerance = Number.parseInt(process.env.CLOCK_TOLERANCE, 10);
+  if (!Number.isInteger(clockTolerance) || clockTolerance < 0) {
+    fail(`CLOCK_TOLERANCE must be a number of seconds: ${process.env.CLOCK_TOLERANCE}`);
   }
 }
 
@@ -107,6 +117,7 @@ const configuration = {
   ttl: {
     AccessToken: accessTokenTtl,
   },
+  clockTolerance,
 
   cookies: {
     // Cookies are marked Secure only when the request is https (ctx.secure), so on http://127.0.0.1 they are not.

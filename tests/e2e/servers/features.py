@@ -1,6 +1,7 @@
 """A server for end-to-end tests: one tool per Context feature, with state the tests can query."""
 
 import asyncio
+import os
 import time
 
 from pydantic import BaseModel
@@ -127,6 +128,23 @@ def add_tool(name: str) -> str:
     dynamic.__doc__ = f"A tool named {name}."
     app.tool(name=name)(dynamic)
     return "added"
+
+
+@app.tool
+async def upstream_profile(ctx: Context) -> str:
+    """Calls the identity provider's userinfo with the user's upstream token."""
+    import httpx
+
+    token = ctx.principal.upstream_token("corp", ["notes:read"])
+    async with httpx.AsyncClient() as http:
+        answer = await http.get(os.environ["FEATURES_UPSTREAM_USERINFO"], headers={"Authorization": f"Bearer {token}"})
+    return f"{answer.status_code} {answer.json().get('name')}"
+
+
+@app.tool
+def upstream_admin(ctx: Context) -> str:
+    """Needs an upstream scope the sign-in does not grant."""
+    return ctx.principal.upstream_token("corp", ["admin:write"])
 
 
 @app.resource("features://counter", mime_type="text/plain")

@@ -1,0 +1,124 @@
+"""Sign-in through a real upstream OpenID Connect provider (npm oidc-provider): the official SDK client starts
+authorization, the user approves on Bastion's consent screen, signs in upstream, and the client calls a tool
+that uses the upstream token. With the hostile cases beside it."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from mcp.shared.auth import AuthorizationCodeResult
+
+from tests.browser import consent, cookie_header, set_cookies, walk_upstream
+from tests.upstream_oidc import login_and_consent, start_oidc_provider
+
+from .conftest import bastion_server, free_port
+from .test_sdk_oauth import FEATURES, REDIRECT, MemoryStorage, call_tool_text, provider_for
+
+pytestmark = pytest.mark.e2e
+CLIENT_ID, CLIENT_SECRET = "bastion-e2e", "upstream-secret-" + "x" * 24
+
+
+class UpstreamBrowser:
+    """The user: Bastion's pages in one client, the provider's in another (each keeps its own cookies)."""
+
+    def __init__(self, login: str) -> None:
+        self.login = login
+        self.result: AuthorizationCodeResult | None = None
+
+    async def open(self, url: str) -> None:
+        async with httpx.AsyncClient(timeout=10) as bastion, httpx.AsyncClient(timeout=10) as provider:
+            back = await walk_upstream(bastion, provider, url, self.login, login_and_consent)
+            assert back.status_code == 302 and back.headers["location"].startswith(REDIRECT), back.text
+            query = {k: v[0] for k, v in parse_qs(urlsplit(back.headers["location"]).query).items()}
+            self.result = AuthorizationCodeResult(code=query["code"], state=query.get("state"), iss=query.get("iss"))
+
+    async def callback(self) -> AuthorizationCodeResult:
+        assert self.result is not None
+        return self.result
+
+
+@pytest.fixture(scope="module")
+def upstream_setup(tmp_path_factory):
+    port = free_port()
+    with start_oidc_provider(CLIENT_ID, CLIENT_SECRET, f"http://127.0.0.1:{port}/callback/corp") as issuer:
+        directory = tmp_path_factory.mktemp("upstream")
+        config = directory / "bastion.toml"
+        config.write_text(
+            f'[authorization_server]\nenabled = true\n[store]\npath = "{directory / "bastion.db"}"\n'
+            f'[[authorization_server.upstream]]\nname = "corp"\nissuer = "{issuer}"\nclient_id = "{CLIENT_ID}"\n'
+            'client_secret_env = "CORP_CLIENT_SECRET"\nscopes = ["openid", "profile", "email", "notes:read"]\n'
+        )
+        env = {"CORP_CLIENT_SECRET": CLIENT_SECRET, "FEATURES_UPSTREAM_USERINFO": f"{issuer}/me"}
+        with bastion_server(FEATURES, "--config", str(config), env=env, port=port) as url:
+            yield url, issuer
+
+
+async def test_the_sdk_client_signs_in_upstream_and_a_tool_uses_the_upstream_token(upstream_setup):
+    url, _ = upstream_setup
+    storage, browser = MemoryStorage(), UpstreamBrowser("ada")
+    provider = provider_for(url, storage, browser)
+    who = await call_tool_text(url, provider, "who_am_i")
+    assert who.startswith("Principal(subject='corp:ada'") and "access_token" not in who
+    assert await call_tool_text(url, provider, "upstream_profile") == "200 Ada"
+    missing = await call_tool_text(url, provider, "upstream_admin")
+    assert "did not grant: admin:write" in missing
+    # Bastion's token never goes upstream, and the upstream token never reaches the client.
+    assert storage.tokens is not None and storage.tokens.access_token.count(".") == 1
+
+
+async def start_to_callback(url: str) -> tuple[str, dict[str, str], httpx.Response]:
+    """Register, authorize and approve; returns the upstream authorization URL, the state cookie, and the
+    provider's redirect back to Bastion's callback."""
+    base = url.removesuffix("/mcp")
+    async with httpx.AsyncClient(timeout=10) as bastion, httpx.AsyncClient(timeout=10) as upstream:
+        client = (
+            await bastion.post(
+                f"{base}/register", json={"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}
+            )
+        ).json()
+        params = {
+            "response_type": "code",
+            "client_id": client["client_id"],
+            "redirect_uri": REDIRECT,
+            "state": "s",
+            "code_challenge": "c" * 43,
+            "code_challenge_method": "S256",
+        }
+        start = await bastion.get(f"{base}/authorize", params=params)
+        to_provider = await consent(bastion, base + start.headers["location"])
+        cookies = {k: v for k, v in set_cookies(to_provider).items() if k.endswith("-state")}
+        back = await login_and_consent(upstream, to_provider.headers["location"], "eve")
+        return to_provider.headers["location"], cookies, back
+
+
+async def test_the_callback_refuses_another_browser_and_replays(upstream_setup):
+    url, _ = upstream_setup
+    _, cookies, back = await start_to_callback(url)
+    callback = back.headers["location"]
+    async with httpx.AsyncClient(timeout=10) as other_browser:
+        no_cookie = await other_browser.get(callback)
+        assert no_cookie.status_code == 400 and "another browser" in no_cookie.text
+        name = next(iter(cookies))
+        wrong = await other_browser.get(callback, headers={"cookie": f"{name}={'0' * 64}"})
+        assert wrong.status_code == 400
+        ok = await other_browser.get(callback, headers=cookie_header(cookies))
+        assert ok.status_code == 302 and "code=" in ok.headers["location"]
+        replay = await other_browser.get(callback, headers=cookie_header(cookies))
+        assert replay.status_code == 400 and "location" not in replay.headers
+
+
+async def test_a_forged_state_or_an_upstream_refusal(upstream_setup):
+    url, _ = upstream_setup
+    upstream_url, cookies, back = await start_to_callback(url)
+    callback = httpx.URL(back.headers["location"])
+    forged = callback.copy_set_param("state", "forged-state")
+    async with httpx.AsyncClient(timeout=10) as browser:
+        assert (await browser.get(forged, headers=cookie_header(cookies))).status_code == 400
+        # The provider says the user refused: the application hears access_denied, with its state and iss.
+        state = parse_qs(urlsplit(upstream_url).query)["state"][0]
+        refused = callback.copy_with(params={"error": "access_denied", "state": state})
+        denied = await browser.get(refused, headers=cookie_header(cookies))
+        assert denied.status_code == 302 and denied.headers["location"].startswith(REDIRECT)
+        assert "error=access_denied" in denied.headers["location"] and "iss=" in denied.headers["location"]
