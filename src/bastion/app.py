@@ -44,7 +44,7 @@ class App:
 
     def tool(self, fn: F | None = None, **options: Any) -> F | Callable[[F], F]:
         """Offer a function as a tool. Options: name, title, description, annotations, requires_secrets,
-        input_schema, structured_output, meta, icons."""
+        requires_upstream, upstream_scopes, input_schema, structured_output, meta, icons."""
 
         def register(func: F) -> F:
             self.registry.add_tool(func, **options)

@@ -64,6 +64,8 @@ async def test_the_sdk_client_signs_in_upstream_and_a_tool_uses_the_upstream_tok
     assert await call_tool_text(url, provider, "upstream_profile") == "200 Ada"
     missing = await call_tool_text(url, provider, "upstream_admin")
     assert "did not grant: admin:write" in missing
+    declared = await call_tool_text(url, provider, "upstream_declared")
+    assert "cannot run" in declared and "admin:write" in declared
     # Bastion's token never goes upstream, and the upstream token never reaches the client.
     assert storage.tokens is not None and storage.tokens.access_token.count(".") == 1
 

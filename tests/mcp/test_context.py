@@ -4,7 +4,7 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from bastion import App
+from bastion import App, Context
 from bastion.mcp.context import elicitation_schema
 from bastion.mcp.exchange import Exchange
 from bastion.mcp.server import Server
@@ -103,3 +103,29 @@ async def test_hung_plain_tools_do_not_starve_the_others():
         assert answer["content"][0]["text"] == "quick"
     finally:
         release.set()
+
+
+async def test_tools_that_need_an_upstream_token_are_refused_clearly():
+    from bastion.principal import Principal
+
+    app = App("upstream")
+
+    @app.tool(requires_upstream="github", upstream_scopes=["repo"])
+    def issues(ctx: Context) -> str:
+        return ctx.principal.upstream_token("github", ["repo"])
+
+    server = Server(app.registry, name="upstream", version="1")
+
+    async def call(principal):
+        exchange = Exchange(1, "tools/call", "2026-07-28", True, principal=principal)
+        return await server.handle(exchange, {"name": "issues"})
+
+    anonymous = await call(None)
+    assert anonymous["isError"] and "no authentication" in anonymous["content"][0]["text"]
+    elsewhere = await call(Principal("corp:ada", "c1", upstream={"corp": {"access_token": "t", "scopes": []}}))
+    assert elsewhere["isError"] and "did not sign in with github" in elsewhere["content"][0]["text"]
+    narrow = await call(Principal("github:1", "c1", upstream={"github": {"access_token": "t", "scopes": ["read"]}}))
+    assert narrow["isError"] and "repo" in narrow["content"][0]["text"]
+    granted = Principal("github:1", "c1", upstream={"github": {"access_token": "gho_x", "scopes": ["repo"]}})
+    assert (await call(granted))["content"][0]["text"] == "gho_x"
+    assert "gho_x" not in repr(granted)

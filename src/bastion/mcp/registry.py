@@ -26,6 +26,8 @@ class Tool:
     description: str = ""
     annotations: dict[str, Any] | None = None
     requires_secrets: tuple[str, ...] = ()
+    requires_upstream: str | None = None  # an identity provider whose token the tool calls APIs with
+    upstream_scopes: tuple[str, ...] = ()  # scopes that token must carry
     input_schema: dict[str, Any] | None = None  # an explicit schema overrides the derived one
     meta: dict[str, Any] | None = None
     icons: list[dict[str, Any]] | None = None
@@ -171,6 +173,8 @@ class Registry:
         description: str | None = None,
         annotations: dict[str, Any] | None = None,
         requires_secrets: list[str] | tuple[str, ...] = (),
+        requires_upstream: str | None = None,
+        upstream_scopes: list[str] | tuple[str, ...] = (),
         input_schema: dict[str, Any] | None = None,
         structured_output: bool | None = None,
         meta: dict[str, Any] | None = None,
@@ -194,6 +198,8 @@ class Registry:
             description=description if description is not None else signature.description,
             annotations=annotations,
             requires_secrets=tuple(requires_secrets),
+            requires_upstream=requires_upstream,
+            upstream_scopes=tuple(upstream_scopes),
             input_schema=input_schema,
             meta=meta,
             icons=icons,

@@ -239,6 +239,10 @@ class Server:
             kwargs = signature.validate(arguments)
         except pydantic.ValidationError as exc:
             return error_result(f"Invalid arguments for tool {tool.name!r}: {_describe(exc)}")
+        if tool.requires_upstream is not None:
+            refusal = _upstream_refusal(tool, ex.principal)
+            if refusal:
+                return error_result(refusal)
         secrets: dict[str, str] = {}
         if tool.requires_secrets:
             secrets = self.load_secrets(tool.requires_secrets)
@@ -410,6 +414,18 @@ def unsupported_version(requested: Any) -> McpError:
         {"supported": list(versions.SUPPORTED), "requested": requested},
         http_status=400,
     )
+
+
+def _upstream_refusal(tool: Tool, principal: Any) -> str | None:
+    """Why the caller cannot use this tool's upstream provider, or None if it can."""
+    provider = str(tool.requires_upstream)
+    if principal is None:
+        return f"Tool {tool.name!r} needs a sign-in with {provider}, and this server has no authentication"
+    try:
+        principal.upstream_token(provider, tool.upstream_scopes)
+    except UpstreamError as exc:
+        return f"Tool {tool.name!r} cannot run: {exc}"
+    return None
 
 
 def _cacheable(result: dict[str, Any]) -> dict[str, Any]:

@@ -143,8 +143,14 @@ async def upstream_profile(ctx: Context) -> str:
 
 @app.tool
 def upstream_admin(ctx: Context) -> str:
-    """Needs an upstream scope the sign-in does not grant."""
+    """Asks for an upstream scope the sign-in does not grant."""
     return ctx.principal.upstream_token("corp", ["admin:write"])
+
+
+@app.tool(requires_upstream="corp", upstream_scopes=["admin:write"])
+def upstream_declared(ctx: Context) -> str:
+    """Declares an upstream scope the sign-in does not grant: refused before it runs."""
+    raise AssertionError("never runs")
 
 
 @app.resource("features://counter", mime_type="text/plain")
