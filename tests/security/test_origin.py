@@ -57,3 +57,25 @@ def test_origins_publicly():
     assert PUBLIC.origin_allowed("https://mcp.example.com", "mcp.example.com")  # same origin
     assert not PUBLIC.origin_allowed("http://localhost:3000", "mcp.example.com")
     assert not PUBLIC.origin_allowed("https://evil.example", "evil.example")  # Host itself not allowed
+
+
+async def test_null_origin_passes_only_when_the_browser_says_same_origin():
+    from bastion.security.origin import OriginGate
+
+    statuses = []
+
+    async def app(scope, receive, send):
+        statuses.append(200)
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    gate = OriginGate(app, LOCAL)
+    for fetch_site, expected in [(b"same-origin", 200), (b"cross-site", 403), (None, 403)]:
+        headers = [(b"host", b"127.0.0.1:8000"), (b"origin", b"null")]
+        if fetch_site:
+            headers.append((b"sec-fetch-site", fetch_site))
+        statuses.clear()
+        await gate({"type": "http", "headers": headers}, None, send)
+        assert statuses == [expected]

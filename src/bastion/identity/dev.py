@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 from ..oauth import forms
 from ..oauth.errors import OAuthError
 from ..oauth.pages import error_page, render
+from ..security.crypto import token_hash
 
 if TYPE_CHECKING:
     from ..oauth.server import AuthorizationServer
@@ -39,6 +40,9 @@ class DevLogin:
     def routes(self) -> list[BaseRoute]:
         return [Route(PATH, self.form, methods=["GET"]), Route(PATH, self.submit, methods=["POST"])]
 
+    async def form_target(self, request: Request) -> str | None:
+        return None  # the dev login page is on this server
+
     async def begin(self, request: Request, transaction: str) -> Response:
         return RedirectResponse(f"{PATH}?transaction={transaction}", 302, headers={"Cache-Control": "no-store"})
 
@@ -49,7 +53,12 @@ class DevLogin:
             transaction = forms.query(request).get("transaction", "")
         except OAuthError as exc:
             return error_page(exc.description)
-        return render("dev_login.html", title="Sign in (development)", action=PATH, transaction=transaction)
+        # Signing in redirects to the application: its origin joins the page's form-action.
+        record = await self.server.store.get(f"authz:{token_hash(transaction)}") if transaction else None
+        targets = [record["redirect_uri"]] if record else []
+        return render(
+            "dev_login.html", form_targets=targets, title="Sign in (development)", action=PATH, transaction=transaction
+        )
 
     async def submit(self, request: Request) -> Response:
         if not _from_loopback(request):

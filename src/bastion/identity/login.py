@@ -49,6 +49,12 @@ class UpstreamLogin:
     def redirect_uri(self, request: Request) -> str:
         return self.server.issuer(request) + self.path
 
+    async def form_target(self, request: Request) -> str | None:
+        try:
+            return str((await self.provider.discovery())["authorization_endpoint"])
+        except UpstreamLoginError:
+            return None
+
     async def begin(self, request: Request, transaction: str) -> Response:
         state, verifier, nonce = new_token(), new_token(48), new_token(16)
         record = {"transaction": transaction, "verifier": verifier, "nonce": nonce}

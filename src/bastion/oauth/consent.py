@@ -78,8 +78,10 @@ class ConsentScreen:
             token = new_token()
             record["csrf"] = [*record["csrf"], token_hash(token)][-MAX_TOKENS:]
             await self.server.store.commit(Commit().set(f"authz:{token_hash(transaction)}", record, self._ttl(record)))
+        targets = [record["redirect_uri"], await self.server.sign_in_target(request)]
         response = render(
             "consent.html",
+            form_targets=targets,
             **self._view(request, client, record),
             transaction=transaction,
             csrf_token=token,

@@ -8,7 +8,9 @@ no referrer.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.responses import HTMLResponse
@@ -21,10 +23,19 @@ _templates = Environment(
 )
 
 
-def page_headers(nonce: str) -> dict[str, str]:
+def origin_of(url: str) -> str | None:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+def page_headers(nonce: str, form_targets: Iterable[str | None] = ()) -> dict[str, str]:
+    # Browsers apply form-action to the redirect a form post answers with too, so the origins a form is known to
+    # lead to (the application's redirect URI, the identity provider) are listed beside 'self', and no others.
+    origins = {origin for origin in (origin_of(t) for t in form_targets if t) if origin}
+    allowed = " ".join(["'self'", *sorted(origins)])
     return {
         "Content-Security-Policy": f"default-src 'none'; style-src 'nonce-{nonce}'; img-src https:; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        f"form-action {allowed}; frame-ancestors 'none'; base-uri 'none'",
         "X-Frame-Options": "DENY",
         "X-Content-Type-Options": "nosniff",
         "Cache-Control": "no-store",
@@ -32,10 +43,10 @@ def page_headers(nonce: str) -> dict[str, str]:
     }
 
 
-def render(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+def render(template: str, status: int = 200, form_targets: Iterable[str | None] = (), **context: Any) -> HTMLResponse:
     nonce = secrets.token_urlsafe(16)
     html = _templates.get_template(template).render(nonce=nonce, **context)
-    return HTMLResponse(html, status, headers=page_headers(nonce))
+    return HTMLResponse(html, status, headers=page_headers(nonce, form_targets))
 
 
 def error_page(description: str, status: int = 400) -> HTMLResponse:

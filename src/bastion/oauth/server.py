@@ -46,6 +46,8 @@ class Authenticator(Protocol):
 
     async def begin(self, request: Request, transaction: str) -> Response: ...
 
+    async def form_target(self, request: Request) -> str | None: ...
+
 
 def document_fetcher(settings: AuthorizationServerSettings) -> SafeFetcher:
     """The fetcher for client metadata documents, with any internal hosts and extra CAs the settings name."""
@@ -216,6 +218,10 @@ class AuthorizationServer:
         if request_record.get("remembered_subject"):
             return await self.begin_sign_in(request, transaction)
         return RedirectResponse(f"{CONSENT_PATH}?transaction={transaction}", 302, headers={"Cache-Control": "no-store"})
+
+    async def sign_in_target(self, request: Request) -> str | None:
+        """Where approving sends the browser (another origin for an upstream provider), for the consent CSP."""
+        return await self.authenticator.form_target(request) if self.authenticator is not None else None
 
     async def begin_sign_in(self, request: Request, transaction: str) -> Response:
         assert self.authenticator is not None

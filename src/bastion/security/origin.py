@@ -93,12 +93,18 @@ class OriginGate:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            host = origin = None
+            host = origin = fetch_site = None
             for name, value in scope["headers"]:
                 if name == b"host":
                     host = value.decode("latin-1")
                 elif name == b"origin":
                     origin = value.decode("latin-1")
+                elif name == b"sec-fetch-site":
+                    fetch_site = value.decode("latin-1")
+            # A page sent with Referrer-Policy: no-referrer makes the browser say "Origin: null" on its own
+            # form posts; the browser's Sec-Fetch-Site (which pages cannot forge) tells us it is same-origin.
+            if origin == "null" and fetch_site == "same-origin":
+                origin = None
             reason = None
             if not self.policy.host_allowed(host):
                 reason = "Host header not allowed (DNS rebinding protection)"
