@@ -4,6 +4,8 @@ that uses the upstream token. With the hostile cases beside it."""
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import contextmanager
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -39,20 +41,31 @@ class UpstreamBrowser:
         return self.result
 
 
-@pytest.fixture(scope="module")
-def upstream_setup(tmp_path_factory):
+@contextmanager
+def upstream_and_bastion(directory, access_token_ttl: int | None = None):
     port = free_port()
-    with start_oidc_provider(CLIENT_ID, CLIENT_SECRET, f"http://127.0.0.1:{port}/callback/corp") as issuer:
-        directory = tmp_path_factory.mktemp("upstream")
+    with start_oidc_provider(
+        CLIENT_ID, CLIENT_SECRET, f"http://127.0.0.1:{port}/callback/corp", access_token_ttl=access_token_ttl
+    ) as issuer:
         config = directory / "bastion.toml"
         config.write_text(
             f'[authorization_server]\nenabled = true\n[store]\npath = "{directory / "bastion.db"}"\n'
             f'[[authorization_server.upstream]]\nname = "corp"\nissuer = "{issuer}"\nclient_id = "{CLIENT_ID}"\n'
             'client_secret_env = "CORP_CLIENT_SECRET"\nscopes = ["openid", "profile", "email", "notes:read"]\n'
         )
-        env = {"CORP_CLIENT_SECRET": CLIENT_SECRET, "FEATURES_UPSTREAM_USERINFO": f"{issuer}/me"}
+        env = {
+            "CORP_CLIENT_SECRET": CLIENT_SECRET,
+            "FEATURES_UPSTREAM_USERINFO": f"{issuer}/me",
+            "FEATURES_UPSTREAM_CLIENT_ID": CLIENT_ID,
+        }
         with bastion_server(FEATURES, "--config", str(config), env=env, port=port) as url:
             yield url, issuer
+
+
+@pytest.fixture(scope="module")
+def upstream_setup(tmp_path_factory):
+    with upstream_and_bastion(tmp_path_factory.mktemp("upstream")) as setup:
+        yield setup
 
 
 async def test_the_sdk_client_signs_in_upstream_and_a_tool_uses_the_upstream_token(upstream_setup):
@@ -124,3 +137,27 @@ async def test_a_forged_state_or_an_upstream_refusal(upstream_setup):
         denied = await browser.get(refused, headers=cookie_header(cookies))
         assert denied.status_code == 302 and denied.headers["location"].startswith(REDIRECT)
         assert "error=access_denied" in denied.headers["location"] and "iss=" in denied.headers["location"]
+
+
+async def test_expired_upstream_tokens_are_renewed(tmp_path):
+    with upstream_and_bastion(tmp_path, access_token_ttl=2) as (url, _):
+        provider = provider_for(url, MemoryStorage(), UpstreamBrowser("ada"))
+        assert await call_tool_text(url, provider, "upstream_profile") == "200 Ada"
+        await asyncio.sleep(2.5)  # the upstream access token has expired now
+        assert await call_tool_text(url, provider, "upstream_profile") == "200 Ada"
+
+
+async def test_ending_the_grant_revokes_the_upstream_tokens(upstream_setup):
+    url, _ = upstream_setup  # tokens live an hour here: only revocation can end them
+    storage = MemoryStorage()
+    provider = provider_for(url, storage, UpstreamBrowser("ada"))
+    assert await call_tool_text(url, provider, "upstream_profile") == "200 Ada"
+    assert await call_tool_text(url, provider, "upstream_remembered_active") == "True"
+    async with httpx.AsyncClient() as http:
+        revoked = await http.post(
+            url.removesuffix("/mcp") + "/revoke",
+            data={"client_id": storage.client.client_id, "token": storage.tokens.refresh_token},
+        )
+        assert revoked.status_code == 200
+    other = provider_for(url, MemoryStorage(), UpstreamBrowser("bob"))  # a check from someone still signed in
+    assert await call_tool_text(url, other, "upstream_remembered_active") == "False"

@@ -146,3 +146,60 @@ async def test_a_stolen_database_holds_no_token_and_no_readable_props(grants):
         "upstream_token",
     ):
         assert needle not in dump
+
+
+async def test_upstream_tokens_are_renewed_once_for_concurrent_callers(grants):
+    import time
+
+    from bastion.principal import UpstreamError
+
+    calls = []
+
+    async def renew(provider, token):
+        calls.append(token["refresh_token"])
+        await asyncio.sleep(0.05)
+        return {**token, "access_token": "fresh", "expires_at": time.time() + 3600}
+
+    grants.upstream_refresher = renew
+    expired = {"access_token": "stale", "refresh_token": "r1", "expires_at": time.time() - 5, "scopes": ["read"]}
+    tokens = await redeem(grants, await new_code(grants, props={"upstream": {"corp": expired}}))
+    principal = await grants.verify(tokens.access_token, RESOURCE)
+    assert "stale" not in repr(principal)
+    with pytest.raises(UpstreamError, match="expired"):
+        principal.upstream_token("corp")
+    fresh = await asyncio.gather(*(principal.fresh_upstream_token("corp", ["read"]) for _ in range(5)))
+    assert fresh == ["fresh"] * 5 and calls == ["r1"]
+    # The renewed token is sealed back into the grant: the next verification sees it.
+    again = await grants.verify(tokens.access_token, RESOURCE)
+    assert again.upstream_token("corp") == "fresh"
+
+
+async def test_an_upstream_token_that_cannot_be_renewed_asks_for_a_new_sign_in(grants):
+    import time
+
+    from bastion.principal import UpstreamError
+
+    async def refuse(provider, token):
+        return None
+
+    grants.upstream_refresher = refuse
+    expired = {"access_token": "stale", "refresh_token": "r1", "expires_at": time.time() - 5, "scopes": []}
+    tokens = await redeem(grants, await new_code(grants, props={"upstream": {"corp": expired}}))
+    principal = await grants.verify(tokens.access_token, RESOURCE)
+    with pytest.raises(UpstreamError, match="sign in again"):
+        await principal.fresh_upstream_token("corp")
+
+
+async def test_ending_a_grant_revokes_its_upstream_tokens(grants):
+    revoked = []
+
+    async def revoke(provider, token):
+        revoked.append((provider, token["access_token"]))
+
+    grants.upstream_revoker = revoke
+    upstream = {"corp": {"access_token": "up-at", "refresh_token": "up-rt", "expires_at": None, "scopes": []}}
+    tokens = await redeem(grants, await new_code(grants, props={"upstream": upstream}))
+    await grants.revoke_token(tokens.access_token, "c1")  # an access token ends only itself
+    assert revoked == []
+    await grants.revoke_token(tokens.refresh_token, "c1")
+    assert revoked == [("corp", "up-at")]

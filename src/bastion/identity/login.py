@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -40,6 +40,8 @@ class UpstreamLogin:
     def __init__(self, server: AuthorizationServer, provider: UpstreamProvider) -> None:
         self.server = server
         self.provider = provider
+        server.grants.upstream_refresher = self._refresh
+        server.grants.upstream_revoker = self._revoke
         self.cookie = f"bastion-{provider.name}-state"
         self.path = f"/callback/{provider.name}"
 
@@ -98,6 +100,13 @@ class UpstreamLogin:
         )
         response.headers.append("Set-Cookie", clear_cookie(self.cookie))
         return response
+
+    async def _refresh(self, name: str, token: dict[str, Any]) -> dict[str, Any] | None:
+        return await self.provider.refresh(token) if name == self.provider.name else None
+
+    async def _revoke(self, name: str, token: dict[str, Any]) -> None:
+        if name == self.provider.name:
+            await self.provider.revoke(token)
 
     async def _refused(self, transaction: str, error: str) -> Response:
         record = await self.server.store.take(f"authz:{token_hash(transaction)}")

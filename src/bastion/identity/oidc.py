@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import time
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -86,16 +87,30 @@ class OIDCProvider:
 
     async def exchange(self, code: str, redirect_uri: str, code_verifier: str, nonce: str) -> UpstreamIdentity:
         document = await self.discovery()
-        form = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": redirect_uri,
-            "code_verifier": code_verifier,
-        }
-        methods = document.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+        tokens = await self._token_request(
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": redirect_uri,
+                "code_verifier": code_verifier,
+            }
+        )
+        claims = self._check_id_token(tokens.get("id_token"), nonce)
+        profile = await self._userinfo(document, tokens["access_token"])
+        if profile.get("sub") not in (None, claims["sub"]):
+            raise UpstreamLoginError(f"{self.name}'s userinfo describes another user")
+        return UpstreamIdentity(
+            user_id=str(claims["sub"]),
+            claims={k: v for k, v in {**claims, **profile}.items() if k in ("name", "email", "preferred_username")},
+            token=self._token(tokens),
+        )
+
+    async def _token_request(self, form: dict[str, str]) -> dict[str, Any]:
+        document = await self.discovery()
         headers = {"Accept": "application/json"}
+        methods = document.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
         if "client_secret_post" in methods and "client_secret_basic" not in methods:
-            form.update(client_id=self.client_id, client_secret=self.client_secret)
+            form = {**form, "client_id": self.client_id, "client_secret": self.client_secret}
         else:
             basic = base64.b64encode(f"{quote(self.client_id)}:{quote(self.client_secret)}".encode()).decode()
             headers["Authorization"] = f"Basic {basic}"
@@ -103,25 +118,50 @@ class OIDCProvider:
             response = await self.http.post(document["token_endpoint"], data=form, headers=headers)
             tokens = response.json()
         except (httpx.HTTPError, ValueError):
-            raise UpstreamLoginError(f"{self.name} did not answer the code exchange") from None
+            raise UpstreamLoginError(f"{self.name} did not answer") from None
         if response.status_code != 200 or not isinstance(tokens, dict) or "access_token" not in tokens:
-            raise UpstreamLoginError(f"{self.name} refused the code exchange")
-        claims = self._check_id_token(tokens.get("id_token"), nonce)
-        profile = await self._userinfo(document, tokens["access_token"])
-        if profile.get("sub") not in (None, claims["sub"]):
-            raise UpstreamLoginError(f"{self.name}'s userinfo describes another user")
+            raise UpstreamLoginError(f"{self.name} refused the token request")
+        return tokens
+
+    def _token(self, tokens: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
         expires_in = tokens.get("expires_in")
         granted = tokens.get("scope")
-        return UpstreamIdentity(
-            user_id=str(claims["sub"]),
-            claims={k: v for k, v in {**claims, **profile}.items() if k in ("name", "email", "preferred_username")},
-            token={
-                "access_token": tokens["access_token"],
-                "refresh_token": tokens.get("refresh_token"),
-                "expires_at": time.time() + expires_in if isinstance(expires_in, int | float) else None,
-                "scopes": granted.split() if isinstance(granted, str) else list(self.scopes),
-            },
-        )
+        old_scopes = (previous or {}).get("scopes") or list(self.scopes)
+        return {
+            "access_token": tokens["access_token"],
+            "refresh_token": tokens.get("refresh_token") or (previous or {}).get("refresh_token"),
+            "expires_at": time.time() + expires_in if isinstance(expires_in, int | float) else None,
+            "scopes": granted.split() if isinstance(granted, str) else old_scopes,
+        }
+
+    async def refresh(self, token: dict[str, Any]) -> dict[str, Any] | None:
+        """A renewed token, or None when the provider will not renew it (the user must sign in again)."""
+        if not token.get("refresh_token"):
+            return None
+        try:
+            tokens = await self._token_request({"grant_type": "refresh_token", "refresh_token": token["refresh_token"]})
+        except UpstreamLoginError:
+            return None
+        return self._token(tokens, token)
+
+    async def revoke(self, token: dict[str, Any]) -> None:
+        """Revoke the user's tokens at the provider, where it offers RFC 7009 revocation (best effort)."""
+        document = await self.discovery()
+        endpoint = document.get("revocation_endpoint")
+        if not isinstance(endpoint, str):
+            return
+        for kind in ("refresh_token", "access_token"):
+            value = token.get(kind)
+            if not value:
+                continue
+            form = {
+                "token": value,
+                "token_type_hint": kind,
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+            }
+            with contextlib.suppress(httpx.HTTPError):
+                await self.http.post(endpoint, data=form)
 
     def _check_id_token(self, id_token: Any, nonce: str) -> dict[str, Any]:
         if not isinstance(id_token, str):

@@ -87,6 +87,14 @@ class Context:
     def session_id(self) -> str | None:
         return self._exchange.session_id
 
+    async def upstream_token(self, provider: str, scopes: list[str] | tuple[str, ...] = ()) -> str:
+        """The caller's access token at an upstream identity provider, renewed first if it has expired."""
+        principal = self._exchange.principal
+        if principal is None or not hasattr(principal, "fresh_upstream_token"):
+            raise ToolError(f"this tool needs a sign-in with {provider}, and this server has no authentication")
+        token: str = await principal.fresh_upstream_token(provider, scopes)
+        return token
+
     def secret(self, name: str) -> str:
         """A secret this tool declared with requires_secrets; declared-but-unset secrets fail the call."""
         if name not in self._secrets:

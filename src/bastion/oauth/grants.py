@@ -16,10 +16,12 @@ Records (docs/storage.md has the full list):
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +83,11 @@ class Grants:
         self.lifetimes = lifetimes or Lifetimes()
         # Called after any revocation, so caches of verified tokens forget at once.
         self.on_revoke: list[Callable[[], None]] = []
+        # Set by the authorization server when users sign in upstream: renew and revoke upstream tokens.
+        self.upstream_refresher: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any] | None]] | None = None
+        self.upstream_revoker: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
+        # One lock per (grant, provider) being renewed; a lock disappears once nobody holds or awaits it.
+        self._refreshing: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
 
     def _revoked(self) -> None:
         for listener in self.on_revoke:
@@ -254,6 +261,11 @@ class Grants:
         grant_id, hashed = parsed
         refresh = await self.store.get(f"refresh:{grant_id}:{hashed}")
         if refresh is not None and refresh["client_id"] == client_id:
+            key = unwrap_key(refresh["wrapped_key"], token)
+            if key is not None and self.upstream_revoker is not None:
+                found = await self._open_props(grant_id, key)
+                for provider, upstream_token in ((found[1].get("upstream") or {}) if found else {}).items():
+                    await self.upstream_revoker(provider, upstream_token)
             await self.revoke_grant(grant_id)
             return
         access_key = f"access:{grant_id}:{hashed}"
@@ -281,6 +293,13 @@ class Grants:
             opened = open_data(key, grant["props"], grant_id.encode())
             claims = orjson.loads(opened) if opened else {}
         upstream = claims.pop("upstream", {}) if isinstance(claims, dict) else {}
+        refresh = None
+        if upstream and key is not None and self.upstream_refresher is not None:
+            grant_key = key
+
+            async def refresh(provider: str) -> dict[str, Any] | None:
+                return await self._refresh_upstream(grant_id, grant_key, provider)
+
         return Principal(
             subject=record["subject"],
             client_id=record["client_id"],
@@ -289,7 +308,40 @@ class Grants:
             expires_at=record["expires_at"],
             claims=claims,
             upstream=upstream if isinstance(upstream, dict) else {},
+            refresh=refresh,
         )
+
+    # --- upstream tokens -----------------------------------------------------------------------------------
+    async def _open_props(self, grant_id: str, key: bytes) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        grant = await self.store.get(f"grant:{grant_id}")
+        opened = open_data(key, grant["props"], grant_id.encode()) if grant else None
+        return (grant, orjson.loads(opened)) if grant and opened else None
+
+    async def _refresh_upstream(self, grant_id: str, key: bytes, provider: str) -> dict[str, Any] | None:
+        """Renew a grant's upstream token: one refresh at a time per grant and provider; callers that waited
+        get the token the first one obtained."""
+        lock = self._refreshing.get((grant_id, provider))
+        if lock is None:
+            lock = self._refreshing[(grant_id, provider)] = asyncio.Lock()
+        async with lock:
+            found = await self._open_props(grant_id, key)
+            if found is None:
+                return None
+            grant, props = found
+            token = (props.get("upstream") or {}).get(provider)
+            if not isinstance(token, dict):
+                return None
+            expires_at = token.get("expires_at")
+            if isinstance(expires_at, int | float) and expires_at - 60 > time.time():
+                return token  # someone renewed it while we waited
+            assert self.upstream_refresher is not None
+            renewed = await self.upstream_refresher(provider, token)
+            if renewed is None:
+                return None
+            props["upstream"][provider] = renewed
+            grant["props"] = seal_data(key, orjson.dumps(props), grant_id.encode())
+            await self.store.commit(Commit().set(f"grant:{grant_id}", grant, self.lifetimes.refresh))
+            return renewed
 
 
 def _valid_verifier(verifier: str) -> bool:

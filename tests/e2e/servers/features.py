@@ -135,10 +135,32 @@ async def upstream_profile(ctx: Context) -> str:
     """Calls the identity provider's userinfo with the user's upstream token."""
     import httpx
 
-    token = ctx.principal.upstream_token("corp", ["notes:read"])
+    token = await ctx.upstream_token("corp", ["notes:read"])  # renewed first if it has expired
+    remembered["corp"] = token  # test-only: lets a later call check whether the provider still honours it
     async with httpx.AsyncClient() as http:
         answer = await http.get(os.environ["FEATURES_UPSTREAM_USERINFO"], headers={"Authorization": f"Bearer {token}"})
     return f"{answer.status_code} {answer.json().get('name')}"
+
+
+remembered: dict[str, str] = {}
+
+
+@app.tool
+async def upstream_remembered_active() -> str:
+    """Test-only: asks the provider (introspection) whether the last upstream token seen is still active."""
+    import httpx
+
+    issuer = os.environ["FEATURES_UPSTREAM_USERINFO"].removesuffix("/me")
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(
+            f"{issuer}/token/introspection",
+            data={
+                "token": remembered["corp"],
+                "client_id": os.environ["FEATURES_UPSTREAM_CLIENT_ID"],
+                "client_secret": os.environ["CORP_CLIENT_SECRET"],
+            },
+        )
+    return str(answer.json().get("active"))
 
 
 @app.tool
