@@ -159,13 +159,10 @@ class App:
             if settings.authorization_server.dev_login:
                 authorization.authenticator = DevLogin(authorization)
             for upstream in settings.authorization_server.upstream:
+                from .identity import upstream_provider
                 from .identity.login import UpstreamLogin
-                from .identity.oidc import OIDCProvider
 
-                provider = OIDCProvider(
-                    upstream.name, upstream.issuer, upstream.client_id, upstream.client_secret() or "", upstream.scopes
-                )
-                authorization.authenticator = UpstreamLogin(authorization, provider)
+                authorization.authenticator = UpstreamLogin(authorization, upstream_provider(upstream))
             gate = BearerGate(endpoint, authorization.grants.verify, settings.public_url, settings.path)
             authorization.grants.on_revoke.append(gate.forget)
             mcp = gate

@@ -31,12 +31,24 @@ class UpstreamSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description="Short name: in the callback URL (/callback/<name>) and in subjects (<name>:<id>).")
-    kind: Literal["oidc"] = Field("oidc", description="oidc: any OpenID Connect issuer, found by discovery.")
-    issuer: str = Field(description="The provider's issuer URL (https, or http on loopback for development).")
+    kind: Literal["oidc", "github"] = Field(
+        "oidc", description="oidc: any OpenID Connect issuer, found by discovery; github: a GitHub OAuth app."
+    )
+    issuer: str = Field(
+        "https://github.com",
+        description="oidc: the issuer URL. github: the web URL (GitHub Enterprise: https://github.example.com). "
+        "https, or http on loopback for development.",
+    )
+    api_url: str = Field(
+        "https://api.github.com",
+        description="github: the REST API URL (GitHub Enterprise: https://github.example.com/api/v3).",
+    )
     client_id: str = Field(description="This server's client id at the provider.")
     client_secret_env: str | None = Field(None, description="Environment variable holding the client secret.")
     client_secret_file: str | None = Field(None, description="File holding the client secret.")
-    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"], description="Scopes to ask.")
+    scopes: list[str] | None = Field(
+        None, description="Scopes to ask (default: openid profile email; github: read:user user:email)."
+    )
 
     @field_validator("name")
     @classmethod
@@ -45,7 +57,7 @@ class UpstreamSettings(BaseModel):
             raise ValueError("name must be 1-32 letters, digits or '-'")
         return value.lower()
 
-    @field_validator("issuer")
+    @field_validator("issuer", "api_url")
     @classmethod
     def _issuer(cls, value: str) -> str:
         parts = urlsplit(value)
@@ -54,6 +66,11 @@ class UpstreamSettings(BaseModel):
         if parts.scheme == "http" and not is_loopback_host(parts.hostname):
             raise ValueError("issuer must use https (plain http only on loopback, for development)")
         return value.rstrip("/")
+
+    def requested_scopes(self) -> list[str]:
+        if self.scopes is not None:
+            return self.scopes
+        return ["read:user", "user:email"] if self.kind == "github" else ["openid", "profile", "email"]
 
     def client_secret(self) -> str | None:
         if self.client_secret_env:

@@ -1,2 +1,23 @@
-"""Who the user is: sign-in methods that finish an authorization transaction (dev login now, upstream
-providers with the next issue)."""
+"""Who the user is: sign-in methods that finish an authorization transaction (dev login, upstream providers)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..settings import UpstreamSettings
+    from .upstream import UpstreamProvider
+
+
+def upstream_provider(settings: UpstreamSettings) -> UpstreamProvider:
+    """The provider a [[authorization_server.upstream]] entry describes."""
+    secret = settings.client_secret() or ""
+    if settings.kind == "github":
+        from .github import GitHubProvider
+
+        return GitHubProvider(
+            settings.name, settings.issuer, settings.api_url, settings.client_id, secret, settings.requested_scopes()
+        )
+    from .oidc import OIDCProvider
+
+    return OIDCProvider(settings.name, settings.issuer, settings.client_id, secret, settings.requested_scopes())

@@ -142,6 +142,19 @@ async def upstream_profile(ctx: Context) -> str:
     return f"{answer.status_code} {answer.json().get('name')}"
 
 
+@app.tool(requires_upstream="github")
+async def github_login(ctx: Context) -> str:
+    """Calls GitHub's API as the user."""
+    import httpx
+
+    token = await ctx.upstream_token("github")
+    async with httpx.AsyncClient() as http:
+        answer = await http.get(
+            f"{os.environ['FEATURES_GITHUB_API']}/user", headers={"Authorization": f"Bearer {token}"}
+        )
+    return str(answer.json()["login"])
+
+
 remembered: dict[str, str] = {}
 
 
