@@ -1,0 +1,143 @@
+"""Upstream sign-in in process, with a fake provider: state lifetime and binding, provider failures, and the
+OpenID Connect ID-token checks."""
+
+import base64
+import json
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from bastion.identity.login import UpstreamLogin
+from bastion.identity.oidc import OIDCProvider
+from bastion.identity.upstream import UpstreamIdentity, UpstreamLoginError
+from tests.browser import consent, cookie_header, set_cookies
+from tests.mcp.conftest import build_app
+
+from .conftest import BASE, REDIRECT, VERIFIER, authorize_params, query_of, register, settings
+
+
+class FakeProvider:
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.fail = False
+
+    async def discovery(self):
+        return {"authorization_endpoint": "https://idp.example/authorize"}
+
+    async def authorization_url(self, redirect_uri, state, code_challenge, nonce):
+        return f"https://idp.example/authorize?state={state}&redirect_uri={redirect_uri}"
+
+    async def exchange(self, code, redirect_uri, code_verifier, nonce):
+        if self.fail:
+            raise UpstreamLoginError("fake refused the code exchange")
+        return UpstreamIdentity("u-42", {"name": "Fay"}, {"access_token": "fake-at", "scopes": ["read"]})
+
+    async def refresh(self, token):
+        return None
+
+    async def revoke(self, token):
+        return None
+
+
+@pytest.fixture
+async def fake():
+    asgi = build_app().asgi(settings(dev_login=False))
+    authorization = next(r.endpoint.__self__ for r in asgi.app.router.routes if getattr(r, "path", "") == "/authorize")
+    provider = FakeProvider()
+    login = UpstreamLogin(authorization, provider)
+    authorization.authenticator = login
+    asgi.app.router.routes.extend(login.routes())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
+        yield client, provider
+
+
+async def to_provider(client) -> tuple[str, dict[str, str], str]:
+    app = await register(client)
+    start = await client.get("/authorize", params=authorize_params(app["client_id"]))
+    approved = await consent(client, BASE + start.headers["location"])
+    assert approved.headers["location"].startswith("https://idp.example/authorize")
+    cookies = set_cookies(approved)
+    assert any(name.startswith("__Host-bastion-fake-state") for name in cookies)
+    state = parse_qs(urlsplit(approved.headers["location"]).query)["state"][0]
+    return state, {k: v for k, v in cookies.items() if k.endswith("-state")}, app["client_id"]
+
+
+async def test_the_callback_completes_with_the_provider_identity(fake):
+    client, _ = fake
+    state, cookies, client_id = await to_provider(client)
+    done = await client.get("/callback/fake", params={"code": "c", "state": state}, headers=cookie_header(cookies))
+    assert done.status_code == 302 and done.headers["location"].startswith(REDIRECT)
+    assert any(h.startswith("__Host-bastion-fake-state=;") for h in done.headers.get_list("set-cookie"))
+    tokens = await client.post(
+        "/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": query_of(done)["code"],
+            "redirect_uri": REDIRECT,
+            "code_verifier": VERIFIER,
+            "client_id": client_id,
+        },
+    )
+    assert tokens.status_code == 200
+    store = client._transport.app.app.store
+    grants = next(
+        r.endpoint.__self__ for r in client._transport.app.app.router.routes if getattr(r, "path", "") == "/authorize"
+    ).grants
+    principal = await grants.verify(tokens.json()["access_token"], f"{BASE}/mcp")
+    assert principal.subject == "fake:u-42" and principal.upstream_token("fake", ["read"]) == "fake-at"
+    assert "fake-at" not in json.dumps([await store.get(k) for k in await store.keys("")])
+
+
+async def test_an_expired_state_is_refused(fake, monkeypatch):
+    client, _ = fake
+    state, cookies, _ = await to_provider(client)
+    later = time.time() + 601
+    monkeypatch.setattr(time, "time", lambda: later)
+    expired = await client.get("/callback/fake", params={"code": "c", "state": state}, headers=cookie_header(cookies))
+    assert expired.status_code == 400 and "expired" in expired.text
+
+
+async def test_a_provider_failure_is_a_clear_page_and_uses_up_the_state(fake):
+    client, provider = fake
+    state, cookies, _ = await to_provider(client)
+    provider.fail = True
+    failed = await client.get("/callback/fake", params={"code": "c", "state": state}, headers=cookie_header(cookies))
+    assert failed.status_code == 502 and "fake refused" in failed.text and "location" not in failed.headers
+    provider.fail = False
+    again = await client.get("/callback/fake", params={"code": "c", "state": state}, headers=cookie_header(cookies))
+    assert again.status_code == 400
+
+
+def id_token(**claims) -> str:
+    def part(data: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'RS256'})}.{part(claims)}.signature"
+
+
+GOOD = {"iss": "https://idp.example", "aud": "bastion", "sub": "u-1", "nonce": "n0nce", "exp": time.time() + 300}
+
+
+@pytest.mark.parametrize(
+    "changes, needle",
+    [
+        ({"iss": "https://evil.example"}, "someone else"),
+        ({"aud": "another-client"}, "someone else"),
+        ({"aud": ["x", "y"]}, "someone else"),
+        ({"exp": time.time() - 3600}, "expired"),
+        ({"nonce": "other"}, "this sign-in"),
+        ({"nonce": None}, "this sign-in"),
+        ({"sub": ""}, "no user"),
+    ],
+)
+def test_id_token_checks(changes, needle):
+    provider = OIDCProvider("idp", "https://idp.example", "bastion", "secret", ["openid"])
+    assert provider._check_id_token(id_token(**GOOD), "n0nce")["sub"] == "u-1"
+    with pytest.raises(UpstreamLoginError, match=needle):
+        provider._check_id_token(id_token(**{**GOOD, **changes}), "n0nce")
+    for junk in (None, "not-a-jwt", "a.!!!.c", id_token(**GOOD).replace(".", "", 1)):
+        with pytest.raises(UpstreamLoginError):
+            provider._check_id_token(junk, "n0nce")
