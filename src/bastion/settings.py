@@ -309,7 +309,7 @@ class Settings(BaseModel):
         if unknown:
             raise SettingsError(
                 f"unknown setting(s) in the environment: {', '.join(sorted(unknown))}. "
-                f"Known: {', '.join(ENV_PREFIX + n.upper() for n in cls.model_fields)}"
+                f"Known: {', '.join(env for _, env, _, _ in cls.describe())}"
             )
         data.update({k: v for k, v in overrides.items() if v is not None})
         try:

@@ -5,6 +5,9 @@ tool that uses the upstream token."""
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -16,6 +19,7 @@ from .test_upstream_sign_in import upstream_setup  # noqa: F401 - the provider a
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
@@ -67,5 +71,7 @@ async def test_a_person_signs_in_through_consent_and_the_provider(upstream_setup
             assert await call_tool_text(url, provider, "upstream_profile") == "200 Grace"
             assert "SDK e2e" in user.consent_text and "Unverified application" in user.consent_text
             assert (tmp_path / "consent.png").stat().st_size > 10_000
+            if os.environ.get("UPDATE_DOCS_SCREENSHOTS"):  # scripts/screenshots refreshes the one in docs/
+                shutil.copy(tmp_path / "consent.png", DOCS_IMAGES / "consent.png")
         finally:
             await browser.close()
