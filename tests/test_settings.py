@@ -97,3 +97,26 @@ def test_authorization_server_combinations():
         Settings.load(env={}, public_url="http://mcp.example.com")
     with pytest.raises(SettingsError, match="public_url"):
         Settings.load(env={}, public_url="https://mcp.example.com/?x=1")
+
+
+def test_upstream_providers(monkeypatch):
+    from bastion.settings import UpstreamSettings
+
+    google = UpstreamSettings(name="google", kind="google", client_id="x", client_secret_env="G")
+    assert google.issuer_url() == "https://accounts.google.com" and google.button_label() == "Google"
+    github = UpstreamSettings(name="gh", kind="github", client_id="x")
+    assert github.issuer_url() == "https://github.com" and github.requested_scopes() == ["read:user", "user:email"]
+    with pytest.raises(ValueError):
+        UpstreamSettings(name="corp", issuer="http://login.example.com", client_id="x")  # plain http off loopback
+    with pytest.raises(ValueError):
+        UpstreamSettings(name="bad name", issuer="https://login.example.com", client_id="x")
+    base = {"enabled": True, "dev_login": True}
+    monkeypatch.setenv("CORP", "s3cret")
+    for upstream, needle in [
+        ([{"name": "corp", "client_id": "x", "client_secret_env": "CORP"}], "needs issuer"),
+        ([{"name": "corp", "issuer": "https://a.example", "client_id": "x"}], "no client secret"),
+        ([{"name": "dev", "kind": "github", "client_id": "x", "client_secret_env": "CORP"}], "own name"),
+        ([{"name": "a", "kind": "github", "client_id": "x", "client_secret_env": "CORP"}] * 2, "own name"),
+    ]:
+        with pytest.raises(SettingsError, match=needle):
+            Settings.load(env={}, authorization_server={**base, "upstream": upstream}).check()

@@ -157,12 +157,14 @@ class App:
                 settings.authorization_server, store, settings.public_url, settings.path
             )
             if settings.authorization_server.dev_login:
-                authorization.authenticator = DevLogin(authorization)
+                authorization.add_authenticator(DevLogin(authorization))
             for upstream in settings.authorization_server.upstream:
                 from .identity import upstream_provider
                 from .identity.login import UpstreamLogin
 
-                authorization.authenticator = UpstreamLogin(authorization, upstream_provider(upstream))
+                authorization.add_authenticator(
+                    UpstreamLogin(authorization, upstream_provider(upstream), upstream.button_label())
+                )
             gate = BearerGate(endpoint, authorization.grants.verify, settings.public_url, settings.path)
             authorization.grants.on_revoke.append(gate.forget)
             mcp = gate

@@ -31,13 +31,16 @@ class UpstreamSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description="Short name: in the callback URL (/callback/<name>) and in subjects (<name>:<id>).")
-    kind: Literal["oidc", "github"] = Field(
-        "oidc", description="oidc: any OpenID Connect issuer, found by discovery; github: a GitHub OAuth app."
+    kind: Literal["oidc", "google", "github"] = Field(
+        "oidc",
+        description="oidc: any OpenID Connect issuer, found by discovery; google: Google (OIDC); github: a GitHub "
+        "OAuth app.",
     )
-    issuer: str = Field(
-        "https://github.com",
-        description="oidc: the issuer URL. github: the web URL (GitHub Enterprise: https://github.example.com). "
-        "https, or http on loopback for development.",
+    label: str | None = Field(None, description="Shown on the consent screen's button (default from kind or name).")
+    issuer: str | None = Field(
+        None,
+        description="oidc: the issuer URL (required). github: the web URL, https://github.com by default (GitHub "
+        "Enterprise: https://github.example.com). https, or http on loopback for development.",
     )
     api_url: str = Field(
         "https://api.github.com",
@@ -59,13 +62,26 @@ class UpstreamSettings(BaseModel):
 
     @field_validator("issuer", "api_url")
     @classmethod
-    def _issuer(cls, value: str) -> str:
+    def _issuer(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         parts = urlsplit(value)
         if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
             raise ValueError("issuer must be an absolute https URL")
         if parts.scheme == "http" and not is_loopback_host(parts.hostname):
             raise ValueError("issuer must use https (plain http only on loopback, for development)")
         return value.rstrip("/")
+
+    def issuer_url(self) -> str:
+        presets = {"github": "https://github.com", "google": "https://accounts.google.com"}
+        if self.issuer:
+            return self.issuer
+        if self.kind in presets:
+            return presets[self.kind]
+        raise SettingsError(f'upstream {self.name!r}: an oidc provider needs issuer = "https://..."')
+
+    def button_label(self) -> str:
+        return self.label or {"github": "GitHub", "google": "Google"}.get(self.kind, self.name.capitalize())
 
     def requested_scopes(self) -> list[str]:
         if self.scopes is not None:
@@ -229,11 +245,12 @@ class Settings(BaseModel):
                 "host. Configure an identity provider instead."
             )
         upstream = self.authorization_server.upstream
-        if len(upstream) > 1:
-            problems.append("configure one [[authorization_server.upstream]] provider (several are not supported yet)")
-        if upstream and self.authorization_server.dev_login:
-            problems.append("choose one sign-in method: an upstream provider or dev_login, not both")
+        names = [provider.name for provider in upstream]
+        if len(set(names)) != len(names) or "dev" in names:
+            problems.append("each [[authorization_server.upstream]] needs its own name (and 'dev' is dev login's)")
         for provider in upstream:
+            if provider.kind == "oidc" and not provider.issuer:
+                problems.append(f'upstream {provider.name!r}: an oidc provider needs issuer = "https://..."')
             if not provider.client_secret():
                 problems.append(
                     f"upstream {provider.name!r} has no client secret: set client_secret_env to the name of an "

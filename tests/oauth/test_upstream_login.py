@@ -12,7 +12,7 @@ import pytest
 from bastion.identity.login import UpstreamLogin
 from bastion.identity.oidc import OIDCProvider
 from bastion.identity.upstream import UpstreamIdentity, UpstreamLoginError
-from tests.browser import consent, cookie_header, set_cookies
+from tests.browser import consent, cookie_header, form_fields, set_cookies
 from tests.mcp.conftest import build_app
 
 from .conftest import BASE, REDIRECT, VERIFIER, authorize_params, query_of, register, settings
@@ -48,7 +48,7 @@ async def fake():
     authorization = next(r.endpoint.__self__ for r in asgi.app.router.routes if getattr(r, "path", "") == "/authorize")
     provider = FakeProvider()
     login = UpstreamLogin(authorization, provider)
-    authorization.authenticator = login
+    authorization.add_authenticator(login)
     asgi.app.router.routes.extend(login.routes())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
         yield client, provider
@@ -141,3 +141,64 @@ def test_id_token_checks(changes, needle):
     for junk in (None, "not-a-jwt", "a.!!!.c", id_token(**GOOD).replace(".", "", 1)):
         with pytest.raises(UpstreamLoginError):
             provider._check_id_token(junk, "n0nce")
+
+
+class OtherProvider(FakeProvider):
+    name = "other"
+
+    async def discovery(self):
+        return {"authorization_endpoint": "https://other.example/authorize"}
+
+    async def authorization_url(self, redirect_uri, state, code_challenge, nonce):
+        return f"https://other.example/authorize?state={state}"
+
+
+@pytest.fixture
+async def several():
+    asgi = build_app().asgi(settings())  # dev login, plus two providers
+    authorization = next(r.endpoint.__self__ for r in asgi.app.router.routes if getattr(r, "path", "") == "/authorize")
+    for provider, label in ((FakeProvider(), "Fake ID"), (OtherProvider(), "Other")):
+        login = UpstreamLogin(authorization, provider, label)
+        authorization.add_authenticator(login)
+        asgi.app.router.routes.extend(login.routes())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
+        yield client
+
+
+async def test_several_sign_in_methods_become_buttons_on_the_consent_screen(several):
+    client = several
+    app = await register(client)
+    start = await client.get("/authorize", params=authorize_params(app["client_id"]))
+    page = await client.get(start.headers["location"])
+    for label in ("Continue with dev login", "Continue with Fake ID", "Continue with Other"):
+        assert label in page.text
+    csp = page.headers["content-security-policy"]
+    assert "https://idp.example" in csp and "https://other.example" in csp
+    fields, cookies = form_fields(page.text), set_cookies(page)
+    for ambiguous in ("approve", "approve:nobody"):
+        refused = await client.post("/consent", data={**fields, "decision": ambiguous}, headers=cookie_header(cookies))
+        assert refused.status_code == 400 and "location" not in refused.headers
+    chosen = await client.post("/consent", data={**fields, "decision": "approve:other"}, headers=cookie_header(cookies))
+    assert chosen.status_code == 302 and chosen.headers["location"].startswith("https://other.example/authorize")
+
+
+async def test_a_remembered_approval_returns_to_the_same_provider(several):
+    client = several
+    app = await register(client)
+    start = await client.get("/authorize", params=authorize_params(app["client_id"]))
+    page = await client.get(start.headers["location"])
+    chosen = await client.post(
+        "/consent",
+        data={**form_fields(page.text), "decision": "approve:fake"},
+        headers=cookie_header(set_cookies(page)),
+    )
+    state = parse_qs(urlsplit(chosen.headers["location"]).query)["state"][0]
+    state_cookie = {k: v for k, v in set_cookies(chosen).items() if k.endswith("-state")}
+    done = await client.get("/callback/fake", params={"code": "c", "state": state}, headers=cookie_header(state_cookie))
+    remembered = {k: v for k, v in set_cookies(done).items() if "approvals" in k}
+    again = await client.get(
+        "/authorize",
+        params=authorize_params(app["client_id"]),
+        headers={**cookie_header(remembered), "sec-fetch-site": "none"},
+    )
+    assert again.headers["location"].startswith("https://idp.example/authorize")  # fake's, no consent page

@@ -16,8 +16,13 @@ def upstream_provider(settings: UpstreamSettings) -> UpstreamProvider:
         from .github import GitHubProvider
 
         return GitHubProvider(
-            settings.name, settings.issuer, settings.api_url, settings.client_id, secret, settings.requested_scopes()
+            settings.name,
+            settings.issuer_url(),
+            settings.api_url,
+            settings.client_id,
+            secret,
+            settings.requested_scopes(),
         )
     from .oidc import OIDCProvider
 
-    return OIDCProvider(settings.name, settings.issuer, settings.client_id, secret, settings.requested_scopes())
+    return OIDCProvider(settings.name, settings.issuer_url(), settings.client_id, secret, settings.requested_scopes())

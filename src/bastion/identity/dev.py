@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -34,8 +34,17 @@ def _from_loopback(request: Request) -> bool:
 
 
 class DevLogin:
+    name = "dev"
+    label = "dev login"
+
     def __init__(self, server: AuthorizationServer) -> None:
         self.server = server
+
+    async def refresh(self, token: dict[str, Any]) -> dict[str, Any] | None:
+        return None  # dev login has no upstream tokens
+
+    async def revoke(self, token: dict[str, Any]) -> None:
+        return None
 
     def routes(self) -> list[BaseRoute]:
         return [Route(PATH, self.form, methods=["GET"]), Route(PATH, self.submit, methods=["POST"])]

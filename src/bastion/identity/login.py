@@ -37,11 +37,11 @@ def _challenge(verifier: str) -> str:
 
 
 class UpstreamLogin:
-    def __init__(self, server: AuthorizationServer, provider: UpstreamProvider) -> None:
+    def __init__(self, server: AuthorizationServer, provider: UpstreamProvider, label: str | None = None) -> None:
         self.server = server
         self.provider = provider
-        server.grants.upstream_refresher = self._refresh
-        server.grants.upstream_revoker = self._revoke
+        self.name = provider.name
+        self.label = label or provider.name
         self.cookie = f"bastion-{provider.name}-state"
         self.path = f"/callback/{provider.name}"
 
@@ -101,12 +101,11 @@ class UpstreamLogin:
         response.headers.append("Set-Cookie", clear_cookie(self.cookie))
         return response
 
-    async def _refresh(self, name: str, token: dict[str, Any]) -> dict[str, Any] | None:
-        return await self.provider.refresh(token) if name == self.provider.name else None
+    async def refresh(self, token: dict[str, Any]) -> dict[str, Any] | None:
+        return await self.provider.refresh(token)
 
-    async def _revoke(self, name: str, token: dict[str, Any]) -> None:
-        if name == self.provider.name:
-            await self.provider.revoke(token)
+    async def revoke(self, token: dict[str, Any]) -> None:
+        await self.provider.revoke(token)
 
     async def _refused(self, transaction: str, error: str) -> Response:
         record = await self.server.store.take(f"authz:{token_hash(transaction)}")

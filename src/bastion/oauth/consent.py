@@ -78,7 +78,7 @@ class ConsentScreen:
             token = new_token()
             record["csrf"] = [*record["csrf"], token_hash(token)][-MAX_TOKENS:]
             await self.server.store.commit(Commit().set(f"authz:{token_hash(transaction)}", record, self._ttl(record)))
-        targets = [record["redirect_uri"], await self.server.sign_in_target(request)]
+        targets = [record["redirect_uri"], *await self.server.sign_in_targets(request)]
         response = render(
             "consent.html",
             form_targets=targets,
@@ -103,6 +103,7 @@ class ConsentScreen:
             "scopes": record["scopes"] or ["(no specific scope)"],
             "redirect_host": urlsplit(record["redirect_uri"]).netloc,
             "resource": record["resource"],
+            "methods": [(name, method.label) for name, method in self.server.authenticators.items()],
         }
 
     async def decide(self, request: Request) -> Response:
@@ -128,12 +129,15 @@ class ConsentScreen:
                 "This consent form expired or did not come from this browser. Start again from the app.", 403
             )
         key = f"authz:{token_hash(transaction)}"
-        decision = fields.get("decision")
-        if decision == "approve":
+        decision = fields.get("decision", "")
+        methods = list(self.server.authenticators)
+        # One sign-in method: "approve". Several: "approve:<method>", from the button the user pressed.
+        method = methods[0] if decision == "approve" and len(methods) == 1 else decision.removeprefix("approve:")
+        if decision.startswith("approve") and method in self.server.authenticators:
             approved = {**record, "approved": True, "csrf": []}
             if not await self.server.store.commit(Commit(consume=[key]).set(key, approved, self._ttl(record))):
                 return error_page("This sign-in request was already answered.")
-            response = await self.server.begin_sign_in(request, transaction)
+            response = await self.server.begin_sign_in(request, transaction, method)
         elif decision == "deny":
             if not await self.server.store.commit(Commit(consume=[key])):
                 return error_page("This sign-in request was already answered.")

@@ -44,9 +44,16 @@ class Authenticator(Protocol):
 
     def routes(self) -> list[BaseRoute]: ...
 
+    name: str  # "dev", or the upstream provider's name (the prefix of the subjects it signs in)
+    label: str  # on the consent screen's button
+
     async def begin(self, request: Request, transaction: str) -> Response: ...
 
     async def form_target(self, request: Request) -> str | None: ...
+
+    async def refresh(self, token: dict[str, Any]) -> dict[str, Any] | None: ...
+
+    async def revoke(self, token: dict[str, Any]) -> None: ...
 
 
 def document_fetcher(settings: AuthorizationServerSettings) -> SafeFetcher:
@@ -78,11 +85,14 @@ class AuthorizationServer:
             store,
             Lifetimes(settings.code_seconds, settings.access_token_seconds, int(settings.refresh_token_days * 86400)),
         )
-        self.authenticator: Authenticator | None = None
+        # Sign-in methods by name ("dev", or an upstream provider's name), offered on the consent screen.
+        self.authenticators: dict[str, Authenticator] = {}
         self.registrations = RateLimiter(settings.registrations_per_minute, 60.0)
         self.transaction_seconds = TRANSACTION_SECONDS
         secret = settings.cookie_secret.get_secret_value().encode() if settings.cookie_secret else None
         self.approvals = Approvals(secret or new_key())
+        self.grants.upstream_refresher = self._refresh_upstream
+        self.grants.upstream_revoker = self._revoke_upstream
         self.consent = ConsentScreen(self)
         self.documents: MetadataDocuments | None = None
         if settings.client_metadata_documents:
@@ -109,8 +119,8 @@ class AuthorizationServer:
         if self.settings.registration:
             routes.append(Route("/register", self.register, methods=["POST"]))
         routes += self.consent.routes()
-        if self.authenticator is not None:
-            routes += self.authenticator.routes()
+        for authenticator in self.authenticators.values():
+            routes += authenticator.routes()
         return routes
 
     # --- metadata (RFC 8414) ---------------------------------------------------------------------------------
@@ -198,7 +208,7 @@ class AuthorizationServer:
             return redirect_with(
                 redirect_uri, {"error": exc.error, "error_description": exc.description, "state": state, "iss": issuer}
             )
-        if self.authenticator is None:
+        if not self.authenticators:
             return redirect_with(
                 redirect_uri,
                 {
@@ -215,17 +225,33 @@ class AuthorizationServer:
                 request.cookies, client.client_id, redirect_uri, request_record["resource"]
             )
         await self.store.commit(Commit().set(f"authz:{token_hash(transaction)}", request_record, TRANSACTION_SECONDS))
-        if request_record.get("remembered_subject"):
-            return await self.begin_sign_in(request, transaction)
+        remembered = request_record.get("remembered_subject")
+        if remembered and str(remembered).split(":", 1)[0] in self.authenticators:
+            # Back to the provider this user signed in with last time.
+            return await self.begin_sign_in(request, transaction, str(remembered).split(":", 1)[0])
         return RedirectResponse(f"{CONSENT_PATH}?transaction={transaction}", 302, headers={"Cache-Control": "no-store"})
 
-    async def sign_in_target(self, request: Request) -> str | None:
-        """Where approving sends the browser (another origin for an upstream provider), for the consent CSP."""
-        return await self.authenticator.form_target(request) if self.authenticator is not None else None
+    def add_authenticator(self, authenticator: Authenticator) -> None:
+        self.authenticators[authenticator.name] = authenticator
 
-    async def begin_sign_in(self, request: Request, transaction: str) -> Response:
-        assert self.authenticator is not None
-        return await self.authenticator.begin(request, transaction)
+    async def sign_in_targets(self, request: Request) -> list[str | None]:
+        """Where approving may send the browser (other origins for upstream providers), for the consent CSP."""
+        return [await authenticator.form_target(request) for authenticator in self.authenticators.values()]
+
+    async def begin_sign_in(self, request: Request, transaction: str, method: str) -> Response:
+        authenticator = self.authenticators.get(method)
+        if authenticator is None:
+            return error_page("That sign-in method is not offered here.")
+        return await authenticator.begin(request, transaction)
+
+    async def _refresh_upstream(self, provider: str, token: dict[str, Any]) -> dict[str, Any] | None:
+        method = self.authenticators.get(provider)
+        return await method.refresh(token) if method is not None else None
+
+    async def _revoke_upstream(self, provider: str, token: dict[str, Any]) -> None:
+        method = self.authenticators.get(provider)
+        if method is not None:
+            await method.revoke(token)
 
     def deny(self, record: dict[str, Any]) -> Response:
         return redirect_with(
