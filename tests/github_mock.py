@@ -36,6 +36,7 @@ class GitHub:
     tokens: dict[str, str] = field(default_factory=dict)  # token -> login
     revoked: list[str] = field(default_factory=list)
     users: dict[str, int] = field(default_factory=dict)
+    seen_bearers: list[str] = field(default_factory=list)  # every token presented to the API
 
     def user_id(self, login: str) -> int:
         return self.users.setdefault(login, 5_000 + len(self.users))
@@ -79,6 +80,7 @@ class GitHub:
 
     async def user(self, request: Request) -> Response:
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        self.seen_bearers.append(token)
         login = self.tokens.get(token)
         if login is None:
             return JSONResponse({"message": "Bad credentials"}, 401)

@@ -61,6 +61,8 @@ async def test_github_sign_in_api_call_and_revocation(tmp_path):
             assert who.startswith("Principal(subject='github:5000'") and "gho_" not in who
             assert await call_tool_text(url, provider, "github_login") == "octocat"
             [token] = github.tokens
+            # No passthrough: GitHub only ever saw GitHub's own token, never Bastion's.
+            assert storage.tokens.access_token not in github.seen_bearers and set(github.seen_bearers) == {token}
             async with httpx.AsyncClient() as http:
                 revoked = await http.post(
                     url.removesuffix("/mcp") + "/revoke",

@@ -23,6 +23,9 @@ async def cimd(pki):  # noqa: F811
 async def test_a_document_url_is_a_client_id(cimd):
     client, documents = cimd
     client_id = documents.serve_document("/app/client.json")
+    start = await client.get("/authorize", params=authorize_params(client_id))
+    page = await client.get(start.headers["location"])
+    assert "Verified: cimd.test" in page.text and "Unverified application" not in page.text
     back = query_of(await sign_in(client, authorize_params(client_id)))
     tokens = await client.post(
         "/token",
