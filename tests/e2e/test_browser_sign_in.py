@@ -75,3 +75,49 @@ async def test_a_person_signs_in_through_consent_and_the_provider(upstream_setup
                 shutil.copy(tmp_path / "consent.png", DOCS_IMAGES / "consent.png")
         finally:
             await browser.close()
+
+
+async def test_the_consent_page_refuses_to_be_framed(upstream_setup):  # noqa: F811
+    import httpx
+
+    url, _ = upstream_setup
+    base = url.removesuffix("/mcp")
+    async with httpx.AsyncClient() as http:
+        client = (
+            await http.post(
+                f"{base}/register", json={"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}
+            )
+        ).json()
+        start = await http.get(
+            f"{base}/authorize",
+            params={
+                "response_type": "code",
+                "client_id": client["client_id"],
+                "redirect_uri": REDIRECT,
+                "state": "s",
+                "code_challenge": "c" * 43,
+                "code_challenge_method": "S256",
+            },
+        )
+    consent_url = base + start.headers["location"]
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = await browser.new_page()
+
+            async def attacker(route: Route) -> None:  # a page on another origin that embeds the consent page
+                await route.fulfill(
+                    status=200,
+                    content_type="text/html",
+                    body=f'<iframe id="victim" src="{consent_url}" width="600" height="400"></iframe>',
+                )
+
+            await page.route("http://attacker.test/**", attacker)
+            await page.goto("http://attacker.test/")
+            await page.wait_for_timeout(1500)
+            framed = [frame for frame in page.frames if frame != page.main_frame]
+            assert framed, "the iframe was not created"
+            # Chromium blocks the framed document (frame-ancestors 'none', X-Frame-Options DENY): no Allow button.
+            assert await framed[0].locator("button").count() == 0
+        finally:
+            await browser.close()
