@@ -4,17 +4,14 @@ in, a tool calls GitHub's API with the user's GitHub token, and ending the grant
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from mcp.shared.auth import AuthorizationCodeResult
 
-from tests.browser import walk_upstream
 from tests.github_mock import github_server
 
 from .conftest import bastion_server, free_port
-from .test_sdk_oauth import FEATURES, REDIRECT, MemoryStorage, call_tool_text, provider_for
+from .test_sdk_oauth import FEATURES, MemoryStorage, UpstreamUser, call_tool_text, provider_for
 
 pytestmark = pytest.mark.e2e
 CLIENT_ID, CLIENT_SECRET = "Iv1.bastion-e2e", "github-secret-" + "y" * 24
@@ -25,23 +22,6 @@ async def authorize_at_github(browser: httpx.AsyncClient, url: str, login: str) 
     assert page.status_code == 200, page.text
     fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', page.text))
     return await browser.post(httpx.URL(url).join("/login/oauth/authorize"), data={**fields, "login": login})
-
-
-class GitHubUser:
-    def __init__(self, login: str) -> None:
-        self.login = login
-        self.result: AuthorizationCodeResult | None = None
-
-    async def open(self, url: str) -> None:
-        async with httpx.AsyncClient(timeout=10) as bastion, httpx.AsyncClient(timeout=10) as github:
-            back = await walk_upstream(bastion, github, url, self.login, authorize_at_github)
-            assert back.status_code == 302 and back.headers["location"].startswith(REDIRECT), back.text
-            query = {k: v[0] for k, v in parse_qs(urlsplit(back.headers["location"]).query).items()}
-            self.result = AuthorizationCodeResult(code=query["code"], state=query.get("state"), iss=query.get("iss"))
-
-    async def callback(self) -> AuthorizationCodeResult:
-        assert self.result is not None
-        return self.result
 
 
 async def test_github_sign_in_api_call_and_revocation(tmp_path):
@@ -56,7 +36,7 @@ async def test_github_sign_in_api_call_and_revocation(tmp_path):
         env = {"GITHUB_CLIENT_SECRET": CLIENT_SECRET, "FEATURES_GITHUB_API": f"{base}/api"}
         with bastion_server(FEATURES, "--config", str(config), env=env, port=port) as url:
             storage = MemoryStorage()
-            provider = provider_for(url, storage, GitHubUser("octocat"))
+            provider = provider_for(url, storage, UpstreamUser("octocat", authorize_at_github))
             who = await call_tool_text(url, provider, "who_am_i")
             assert who.startswith("Principal(subject='github:5000'") and "gho_" not in who
             assert await call_tool_text(url, provider, "github_login") == "octocat"

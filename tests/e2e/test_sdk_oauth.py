@@ -13,7 +13,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
 from mcp import Client
-from tests.browser import walk
+from tests.browser import walk, walk_upstream
 from tests.security.test_fetch import pki  # noqa: F401 - the throwaway CA and cimd.test certificate
 from tests.tls_documents import document_server
 
@@ -66,6 +66,27 @@ class HeadlessBrowser:
             location = back.headers["location"]
             assert location.startswith(REDIRECT + "?")
             query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+            self.result = AuthorizationCodeResult(code=query["code"], state=query.get("state"), iss=query.get("iss"))
+
+    async def callback(self) -> AuthorizationCodeResult:
+        assert self.result is not None
+        return self.result
+
+
+class UpstreamUser:
+    """The user signing in through an upstream provider: Bastion's pages in one browser session, the provider's
+    in another (each keeps its own cookies); `sign_in_upstream` plays the provider's pages."""
+
+    def __init__(self, login: str, sign_in_upstream) -> None:
+        self.login = login
+        self.sign_in_upstream = sign_in_upstream
+        self.result: AuthorizationCodeResult | None = None
+
+    async def open(self, url: str) -> None:
+        async with httpx.AsyncClient(timeout=10) as bastion, httpx.AsyncClient(timeout=10) as provider:
+            back = await walk_upstream(bastion, provider, url, self.login, self.sign_in_upstream)
+            assert back.status_code == 302 and back.headers["location"].startswith(REDIRECT), back.text
+            query = {k: v[0] for k, v in parse_qs(urlsplit(back.headers["location"]).query).items()}
             self.result = AuthorizationCodeResult(code=query["code"], state=query.get("state"), iss=query.get("iss"))
 
     async def callback(self) -> AuthorizationCodeResult:

@@ -10,35 +10,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from mcp.shared.auth import AuthorizationCodeResult
 
-from tests.browser import consent, cookie_header, set_cookies, walk_upstream
+from tests.browser import consent, cookie_header, set_cookies
 from tests.upstream_oidc import login_and_consent, start_oidc_provider
 
 from .conftest import bastion_server, free_port
-from .test_sdk_oauth import FEATURES, REDIRECT, MemoryStorage, call_tool_text, provider_for
+from .test_sdk_oauth import FEATURES, REDIRECT, MemoryStorage, UpstreamUser, call_tool_text, provider_for
 
 pytestmark = pytest.mark.e2e
 CLIENT_ID, CLIENT_SECRET = "bastion-e2e", "upstream-secret-" + "x" * 24
-
-
-class UpstreamBrowser:
-    """The user: Bastion's pages in one client, the provider's in another (each keeps its own cookies)."""
-
-    def __init__(self, login: str) -> None:
-        self.login = login
-        self.result: AuthorizationCodeResult | None = None
-
-    async def open(self, url: str) -> None:
-        async with httpx.AsyncClient(timeout=10) as bastion, httpx.AsyncClient(timeout=10) as provider:
-            back = await walk_upstream(bastion, provider, url, self.login, login_and_consent)
-            assert back.status_code == 302 and back.headers["location"].startswith(REDIRECT), back.text
-            query = {k: v[0] for k, v in parse_qs(urlsplit(back.headers["location"]).query).items()}
-            self.result = AuthorizationCodeResult(code=query["code"], state=query.get("state"), iss=query.get("iss"))
-
-    async def callback(self) -> AuthorizationCodeResult:
-        assert self.result is not None
-        return self.result
 
 
 @contextmanager
@@ -70,7 +50,7 @@ def upstream_setup(tmp_path_factory):
 
 async def test_the_sdk_client_signs_in_upstream_and_a_tool_uses_the_upstream_token(upstream_setup):
     url, _ = upstream_setup
-    storage, browser = MemoryStorage(), UpstreamBrowser("ada")
+    storage, browser = MemoryStorage(), UpstreamUser("ada", login_and_consent)
     provider = provider_for(url, storage, browser)
     who = await call_tool_text(url, provider, "who_am_i")
     assert who.startswith("Principal(subject='corp:ada'") and "access_token" not in who
@@ -141,7 +121,7 @@ async def test_a_forged_state_or_an_upstream_refusal(upstream_setup):
 
 async def test_expired_upstream_tokens_are_renewed(tmp_path):
     with upstream_and_bastion(tmp_path, access_token_ttl=2) as (url, _):
-        provider = provider_for(url, MemoryStorage(), UpstreamBrowser("ada"))
+        provider = provider_for(url, MemoryStorage(), UpstreamUser("ada", login_and_consent))
         assert await call_tool_text(url, provider, "upstream_profile") == "200 Ada"
         await asyncio.sleep(2.5)  # the upstream access token has expired now
         assert await call_tool_text(url, provider, "upstream_profile") == "200 Ada"
@@ -150,7 +130,7 @@ async def test_expired_upstream_tokens_are_renewed(tmp_path):
 async def test_ending_the_grant_revokes_the_upstream_tokens(upstream_setup):
     url, _ = upstream_setup  # tokens live an hour here: only revocation can end them
     storage = MemoryStorage()
-    provider = provider_for(url, storage, UpstreamBrowser("ada"))
+    provider = provider_for(url, storage, UpstreamUser("ada", login_and_consent))
     assert await call_tool_text(url, provider, "upstream_profile") == "200 Ada"
     assert await call_tool_text(url, provider, "upstream_remembered_active") == "True"
     async with httpx.AsyncClient() as http:
@@ -159,5 +139,7 @@ async def test_ending_the_grant_revokes_the_upstream_tokens(upstream_setup):
             data={"client_id": storage.client.client_id, "token": storage.tokens.refresh_token},
         )
         assert revoked.status_code == 200
-    other = provider_for(url, MemoryStorage(), UpstreamBrowser("bob"))  # a check from someone still signed in
+    other = provider_for(
+        url, MemoryStorage(), UpstreamUser("bob", login_and_consent)
+    )  # a check from someone still signed in
     assert await call_tool_text(url, other, "upstream_remembered_active") == "False"

@@ -8,19 +8,20 @@ through the API (DELETE /applications/{client_id}/grant), as GitHub documents.
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 
-from .upstream import UpstreamIdentity, UpstreamLoginError
+from .upstream import TokenEndpointProvider, UpstreamIdentity, UpstreamLoginError
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
 
 
-class GitHubProvider:
+class GitHubProvider(TokenEndpointProvider):
+    scope_separator = ","  # GitHub lists granted scopes comma-separated
+
     def __init__(
         self,
         name: str,
@@ -70,16 +71,6 @@ class GitHubProvider:
             raise UpstreamLoginError(f"{self.name} refused the token request")
         return tokens
 
-    def _token(self, tokens: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
-        expires_in = tokens.get("expires_in")
-        granted = tokens.get("scope")
-        return {
-            "access_token": tokens["access_token"],
-            "refresh_token": tokens.get("refresh_token") or (previous or {}).get("refresh_token"),
-            "expires_at": time.time() + int(str(expires_in)) if str(expires_in or "").isdigit() else None,
-            "scopes": [s for s in granted.split(",") if s] if isinstance(granted, str) else list(self.scopes),
-        }
-
     async def exchange(self, code: str, redirect_uri: str, code_verifier: str, nonce: str) -> UpstreamIdentity:
         tokens = await self._token_request({"code": code, "redirect_uri": redirect_uri, "code_verifier": code_verifier})
         try:
@@ -95,15 +86,6 @@ class GitHubProvider:
         return UpstreamIdentity(
             user_id=str(user["id"]), claims={k: v for k, v in claims.items() if v}, token=self._token(tokens)
         )
-
-    async def refresh(self, token: dict[str, Any]) -> dict[str, Any] | None:
-        if not token.get("refresh_token"):
-            return None
-        try:
-            tokens = await self._token_request({"grant_type": "refresh_token", "refresh_token": token["refresh_token"]})
-        except UpstreamLoginError:
-            return None
-        return self._token(tokens, token)
 
     async def revoke(self, token: dict[str, Any]) -> None:
         # Best effort: if GitHub cannot be reached, the token stays usable only at GitHub, never through Bastion.

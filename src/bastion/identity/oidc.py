@@ -18,7 +18,7 @@ import httpx
 import orjson
 
 from ..security.crypto import same
-from .upstream import UpstreamIdentity, UpstreamLoginError
+from .upstream import TokenEndpointProvider, UpstreamIdentity, UpstreamLoginError
 
 DISCOVERY_SECONDS = 3600
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -35,7 +35,7 @@ def _jwt_claims(token: str) -> dict[str, Any]:
     return claims
 
 
-class OIDCProvider:
+class OIDCProvider(TokenEndpointProvider):
     def __init__(
         self,
         name: str,
@@ -122,27 +122,6 @@ class OIDCProvider:
         if response.status_code != 200 or not isinstance(tokens, dict) or "access_token" not in tokens:
             raise UpstreamLoginError(f"{self.name} refused the token request")
         return tokens
-
-    def _token(self, tokens: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
-        expires_in = tokens.get("expires_in")
-        granted = tokens.get("scope")
-        old_scopes = (previous or {}).get("scopes") or list(self.scopes)
-        return {
-            "access_token": tokens["access_token"],
-            "refresh_token": tokens.get("refresh_token") or (previous or {}).get("refresh_token"),
-            "expires_at": time.time() + expires_in if isinstance(expires_in, int | float) else None,
-            "scopes": granted.split() if isinstance(granted, str) else old_scopes,
-        }
-
-    async def refresh(self, token: dict[str, Any]) -> dict[str, Any] | None:
-        """A renewed token, or None when the provider will not renew it (the user must sign in again)."""
-        if not token.get("refresh_token"):
-            return None
-        try:
-            tokens = await self._token_request({"grant_type": "refresh_token", "refresh_token": token["refresh_token"]})
-        except UpstreamLoginError:
-            return None
-        return self._token(tokens, token)
 
     async def revoke(self, token: dict[str, Any]) -> None:
         """Revoke the user's tokens at the provider, where it offers RFC 7009 revocation (best effort)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,3 +30,36 @@ class UpstreamProvider(Protocol):
     async def refresh(self, token: dict[str, Any]) -> dict[str, Any] | None: ...
 
     async def revoke(self, token: dict[str, Any]) -> None: ...
+
+
+class TokenEndpointProvider:
+    """What OAuth-speaking providers share: recording a token response, and renewing with a refresh token."""
+
+    name: str
+    scopes: list[str]
+    scope_separator = " "
+
+    async def _token_request(self, form: dict[str, str]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _token(self, tokens: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The token as the grant keeps it; a response without a refresh token keeps the previous one."""
+        expires_in = str(tokens.get("expires_in") or "")
+        granted = tokens.get("scope")
+        scopes = (previous or {}).get("scopes") or list(self.scopes)
+        return {
+            "access_token": tokens["access_token"],
+            "refresh_token": tokens.get("refresh_token") or (previous or {}).get("refresh_token"),
+            "expires_at": time.time() + int(expires_in) if expires_in.isdigit() else None,
+            "scopes": [s for s in granted.split(self.scope_separator) if s] if isinstance(granted, str) else scopes,
+        }
+
+    async def refresh(self, token: dict[str, Any]) -> dict[str, Any] | None:
+        """A renewed token, or None when the provider will not renew it (the user must sign in again)."""
+        if not token.get("refresh_token"):
+            return None
+        try:
+            tokens = await self._token_request({"grant_type": "refresh_token", "refresh_token": token["refresh_token"]})
+        except UpstreamLoginError:
+            return None
+        return self._token(tokens, token)
