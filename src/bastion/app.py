@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute, Router
 
 from .mcp.http import StreamableHTTP
 from .mcp.notify import Broadcaster
+from .mcp.policy import Policy
 from .mcp.registry import Registry
 from .mcp.server import Server
 from .mcp.session import SessionTable
@@ -43,8 +44,9 @@ class App:
     def tool(self, fn: None = None, **options: Any) -> Callable[[F], F]: ...
 
     def tool(self, fn: F | None = None, **options: Any) -> F | Callable[[F], F]:
-        """Offer a function as a tool. Options: name, title, description, annotations, requires_secrets,
-        requires_upstream, upstream_scopes, input_schema, structured_output, meta, icons."""
+        """Offer a function as a tool. Options: name, title, description, annotations, scopes (needed to see
+        and call it), requires_secrets, requires_upstream, upstream_scopes, input_schema, structured_output,
+        meta, icons."""
 
         def register(func: F) -> F:
             self.registry.add_tool(func, **options)
@@ -122,7 +124,20 @@ class App:
             mask_error_details=settings.mask_error_details,
             state_key=state_key,
             tool_threads=settings.tool_threads,
+            policy=self.policy(settings),
         )
+
+    def policy(self, settings: Settings) -> Policy:
+        return Policy(settings.policy.tools, settings.policy.resources, settings.policy.prompts)
+
+    def scopes(self, settings: Settings) -> list[str]:
+        """Every scope the authorization server should offer: its own list, plus all that tools, resources,
+        prompts and the policy need."""
+        needed = set(settings.authorization_server.scopes) | self.policy(settings).every_scope()
+        for entries in (self.registry.tools, self.registry.resources, self.registry.templates, self.registry.prompts):
+            for entry in entries.values():
+                needed.update(entry.scopes)
+        return sorted(needed)
 
     def asgi(self, settings: Settings | None = None) -> OriginGate:
         """The ASGI application serving this App at settings.path (for uvicorn or any ASGI server)."""
@@ -153,9 +168,8 @@ class App:
             from .store import open_store
 
             store = open_store(settings.store.backend, settings.store.path)
-            authorization = AuthorizationServer(
-                settings.authorization_server, store, settings.public_url, settings.path
-            )
+            offered = settings.authorization_server.model_copy(update={"scopes": self.scopes(settings)})
+            authorization = AuthorizationServer(offered, store, settings.public_url, settings.path)
             if settings.authorization_server.dev_login:
                 authorization.add_authenticator(DevLogin(authorization))
             for upstream in settings.authorization_server.upstream:
@@ -169,9 +183,7 @@ class App:
             authorization.grants.on_revoke.append(gate.forget)
             mcp = gate
             routes += authorization.routes()
-            routes += resource_metadata.routes(
-                settings.public_url, settings.path, lambda base: [base], settings.authorization_server.scopes
-            )
+            routes += resource_metadata.routes(settings.public_url, settings.path, lambda base: [base], offered.scopes)
         return OriginGate(ASGIApp(mcp, endpoint, settings.path, Router(routes), store), origins)
 
     def run(self, transport: str = "stdio", **settings: Any) -> None:

@@ -143,6 +143,18 @@ class AuthorizationServerSettings(BaseModel):
         return value
 
 
+class PolicySettings(BaseModel):
+    """Scopes needed to see and use things, by glob, on top of each function's own `scopes=[...]`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tools: dict[str, list[str]] = Field(
+        default_factory=dict, description='Tool name globs to scopes, e.g. {"delete_*" = ["notes:admin"]}.'
+    )
+    resources: dict[str, list[str]] = Field(default_factory=dict, description="Resource URI globs to scopes.")
+    prompts: dict[str, list[str]] = Field(default_factory=dict, description="Prompt name globs to scopes.")
+
+
 class StoreSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -195,6 +207,7 @@ class Settings(BaseModel):
     )
     authorization_server: AuthorizationServerSettings = Field(default_factory=AuthorizationServerSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
 
     @field_validator("path")
     @classmethod

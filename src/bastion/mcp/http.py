@@ -21,6 +21,7 @@ from .exchange import Exchange, progress_token
 from .headers import check_params, check_standard, mismatch
 from .jsonrpc import Notification, Request, Response, error_message, notification_message, parse, result_message
 from .notify import Broadcaster, Listener
+from .policy import NEEDED_SCOPES, InsufficientScope
 from .reply import Reply, send_json, sse_event
 from .server import Server, check_modern_meta, unsupported_version
 from .session import Session, SessionTable
@@ -325,6 +326,9 @@ class StreamableHTTP:
         try:
             result = await self.server.handle(ex, message.params)
             await reply.finish(result_message(message.id, result))
+        except InsufficientScope as exc:
+            # 403, naming the scopes in a header the authentication layer turns into its challenge.
+            await reply.finish(error_message(message.id, exc), 403, [(NEEDED_SCOPES, " ".join(exc.needed).encode())])
         except McpError as exc:
             status = MODERN_STATUS.get(exc.code, 200) if modern else 200
             await reply.finish(error_message(message.id, exc), status)

@@ -33,6 +33,7 @@ class Tool:
     icons: list[dict[str, Any]] | None = None
     # Arguments that 2026-07-28 clients mirror into Mcp-Param-* headers: (path, header, JSON type).
     header_params: list[tuple[tuple[str, ...], str, str]] = field(default_factory=list)
+    scopes: tuple[str, ...] = ()  # every one needed to see and use it (with authentication on)
 
     @property
     def is_async(self) -> bool:
@@ -67,6 +68,7 @@ class Resource:
     title: str | None = None
     context_params: tuple[str, ...] = ()
     annotations: dict[str, Any] | None = None
+    scopes: tuple[str, ...] = ()  # every one needed to see and use it (with authentication on)
 
     def definition(self) -> dict[str, Any]:
         d: dict[str, Any] = {"uri": self.uri, "name": self.name}
@@ -94,6 +96,7 @@ class ResourceTemplate:
     title: str | None = None
     context_params: tuple[str, ...] = ()
     pattern: re.Pattern[str] = field(init=False)
+    scopes: tuple[str, ...] = ()  # every one needed to see and use it (with authentication on)
 
     def __post_init__(self) -> None:
         # Level-1 RFC 6570 templates: each {var} matches one path segment's worth of characters.
@@ -135,6 +138,7 @@ class Prompt:
     description: str = ""
     title: str | None = None
     context_params: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()  # every one needed to see and use it (with authentication on)
 
     def definition(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name}
@@ -175,6 +179,7 @@ class Registry:
         requires_secrets: list[str] | tuple[str, ...] = (),
         requires_upstream: str | None = None,
         upstream_scopes: list[str] | tuple[str, ...] = (),
+        scopes: list[str] | tuple[str, ...] = (),
         input_schema: dict[str, Any] | None = None,
         structured_output: bool | None = None,
         meta: dict[str, Any] | None = None,
@@ -200,6 +205,7 @@ class Registry:
             requires_secrets=tuple(requires_secrets),
             requires_upstream=requires_upstream,
             upstream_scopes=tuple(upstream_scopes),
+            scopes=tuple(scopes),
             input_schema=input_schema,
             meta=meta,
             icons=icons,
@@ -217,6 +223,7 @@ class Registry:
         title: str | None = None,
         description: str | None = None,
         mime_type: str | None = None,
+        scopes: list[str] | tuple[str, ...] = (),
     ) -> Resource | ResourceTemplate:
         from .schema import context_params
 
@@ -230,7 +237,7 @@ class Registry:
             ctx_params,
         )
         if _TEMPLATE_VAR.search(uri):
-            template = ResourceTemplate(uri, *common)
+            template = ResourceTemplate(uri, *common, scopes=tuple(scopes))
             params = set(inspect.signature(fn).parameters) - set(ctx_params)
             if set(template.variables) != params:
                 raise ValueError(
@@ -243,12 +250,18 @@ class Registry:
             return template
         if uri in self.resources:
             raise ValueError(f"a resource {uri!r} is already registered")
-        resource = Resource(uri, *common)
+        resource = Resource(uri, *common, scopes=tuple(scopes))
         self.resources[uri] = resource
         return resource
 
     def add_prompt(
-        self, fn: Handler, *, name: str | None = None, title: str | None = None, description: str | None = None
+        self,
+        fn: Handler,
+        *,
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        scopes: list[str] | tuple[str, ...] = (),
     ) -> Prompt:
         from .schema import context_params
 
@@ -263,7 +276,13 @@ class Registry:
             if p.name not in ctx_params
         ]
         prompt = Prompt(
-            prompt_name, fn, arguments, description if description is not None else doc.summary, title, ctx_params
+            prompt_name,
+            fn,
+            arguments,
+            description if description is not None else doc.summary,
+            title,
+            ctx_params,
+            scopes=tuple(scopes),
         )
         self.prompts[prompt_name] = prompt
         return prompt

@@ -106,12 +106,14 @@ class Reply:
         async with self._lock:
             await self._send({"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True})
 
-    async def finish(self, message: dict[str, Any] | None, status: int = 200) -> None:
+    async def finish(
+        self, message: dict[str, Any] | None, status: int = 200, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         if not self.started:
             if message is None:
                 await send_json(self._send, 202, None)
             else:
-                await send_json(self._send, status, message)
+                await send_json(self._send, status, message, headers)
             return
         if message is None:
             assert self._lock is not None

@@ -27,6 +27,7 @@ from . import versions
 from .context import Context, InputRequired, ToolError
 from .errors import INTERNAL_ERROR, INVALID_PARAMS, RESOURCE_NOT_FOUND_LEGACY, UNSUPPORTED_PROTOCOL_VERSION, McpError
 from .exchange import Exchange
+from .policy import InsufficientScope, Policy, allows
 from .registry import Registry, Tool
 from .result import ToolResult, error_result, prompt_messages, resource_contents
 
@@ -51,6 +52,7 @@ class Server:
         mask_error_details: bool = True,
         state_key: bytes | None = None,
         page_size: int = 100,
+        policy: Policy | None = None,
         tool_threads: int = 64,
     ) -> None:
         self.registry = registry
@@ -61,10 +63,11 @@ class Server:
         self.mask_error_details = mask_error_details
         self.state_key = state_key or token_source.token_bytes(32)
         self.page_size = page_size
+        self.policy = policy or Policy()
         # Plain-function tools get their own threads, so a few hung ones cannot starve the rest.
         self.executor = ThreadPoolExecutor(max_workers=tool_threads, thread_name_prefix="bastion-tool")
         self._tool_defs_key: tuple[str, ...] = ()
-        self._tool_defs: list[dict[str, Any]] = []
+        self._tool_defs: list[tuple[dict[str, Any], frozenset[str]]] = []
         self._handlers: dict[str, Callable[[Exchange, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "ping": self._ping,
             "tools/list": self._tools_list,
@@ -193,31 +196,52 @@ class Server:
         return result
 
     async def _tools_list(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
-        result = self._page(self._tool_definitions(), params, "tools")
+        visible = [d for d, needed in self._tool_definitions() if allows(ex.principal, needed)]
+        result = self._page(visible, params, "tools")
         return _cacheable(result) if ex.modern else result
 
-    def _tool_definitions(self) -> list[dict[str, Any]]:
-        # Definitions are rebuilt only when the set of tools changes.
+    def _tool_definitions(self) -> list[tuple[dict[str, Any], frozenset[str]]]:
+        # Definitions (and the scopes each needs) are rebuilt only when the set of tools changes.
         key = tuple(self.registry.tools)
         if self._tool_defs_key != key:
             self._tool_defs_key = key
-            self._tool_defs = [tool.definition() for tool in self.registry.tools.values()]
+            self._tool_defs = [
+                (tool.definition(), self.policy.needed("tool", tool.name, tool.scopes))
+                for tool in self.registry.tools.values()
+            ]
         return self._tool_defs
 
     async def _resources_list(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
-        items = [r.definition() for r in self.registry.resources.values()]
+        items = [
+            r.definition()
+            for r in self.registry.resources.values()
+            if allows(ex.principal, self.policy.needed("resource", r.uri, r.scopes))
+        ]
         result = self._page(items, params, "resources")
         return _cacheable(result) if ex.modern else result
 
     async def _templates_list(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
-        items = [t.definition() for t in self.registry.templates.values()]
+        items = [
+            t.definition()
+            for t in self.registry.templates.values()
+            if allows(ex.principal, self.policy.needed("resource", t.uri_template, t.scopes))
+        ]
         result = self._page(items, params, "resourceTemplates")
         return _cacheable(result) if ex.modern else result
 
     async def _prompts_list(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
-        items = [p.definition() for p in self.registry.prompts.values()]
+        items = [
+            p.definition()
+            for p in self.registry.prompts.values()
+            if allows(ex.principal, self.policy.needed("prompt", p.name, p.scopes))
+        ]
         result = self._page(items, params, "prompts")
         return _cacheable(result) if ex.modern else result
+
+    def _check(self, ex: Exchange, kind: str, name: str, own: tuple[str, ...], what: str) -> None:
+        needed = self.policy.needed(kind, name, own)
+        if not allows(ex.principal, needed):
+            raise InsufficientScope(what, needed)
 
     # --- tools ----------------------------------------------------------------------------------------
     async def _tools_call(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
@@ -225,6 +249,7 @@ class Server:
         tool = self.registry.tools.get(name) if isinstance(name, str) else None
         if tool is None:
             raise McpError(INVALID_PARAMS, f"Unknown tool: {name}")
+        self._check(ex, "tool", tool.name, tool.scopes, f"tool {tool.name!r}")
         arguments = params.get("arguments")
         if arguments is None:
             arguments = {}
@@ -302,6 +327,7 @@ class Server:
             raise McpError(INVALID_PARAMS, "uri must be a string")
         resource = self.registry.resources.get(uri)
         if resource is not None:
+            self._check(ex, "resource", uri, resource.scopes, f"resource {uri!r}")
             fn, kwargs, mime, ctx_params = resource.fn, {}, resource.mime_type, resource.context_params
         else:
             found = self.registry.find_template(uri)
@@ -309,6 +335,11 @@ class Server:
                 code = INVALID_PARAMS if ex.modern else RESOURCE_NOT_FOUND_LEGACY
                 raise McpError(code, f"Resource not found: {uri}", {"uri": uri})
             template, values = found
+            needed = self.policy.needed("resource", template.uri_template, template.scopes) | self.policy.needed(
+                "resource", uri
+            )
+            if not allows(ex.principal, needed):
+                raise InsufficientScope(f"resource {uri!r}", needed)
             fn, kwargs, mime, ctx_params = template.fn, dict(values), template.mime_type, template.context_params
         value = await self._call_user(f"resource {uri!r}", fn, kwargs, ctx_params, ex)
         result = {"contents": resource_contents(uri, value, mime)}
@@ -320,6 +351,7 @@ class Server:
         prompt = self.registry.prompts.get(name) if isinstance(name, str) else None
         if prompt is None:
             raise McpError(INVALID_PARAMS, f"Unknown prompt: {name}")
+        self._check(ex, "prompt", prompt.name, prompt.scopes, f"prompt {prompt.name!r}")
         arguments = params.get("arguments") or {}
         if not isinstance(arguments, dict) or not all(isinstance(v, str) for v in arguments.values()):
             raise McpError(INVALID_PARAMS, "prompt arguments must be an object of strings")
@@ -362,10 +394,15 @@ class Server:
             target = ref.get("name")
             if target not in self.registry.prompts:
                 raise McpError(INVALID_PARAMS, f"Unknown prompt: {target}")
+            prompt = self.registry.prompts[target]
+            self._check(ex, "prompt", prompt.name, prompt.scopes, f"prompt {prompt.name!r}")
         elif kind == "ref/resource":
             target = ref.get("uri")
-            if target not in self.registry.templates and target not in self.registry.resources:
+            key = target if isinstance(target, str) else ""
+            entry = self.registry.templates.get(key) or self.registry.resources.get(key)
+            if entry is None:
                 raise McpError(INVALID_PARAMS, f"Unknown resource template: {target}")
+            self._check(ex, "resource", str(target), entry.scopes, f"resource {target!r}")
         else:
             raise McpError(INVALID_PARAMS, f"Unknown completion reference type: {kind}")
         value = argument.get("value", "")

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..mcp.policy import NEEDED_SCOPES
 from ..principal import SCOPE_KEY, Principal
 from ..public_url import base_url
 from .metadata import metadata_url
@@ -53,7 +54,25 @@ class BearerGate:
             await self._challenge(send, base, "invalid_token")
             return
         scope[SCOPE_KEY] = principal
-        await self.app(scope, receive, send)
+
+        async def send_with_challenge(message: Any) -> None:
+            # The MCP engine names the scopes a refused call needs; here they become the step-up challenge.
+            if message["type"] == "http.response.start" and message["status"] == 403:
+                headers = message.get("headers", [])
+                needed = [v.decode("latin-1") for k, v in headers if k == NEEDED_SCOPES]
+                if needed:
+                    kept = [(k, v) for k, v in headers if k != NEEDED_SCOPES]
+                    challenge = self.insufficient_scope(base, needed[0])
+                    message = {**message, "headers": [*kept, (b"www-authenticate", challenge.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_challenge)
+
+    def insufficient_scope(self, base: str, needed: str) -> str:
+        # offline_access is about refresh tokens, never what a call needs: it stays out of challenges.
+        scopes = " ".join(s for s in needed.split() if s != "offline_access")
+        metadata = metadata_url(base, self.resource_path)
+        return f'Bearer error="insufficient_scope", scope="{scopes}", resource_metadata="{metadata}"'
 
     async def _principal(self, token: str, resource: str) -> Principal | None:
         now = time.time()
