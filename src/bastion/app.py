@@ -181,6 +181,7 @@ class App:
                 )
             gate = BearerGate(endpoint, authorization.grants.verify, settings.public_url, settings.path)
             authorization.grants.on_revoke.append(gate.forget)
+            endpoint.challenge = gate.challenge
             mcp = gate
             routes += authorization.routes()
             routes += resource_metadata.routes(settings.public_url, settings.path, lambda base: [base], offered.scopes)

@@ -70,6 +70,8 @@ class StreamableHTTP:
         self.json_response = json_response
         self.sessions = sessions if sessions is not None else SessionTable()
         self.sessions.on_remove = self._forget
+        # Set by the authentication layer: (Host, needed scopes) -> headers of a step-up challenge.
+        self.challenge: Callable[[str | None, tuple[str, ...]], list[tuple[bytes, bytes]]] | None = None
 
     # --- entry --------------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -165,7 +167,7 @@ class StreamableHTTP:
             progress_token=progress_token(message.params),
             send=reply.event,
         )
-        await self._run(message, ex, reply, receive, None, modern=True)
+        await self._run(message, ex, reply, receive, None, modern=True, host=headers.get("host"))
 
     def _check_param_headers(self, headers: dict[str, str], params: dict[str, Any]) -> None:
         name = params.get("name")
@@ -283,7 +285,7 @@ class StreamableHTTP:
         )
         if reply.allow_stream:
             ex.send_request = lambda method, params: session.send_request(reply.event, method, params)
-        await self._run(message, ex, reply, receive, session, modern=False)
+        await self._run(message, ex, reply, receive, session, modern=False, host=headers.get("host"))
 
     async def _stateless_legacy(
         self, message: Any, headers: dict[str, str], principal: Any, receive: Receive, send: Send
@@ -308,11 +310,18 @@ class StreamableHTTP:
             progress_token=progress,
             send=reply.event,
         )
-        await self._run(message, ex, reply, receive, None, modern=False)
+        await self._run(message, ex, reply, receive, None, modern=False, host=headers.get("host"))
 
     # --- running one request --------------------------------------------------------------------------
     async def _run(
-        self, message: Request, ex: Exchange, reply: Reply, receive: Receive, session: Session | None, modern: bool
+        self,
+        message: Request,
+        ex: Exchange,
+        reply: Reply,
+        receive: Receive,
+        session: Session | None,
+        modern: bool,
+        host: str | None,
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -327,8 +336,13 @@ class StreamableHTTP:
             result = await self.server.handle(ex, message.params)
             await reply.finish(result_message(message.id, result))
         except InsufficientScope as exc:
-            # 403, naming the scopes in a header the authentication layer turns into its challenge.
-            await reply.finish(error_message(message.id, exc), 403, [(NEEDED_SCOPES, " ".join(exc.needed).encode())])
+            # 403 with the authentication layer's step-up challenge (or, without one, the bare list of scopes).
+            challenge = (
+                self.challenge(host, exc.needed)
+                if self.challenge is not None
+                else [(NEEDED_SCOPES, " ".join(exc.needed).encode())]
+            )
+            await reply.finish(error_message(message.id, exc), 403, challenge)
         except McpError as exc:
             status = MODERN_STATUS.get(exc.code, 200) if modern else 200
             await reply.finish(error_message(message.id, exc), status)

@@ -44,13 +44,20 @@ class Policy:
             "resource": {k: tuple(v) for k, v in (resources or {}).items()},
             "prompt": {k: tuple(v) for k, v in (prompts or {}).items()},
         }
+        self._answers: dict[tuple[str, str, tuple[str, ...]], frozenset[str]] = {}
 
     def needed(self, kind: str, name: str, own: Iterable[str] = ()) -> frozenset[str]:
-        scopes = set(own)
-        for pattern, extra in self.patterns[kind].items():
-            if fnmatchcase(name, pattern):
-                scopes.update(extra)
-        return frozenset(scopes)
+        key = (kind, name, tuple(own))
+        answer = self._answers.get(key)
+        if answer is None:  # the same few questions on every call: remember the answers
+            scopes = set(own)
+            for pattern, extra in self.patterns[kind].items():
+                if fnmatchcase(name, pattern):
+                    scopes.update(extra)
+            answer = self._answers[key] = frozenset(scopes)
+            if len(self._answers) > 10_000:
+                self._answers.clear()
+        return answer
 
     def every_scope(self) -> set[str]:
         return {scope for patterns in self.patterns.values() for scopes in patterns.values() for scope in scopes}

@@ -8,12 +8,12 @@ forgotten at once when revoked through this process) so that checking stays chea
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..mcp.policy import NEEDED_SCOPES
 from ..principal import SCOPE_KEY, Principal
 from ..public_url import base_url
 from .metadata import metadata_url
@@ -30,7 +30,8 @@ class BearerGate:
         self.verify = verify
         self.public_url = public_url
         self.resource_path = resource_path
-        self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, bytes], tuple[Principal, float]] = OrderedDict()
+        self._pending: dict[tuple[str, bytes], asyncio.Future[Principal | None]] = {}
 
     def forget(self) -> None:
         """Drop every remembered verification (after a revocation)."""
@@ -40,33 +41,33 @@ class BearerGate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        authorization = [v for k, v in scope["headers"] if k == b"authorization"]
-        base = base_url(scope, self.public_url)
-        if not authorization:
-            await self._challenge(send, base, None)
+        # One pass over the headers: this runs on every request.
+        authorization: bytes | None = None
+        host = b""
+        repeated = False
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                repeated = authorization is not None
+                authorization = value
+            elif name == b"host":
+                host = value
+        if authorization is None:
+            await self._challenge(send, base_url(scope, self.public_url), None)
             return
-        value = authorization[0].decode("latin-1")
-        if len(authorization) > 1 or value[:7].lower() != "bearer " or len(value) > MAX_TOKEN_CHARS + 7:
-            await self._challenge(send, base, "invalid_request", 400)
+        if repeated or authorization[:7].lower() != b"bearer " or len(authorization) > MAX_TOKEN_CHARS + 7:
+            await self._challenge(send, base_url(scope, self.public_url), "invalid_request", 400)
             return
-        principal = await self._principal(value[7:].strip(), base + self.resource_path)
+        principal = await self._principal(authorization[7:].strip().decode("latin-1"), host, scope)
         if principal is None:
-            await self._challenge(send, base, "invalid_token")
+            await self._challenge(send, base_url(scope, self.public_url), "invalid_token")
             return
         scope[SCOPE_KEY] = principal
+        await self.app(scope, receive, send)
 
-        async def send_with_challenge(message: Any) -> None:
-            # The MCP engine names the scopes a refused call needs; here they become the step-up challenge.
-            if message["type"] == "http.response.start" and message["status"] == 403:
-                headers = message.get("headers", [])
-                needed = [v.decode("latin-1") for k, v in headers if k == NEEDED_SCOPES]
-                if needed:
-                    kept = [(k, v) for k, v in headers if k != NEEDED_SCOPES]
-                    challenge = self.insufficient_scope(base, needed[0])
-                    message = {**message, "headers": [*kept, (b"www-authenticate", challenge.encode())]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_challenge)
+    def challenge(self, host: str | None, needed: tuple[str, ...]) -> list[tuple[bytes, bytes]]:
+        """Headers for a 403 answering a call that lacked scopes (the MCP endpoint calls this)."""
+        base = self.public_url or f"http://{host or '127.0.0.1'}"
+        return [(b"www-authenticate", self.insufficient_scope(base, " ".join(needed)).encode())]
 
     def insufficient_scope(self, base: str, needed: str) -> str:
         # offline_access is about refresh tokens, never what a call needs: it stays out of challenges.
@@ -74,15 +75,23 @@ class BearerGate:
         metadata = metadata_url(base, self.resource_path)
         return f'Bearer error="insufficient_scope", scope="{scopes}", resource_metadata="{metadata}"'
 
-    async def _principal(self, token: str, resource: str) -> Principal | None:
+    async def _principal(self, token: str, host: bytes, scope: Any) -> Principal | None:
         now = time.time()
-        key = f"{resource} {token}"
+        # Keyed by the Host too: without public_url, the resource (and so a token's validity) follows it.
+        key = (token, host)
         cached = self._cache.get(key)
         if cached is not None:
             if cached[1] > now:
                 return cached[0]
             del self._cache[key]
-        principal = await self.verify(token, resource)
+        resource = base_url(scope, self.public_url) + self.resource_path
+        # Requests that miss together share one verification instead of queueing at the store.
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self.verify(token, resource))
+            self._pending[key] = pending
+            pending.add_done_callback(lambda _: self._pending.pop(key, None))
+        principal = await asyncio.shield(pending)
         if principal is not None:
             until = min(now + CACHE_SECONDS, principal.expires_at or now + CACHE_SECONDS)
             self._cache[key] = (principal, until)
