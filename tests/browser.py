@@ -92,3 +92,20 @@ async def walk_upstream(
     state_cookie = {k: v for k, v in set_cookies(to_provider).items() if k.endswith("-state")}
     back = await sign_in_upstream(upstream, to_provider.headers["location"], login)
     return await client.get(back.headers["location"], headers=cookie_header(state_cookie))
+
+
+async def start_authorization(http: httpx.AsyncClient, base: str, redirect_uri: str) -> str:
+    """Register a public client and start an authorization (a fixed PKCE challenge); returns the consent URL."""
+    registered = await http.post(
+        f"{base}/register", json={"redirect_uris": [redirect_uri], "token_endpoint_auth_method": "none"}
+    )
+    params = {
+        "response_type": "code",
+        "client_id": registered.json()["client_id"],
+        "redirect_uri": redirect_uri,
+        "state": "s",
+        "code_challenge": "c" * 43,
+        "code_challenge_method": "S256",
+    }
+    start = await http.get(f"{base}/authorize", params=params)
+    return base + start.headers["location"]

@@ -14,6 +14,8 @@ import pytest
 from mcp.shared.auth import AuthorizationCodeResult
 from playwright.async_api import Page, Route, async_playwright
 
+from tests.browser import start_authorization
+
 from .test_sdk_oauth import REDIRECT, MemoryStorage, call_tool_text, provider_for
 from .test_upstream_sign_in import upstream_setup  # noqa: F401 - the provider and server this test signs in to
 
@@ -83,23 +85,7 @@ async def test_the_consent_page_refuses_to_be_framed(upstream_setup):  # noqa: F
     url, _ = upstream_setup
     base = url.removesuffix("/mcp")
     async with httpx.AsyncClient() as http:
-        client = (
-            await http.post(
-                f"{base}/register", json={"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}
-            )
-        ).json()
-        start = await http.get(
-            f"{base}/authorize",
-            params={
-                "response_type": "code",
-                "client_id": client["client_id"],
-                "redirect_uri": REDIRECT,
-                "state": "s",
-                "code_challenge": "c" * 43,
-                "code_challenge_method": "S256",
-            },
-        )
-    consent_url = base + start.headers["location"]
+        consent_url = await start_authorization(http, base, REDIRECT)
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.browser import consent, cookie_header, set_cookies
+from tests.browser import consent, cookie_header, set_cookies, start_authorization
 from tests.upstream_oidc import login_and_consent, start_oidc_provider
 
 from .conftest import bastion_server, free_port
@@ -68,21 +68,8 @@ async def start_to_callback(url: str) -> tuple[str, dict[str, str], httpx.Respon
     provider's redirect back to Bastion's callback."""
     base = url.removesuffix("/mcp")
     async with httpx.AsyncClient(timeout=10) as bastion, httpx.AsyncClient(timeout=10) as upstream:
-        client = (
-            await bastion.post(
-                f"{base}/register", json={"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}
-            )
-        ).json()
-        params = {
-            "response_type": "code",
-            "client_id": client["client_id"],
-            "redirect_uri": REDIRECT,
-            "state": "s",
-            "code_challenge": "c" * 43,
-            "code_challenge_method": "S256",
-        }
-        start = await bastion.get(f"{base}/authorize", params=params)
-        to_provider = await consent(bastion, base + start.headers["location"])
+        consent_url = await start_authorization(bastion, base, REDIRECT)
+        to_provider = await consent(bastion, consent_url)
         cookies = {k: v for k, v in set_cookies(to_provider).items() if k.endswith("-state")}
         back = await login_and_consent(upstream, to_provider.headers["location"], "eve")
         return to_provider.headers["location"], cookies, back
