@@ -148,8 +148,9 @@ class App:
             hosts.append(public.netloc)
             origins_allowed.append(f"{public.scheme}://{public.netloc}")
         origins = OriginPolicy.build(hosts, origins_allowed, settings.binds_loopback)
+        server = self.server(settings)
         endpoint = StreamableHTTP(
-            self.server(settings),
+            server,
             self.broadcaster,
             max_body_bytes=settings.max_body_bytes,
             stateful=settings.stateful,
@@ -159,7 +160,7 @@ class App:
         mcp: Any = endpoint
         routes: list[BaseRoute] = []
         store = None
-        if settings.authorization_server.enabled:
+        if settings.authorization_server.enabled and not settings.worker.only:
             # Imported only when used: an unauthenticated server never loads the OAuth stack or its crypto.
             from .identity.dev import DevLogin
             from .oauth.server import AuthorizationServer
@@ -185,7 +186,18 @@ class App:
             mcp = gate
             routes += authorization.routes()
             routes += resource_metadata.routes(settings.public_url, settings.path, lambda base: [base], offered.scopes)
-        return OriginGate(ASGIApp(mcp, endpoint, settings.path, Router(routes), store), origins)
+        if settings.worker.secret_env:
+            from .worker.api import WorkerAPI
+
+            worker = WorkerAPI(
+                server,
+                settings.worker.secret() or "",
+                settings.worker.max_token_seconds,
+                require_exp=not settings.worker.allow_tokens_without_exp,
+            )
+            routes += worker.routes()
+        paths = set() if settings.worker.only else {settings.path, settings.path + "/"}
+        return OriginGate(ASGIApp(mcp, endpoint, paths, Router(routes), store), origins)
 
     def run(self, transport: str = "stdio", **settings: Any) -> None:
         """Serve: "stdio" (the default, for local clients) or "http" (Streamable HTTP)."""
@@ -208,10 +220,12 @@ class ASGIApp:
     """The whole HTTP surface: the MCP endpoint (behind authentication when it is on), a health check, and
     the authorization server's routes."""
 
-    def __init__(self, mcp: Any, endpoint: StreamableHTTP, path: str, router: Router, store: Store | None) -> None:
+    def __init__(
+        self, mcp: Any, endpoint: StreamableHTTP, paths: set[str], router: Router, store: Store | None
+    ) -> None:
         self.mcp = mcp
         self.endpoint = endpoint
-        self.paths = {path, path + "/"}
+        self.paths = paths  # where MCP is served (none when only the worker API is)
         self.router = router
         self.store = store
 

@@ -54,7 +54,31 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="allow serving without authentication beyond loopback (never in production)",
     )
+    token = commands.add_parser("worker-token", help="print a short-lived worker token (for testing)")
+    token.add_argument("--config", help="settings file (default ./bastion.toml if present)")
+    token.add_argument("--seconds", type=int, default=300, help="lifetime (default 300)")
     args = parser.parse_args(argv)
+
+    if args.command == "worker-token":
+        from .worker.auth import mint
+
+        try:
+            settings = Settings.load(args.config)
+        except SettingsError as exc:
+            print(f"bastion: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        secret = settings.worker.secret()
+        if not secret:
+            print("bastion: set [worker] secret_env, and the variable it names, to mint worker tokens", file=sys.stderr)
+            raise SystemExit(2)
+        if args.seconds > settings.worker.max_token_seconds:
+            print(
+                f"bastion: --seconds is above worker.max_token_seconds ({settings.worker.max_token_seconds})",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
+        print(mint(secret, args.seconds))
+        return
 
     if args.command == "serve":
         from .serve import serve_http, serve_stdio

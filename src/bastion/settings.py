@@ -155,6 +155,22 @@ class PolicySettings(BaseModel):
     prompts: dict[str, list[str]] = Field(default_factory=dict, description="Prompt name globs to scopes.")
 
 
+class WorkerSettings(BaseModel):
+    """Arcade-compatible worker endpoints, on when a secret is configured."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secret_env: str | None = Field(None, description="Environment variable holding the shared worker secret.")
+    max_token_seconds: int = Field(300, ge=10, le=86400, description="Longest lifetime a worker token may have.")
+    allow_tokens_without_exp: bool = Field(
+        False, description="Compatibility: accept tokens without exp, as Arcade's worker does (logs a warning)."
+    )
+    only: bool = Field(False, description="Serve only the worker API: no /mcp and no OAuth routes.")
+
+    def secret(self) -> str | None:
+        return os.environ.get(self.secret_env) if self.secret_env else None
+
+
 class StoreSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -208,6 +224,7 @@ class Settings(BaseModel):
     authorization_server: AuthorizationServerSettings = Field(default_factory=AuthorizationServerSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
 
     @field_validator("path")
     @classmethod
@@ -269,6 +286,15 @@ class Settings(BaseModel):
                     f"upstream {provider.name!r} has no client secret: set client_secret_env to the name of an "
                     "environment variable that holds it, or client_secret_file"
                 )
+        if self.worker.secret_env:
+            from .worker.auth import weak_secret
+
+            secret = self.worker.secret()
+            reason = weak_secret(secret) if secret else f"the environment variable {self.worker.secret_env} is unset"
+            if reason:
+                problems.append(f"worker: {reason}")
+        elif self.worker.only:
+            problems.append("worker.only needs worker.secret_env")
         if self.authenticated and not self.binds_loopback and self.public_url is None:
             problems.append(
                 "the authorization server needs public_url (e.g. https://mcp.example.com) when it is reachable "

@@ -131,3 +131,23 @@ async def test_a_failing_tool_does_not_take_the_server_down():
                 assert (await client.call_tool("refuse", {})).is_error
             with anyio.fail_after(10):
                 assert (await client.call_tool("add", {"a": 1, "b": 1})).structured_content == {"result": 2}
+
+
+def test_worker_token_command(tmp_path):
+    import os
+
+    from bastion.worker.auth import verify
+
+    config = tmp_path / "bastion.toml"
+    config.write_text('[worker]\nsecret_env = "WORKER_SECRET"\n')
+    secret = "cli-worker-secret-" + "w" * 32
+    env = {**os.environ, "WORKER_SECRET": secret}
+    minted = bastion("worker-token", "--config", str(config), "--seconds", "60", env=env)
+    assert minted.returncode == 0, minted.stderr.decode()
+    claims = verify(minted.stdout.decode().strip(), secret, 300)
+    assert claims["aud"] == "worker" and claims["exp"] - claims["iat"] == 60
+    too_long = bastion("worker-token", "--config", str(config), "--seconds", "100000", env=env)
+    assert too_long.returncode == 2 and b"max_token_seconds" in too_long.stderr
+    missing = bastion("worker-token", "--config", str(config), env={k: v for k, v in env.items()
+                                                                    if k != "WORKER_SECRET"})
+    assert missing.returncode == 2 and secret.encode() not in missing.stderr

@@ -259,7 +259,9 @@ class Server:
             raise McpError(INVALID_PARAMS, "arguments must be an object")
         return await self.call_tool(tool, arguments, ex)
 
-    async def call_tool(self, tool: Tool, arguments: dict[str, Any], ex: Exchange) -> dict[str, Any]:
+    async def call_tool(
+        self, tool: Tool, arguments: dict[str, Any], ex: Exchange, secrets: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         """Run a tool; every failure of the tool itself becomes an isError result, never a crash."""
         signature = tool.signature
         try:
@@ -270,9 +272,11 @@ class Server:
             refusal = _upstream_refusal(tool, ex.principal)
             if refusal:
                 return error_result(refusal)
-        secrets: dict[str, str] = {}
+        if secrets is not None:  # given with the call (the worker API): only what the tool declared
+            secrets = {k: v for k, v in secrets.items() if k in tool.requires_secrets}
+        else:
+            secrets = self.load_secrets(tool.requires_secrets) if tool.requires_secrets else {}
         if tool.requires_secrets:
-            secrets = self.load_secrets(tool.requires_secrets)
             missing = [s for s in tool.requires_secrets if s not in secrets]
             if missing:
                 return error_result(

@@ -1,0 +1,98 @@
+"""Worker tokens: HS256 JWTs signed with the shared worker secret, checked strictly.
+
+Accepted: exactly `alg: HS256`, `aud` "worker" (or a list holding it), `ver` "1", an `exp` in the future whose
+lifetime is capped, `nbf`/`iat` not in the future (30 s leeway). Refused: any other algorithm (`none` included),
+a `crit` header, oversized tokens. `jku`, `jwk` and `x5u` are ignored: the key is the shared secret, always.
+Unlike Arcade's worker, `exp` is required unless the compatibility switch says otherwise.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from typing import Any
+
+import orjson
+
+MAX_TOKEN_BYTES = 8192
+LEEWAY = 30
+WEAK_SECRETS = frozenset({"dev", "secret", "changeme", "change-me", "arcade", "worker", "password", "test"})
+
+
+class WorkerTokenError(Exception):
+    """Why a worker token was refused (safe to show: it never contains the secret)."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def weak_secret(secret: str) -> str | None:
+    """Why a worker secret is too weak to serve with, or None."""
+    if secret.lower() in WEAK_SECRETS:
+        return "the worker secret is a well-known default"
+    if len(secret) < 32:
+        return "the worker secret must be at least 32 characters (e.g. `openssl rand -base64 32`)"
+    return None
+
+
+def mint(secret: str, seconds: int = 300) -> str:
+    """A short-lived worker token (for testing, as `bastion worker-token`)."""
+    now = int(time.time())
+    header = _b64(orjson.dumps({"alg": "HS256", "typ": "JWT"}))
+    payload = _b64(orjson.dumps({"aud": "worker", "ver": "1", "iat": now, "exp": now + seconds}))
+    signature = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{_b64(signature)}"
+
+
+def verify(token: str, secret: str, max_seconds: int, require_exp: bool = True) -> dict[str, Any]:
+    """The token's claims, or WorkerTokenError."""
+    if len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
+        raise WorkerTokenError("malformed token")
+    header_b64, payload_b64, signature_b64 = token.split(".")
+    try:
+        header = orjson.loads(_unb64(header_b64))
+        signature = _unb64(signature_b64)
+    except (ValueError, orjson.JSONDecodeError):
+        raise WorkerTokenError("malformed token") from None
+    if not isinstance(header, dict) or header.get("alg") != "HS256":
+        raise WorkerTokenError("only HS256 worker tokens are accepted")
+    if "crit" in header:
+        raise WorkerTokenError("critical header extensions are not supported")
+    expected = hmac.new(secret.encode(), f"{header_b64}.{payload_b64}".encode(), hashlib.sha256).digest()
+    if not hmac.compare_digest(signature, expected):
+        raise WorkerTokenError("bad signature")
+    try:
+        claims = orjson.loads(_unb64(payload_b64))
+    except (ValueError, orjson.JSONDecodeError):
+        raise WorkerTokenError("malformed claims") from None
+    if not isinstance(claims, dict):
+        raise WorkerTokenError("malformed claims")
+    audience = claims.get("aud")
+    if not (audience == "worker" or (isinstance(audience, list) and "worker" in audience)):
+        raise WorkerTokenError("the token is not for the worker")
+    if claims.get("ver") != "1":
+        raise WorkerTokenError("unsupported token version")
+    now = time.time()
+    for name in ("nbf", "iat"):
+        value = claims.get(name)
+        if value is not None and (not isinstance(value, int | float) or value > now + LEEWAY):
+            raise WorkerTokenError(f"{name} is in the future")
+    expires = claims.get("exp")
+    if expires is None:
+        if require_exp:
+            raise WorkerTokenError("exp is required")
+        return claims
+    if not isinstance(expires, int | float) or expires <= now - LEEWAY:
+        raise WorkerTokenError("the token has expired")
+    iat = claims.get("iat")
+    issued: float = iat if isinstance(iat, int | float) else now
+    if expires - issued > max_seconds + LEEWAY:
+        raise WorkerTokenError(f"the token lives longer than the {max_seconds} s allowed")
+    return claims

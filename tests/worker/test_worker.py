@@ -1,0 +1,224 @@
+"""The worker API, mirroring Arcade's worker protocol, with forged, expired and exp-less tokens."""
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+
+import httpx
+import pytest
+
+from bastion import App, Context, ToolError
+from bastion.settings import Settings, SettingsError
+from bastion.worker import auth
+
+SECRET = "worker-secret-" + "z" * 32
+BASE = "http://127.0.0.1:8000"
+
+
+def build() -> App:
+    app = App("Notes", "1.4.0")
+
+    @app.tool
+    def add(a: int, b: int = 2) -> int:
+        """Add two integers.
+
+        Args:
+            a: The first.
+            b: The second.
+        """
+        return a + b
+
+    @app.tool(requires_secrets=["NOTES_KEY"])
+    def key_length(ctx: Context) -> int:
+        """Length of the declared secret."""
+        return len(ctx.secret("NOTES_KEY"))
+
+    @app.tool(requires_upstream="github", upstream_scopes=["repo"])
+    async def github_token(ctx: Context) -> str:
+        """Echoes the first characters of the GitHub token it was given."""
+        return (await ctx.upstream_token("github"))[:4]
+
+    @app.tool
+    def fails() -> str:
+        """Always fails."""
+        raise ToolError("out of ink")
+
+    return app
+
+
+def token(claims: dict | None = None, header: dict | None = None, secret: str = SECRET) -> str:
+    def b64(data: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    now = int(time.time())
+    body = {"aud": "worker", "ver": "1", "iat": now, "exp": now + 60, **(claims or {})}
+    head = b64(header or {"alg": "HS256", "typ": "JWT"})
+    signing = f"{head}.{b64(body)}"
+    signature = hmac.new(secret.encode(), signing.encode(), hashlib.sha256).digest()
+    return f"{signing}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
+@pytest.fixture
+async def worker(monkeypatch):
+    monkeypatch.setenv("WORKER_SECRET", SECRET)
+    settings = Settings.load(env={}, worker={"secret_env": "WORKER_SECRET"})
+    settings.check()
+    asgi = build().asgi(settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
+        yield client
+
+
+def bearer(value: str | None = None) -> dict[str, str]:
+    return {"authorization": f"Bearer {value or token()}"}
+
+
+async def invoke(client, name: str, inputs: dict, context: dict | None = None, headers=None):
+    body = {
+        "execution_id": "exec-1",
+        "tool": {"name": name, "toolkit": "Notes", "version": "1.4.0"},
+        "inputs": inputs,
+        "context": context or {},
+    }
+    return await client.post("/worker/tools/invoke", json=body, headers=headers or bearer())
+
+
+async def test_health_needs_no_token_and_tools_are_arcade_definitions(worker):
+    assert (await worker.get("/worker/health")).json() == {"status": "ok", "tool_count": 4}
+    assert (await worker.get("/worker/tools")).status_code == 401
+    definitions = {d["name"]: d for d in (await worker.get("/worker/tools", headers=bearer())).json()}
+    add = definitions["add"]
+    assert add["fully_qualified_name"] == "Notes.add" and add["toolkit"]["version"] == "1.4.0"
+    assert add["input"]["parameters"] == [
+        {
+            "name": "a",
+            "required": True,
+            "description": "The first.",
+            "value_schema": {"val_type": "integer"},
+            "inferrable": True,
+        },
+        {
+            "name": "b",
+            "required": False,
+            "description": "The second.",
+            "value_schema": {"val_type": "integer"},
+            "inferrable": True,
+        },
+    ]
+    assert add["output"]["value_schema"] == {"val_type": "integer"}
+    assert definitions["key_length"]["requirements"]["secrets"] == [{"key": "NOTES_KEY"}]
+    assert definitions["github_token"]["requirements"]["authorization"]["oauth2"] == {"scopes": ["repo"]}
+
+
+async def test_invocations_in_arcade_shapes(worker):
+    done = (await invoke(worker, "add", {"a": 40})).json()
+    assert done["execution_id"] == "exec-1" and done["success"] is True and done["output"] == {"value": 42}
+    assert isinstance(done["duration"], float) and done["finished_at"].endswith("+00:00")
+    secret = await invoke(
+        worker, "key_length", {}, {"secrets": [{"key": "NOTES_KEY", "value": "abcdef"}, {"key": "OTHER", "value": "x"}]}
+    )
+    assert secret.json()["output"] == {"value": 6}
+    github = await invoke(
+        worker, "github_token", {}, {"authorization": {"token": "gho_1234", "user_info": {}}, "user_id": "u1"}
+    )
+    assert github.json()["output"] == {"value": "gho_"}
+    failed = (await invoke(worker, "fails", {})).json()
+    assert failed["success"] is False and failed["output"]["error"] == {
+        "message": "out of ink",
+        "kind": "TOOL_RUNTIME_FATAL",
+        "can_retry": False,
+    }
+    bad = (await invoke(worker, "add", {"a": "forty"})).json()
+    assert bad["success"] is False and bad["output"]["error"]["kind"] == "TOOL_RUNTIME_BAD_INPUT_VALUE"
+    missing_secret = (await invoke(worker, "key_length", {})).json()
+    assert missing_secret["success"] is False and "NOTES_KEY" in missing_secret["output"]["error"]["message"]
+
+
+async def test_unknown_tools_and_malformed_requests(worker):
+    assert (await invoke(worker, "nope", {})).status_code == 404
+    other_kit = await worker.post(
+        "/worker/tools/invoke",
+        headers=bearer(),
+        json={"execution_id": "e", "tool": {"name": "add", "toolkit": "Other"}, "inputs": {}},
+    )
+    assert other_kit.status_code == 404
+    for body in (
+        b"{",
+        b"[]",
+        b'{"tool": 5}',
+        b'{"execution_id": "e", "tool": {"name": "add"}, "inputs": [1]}',
+        b"x" * 2_000_000,
+    ):
+        response = await worker.post("/worker/tools/invoke", content=body, headers=bearer())
+        assert response.status_code == 400 and "error" in response.json()
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        "",
+        "not.a.jwt",
+        token(secret="another-secret-" + "q" * 32),
+        token(header={"alg": "none"}).rsplit(".", 1)[0] + ".",
+        token(header={"alg": "HS512"}),
+        token(header={"alg": "HS256", "crit": ["exp"]}),
+        token(header={"alg": "HS256", "jku": "https://evil.example/keys"}, secret="evil-" + "e" * 32),
+        token({"aud": "mcp"}),
+        token({"ver": "2"}),
+        token({"exp": int(time.time()) - 120}),
+        token({"exp": None}),
+        token({"nbf": int(time.time()) + 600}),
+        token({"exp": int(time.time()) + 86400}),  # far longer than max_token_seconds
+        "a" * 10_000,
+    ],
+)
+async def test_forged_expired_and_exp_less_tokens_are_refused(worker, forged):
+    response = await worker.get("/worker/tools", headers={"authorization": f"Bearer {forged}"})
+    assert response.status_code == 401 and SECRET not in response.text
+
+
+async def test_tokens_do_not_cross_between_worker_and_mcp(monkeypatch):
+    monkeypatch.setenv("WORKER_SECRET", SECRET)
+    settings = Settings.load(
+        env={},
+        store={"backend": "memory"},
+        worker={"secret_env": "WORKER_SECRET"},
+        authorization_server={"enabled": True, "dev_login": True},
+    )
+    asgi = build().asgi(settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
+        mcp = await client.post(
+            "/mcp",
+            headers={**bearer(), "content-type": "application/json"},
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        )
+        assert mcp.status_code == 401  # a worker token is not an MCP token
+        from tests.oauth.conftest import register, tokens_for
+
+        mcp_token = (await tokens_for(client, await register(client)))["access_token"]
+        assert (await client.get("/worker/tools", headers=bearer(mcp_token))).status_code == 401
+
+
+async def test_worker_only_mode_and_minted_tokens(monkeypatch):
+    monkeypatch.setenv("WORKER_SECRET", SECRET)
+    settings = Settings.load(env={}, worker={"secret_env": "WORKER_SECRET", "only": True})
+    asgi = build().asgi(settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
+        assert (await client.post("/mcp", json={})).status_code == 404
+        minted = auth.mint(SECRET, 60)
+        assert (await client.get("/worker/tools", headers=bearer(minted))).status_code == 200
+
+
+@pytest.mark.parametrize("secret", ["dev", "secret", "short-but-not-default", ""])
+def test_weak_secrets_refuse_to_start(monkeypatch, secret):
+    monkeypatch.setenv("WORKER_SECRET", secret)
+    with pytest.raises(SettingsError, match="worker"):
+        Settings.load(env={}, worker={"secret_env": "WORKER_SECRET"}).check()
+
+
+def test_exp_less_tokens_only_with_the_compatibility_switch():
+    exp_less = token({"exp": None})
+    with pytest.raises(auth.WorkerTokenError, match="exp is required"):
+        auth.verify(exp_less, SECRET, 300)
+    assert auth.verify(exp_less, SECRET, 300, require_exp=False)["aud"] == "worker"
