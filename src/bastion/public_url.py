@@ -25,5 +25,9 @@ def base_path(configured: str | None) -> str:
 def base_url(scope: Mapping[str, Any], configured: str | None) -> str:
     if configured:
         return configured
-    host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "127.0.0.1")
-    return f"http://{host}"
+    return base_url_for_host(next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), None), None)
+
+
+def base_url_for_host(host: str | None, configured: str | None) -> str:
+    """The same, from a Host header value already in hand."""
+    return configured or f"http://{host or '127.0.0.1'}"

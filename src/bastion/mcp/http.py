@@ -497,8 +497,7 @@ def _error_body(code: int, message: str) -> dict[str, Any]:
 
 
 async def _refuse(send: Send, status: int, message: str) -> None:
-    code = -32600 if status != 403 else -32000
-    await send_json(send, status, _error_body(code, message))
+    await send_json(send, status, _error_body(INVALID_REQUEST, message))
 
 
 async def _read_body(scope: Scope, receive: Receive, headers: dict[str, str], limit: int) -> bytes | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import ssl
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -404,6 +403,3 @@ def redirect_with(uri: str, params: dict[str, str | None]) -> RedirectResponse:
     extra = urlencode({k: v for k, v in params.items() if v is not None})
     query = f"{parts.query}&{extra}" if parts.query else extra
     return RedirectResponse(urlunsplit(parts._replace(query=query)), 302, headers={"Cache-Control": "no-store"})
-
-
-Handler = Callable[[Request], Awaitable[Response]]

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..principal import SCOPE_KEY, Principal
-from ..public_url import base_url
+from ..public_url import base_url, base_url_for_host
 from .metadata import metadata_url
 
 CACHE_SECONDS = 10.0
@@ -66,7 +66,7 @@ class BearerGate:
 
     def challenge(self, host: str | None, needed: tuple[str, ...]) -> list[tuple[bytes, bytes]]:
         """Headers for a 403 answering a call that lacked scopes (the MCP endpoint calls this)."""
-        base = self.public_url or f"http://{host or '127.0.0.1'}"
+        base = base_url_for_host(host, self.public_url)
         return [(b"www-authenticate", self.insufficient_scope(base, " ".join(needed)).encode())]
 
     def insufficient_scope(self, base: str, needed: str) -> str:
