@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 from urllib.parse import urlsplit
 
@@ -131,9 +131,11 @@ class App:
         return Policy(settings.policy.tools, settings.policy.resources, settings.policy.prompts)
 
     def scopes(self, settings: Settings) -> list[str]:
-        """Every scope the authorization server should offer: its own list, plus all that tools, resources,
-        prompts and the policy need."""
-        needed = set(settings.authorization_server.scopes) | self.policy(settings).every_scope()
+        """Every scope this server uses (scopes_supported): the authorization server's own list when it runs, the
+        scopes every caller needs, and all that tools, resources, prompts and the policy need."""
+        needed = set(settings.resource.required_scopes) | self.policy(settings).every_scope()
+        if settings.authorization_server.enabled:
+            needed.update(settings.authorization_server.scopes)
         for entries in (self.registry.tools, self.registry.resources, self.registry.templates, self.registry.prompts):
             for entry in entries.values():
                 needed.update(entry.scopes)
@@ -159,33 +161,10 @@ class App:
         )
         mcp: Any = endpoint
         routes: list[BaseRoute] = []
+        shutdown: list[Callable[[], Awaitable[None]]] = []
         store = None
-        if settings.authorization_server.enabled and not settings.worker.only:
-            # Imported only when used: an unauthenticated server never loads the OAuth stack or its crypto.
-            from .identity.dev import DevLogin
-            from .oauth.server import AuthorizationServer
-            from .resource import metadata as resource_metadata
-            from .resource.bearer import BearerGate
-            from .store import open_store
-
-            store = open_store(settings.store.backend, settings.store.path)
-            offered = settings.authorization_server.model_copy(update={"scopes": self.scopes(settings)})
-            authorization = AuthorizationServer(offered, store, settings.public_url, settings.path)
-            if settings.authorization_server.dev_login:
-                authorization.add_authenticator(DevLogin(authorization))
-            for upstream in settings.authorization_server.upstream:
-                from .identity import upstream_provider
-                from .identity.login import UpstreamLogin
-
-                authorization.add_authenticator(
-                    UpstreamLogin(authorization, upstream_provider(upstream), upstream.button_label())
-                )
-            gate = BearerGate(endpoint, authorization.grants.verify, settings.public_url, settings.path)
-            authorization.grants.on_revoke.append(gate.forget)
-            endpoint.challenge = gate.challenge
-            mcp = gate
-            routes += authorization.routes()
-            routes += resource_metadata.routes(settings.public_url, settings.path, lambda base: [base], offered.scopes)
+        if settings.authenticated and not settings.worker.only:
+            mcp, store = self._protect(endpoint, settings, routes, shutdown)
         if settings.worker.secret_env:
             from .worker.api import WorkerAPI
 
@@ -197,7 +176,66 @@ class App:
             )
             routes += worker.routes()
         paths = set() if settings.worker.only else {settings.path, settings.path + "/"}
-        return OriginGate(ASGIApp(mcp, endpoint, paths, Router(routes), store), origins)
+        return OriginGate(ASGIApp(mcp, endpoint, paths, Router(routes), store, shutdown), origins)
+
+    def _protect(
+        self,
+        endpoint: StreamableHTTP,
+        settings: Settings,
+        routes: list[BaseRoute],
+        shutdown: list[Callable[[], Awaitable[None]]],
+    ) -> tuple[Any, Store | None]:
+        """Put the MCP endpoint behind a bearer gate taking tokens from Bastion's own authorization server, from
+        external issuers, or both; add their routes. Imported only when used: an unauthenticated server never
+        loads the OAuth stack or its crypto."""
+        from .resource import metadata as resource_metadata
+        from .resource.bearer import BearerGate
+        from .resource.tokens import TokenVerifier
+
+        authorization, store = None, None
+        if settings.authorization_server.enabled:
+            from .identity.dev import DevLogin
+            from .oauth.server import AuthorizationServer
+            from .store import open_store
+
+            store = open_store(settings.store.backend, settings.store.path)
+            shutdown.append(store.close)
+            offered = settings.authorization_server.model_copy(update={"scopes": self.scopes(settings)})
+            authorization = AuthorizationServer(offered, store, settings.public_url, settings.path)
+            if settings.authorization_server.dev_login:
+                authorization.add_authenticator(DevLogin(authorization))
+            for upstream in settings.authorization_server.upstream:
+                from .identity import upstream_provider
+                from .identity.login import UpstreamLogin
+
+                authorization.add_authenticator(
+                    UpstreamLogin(authorization, upstream_provider(upstream), upstream.button_label())
+                )
+            routes += authorization.routes()
+        issuers = []
+        if settings.resource.issuers:
+            import httpx
+
+            from .resource.discovery import TIMEOUT
+            from .resource.issuer import ExternalIssuer
+
+            http = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False)
+            shutdown.append(http.aclose)
+            issuers = [ExternalIssuer(issuer, http) for issuer in settings.resource.issuers]
+        verify = TokenVerifier(authorization.grants.verify if authorization else None, issuers)
+        gate = BearerGate(
+            endpoint, verify, settings.public_url, settings.path, tuple(settings.resource.required_scopes)
+        )
+        if authorization is not None:
+            authorization.grants.on_revoke.append(gate.forget)
+        endpoint.challenge = gate.challenge
+
+        def servers(base: str) -> list[str]:
+            # Bastion's own authorization server first: clients that pick one pick the first.
+            return ([base] if authorization is not None else []) + [issuer.issuer for issuer in issuers]
+
+        routes += resource_metadata.routes(settings.public_url, settings.path, servers, self.scopes(settings))
+        return gate, store
 
     def run(self, transport: str = "stdio", **settings: Any) -> None:
         """Serve: "stdio" (the default, for local clients) or "http" (Streamable HTTP)."""
@@ -221,13 +259,20 @@ class ASGIApp:
     the authorization server's routes."""
 
     def __init__(
-        self, mcp: Any, endpoint: StreamableHTTP, paths: set[str], router: Router, store: Store | None
+        self,
+        mcp: Any,
+        endpoint: StreamableHTTP,
+        paths: set[str],
+        router: Router,
+        store: Store | None,
+        shutdown: list[Callable[[], Awaitable[None]]],
     ) -> None:
         self.mcp = mcp
         self.endpoint = endpoint
         self.paths = paths  # where MCP is served (none when only the worker API is)
         self.router = router
-        self.store = store
+        self.store = store  # Bastion's own authorization server's, when it runs
+        self.shutdown = shutdown  # what to close when the server stops (the store, HTTP clients)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -248,8 +293,8 @@ class ASGIApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.endpoint.sessions.close_all()
-                if self.store is not None:
-                    await self.store.close()
+                for close in self.shutdown:
+                    await close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

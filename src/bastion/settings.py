@@ -56,21 +56,12 @@ class UpstreamSettings(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not value or len(value) > 32 or not all(c.isascii() and (c.isalnum() or c == "-") for c in value):
-            raise ValueError("name must be 1-32 letters, digits or '-'")
-        return value.lower()
+        return short_name(value)
 
     @field_validator("issuer", "api_url")
     @classmethod
     def _issuer(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
-            raise ValueError("issuer must be an absolute https URL")
-        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-            raise ValueError("issuer must use https (plain http only on loopback, for development)")
-        return value.rstrip("/")
+        return None if value is None else https_url(value).rstrip("/")
 
     def issuer_url(self) -> str:
         presets = {"github": "https://github.com", "google": "https://accounts.google.com"}
@@ -171,6 +162,94 @@ class WorkerSettings(BaseModel):
         return os.environ.get(self.secret_env) if self.secret_env else None
 
 
+PRESETS = ("generic", "workos", "auth0", "descope", "keycloak", "okta", "entra")
+# Signature algorithms an external issuer may use. Never "none", never HMAC: a resource server holds only public
+# keys, and an HMAC "keyed" with one is the classic algorithm-confusion forgery.
+ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+
+class IssuerSettings(BaseModel):
+    """An external authorization server whose access tokens /mcp accepts ([[resource.issuers]])."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Short name, in subjects (<name>:<sub>) and logs.")
+    issuer: str = Field(
+        description="The issuer URL exactly as its tokens' iss says (metadata is discovered from it). https, or "
+        "http on loopback for development."
+    )
+    preset: Literal["generic", "workos", "auth0", "descope", "keycloak", "okta", "entra"] = Field(
+        "generic", description="Where this provider puts scopes, client and user in its tokens (docs/authorization.md)."
+    )
+    audience: str | None = Field(
+        None,
+        description="The aud the issuer puts in tokens for this server, when it cannot be the resource URL (e.g. "
+        "Entra's api://...). Default: the MCP endpoint's URL.",
+    )
+    algorithms: list[str] = Field(
+        default_factory=lambda: list(ASYMMETRIC_ALGORITHMS),
+        description="Signature algorithms accepted (asymmetric only); each key is further held to its own alg.",
+    )
+    jwks_uri: str | None = Field(None, description="Where the signing keys are, if not in the issuer's metadata.")
+    introspection_client_id: str | None = Field(
+        None, description="Client id for RFC 7662 introspection of opaque tokens (unset: only JWTs are accepted)."
+    )
+    introspection_client_secret_env: str | None = Field(
+        None, description="Environment variable holding the introspection client secret."
+    )
+    introspection_client_secret_file: str | None = Field(None, description="File holding the introspection secret.")
+    scope_claims: list[str] | None = Field(
+        None, description="Claims holding granted scopes (default from preset; generic: scope, scp)."
+    )
+    subject_claim: str | None = Field(
+        None, description="Claim naming the user (default from preset, falling back to sub)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return short_name(value)
+
+    @field_validator("issuer", "jwks_uri")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        # Unlike an upstream's, the issuer keeps a trailing slash: iss is compared exactly (Auth0 ends in "/").
+        return None if value is None else https_url(value)
+
+    @field_validator("algorithms")
+    @classmethod
+    def _algorithms(cls, value: list[str]) -> list[str]:
+        wrong = [alg for alg in value if alg not in ASYMMETRIC_ALGORITHMS]
+        if wrong or not value:
+            raise ValueError(f"algorithms must be among {', '.join(ASYMMETRIC_ALGORITHMS)} (not {', '.join(wrong)})")
+        return value
+
+    def introspection_secret(self) -> str | None:
+        if self.introspection_client_secret_env:
+            return os.environ.get(self.introspection_client_secret_env)
+        if self.introspection_client_secret_file:
+            return Path(self.introspection_client_secret_file).read_text().strip()
+        return None
+
+
+class ResourceSettings(BaseModel):
+    """The MCP endpoint as an OAuth protected resource: which tokens it takes, and what every caller needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    required_scopes: list[str] = Field(
+        default_factory=list,
+        description="Scopes every token needs to reach the MCP endpoint; a 401 asks for them, so clients start "
+        "with these and step up per tool.",
+    )
+    issuers: list[IssuerSettings] = Field(
+        default_factory=list,
+        description="External authorization servers whose tokens are accepted ([[resource.issuers]]).",
+    )
+
+
 class StoreSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -225,6 +304,7 @@ class Settings(BaseModel):
     store: StoreSettings = Field(default_factory=StoreSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    resource: ResourceSettings = Field(default_factory=ResourceSettings)
 
     @field_validator("path")
     @classmethod
@@ -258,7 +338,7 @@ class Settings(BaseModel):
 
     @property
     def authenticated(self) -> bool:
-        return self.authorization_server.enabled
+        return self.authorization_server.enabled or bool(self.resource.issuers)
 
     def check(self) -> None:
         """Refuse combinations that would expose an unauthenticated server."""
@@ -286,6 +366,18 @@ class Settings(BaseModel):
                     f"upstream {provider.name!r} has no client secret: set client_secret_env to the name of an "
                     "environment variable that holds it, or client_secret_file"
                 )
+        issuers = [issuer.name for issuer in self.resource.issuers]
+        if len(set(issuers)) != len(issuers) or set(issuers) & {*names, "dev"}:
+            problems.append(
+                "each [[resource.issuers]] needs its own name, distinct from the upstream providers' and 'dev': "
+                "subjects are <name>:<user>, so a shared name would let one issuer's users pass for another's"
+            )
+        for issuer in self.resource.issuers:
+            if (issuer.introspection_client_id is None) != (issuer.introspection_secret() is None):
+                problems.append(
+                    f"issuer {issuer.name!r}: introspection needs both introspection_client_id and a secret "
+                    "(introspection_client_secret_env or introspection_client_secret_file)"
+                )
         if self.worker.secret_env:
             from .worker.auth import weak_secret
 
@@ -297,7 +389,7 @@ class Settings(BaseModel):
             problems.append("worker.only needs worker.secret_env")
         if self.authenticated and not self.binds_loopback and self.public_url is None:
             problems.append(
-                "the authorization server needs public_url (e.g. https://mcp.example.com) when it is reachable "
+                "authentication needs public_url (e.g. https://mcp.example.com) when it is reachable "
                 "from other machines: issuer and resource identifiers must not come from request headers."
             )
         if not self.binds_loopback and not self.allowed_hosts and self.public_url is None:
@@ -407,6 +499,21 @@ def _explain(exc: ValidationError, source: str) -> str:
             hint = f" ({field.description})" if field and field.description else ""
             lines.append(f"  {where}: {error['msg']}{hint}")
     return "\n".join(lines)
+
+
+def short_name(value: str) -> str:
+    if not value or len(value) > 32 or not all(c.isascii() and (c.isalnum() or c == "-") for c in value):
+        raise ValueError("name must be 1-32 letters, digits or '-'")
+    return value.lower()
+
+
+def https_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError("must be an absolute https URL")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError("must use https (plain http only on loopback, for development)")
+    return value
 
 
 def is_loopback_host(host: str) -> bool:
