@@ -120,3 +120,36 @@ def test_upstream_providers(monkeypatch):
     ]:
         with pytest.raises(SettingsError, match=needle):
             Settings.load(env={}, authorization_server={**base, "upstream": upstream}).check()
+
+
+def test_external_issuers(monkeypatch):
+    corp = {"name": "corp", "issuer": "https://corp.okta.com/oauth2/default", "preset": "okta"}
+    auth0 = Settings.load(env={}, resource={"issuers": [{"name": "a0", "issuer": "https://t.auth0.com/"}]})
+    assert auth0.resource.issuers[0].issuer == "https://t.auth0.com/"  # iss is exact: the slash stays
+    public = Settings.load(env={}, host="0.0.0.0", public_url="https://mcp.example.com", resource={"issuers": [corp]})
+    public.check()  # external issuers alone count as authentication
+    with pytest.raises(SettingsError, match="public_url"):
+        Settings.load(env={}, host="0.0.0.0", allowed_hosts=["mcp.example.com"], resource={"issuers": [corp]}).check()
+    for entry, needle in [
+        ({**corp, "issuer": "http://corp.example.com"}, "https"),
+        ({**corp, "algorithms": ["RS256", "HS256"]}, "algorithms"),
+        ({**corp, "algorithms": ["none"]}, "algorithms"),
+        ({**corp, "preset": "cognito"}, "preset"),
+        ({**corp, "name": "two words"}, "name"),
+    ]:
+        with pytest.raises(SettingsError, match=needle):
+            Settings.load(env={}, resource={"issuers": [entry]})
+    monkeypatch.setenv("CORP", "s3cret")
+    upstream = [{"name": "corp", "issuer": "https://login.example.com", "client_id": "x", "client_secret_env": "CORP"}]
+    for options, needle in [
+        ({"resource": {"issuers": [corp, corp]}}, "own name"),
+        ({"resource": {"issuers": [{**corp, "name": "dev"}]}}, "own name"),
+        (
+            {"resource": {"issuers": [corp]}, "authorization_server": {"enabled": True, "upstream": upstream}},
+            "own name",
+        ),
+        ({"resource": {"issuers": [{**corp, "introspection_client_id": "rs"}]}}, "introspection"),
+        ({"resource": {"issuers": [{**corp, "introspection_client_secret_env": "CORP"}]}}, "introspection"),
+    ]:
+        with pytest.raises(SettingsError, match=needle):
+            Settings.load(env={}, **options).check()

@@ -1,0 +1,370 @@
+"""Tokens from an external authorization server: what is accepted, and every forgery that is not.
+
+The issuer here is tests/jwt_issuer.py, a real HTTP server on 127.0.0.1 that will sign anything, so each test
+can build exactly the hostile token it needs. Bastion runs in-process (ASGI) and fetches metadata, keys and
+introspection answers from it over HTTP, as it would from Okta or Auth0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import time
+
+import httpx
+import jwt
+import orjson
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from bastion import App, Context
+from bastion.settings import Settings
+from bastion.worker.auth import mint as mint_worker_token
+from tests.jwt_issuer import INTROSPECTION_CLIENT, LocalIssuer, local_issuer
+from tests.mcp.conftest import modern_body, modern_headers
+
+BASE = "http://127.0.0.1:8000"
+RESOURCE = f"{BASE}/mcp"
+
+
+def issuer_app() -> App:
+    app = App("external")
+
+    @app.tool
+    def who_am_i(ctx: Context) -> str:
+        p = ctx.principal
+        assert p is not None
+        return json.dumps({"subject": p.subject, "client": p.client_id, "scopes": sorted(p.scopes)})
+
+    @app.tool(scopes=["notes:write"])
+    def add_note(text: str) -> str:
+        return f"added {text}"
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def issuer():
+    with local_issuer() as running:
+        yield running
+
+
+def settings_for(issuer: LocalIssuer, **resource) -> Settings:
+    entry = {"name": "corp", "issuer": issuer.issuer, **resource.pop("entry", {})}
+    return Settings.load(env={}, resource={"issuers": [entry], **resource})
+
+
+@pytest.fixture
+async def bastion(issuer, request):
+    options = getattr(request, "param", {})
+    asgi = issuer_app().asgi(settings_for(issuer, **options))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as http:
+        yield http
+
+
+async def call(http: httpx.AsyncClient, token: str, tool: str = "who_am_i", arguments: dict | None = None):
+    headers = {**modern_headers("tools/call", tool), "authorization": f"Bearer {token}"}
+    return await http.post(
+        "/mcp", headers=headers, json=modern_body("tools/call", {"name": tool, "arguments": arguments or {}})
+    )
+
+
+def who(response: httpx.Response) -> dict:
+    assert response.status_code == 200, response.text
+    return json.loads(response.json()["result"]["content"][0]["text"])
+
+
+def refused(response: httpx.Response) -> None:
+    assert response.status_code == 401, response.text
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+    assert response.json() == {"error": "invalid_token"}
+
+
+def b64(data: bytes | dict) -> str:
+    raw = orjson.dumps(data) if isinstance(data, dict) else data
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def signed_by_hand(issuer: LocalIssuer, extra_header: dict, claims: dict) -> str:
+    """RS256 over exactly this header, with no library adjusting it."""
+    header = {"alg": "RS256", "kid": "rsa-1", "typ": "at+jwt", **extra_header}
+    signing_input = f"{b64(header)}.{b64(claims)}".encode()
+    return f"{signing_input.decode()}.{b64(issuer.rsa_key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256()))}"
+
+
+# --- what is accepted ------------------------------------------------------------------------------------
+async def test_a_jwt_from_the_issuer_reaches_tools_with_its_principal(bastion, issuer):
+    token = issuer.mint(issuer.claims(RESOURCE, scope="notes:read notes:write"))
+    assert who(await call(bastion, token)) == {
+        "subject": "corp:alice",
+        "client": "client-1",
+        "scopes": ["notes:read", "notes:write"],
+    }
+    assert (await call(bastion, token, "add_note", {"text": "hi"})).status_code == 200
+
+
+async def test_ec_keys_and_an_audience_list_work_too(bastion, issuer):
+    token = issuer.mint(issuer.claims(["https://other.example", RESOURCE]), alg="ES256", kid="ec-1")
+    assert who(await call(bastion, token))["subject"] == "corp:alice"
+
+
+async def test_keycloak_style_typ_jwt_is_an_access_token_too(bastion, issuer):
+    assert who(await call(bastion, issuer.mint(issuer.claims(RESOURCE), typ="JWT")))["client"] == "client-1"
+
+
+async def test_a_missing_scope_gets_the_step_up_challenge(bastion, issuer):
+    response = await call(bastion, issuer.mint(issuer.claims(RESOURCE)), "add_note", {"text": "hi"})
+    assert response.status_code == 403
+    assert response.headers["www-authenticate"] == (
+        f'Bearer error="insufficient_scope", scope="notes:write", '
+        f'resource_metadata="{BASE}/.well-known/oauth-protected-resource/mcp"'
+    )
+
+
+async def test_protected_resource_metadata_names_the_issuer(bastion, issuer):
+    metadata = (await bastion.get("/.well-known/oauth-protected-resource/mcp")).json()
+    assert metadata["resource"] == RESOURCE
+    assert metadata["authorization_servers"] == [issuer.issuer]
+    assert metadata["scopes_supported"] == ["notes:write"]
+    # Bastion's own authorization server is not running: none of its routes exist.
+    assert (await bastion.get("/.well-known/oauth-authorization-server")).status_code == 404
+
+
+@pytest.mark.parametrize("bastion", [{"required_scopes": ["notes:read"]}], indirect=True)
+async def test_required_scopes_are_asked_for_up_front_and_enforced(bastion, issuer):
+    anonymous = await bastion.post("/mcp", headers=modern_headers("tools/list"), json=modern_body("tools/list"))
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"] == (
+        f'Bearer resource_metadata="{BASE}/.well-known/oauth-protected-resource/mcp", scope="notes:read"'
+    )
+    without = await call(bastion, issuer.mint(issuer.claims(RESOURCE, scope="profile")))
+    assert without.status_code == 403
+    assert 'error="insufficient_scope", scope="notes:read"' in without.headers["www-authenticate"]
+    assert who(await call(bastion, issuer.mint(issuer.claims(RESOURCE))))["scopes"] == ["notes:read"]
+    # A tool's challenge names every scope the call needs, the required ones included.
+    step_up = await call(bastion, issuer.mint(issuer.claims(RESOURCE)), "add_note", {"text": "x"})
+    assert 'scope="notes:read notes:write"' in step_up.headers["www-authenticate"]
+
+
+@pytest.mark.parametrize("bastion", [{"entry": {"audience": "api://bastion"}}], indirect=True)
+async def test_a_configured_audience_replaces_the_resource_url(bastion, issuer):
+    assert who(await call(bastion, issuer.mint(issuer.claims("api://bastion"))))["subject"] == "corp:alice"
+    refused(await call(bastion, issuer.mint(issuer.claims(RESOURCE))))
+
+
+@pytest.mark.parametrize(
+    ("preset", "claims", "expected"),
+    [
+        ("okta", {"scp": ["notes:read", "email"], "uid": "00u1ab2c", "cid": "0oa9", "client_id": None}, "00u1ab2c"),
+        (
+            "entra",
+            {"scp": "notes:read", "roles": ["Notes.Admin"], "oid": "8f1e", "azp": "app", "client_id": None},
+            "8f1e",
+        ),
+        ("auth0", {"scope": "openid", "permissions": ["notes:read"]}, "alice"),
+    ],
+)
+async def test_presets_read_scopes_users_and_clients_where_each_provider_puts_them(issuer, preset, claims, expected):
+    asgi = issuer_app().asgi(settings_for(issuer, entry={"preset": preset}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as http:
+        seen = who(await call(http, issuer.mint(issuer.claims(RESOURCE, **{"scope": None, **claims}))))
+    assert seen["subject"] == f"corp:{expected}"
+    assert "notes:read" in seen["scopes"]
+    assert seen["client"] in ("0oa9", "app", "client-1")
+
+
+# --- forgeries and near misses -----------------------------------------------------------------------------
+async def test_alg_none_is_refused(bastion, issuer):
+    claims = issuer.claims(RESOURCE)
+    for alg in ("none", "None", "NONE"):
+        refused(await call(bastion, f"{b64({'alg': alg, 'kid': 'rsa-1', 'typ': 'at+jwt'})}.{b64(claims)}."))
+        refused(await call(bastion, f"{b64({'alg': alg, 'typ': 'at+jwt'})}.{b64(claims)}.c2ln"))
+
+
+async def test_hmac_keyed_with_the_public_key_is_refused(bastion, issuer):
+    # The classic algorithm confusion: HS256 "signed" with the RSA public key the verifier holds.
+    claims = issuer.claims(RESOURCE)
+    for kid in ("rsa-1", "oct-1", None):
+        header = {"alg": "HS256", "typ": "at+jwt", **({"kid": kid} if kid else {})}
+        signing_input = f"{b64(header)}.{b64(claims)}"
+        for secret in (issuer.rsa_public_pem(), b"k" * 32):
+            signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+            refused(await call(bastion, f"{signing_input}.{b64(signature)}"))
+
+
+async def test_a_key_is_held_to_its_own_algorithm(bastion, issuer):
+    # The RSA key is declared RS256: the same key signing PS256 is refused, and so is a kid/alg mismatch.
+    refused(await call(bastion, issuer.mint(issuer.claims(RESOURCE), alg="PS256")))
+    refused(await call(bastion, issuer.mint(issuer.claims(RESOURCE), alg="ES256", kid="rsa-1")))
+
+
+@pytest.mark.parametrize(
+    "audience", [None, "https://other.example/mcp", f"{RESOURCE}/", f"{BASE}/mcp-admin", [], ["x", "y"], 7]
+)
+async def test_a_wrong_or_missing_audience_is_refused(bastion, issuer, audience):
+    claims = issuer.claims(RESOURCE)
+    claims.pop("aud")
+    if audience is not None:
+        claims["aud"] = audience
+    refused(await call(bastion, issuer.mint(claims)))
+
+
+@pytest.mark.parametrize("twist", ["https://evil.example/{}", "{}.evil.example", "{}/", "{}/evil", " {}", "{}\u0000"])
+async def test_an_issuer_with_anything_added_is_refused(bastion, issuer, twist):
+    refused(await call(bastion, issuer.mint(issuer.claims(RESOURCE, iss=twist.format(issuer.issuer)))))
+
+
+async def test_time_claims(bastion, issuer):
+    now = int(time.time())
+    refused(await call(bastion, issuer.mint(issuer.claims(RESOURCE, exp=now - 120))))  # expired
+    refused(await call(bastion, issuer.mint(issuer.claims(RESOURCE, exp=None))))  # no exp at all
+    refused(await call(bastion, issuer.mint(issuer.claims(RESOURCE, nbf=now + 300))))  # not yet valid
+    refused(await call(bastion, issuer.mint(issuer.claims(RESOURCE, iat=now + 300))))  # issued in the future
+    refused(await call(bastion, issuer.mint(issuer.claims(RESOURCE, exp="soon"))))
+    # Small clock skew is tolerated.
+    assert who(await call(bastion, issuer.mint(issuer.claims(RESOURCE, exp=now - 5, nbf=now + 5, iat=now + 5))))
+
+
+async def test_crit_and_foreign_key_headers(bastion, issuer):
+    refused(await call(bastion, issuer.mint(issuer.claims(RESOURCE), crit=["exp"], exp=1)))
+    # b64 is the one extension PyJWT understands; Bastion understands none, so even this is refused.
+    refused(await call(bastion, signed_by_hand(issuer, {"crit": ["b64"], "b64": True}, issuer.claims(RESOURCE))))
+    assert who(await call(bastion, signed_by_hand(issuer, {}, issuer.claims(RESOURCE))))  # the same, without crit
+    # A token signed by the attacker's own key, pointing at it with jwk / jku / x5u: keys come only from the
+    # issuer's JWK Set, so these headers change nothing and the signature does not verify.
+    with local_issuer() as attacker:
+        forged = issuer.claims(RESOURCE)
+        public = jwt.algorithms.RSAAlgorithm.to_jwk(attacker.rsa_key.public_key(), as_dict=True)
+        for header in ({"jwk": public}, {"jku": f"{attacker.issuer}/jwks"}, {"x5u": f"{attacker.issuer}/cert"}):
+            refused(await call(bastion, attacker.mint(forged, **header)))
+            refused(await call(bastion, attacker.mint(forged, kid=None, **header)))
+        assert attacker.jwks_fetches == 0
+
+
+async def test_other_kinds_of_token_are_refused(bastion, issuer):
+    refused(await call(bastion, issuer.mint(issuer.claims(RESOURCE), typ="logout+jwt")))
+    refused(await call(bastion, issuer.mint(issuer.claims(RESOURCE), typ="dpop+jwt")))
+    refused(await call(bastion, issuer.mint(issuer.claims(RESOURCE, cnf={"jkt": "abc"}))))  # sender-constrained
+    refused(await call(bastion, issuer.mint(issuer.claims(RESOURCE, sub=None))))
+    # A worker token (HS256, aud "worker") is not an MCP token.
+    refused(await call(bastion, mint_worker_token("w" * 40, 60)))
+
+
+async def test_a_tampered_signature_or_payload_is_refused(bastion, issuer):
+    header, payload, signature = issuer.mint(issuer.claims(RESOURCE)).split(".")
+    refused(await call(bastion, f"{header}.{payload}.{signature[:-4]}AAAA"))
+    more = b64({**issuer.claims(RESOURCE), "scope": "notes:read notes:write"})
+    refused(await call(bastion, f"{header}.{more}.{signature}"))
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    ["a.b.c", "..", "e30.e30.", "W10.e30.x", "e30.W10.x", "!!!.???.***", "eyJhbGciOiJSUzI1NiJ9.bm90IGpzb24.c2ln"],
+)
+async def test_malformed_tokens_are_refused_cleanly(bastion, garbage):
+    refused(await call(bastion, garbage))
+
+
+async def test_an_oversized_token_is_refused_unread(bastion, issuer):
+    fetches = issuer.jwks_fetches
+    huge = issuer.mint(issuer.claims(RESOURCE, padding="x" * 1_000_000))
+    response = await call(bastion, huge)
+    assert response.status_code == 400
+    assert 'error="invalid_request"' in response.headers["www-authenticate"]
+    assert issuer.jwks_fetches == fetches
+
+
+async def test_a_flood_of_unknown_kids_fetches_the_keys_a_bounded_number_of_times(issuer):
+    asgi = issuer_app().asgi(settings_for(issuer))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as http:
+        who(await call(http, issuer.mint(issuer.claims(RESOURCE))))  # loads the keys once
+        before = issuer.jwks_fetches
+        claims = issuer.claims(RESOURCE)
+        for wave in range(3):
+            forged = [issuer.mint(claims, kid=f"forged-{wave}-{i}") for i in range(100)]
+            answers = await asyncio.gather(*(call(http, token) for token in forged))
+            for answer in answers:
+                refused(answer)
+        # One refresh for the first unknown kid; then the rate limit holds, however many more arrive.
+        assert issuer.jwks_fetches - before <= 1
+        who(await call(http, issuer.mint(issuer.claims(RESOURCE))))
+
+
+# --- introspection and availability -------------------------------------------------------------------------
+def introspecting(issuer: LocalIssuer, monkeypatch) -> Settings:
+    monkeypatch.setenv("INTROSPECTION_SECRET", INTROSPECTION_CLIENT[1])
+    return settings_for(
+        issuer,
+        entry={
+            "introspection_client_id": INTROSPECTION_CLIENT[0],
+            "introspection_client_secret_env": "INTROSPECTION_SECRET",
+        },
+    )
+
+
+async def test_opaque_tokens_are_introspected(issuer, monkeypatch):
+    now = int(time.time())
+    live = {"active": True, "sub": "bob", "client_id": "c2", "scope": "notes:read", "aud": RESOURCE, "exp": now + 60}
+    good = issuer.opaque({**live, "iss": issuer.issuer})
+    cases = {
+        issuer.opaque({**live, "active": False}): "inactive",
+        issuer.opaque({**live, "aud": "https://other.example"}): "another audience",
+        issuer.opaque({k: v for k, v in live.items() if k != "aud"}): "no audience",
+        issuer.opaque({**live, "iss": issuer.issuer + "/"}): "another issuer",
+        issuer.opaque({**live, "exp": now - 300}): "expired",
+        issuer.opaque({**live, "token_type": "refresh_token"}): "a refresh token",
+        issuer.opaque({**live, "active": "true"}): "active as a string",
+        issuer.opaque({k: v for k, v in live.items() if k != "sub"}): "no subject",
+        "never-issued-token": "unknown",
+    }
+    asgi = issuer_app().asgi(introspecting(issuer, monkeypatch))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as http:
+        assert who(await call(http, good)) == {"subject": "corp:bob", "client": "c2", "scopes": ["notes:read"]}
+        for token, why in cases.items():
+            response = await call(http, token)
+            assert response.status_code == 401, why
+
+
+async def test_an_unreachable_issuer_is_503_never_a_verdict(issuer, monkeypatch):
+    issuer.down = True
+    try:
+        asgi = issuer_app().asgi(introspecting(issuer, monkeypatch))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as http:
+            for token in (issuer.mint(issuer.claims(RESOURCE)), "some-opaque-token"):
+                response = await call(http, token)
+                assert response.status_code == 503
+                assert response.headers["retry-after"] == "5"
+                assert response.json() == {"error": "temporarily_unavailable"}
+    finally:
+        issuer.down = False
+
+
+async def test_metadata_naming_another_issuer_is_not_trusted(monkeypatch):
+    with local_issuer(metadata_issuer="https://evil.example") as lying:
+        asgi = issuer_app().asgi(settings_for(lying))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as http:
+            response = await call(http, lying.mint(lying.claims(RESOURCE)))
+            assert response.status_code == 503
+            assert lying.jwks_fetches == 0
+
+
+async def test_bastions_own_tokens_and_an_external_issuers_work_side_by_side(issuer):
+    from tests.oauth.conftest import register, tokens_for
+
+    settings = Settings.load(
+        env={},
+        store={"backend": "memory"},
+        authorization_server={"enabled": True, "dev_login": True},
+        resource={"issuers": [{"name": "corp", "issuer": issuer.issuer}]},
+    )
+    asgi = issuer_app().asgi(settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as http:
+        metadata = (await http.get("/.well-known/oauth-protected-resource/mcp")).json()
+        assert metadata["authorization_servers"] == [BASE, issuer.issuer]
+        own = (await tokens_for(http, await register(http)))["access_token"]
+        assert who(await call(http, own))["subject"] == "dev:alice"
+        assert who(await call(http, issuer.mint(issuer.claims(RESOURCE))))["subject"] == "corp:alice"
