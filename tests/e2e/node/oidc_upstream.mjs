@@ -12,6 +12,12 @@
 //                     unset keeps oidc-provider's default (confidential clients: not until 70% of its life)
 //   CONFORM_ID_TOKEN_CLAIMS  optional; "0" also puts scope claims (name, email) in the ID token,
 //                     default "1": the ID token carries only sub & co and the rest comes from userinfo
+//   RESOURCE          optional; a resource indicator (RFC 8707), e.g. an MCP server's http://127.0.0.1:<port>/mcp.
+//                     Set, the provider is that resource's authorization server: a `resource` parameter naming it
+//                     gets a JWT access token (RFC 9068, RS256) with aud = RESOURCE; any other resource is
+//                     invalid_target. Unset, resource parameters are ignored and access tokens are opaque.
+//   RESOURCE_SCOPES   optional; the scopes that resource knows (default "notes:read notes:write")
+//   REGISTRATION      optional; "1" opens dynamic client registration (RFC 7591) at /reg, for MCP clients
 //
 // Logins go through oidc-provider's devInteractions: any login name, any password, then a consent page.
 // Once listening it prints exactly one line, `READY http://127.0.0.1:<PORT>`, to stdout; errors go to stderr.
@@ -19,7 +25,7 @@
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
 
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 function fail(message) {
   process.stderr.write(`oidc_upstream: ${message}\n`);
@@ -56,6 +62,16 @@ if (process.env.CLOCK_TOLERANCE) {
 }
 
 const issuer = `http://127.0.0.1:${port}`;
+const resource = process.env.RESOURCE;
+const resourceScopes = process.env.RESOURCE_SCOPES ?? 'notes:read notes:write';
+
+// A signing key of our own rather than oidc-provider's development keys (which it warns about).
+const signingKey = {
+  ...crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }),
+  kid: crypto.randomBytes(8).toString('hex'),
+  alg: 'RS256',
+  use: 'sig',
+};
 
 function displayName(login) {
   return login.charAt(0).toUpperCase() + login.slice(1);
@@ -96,6 +112,9 @@ const configuration = {
   },
   // profile and email come from `claims`; notes:read is listed here so it is a known scope that is consented to,
   // granted and carried in the (opaque) access token's scope. Scopes not configured anywhere are dropped silently.
+  // With RESOURCE set, notes:read is also that resource's scope. Listing it here lets a client register with it
+  // (registration refuses scopes not listed here); notes:write stays unlisted, because a client's registered scope
+  // caps only the scopes listed here, so a client registered for notes:read can still step up to notes:write.
   scopes: ['openid', 'offline_access', 'notes:read'],
 
   conformIdTokenClaims: process.env.CONFORM_ID_TOKEN_CLAIMS !== '0',
@@ -137,10 +156,29 @@ const configuration = {
       enabled: true,
       allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId,
     },
-    // Off, so a `resource` parameter (RFC 8707) is ignored instead of answered with invalid_target: every access
-    // token is an opaque token for the userinfo endpoint.
-    resourceIndicators: { enabled: false },
+    // Off unless RESOURCE is set, so a `resource` parameter (RFC 8707) is ignored instead of answered with
+    // invalid_target: every access token is then an opaque token for the userinfo endpoint.
+    resourceIndicators: resource
+      ? {
+        enabled: true,
+        // An authorization request naming no resource is for this one (when there is only one to choose).
+        defaultResource: async (_ctx, _client, oneOf) => oneOf ?? resource,
+        useGrantedResource: async () => true,
+        getResourceServerInfo: async (_ctx, indicator) => {
+          if (indicator !== resource) throw new errors.InvalidTarget();
+          return {
+            scope: resourceScopes,
+            audience: resource,
+            accessTokenTTL: accessTokenTtl,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'RS256' } },
+          };
+        },
+      }
+      : { enabled: false },
+    registration: { enabled: process.env.REGISTRATION === '1' },
   },
+  jwks: { keys: [signingKey] },
 };
 
 if (process.env.ROTATE_REFRESH_TOKEN === '1') configuration.rotateRefreshToken = true;
