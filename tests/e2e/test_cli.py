@@ -148,6 +148,7 @@ def test_worker_token_command(tmp_path):
     assert claims["aud"] == "worker" and claims["exp"] - claims["iat"] == 60
     too_long = bastion("worker-token", "--config", str(config), "--seconds", "100000", env=env)
     assert too_long.returncode == 2 and b"max_token_seconds" in too_long.stderr
-    missing = bastion("worker-token", "--config", str(config), env={k: v for k, v in env.items()
-                                                                    if k != "WORKER_SECRET"})
+    missing = bastion(
+        "worker-token", "--config", str(config), env={k: v for k, v in env.items() if k != "WORKER_SECRET"}
+    )
     assert missing.returncode == 2 and secret.encode() not in missing.stderr

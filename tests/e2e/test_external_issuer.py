@@ -60,8 +60,7 @@ def deployment(tmp_path):
     with start_oidc_provider("unused", "unused-secret", REDIRECT, extra_env=env) as issuer:
         config = tmp_path / "bastion.toml"
         config.write_text(
-            '[resource]\nrequired_scopes = ["notes:read"]\n'
-            f'[[resource.issuers]]\nname = "corp"\nissuer = "{issuer}"\n'
+            f'[resource]\nrequired_scopes = ["notes:read"]\n[[resource.issuers]]\nname = "corp"\nissuer = "{issuer}"\n'
         )
         with bastion_server(SERVER, env={"BASTION_CONFIG": str(config)}, port=port) as url:
             assert url == resource
