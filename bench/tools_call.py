@@ -193,8 +193,10 @@ def measure(targets: list[Target], args: argparse.Namespace) -> tuple[dict[str, 
             for target in targets:
                 target.start()
                 load(wrk, target, 2, args.connections, Path(tmp))  # warm-up
-            for _ in range(args.rounds):
-                for target in targets:
+            for round_ in range(args.rounds):
+                # Each round starts with a different target, so no target always runs after the same neighbour.
+                shift = round_ % len(targets)
+                for target in targets[shift:] + targets[:shift]:
                     results[target.name].append(load(wrk, target, args.seconds, args.connections, Path(tmp)))
             rss = {t.name: t.peak_rss_mb() for t in targets}
         finally:

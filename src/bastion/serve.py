@@ -44,7 +44,10 @@ def serve_http(app: App, settings: Settings) -> None:
         raise SystemExit(2) from None
     asgi = app.asgi(settings)
     if settings.authenticated:
-        mode = "OAuth 2.1: tokens from Bastion's authorization server"
+        sources = [issuer.issuer for issuer in settings.resource.issuers]
+        if settings.authorization_server.enabled:
+            sources.insert(0, "Bastion's authorization server")
+        mode = f"OAuth 2.1: tokens from {', '.join(sources)}"
         if settings.authorization_server.dev_login:
             mode += "; DEV LOGIN: anyone signs in without a password"
     else:
