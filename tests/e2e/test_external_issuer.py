@@ -5,6 +5,8 @@ tool needs a scope its token lacks."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -24,6 +26,7 @@ from .test_sdk_oauth import MemoryStorage
 pytestmark = pytest.mark.e2e
 SERVER = ROOT / "tests" / "e2e" / "servers" / "scoped_notes.py"
 REDIRECT = "http://127.0.0.1:53683/callback"
+INTROSPECTION_SECRET = "introspection-secret-for-bastion-0123456789"
 
 
 class ProviderUser:
@@ -51,20 +54,38 @@ class ProviderUser:
         return self.result
 
 
-@pytest.fixture
-def deployment(tmp_path):
-    """oidc-provider as the authorization server for Bastion's /mcp, and Bastion trusting it."""
+@contextmanager
+def deploy(tmp_path, token_format: str = "jwt") -> Iterator[tuple[str, str]]:
+    """oidc-provider as the authorization server for Bastion's /mcp, and Bastion trusting it. Opaque tokens are
+    introspected with the provider's one static confidential client."""
     port = free_port()
     resource = f"http://127.0.0.1:{port}/mcp"
-    env = {"RESOURCE": resource, "REGISTRATION": "1", "ROTATE_REFRESH_TOKEN": "1"}
-    with start_oidc_provider("unused", "unused-secret", REDIRECT, extra_env=env) as issuer:
+    env = {"RESOURCE": resource, "REGISTRATION": "1", "RESOURCE_TOKEN_FORMAT": token_format}
+    with start_oidc_provider("bastion-rs", INTROSPECTION_SECRET, REDIRECT, extra_env=env) as issuer:
         config = tmp_path / "bastion.toml"
         config.write_text(
-            f'[resource]\nrequired_scopes = ["notes:read"]\n[[resource.issuers]]\nname = "corp"\nissuer = "{issuer}"\n'
+            "\n".join(
+                [
+                    "[resource]",
+                    'required_scopes = ["notes:read"]',
+                    "[[resource.issuers]]",
+                    'name = "corp"',
+                    f'issuer = "{issuer}"',
+                    'introspection_client_id = "bastion-rs"',
+                    'introspection_client_secret_env = "CORP_INTROSPECTION"',
+                ]
+            )
         )
-        with bastion_server(SERVER, env={"BASTION_CONFIG": str(config)}, port=port) as url:
+        server_env = {"BASTION_CONFIG": str(config), "CORP_INTROSPECTION": INTROSPECTION_SECRET}
+        with bastion_server(SERVER, env=server_env, port=port) as url:
             assert url == resource
             yield issuer, url
+
+
+@pytest.fixture
+def deployment(tmp_path):
+    with deploy(tmp_path) as running:
+        yield running
 
 
 def client_for(url: str, storage: MemoryStorage, user: ProviderUser) -> OAuthClientProvider:
@@ -136,3 +157,18 @@ async def test_the_first_token_cannot_write_and_other_audiences_are_refused(depl
         pass  # the HTTP server may hang up on a header this size, which is an answer too
     else:
         assert huge.status_code in (400, 431), huge.status_code
+
+
+async def test_opaque_tokens_from_the_issuer_are_introspected(tmp_path):
+    with deploy(tmp_path, "opaque") as (_, url):
+        storage, user = MemoryStorage(), ProviderUser("dave")
+        async with (
+            httpx2.AsyncClient(auth=client_for(url, storage, user), timeout=30) as http,
+            Client(streamable_http_client(url, http_client=http), mode="2026-07-28") as client,
+        ):
+            me = json.loads((await client.call_tool("who_am_i", {})).content[0].text)
+            assert me["subject"] == "corp:dave" and me["scopes"] == ["notes:read"]
+            assert storage.tokens.access_token.count(".") == 0  # opaque: only introspection can tell
+            assert (await client.call_tool("add_note", {"text": "opaque"})).content[0].text == "added 'opaque'"
+            assert len(user.asked) == 2
+        await user.browser.aclose()

@@ -17,6 +17,8 @@
 //                     gets a JWT access token (RFC 9068, RS256) with aud = RESOURCE; any other resource is
 //                     invalid_target. Unset, resource parameters are ignored and access tokens are opaque.
 //   RESOURCE_SCOPES   optional; the scopes that resource knows (default "notes:read notes:write")
+//   RESOURCE_TOKEN_FORMAT  optional; "jwt" (default) or "opaque": opaque access tokens for RESOURCE, which the
+//                     resource checks by introspection (any confidential client, such as CLIENT_ID, may introspect)
 //   REGISTRATION      optional; "1" opens dynamic client registration (RFC 7591) at /reg, for MCP clients
 //
 // Logins go through oidc-provider's devInteractions: any login name, any password, then a consent page.
@@ -64,6 +66,8 @@ if (process.env.CLOCK_TOLERANCE) {
 const issuer = `http://127.0.0.1:${port}`;
 const resource = process.env.RESOURCE;
 const resourceScopes = process.env.RESOURCE_SCOPES ?? 'notes:read notes:write';
+const resourceTokenFormat = process.env.RESOURCE_TOKEN_FORMAT ?? 'jwt';
+if (!['jwt', 'opaque'].includes(resourceTokenFormat)) fail(`RESOURCE_TOKEN_FORMAT must be jwt or opaque`);
 
 // A signing key of our own rather than oidc-provider's development keys (which it warns about).
 const signingKey = {
@@ -170,8 +174,8 @@ const configuration = {
             scope: resourceScopes,
             audience: resource,
             accessTokenTTL: accessTokenTtl,
-            accessTokenFormat: 'jwt',
-            jwt: { sign: { alg: 'RS256' } },
+            accessTokenFormat: resourceTokenFormat,
+            ...(resourceTokenFormat === 'jwt' ? { jwt: { sign: { alg: 'RS256' } } } : {}),
           };
         },
       }
