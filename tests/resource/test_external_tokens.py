@@ -281,7 +281,12 @@ async def test_an_oversized_token_is_refused_unread(bastion, issuer):
 async def test_a_flood_of_unknown_kids_fetches_the_keys_a_bounded_number_of_times(issuer):
     asgi = issuer_app().asgi(settings_for(issuer))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as http:
-        who(await call(http, issuer.mint(issuer.claims(RESOURCE))))  # loads the keys once
+        # A cold start under load: fifty different good tokens at once share one metadata and one key fetch.
+        metadata_before, keys_before = issuer.metadata_fetches, issuer.jwks_fetches
+        first = [issuer.mint(issuer.claims(RESOURCE, sub=f"user-{i}")) for i in range(50)]
+        for answer in await asyncio.gather(*(call(http, token) for token in first)):
+            who(answer)
+        assert (issuer.metadata_fetches - metadata_before, issuer.jwks_fetches - keys_before) == (1, 1)
         before = issuer.jwks_fetches
         claims = issuer.claims(RESOURCE)
         for wave in range(3):

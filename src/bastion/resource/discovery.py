@@ -6,6 +6,7 @@ that the document describes exactly that issuer, and that every answer stays sma
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +28,8 @@ class IssuerUnavailable(Exception):
 
 async def fetch_json(http: httpx.AsyncClient, request: httpx.Request) -> tuple[int, Any]:
     """(status, parsed JSON body or None), reading at most MAX_DOCUMENT_BYTES; never follows redirects."""
+    # Uncompressed only: the cap then bounds memory too (a small gzip body can inflate a thousandfold).
+    request.headers["Accept-Encoding"] = "identity"
     try:
         response = await http.send(request, stream=True, follow_redirects=False)
         try:
@@ -68,8 +71,15 @@ class Metadata:
         self._document: dict[str, Any] | None = None
         self._fetched_at = 0.0
         self._failed_at = -RETRY_SECONDS
+        self._lock = asyncio.Lock()  # requests arriving together share one fetch
 
     async def get(self) -> dict[str, Any]:
+        if self._document is not None and time.monotonic() - self._fetched_at < METADATA_SECONDS:
+            return self._document
+        async with self._lock:
+            return await self._fresh()
+
+    async def _fresh(self) -> dict[str, Any]:
         now = time.monotonic()
         if self._document is not None and now - self._fetched_at < METADATA_SECONDS:
             return self._document

@@ -66,6 +66,8 @@ class KeySet:
 
     async def key(self, kid: str | None, alg: str) -> PyJWK | None:
         """The key to check a token signed with `alg` by key `kid`, or None when there is no such usable key."""
+        if self._refreshing is not None:
+            await asyncio.shield(self._refreshing)  # a fetch is under way: its keys are the ones to use
         now = time.monotonic()
         stale = self._loaded_at is None or now - self._loaded_at > KEYS_SECONDS
         if stale and now - self._attempted_at >= REFRESH_SECONDS:
