@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 import time
 from typing import Any
 from urllib.parse import quote
@@ -30,6 +31,8 @@ from ..settings import IssuerSettings
 from .discovery import IssuerUnavailable, Metadata, fetch_json
 from .jwks import KeySet
 from .presets import claim_map
+
+log = logging.getLogger("bastion.resource")
 
 LEEWAY_SECONDS = 30
 INTROSPECTIONS_AT_ONCE = 16
@@ -91,13 +94,13 @@ class ExternalIssuer:
     async def verify_jwt(self, token: str, header: dict[str, Any], resource: str) -> Principal | None:
         alg, kid, typ = header.get("alg"), header.get("kid"), header.get("typ")
         if not isinstance(alg, str) or "crit" in header or not (kid is None or isinstance(kid, str)):
-            return None
+            return self._refused("a malformed header, or crit")
         if typ is not None and (not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES):
-            return None
+            return self._refused(f"typ {typ!r} is not an access token's")
         issuer = await self.exact_issuer()
         key = await self.keys.key(kid, alg)
         if key is None:
-            return None
+            return self._refused(f"no key {kid!r} for {alg!r}")
         try:
             claims = jwt.decode(
                 token,
@@ -108,11 +111,16 @@ class ExternalIssuer:
                 leeway=LEEWAY_SECONDS,
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
-        except PyJWTError:
-            return None
+        except PyJWTError as exc:
+            return self._refused(str(exc))
         if claims.get("iss") != issuer or "cnf" in claims:
-            return None
+            return self._refused("another issuer, or a sender-constrained (cnf) token")
         return self._principal(claims, resource)
+
+    def _refused(self, reason: str) -> Principal | None:
+        # Why a token was refused, for whoever debugs a client; never the token itself.
+        log.debug("%s: token refused: %s", self.name, reason)
+        return None
 
     async def introspect(self, token: str, resource: str) -> Principal | None:
         """RFC 7662: ask the issuer whether an opaque token is live, and what it grants."""
