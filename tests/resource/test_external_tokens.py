@@ -12,11 +12,11 @@ import base64
 import hashlib
 import hmac
 import json
+import random
 import time
 
 import httpx
 import jwt
-import orjson
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
@@ -85,7 +85,7 @@ def refused(response: httpx.Response) -> None:
 
 
 def b64(data: bytes | dict) -> str:
-    raw = orjson.dumps(data) if isinstance(data, dict) else data
+    raw = json.dumps(data, separators=(",", ":")).encode() if isinstance(data, dict) else data
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
@@ -373,3 +373,35 @@ async def test_bastions_own_tokens_and_an_external_issuers_work_side_by_side(iss
         own = (await tokens_for(http, await register(http)))["access_token"]
         assert who(await call(http, own))["subject"] == "dev:alice"
         assert who(await call(http, issuer.mint(issuer.claims(RESOURCE))))["subject"] == "corp:alice"
+
+
+# --- fuzz ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_mutated_tokens_never_get_a_5xx(bastion, issuer, seed):
+    """Seeded, bounded mutations of a valid token's header, claims and bytes: every answer is a clean refusal
+    (or, when the mutation happened to change nothing that matters, a success)."""
+    from tests.mcp.test_fuzz import WEIRD, mutate
+
+    rng = random.Random(seed)
+    header = {"alg": "RS256", "kid": "rsa-1", "typ": "at+jwt"}
+    claims = issuer.claims(RESOURCE)
+    signature = issuer.mint(claims).split(".")[2]
+    for _ in range(150):
+        kind = rng.random()
+        if kind < 0.4:  # re-signed, so the claims checks themselves are what is tested
+            try:
+                token = issuer.mint(mutate(claims, rng), kid="rsa-1")
+            except (TypeError, ValueError, OverflowError):
+                continue
+        elif kind < 0.7:  # a mutated header over the original signature
+            mutated = mutate(header, rng)
+            segment = b64(mutated) if isinstance(mutated, dict) else b64(json.dumps(rng.choice(WEIRD)).encode())
+            token = f"{segment}.{b64(claims)}.{signature}"
+        else:  # bytes flipped anywhere
+            chars = list(issuer.mint(claims))
+            for _ in range(rng.randint(1, 5)):
+                chars[rng.randrange(len(chars))] = rng.choice("AZaz09-_.=+/ \t%")
+            token = "".join(chars).strip()
+        response = await call(bastion, token)
+        assert response.status_code in (200, 400, 401, 403), (response.status_code, token)
+    assert who(await call(bastion, issuer.mint(claims)))["subject"] == "corp:alice"
