@@ -153,3 +153,12 @@ def test_external_issuers(monkeypatch):
     ]:
         with pytest.raises(SettingsError, match=needle):
             Settings.load(env={}, **options).check()
+
+
+def test_lists_of_tables_from_the_environment_are_json():
+    env = {"BASTION_RESOURCE__ISSUERS": '[{"name": "corp", "issuer": "https://corp.example/"}]'}
+    assert Settings.load(env=env).resource.issuers[0].issuer == "https://corp.example/"
+    with pytest.raises(SettingsError, match="BASTION_RESOURCE__ISSUERS must be a JSON list"):
+        Settings.load(env={"BASTION_RESOURCE__ISSUERS": "https://corp.example"})
+    with pytest.raises(SettingsError, match=r"resource\.issuers\.0\.issuer"):
+        Settings.load(env={"BASTION_RESOURCE__ISSUERS": '[{"name": "corp", "issuer": "http://corp.example"}]'})

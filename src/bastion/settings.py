@@ -7,11 +7,12 @@ what to change, rather than being ignored.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -453,7 +454,10 @@ class Settings(BaseModel):
             target = data
             for part in names[:-1]:
                 target = target.setdefault(part, {})
-            target[names[-1]] = _from_env(field, value)
+            try:
+                target[names[-1]] = _from_env(field, value)
+            except ValueError as exc:
+                raise SettingsError(f"{key} {exc}") from None
         if unknown:
             raise SettingsError(
                 f"unknown setting(s) in the environment: {', '.join(sorted(unknown))}. "
@@ -480,6 +484,13 @@ def _field(path: list[str]) -> Any:
 
 
 def _from_env(field: Any, value: str) -> Any:
+    items = get_args(field.annotation)
+    if items and isinstance(items[0], type) and issubclass(items[0], BaseModel):
+        # A list of tables ([[resource.issuers]]): JSON in a variable, for containers configured by environment.
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError('must be a JSON list of tables, e.g. [{"name": "corp", ...}]') from None
     annotation = str(field.annotation)
     if "dict" in annotation:  # name=value,name=value
         return dict(item.strip().split("=", 1) for item in value.split(",") if "=" in item)
