@@ -12,19 +12,17 @@ import base64
 import hashlib
 import html
 import secrets
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+
+from tests.local_server import free_port, serve_in_thread
 
 
 @dataclass
@@ -113,17 +111,5 @@ class GitHub:
 def github_server(client_id: str, client_secret: str, redirect_uri: str) -> Iterator[tuple[GitHub, str]]:
     """Serve a GitHub stand-in on 127.0.0.1 in a thread; yields it and its base URL."""
     github = GitHub(client_id, client_secret, redirect_uri)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(github.app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        yield github, f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(5)
+    with serve_in_thread(github.app(), free_port()) as base:
+        yield github, base

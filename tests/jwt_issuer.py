@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
@@ -27,6 +24,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.local_server import free_port, serve_in_thread
 
 INTROSPECTION_CLIENT = ("bastion-rs", "introspection-secret-0123456789")
 
@@ -141,18 +140,7 @@ class LocalIssuer:
 def local_issuer(**options: Any) -> Iterator[LocalIssuer]:
     """Serve a LocalIssuer on 127.0.0.1 in a thread."""
     issuer = LocalIssuer(**options)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    issuer.issuer = f"http://127.0.0.1:{port}"
-    server = uvicorn.Server(uvicorn.Config(issuer.app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
+    port = free_port()
+    issuer.issuer = f"http://127.0.0.1:{port}"  # known before serving: the metadata names it
+    with serve_in_thread(issuer.app(), port):
         yield issuer
-    finally:
-        server.should_exit = True
-        thread.join(5)
