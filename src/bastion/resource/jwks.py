@@ -62,7 +62,6 @@ class KeySet:
         self._loaded_at: float | None = None
         self._attempted_at = -REFRESH_SECONDS
         self._refreshing: asyncio.Future[None] | None = None
-        self.fetches = 0  # how many times the set was fetched (the unknown-kid flood test reads it)
 
     async def key(self, kid: str | None, alg: str) -> PyJWK | None:
         """The key to check a token signed with `alg` by key `kid`, or None when there is no such usable key."""
@@ -116,7 +115,6 @@ class KeySet:
 
     async def _fetch(self) -> None:
         self._attempted_at = time.monotonic()
-        self.fetches += 1
         try:
             document = await self._load()
         except IssuerUnavailable as exc:
