@@ -17,6 +17,7 @@ from urllib.parse import quote, urlencode
 import httpx
 import orjson
 
+from ..security import base64url
 from ..security.crypto import same
 from .upstream import TokenEndpointProvider, UpstreamIdentity, UpstreamLoginError
 
@@ -27,7 +28,7 @@ TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 def _jwt_claims(token: str) -> dict[str, Any]:
     try:
         payload = token.split(".")[1]
-        claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        claims = orjson.loads(base64url.decode(payload))
     except (IndexError, ValueError, binascii.Error, orjson.JSONDecodeError):
         raise UpstreamLoginError("the provider returned a malformed ID token") from None
     if not isinstance(claims, dict):

@@ -9,10 +9,10 @@ made themselves (Sec-Fetch-Site same-origin or none); anything else sees the con
 
 from __future__ import annotations
 
-import base64
 import time
 from typing import Any
 
+from ..security import base64url
 from ..security.cookies import MAX_COOKIE_BYTES, PREFIX, host_cookie
 from ..security.sealed import seal, unseal
 
@@ -23,12 +23,12 @@ MAX_ENTRIES = 20
 
 def _pack(token: str) -> str:
     # Cookie values must be plain tokens: carry the sealed value base64url-encoded.
-    return base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
+    return base64url.encode(token.encode())
 
 
 def _unpack(value: str) -> str | None:
     try:
-        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+        return base64url.decode(value).decode()
     except (ValueError, UnicodeDecodeError):
         return None
 

@@ -27,6 +27,7 @@ import orjson
 from jwt.exceptions import PyJWTError
 
 from ..principal import Principal
+from ..security import base64url
 from ..settings import IssuerSettings
 from .discovery import IssuerUnavailable, Metadata, fetch_json
 from .jwks import KeySet
@@ -47,16 +48,12 @@ def peek(token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
     if len(parts) != 3:
         return None
     try:
-        header, claims = (orjson.loads(_b64(part)) for part in parts[:2])
+        header, claims = (orjson.loads(base64url.decode(part)) for part in parts[:2])
     except (ValueError, binascii.Error, orjson.JSONDecodeError):
         return None
     if not isinstance(header, dict) or not isinstance(claims, dict):
         return None
     return header, claims
-
-
-def _b64(part: str) -> bytes:
-    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
 class ExternalIssuer:

@@ -6,7 +6,6 @@ constant time) and it has not expired. The payload is signed, not hidden: put no
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import time
@@ -14,21 +13,15 @@ from typing import Any
 
 import orjson
 
+from . import base64url
+
 MAX_TOKEN_CHARS = 256 * 1024
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def seal(key: bytes, purpose: str, value: Any, ttl_seconds: float) -> str:
-    body = _b64(orjson.dumps({"v": value, "exp": int(time.time() + ttl_seconds)}))
+    body = base64url.encode(orjson.dumps({"v": value, "exp": int(time.time() + ttl_seconds)}))
     mac = hmac.new(key, f"{purpose}.{body}".encode(), hashlib.sha256).digest()
-    return f"{body}.{_b64(mac)}"
+    return f"{body}.{base64url.encode(mac)}"
 
 
 def unseal(key: bytes, purpose: str, token: object) -> Any | None:
@@ -38,9 +31,9 @@ def unseal(key: bytes, purpose: str, token: object) -> Any | None:
     body, mac = token.split(".")
     expected = hmac.new(key, f"{purpose}.{body}".encode(), hashlib.sha256).digest()
     try:
-        if not hmac.compare_digest(_unb64(mac), expected):
+        if not hmac.compare_digest(base64url.decode(mac), expected):
             return None
-        payload = orjson.loads(_unb64(body))
+        payload = orjson.loads(base64url.decode(body))
     except (ValueError, orjson.JSONDecodeError):
         return None
     if not isinstance(payload, dict) or not isinstance(payload.get("exp"), int) or payload["exp"] < time.time():

@@ -8,13 +8,14 @@ Unlike Arcade's worker, `exp` is required unless the compatibility switch says o
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import time
 from typing import Any
 
 import orjson
+
+from ..security import base64url
 
 MAX_TOKEN_BYTES = 8192
 LEEWAY = 30
@@ -23,14 +24,6 @@ WEAK_SECRETS = frozenset({"dev", "secret", "changeme", "change-me", "arcade", "w
 
 class WorkerTokenError(Exception):
     """Why a worker token was refused (safe to show: it never contains the secret)."""
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def weak_secret(secret: str) -> str | None:
@@ -45,10 +38,10 @@ def weak_secret(secret: str) -> str | None:
 def mint(secret: str, seconds: int = 300) -> str:
     """A short-lived worker token (for testing, as `bastion worker-token`)."""
     now = int(time.time())
-    header = _b64(orjson.dumps({"alg": "HS256", "typ": "JWT"}))
-    payload = _b64(orjson.dumps({"aud": "worker", "ver": "1", "iat": now, "exp": now + seconds}))
+    header = base64url.encode(orjson.dumps({"alg": "HS256", "typ": "JWT"}))
+    payload = base64url.encode(orjson.dumps({"aud": "worker", "ver": "1", "iat": now, "exp": now + seconds}))
     signature = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
-    return f"{header}.{payload}.{_b64(signature)}"
+    return f"{header}.{payload}.{base64url.encode(signature)}"
 
 
 def verify(token: str, secret: str, max_seconds: int, require_exp: bool = True) -> dict[str, Any]:
@@ -57,8 +50,8 @@ def verify(token: str, secret: str, max_seconds: int, require_exp: bool = True) 
         raise WorkerTokenError("malformed token")
     header_b64, payload_b64, signature_b64 = token.split(".")
     try:
-        header = orjson.loads(_unb64(header_b64))
-        signature = _unb64(signature_b64)
+        header = orjson.loads(base64url.decode(header_b64))
+        signature = base64url.decode(signature_b64)
     except (ValueError, orjson.JSONDecodeError):
         raise WorkerTokenError("malformed token") from None
     if not isinstance(header, dict) or header.get("alg") != "HS256":
@@ -69,7 +62,7 @@ def verify(token: str, secret: str, max_seconds: int, require_exp: bool = True) 
     if not hmac.compare_digest(signature, expected):
         raise WorkerTokenError("bad signature")
     try:
-        claims = orjson.loads(_unb64(payload_b64))
+        claims = orjson.loads(base64url.decode(payload_b64))
     except (ValueError, orjson.JSONDecodeError):
         raise WorkerTokenError("malformed claims") from None
     if not isinstance(claims, dict):
