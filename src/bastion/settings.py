@@ -81,11 +81,7 @@ class UpstreamSettings(BaseModel):
         return ["read:user", "user:email"] if self.kind == "github" else ["openid", "profile", "email"]
 
     def client_secret(self) -> str | None:
-        if self.client_secret_env:
-            return os.environ.get(self.client_secret_env)
-        if self.client_secret_file:
-            return Path(self.client_secret_file).read_text().strip()
-        return None
+        return read_secret(self.client_secret_env, self.client_secret_file)
 
 
 class AuthorizationServerSettings(BaseModel):
@@ -228,11 +224,7 @@ class IssuerSettings(BaseModel):
         return value
 
     def introspection_secret(self) -> str | None:
-        if self.introspection_client_secret_env:
-            return os.environ.get(self.introspection_client_secret_env)
-        if self.introspection_client_secret_file:
-            return Path(self.introspection_client_secret_file).read_text().strip()
-        return None
+        return read_secret(self.introspection_client_secret_env, self.introspection_client_secret_file)
 
 
 class ResourceSettings(BaseModel):
@@ -510,6 +502,15 @@ def _explain(exc: ValidationError, source: str) -> str:
             hint = f" ({field.description})" if field and field.description else ""
             lines.append(f"  {where}: {error['msg']}{hint}")
     return "\n".join(lines)
+
+
+def read_secret(env: str | None, file: str | None) -> str | None:
+    """A secret from the named environment variable, else from the named file (trimmed), else None."""
+    if env:
+        return os.environ.get(env)
+    if file:
+        return Path(file).read_text().strip()
+    return None
 
 
 def short_name(value: str) -> str:
