@@ -15,13 +15,13 @@ import jwt
 import pytest
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
+from mcp.shared.auth import AuthorizationCodeResult
 
 from mcp import Client
 from tests.upstream_oidc import login_and_consent, start_oidc_provider
 
 from .conftest import ROOT, bastion_server, free_port
-from .test_sdk_oauth import MemoryStorage
+from .test_sdk_oauth import MemoryStorage, provider_for
 
 pytestmark = pytest.mark.e2e
 SERVER = ROOT / "tests" / "e2e" / "servers" / "scoped_notes.py"
@@ -89,20 +89,7 @@ def deployment(tmp_path):
 
 
 def client_for(url: str, storage: MemoryStorage, user: ProviderUser) -> OAuthClientProvider:
-    metadata = OAuthClientMetadata(
-        redirect_uris=[REDIRECT],
-        client_name="SDK e2e against an external issuer",
-        token_endpoint_auth_method="none",
-        grant_types=["authorization_code", "refresh_token"],
-        response_types=["code"],
-    )
-    return OAuthClientProvider(
-        server_url=url,
-        client_metadata=metadata,
-        storage=storage,
-        redirect_handler=user.open,
-        callback_handler=user.callback,
-    )
+    return provider_for(url, storage, user, REDIRECT, "SDK e2e against an external issuer")
 
 
 @pytest.mark.parametrize("mode", ["2026-07-28", "legacy"])

@@ -3,6 +3,7 @@ discovery, registration, authorization with PKCE and resource, token, tools/call
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -94,10 +95,13 @@ class UpstreamUser:
         return self.result
 
 
-def provider_for(url: str, storage: MemoryStorage, browser: HeadlessBrowser) -> OAuthClientProvider:
+def provider_for(
+    url: str, storage: MemoryStorage, browser: Any, redirect: str = REDIRECT, client_name: str = "SDK e2e"
+) -> OAuthClientProvider:
+    """The SDK's OAuth client as a public native app; `browser` plays the user (open, then callback)."""
     metadata = OAuthClientMetadata(
-        redirect_uris=[REDIRECT],
-        client_name="SDK e2e",
+        redirect_uris=[redirect],
+        client_name=client_name,
         token_endpoint_auth_method="none",
         grant_types=["authorization_code", "refresh_token"],
         response_types=["code"],
