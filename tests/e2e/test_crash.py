@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from tests.browser import walk
+from tests.messages import initialize
 from tests.oauth.conftest import REDIRECT, VERIFIER, challenge
 
 from .conftest import ROOT, free_port
@@ -127,16 +128,7 @@ async def test_sigkill_during_token_bursts_loses_nothing_committed(tmp_path):
                         "content-type": "application/json",
                         "accept": "application/json, text/event-stream",
                     },
-                    json={
-                        "jsonrpc": "2.0",
-                        "id": 0,
-                        "method": "initialize",
-                        "params": {
-                            "protocolVersion": "2025-11-25",
-                            "capabilities": {},
-                            "clientInfo": {"name": "t", "version": "1"},
-                        },
-                    },
+                    json=initialize(),
                 )
                 assert probe.status_code == 200, "a token a client received does not work"
     finally:
