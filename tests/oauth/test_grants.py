@@ -87,8 +87,10 @@ async def test_concurrent_redemptions_yield_at_most_one_token_set(grants):
     code = await new_code(grants)
     results = await asyncio.gather(*(redeem(grants, code) for _ in range(10)), return_exceptions=True)
     winners = [r for r in results if not isinstance(r, Exception)]
-    assert len(winners) <= 1
+    assert len(winners) == 1
     assert all(isinstance(r, OAuthError) for r in results if r not in winners)
+    # The losers' attempts were replays by the rightful client: what the winner got is revoked.
+    assert await grants.verify(winners[0].access_token, RESOURCE) is None
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_grant(grants):
@@ -203,3 +205,90 @@ async def test_ending_a_grant_revokes_its_upstream_tokens(grants):
     assert revoked == []
     await grants.revoke_token(tokens.refresh_token, "c1")
     assert revoked == [("corp", "up-at")]
+
+
+def grant_of(token: str) -> str:
+    return token.split(".")[0]
+
+
+async def records_of(grants: Grants, grant_id: str) -> dict[str, dict]:
+    """Every record a grant owns, by key (what a replay must leave alone, or a revocation remove)."""
+    keys = [k for k in await grants.store.keys("") if k == f"grant:{grant_id}" or f":{grant_id}:" in k]
+    return {k: await grants.store.get(k) for k in sorted(keys)}
+
+
+async def test_another_clients_replay_of_a_used_code_changes_nothing(grants):
+    code = await new_code(grants)
+    tokens = await redeem(grants, code)
+    before = await records_of(grants, grant_of(code))
+    assert [k.split(":")[0] for k in before] == ["access", "grant", "refresh", "usedcode"]
+    with pytest.raises(OAuthError) as caught:
+        await redeem(grants, code, client_id="c2")
+    assert caught.value.error == "invalid_grant" and "already used" in caught.value.description
+    assert await records_of(grants, grant_of(code)) == before
+    assert await grants.verify(tokens.access_token, RESOURCE) is not None
+    # The rightful client's replay still ends everything the code issued.
+    with pytest.raises(OAuthError):
+        await redeem(grants, code)
+    assert await records_of(grants, grant_of(code)) == {}
+    assert await grants.verify(tokens.access_token, RESOURCE) is None
+
+
+async def test_another_clients_replay_of_a_rotated_refresh_token_changes_nothing(grants):
+    first = await redeem(grants, await new_code(grants))
+    second = await grants.refresh(first.refresh_token, client_id="c1", scopes=None, resource=None)
+    before = await records_of(grants, grant_of(first.access_token))
+    with pytest.raises(OAuthError) as caught:
+        await grants.refresh(first.refresh_token, client_id="c2", scopes=None, resource=None)
+    assert caught.value.error == "invalid_grant"
+    assert await records_of(grants, grant_of(first.access_token)) == before
+    assert await grants.verify(second.access_token, RESOURCE) is not None
+    with pytest.raises(OAuthError):
+        await grants.refresh(first.refresh_token, client_id="c1", scopes=None, resource=None)
+    assert await records_of(grants, grant_of(first.access_token)) == {}
+    assert await grants.verify(second.access_token, RESOURCE) is None
+
+
+async def test_markers_name_the_client_and_older_empty_ones_still_revoke_on_any_replay(grants):
+    from bastion.store import Commit
+
+    code = await new_code(grants)
+    tokens = await redeem(grants, code)
+    [marker] = [k for k in await grants.store.keys("usedcode:")]
+    assert await grants.store.get(marker) == {"client_id": "c1"}
+    await grants.store.commit(Commit().set(marker, {}, 3600))  # as written before markers named their client
+    with pytest.raises(OAuthError):
+        await redeem(grants, code, client_id="c2")
+    assert await records_of(grants, grant_of(code)) == {}
+    assert await grants.verify(tokens.access_token, RESOURCE) is None
+
+
+async def test_a_grant_revoked_during_an_upstream_renewal_stays_revoked(grants):
+    import time
+
+    from bastion.principal import UpstreamError
+
+    started, revoked = asyncio.Event(), asyncio.Event()
+    cleaned_up = []
+
+    async def renew(provider, token):
+        started.set()
+        await revoked.wait()  # the provider answers only after the grant was revoked
+        return {**token, "access_token": "fresh", "expires_at": time.time() + 3600}
+
+    async def revoke_upstream(provider, token):
+        cleaned_up.append(token["access_token"])
+
+    grants.upstream_refresher, grants.upstream_revoker = renew, revoke_upstream
+    expired = {"access_token": "stale", "refresh_token": "r1", "expires_at": time.time() - 5, "scopes": []}
+    tokens = await redeem(grants, await new_code(grants, props={"upstream": {"corp": expired}}))
+    principal = await grants.verify(tokens.access_token, RESOURCE)
+    tool = asyncio.create_task(principal.fresh_upstream_token("corp"))
+    await started.wait()
+    await grants.revoke_token(tokens.refresh_token, "c1")
+    revoked.set()
+    with pytest.raises(UpstreamError, match="expired"):
+        await tool  # the tool gets no token
+    assert await records_of(grants, grant_of(tokens.access_token)) == {}  # and the grant did not come back
+    assert await grants.verify(tokens.access_token, RESOURCE) is None
+    assert cleaned_up == ["stale", "fresh"]  # revoked with the grant, and the renewed one nobody holds

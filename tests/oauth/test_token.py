@@ -198,3 +198,36 @@ async def test_revocation_is_per_client_and_unknown_tokens_get_200(oauth):
     assert no_auth.status_code == 401
     own = await oauth.post("/revoke", data={"client_id": alice_app["client_id"], "token": tokens["access_token"]})
     assert own.status_code == 200 and await status() == 401
+
+
+async def grant_records(oauth, token: str) -> dict[str, dict]:
+    store = oauth._transport.app.app.store
+    grant_id = token.split(".")[0]
+    keys = [k for k in await store.keys("") if k == f"grant:{grant_id}" or f":{grant_id}:" in k]
+    return {k: await store.get(k) for k in sorted(keys)}
+
+
+async def test_another_clients_replay_of_a_used_code_or_refresh_token_revokes_nothing(oauth):
+    owner, intruder = await register(oauth), await register(oauth)
+    code = await fresh_code(oauth, owner)
+    first = (await oauth.post("/token", data=code_form(code, client_id=owner["client_id"]))).json()
+    second = await oauth.post(
+        "/token",
+        data={"grant_type": "refresh_token", "client_id": owner["client_id"], "refresh_token": first["refresh_token"]},
+    )
+    assert second.status_code == 200
+    before = await grant_records(oauth, code)
+    assert {k.split(":")[0] for k in before} == {"grant", "access", "refresh", "usedcode", "rotated"}
+    replays = [
+        code_form(code, client_id=intruder["client_id"]),
+        {"grant_type": "refresh_token", "client_id": intruder["client_id"], "refresh_token": first["refresh_token"]},
+    ]
+    for form in replays:
+        refused = await oauth.post("/token", data=form)
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+        assert "access_token" not in refused.json()
+    assert await grant_records(oauth, code) == before  # nothing revoked, nothing issued
+    # The owner's own replay still ends the grant.
+    replay = await oauth.post("/token", data=code_form(code, client_id=owner["client_id"]))
+    assert replay.json()["error"] == "invalid_grant"
+    assert await grant_records(oauth, code) == {}

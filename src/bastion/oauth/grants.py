@@ -8,10 +8,14 @@ keys that start with the grant id, so that revoking a grant deletes everything i
 Records (docs/storage.md has the full list):
   grant:<g>                  client, subject, scopes, resource, sealed props
   code:<g>:<hash>            one authorization code: client, redirect_uri, PKCE challenge, wrapped key
-  usedcode:<g>:<hash>        a redeemed code, so that its replay revokes the grant
+  usedcode:<g>:<hash>        a redeemed code and its client, so that its client's replay revokes the grant
   access:<g>:<hash>          an access token: client, subject, scopes, resource, expiry, wrapped key
   refresh:<g>:<hash>         a refresh token: client, scopes, resource, wrapped key
-  rotated:<g>:<hash>         a refresh token already used once, so that its reuse revokes the grant
+  rotated:<g>:<hash>         a refresh token already used once and its client, so that its reuse revokes the grant
+
+A replay revokes only when the client the code or token was issued to presents it: another client (which may
+register freely) cannot end someone else's grant by replaying what it saw. Markers written before they named
+their client are empty; those still revoke on any replay.
 """
 
 from __future__ import annotations
@@ -157,7 +161,7 @@ class Grants:
             raise invalid_grant("the authorization code is invalid")
         tokens, change = self._issue(grant_id, key, record, record["scopes"])
         change.consume.append(code_key)
-        change.set(f"usedcode:{grant_id}:{code_hash}", {}, self.lifetimes.refresh)
+        change.set(f"usedcode:{grant_id}:{code_hash}", {"client_id": client_id}, self.lifetimes.refresh)
         await self._commit_or_revoke(change, grant_id)
         return tokens
 
@@ -179,7 +183,7 @@ class Grants:
             grant_id, key, record, scopes if scopes is not None else granted, refresh_scopes=granted
         )
         change.consume.append(key_name)
-        change.set(f"rotated:{grant_id}:{hashed}", {}, self.lifetimes.refresh)
+        change.set(f"rotated:{grant_id}:{hashed}", {"client_id": client_id}, self.lifetimes.refresh)
         grant = await self.store.get(f"grant:{grant_id}")
         if grant is None:
             raise invalid_grant("the grant was revoked")
@@ -192,7 +196,8 @@ class Grants:
     ) -> tuple[str, str, str, dict[str, Any]]:
         """(grant id, hash, key, record) of a live one-time code or refresh token issued to this client.
 
-        One already used (its `used_kind` marker exists) is a replay, and revokes its whole grant.
+        One already used (its `used_kind` marker exists) is a replay, and revokes its whole grant when the
+        client it was issued to presents it; any other client is only refused.
         """
         parsed = split_token(token)
         if parsed is None:
@@ -201,7 +206,7 @@ class Grants:
         key = f"{kind}:{grant_id}:{hashed}"
         record = await self.store.get(key)
         if record is None:
-            await self._revoke_if_replayed(f"{used_kind}:{grant_id}:{hashed}", grant_id)
+            await self._revoke_if_replayed(f"{used_kind}:{grant_id}:{hashed}", grant_id, client_id)
             raise invalid_grant(f"the {kind} token is invalid, expired or already used")
         if record["client_id"] != client_id:
             raise invalid_grant(f"the {kind} token was issued to another client")
@@ -248,8 +253,13 @@ class Grants:
         await self.store.commit(Commit(delete=[f"grant:{grant_id}"], delete_prefix=prefixes))
         self._revoked()
 
-    async def _revoke_if_replayed(self, marker: str, grant_id: str) -> None:
-        if await self.store.get(marker) is not None:
+    async def _revoke_if_replayed(self, marker: str, grant_id: str, client_id: str) -> None:
+        used = await self.store.get(marker)
+        if used is None:
+            return
+        # The client binding comes before the replay rule; an empty (older) marker names no client.
+        owner = used.get("client_id")
+        if owner is None or owner == client_id:
             await self.revoke_grant(grant_id)
 
     async def revoke_token(self, token: str, client_id: str) -> None:
@@ -340,7 +350,12 @@ class Grants:
                 return None
             props["upstream"][provider] = renewed
             grant["props"] = seal_data(key, orjson.dumps(props), grant_id.encode())
-            await self.store.commit(Commit().set(f"grant:{grant_id}", grant, self.lifetimes.refresh))
+            # Written back only if the grant still exists: one revoked while the provider answered stays revoked.
+            grant_key = f"grant:{grant_id}"
+            if not await self.store.commit(Commit(consume=[grant_key]).set(grant_key, grant, self.lifetimes.refresh)):
+                if self.upstream_revoker is not None:
+                    await self.upstream_revoker(provider, renewed)  # nothing holds it any more
+                return None
             return renewed
 
 
