@@ -6,7 +6,8 @@ import pytest
 from bastion.security.crypto import token_hash
 from tests.mcp.conftest import build_app
 
-from .conftest import BASE, settings
+from .conftest import BASE, REDIRECT, authorize_params, settings
+from .test_cimd import cimd, pki  # noqa: F401 - a client metadata document server, for the same rules there
 
 
 @pytest.mark.parametrize(
@@ -130,3 +131,73 @@ async def test_registration_is_rate_limited_and_can_be_turned_off():
         assert (await client.post("/register", json={"redirect_uris": ["https://a.example/cb"]})).status_code == 404
         metadata = (await client.get("/.well-known/oauth-authorization-server")).json()
         assert "registration_endpoint" not in metadata
+
+
+WILDCARD_HOSTS = [
+    "https://*.example.com/cb",
+    "https://*/cb",
+    "https://app.*.example.com/cb",
+    "https://app*.example.com/cb",
+    "https://app.example.*/cb",
+    "https://%2a.example.com/cb",
+    "https://%2A.example.com/cb",
+    "https://app%2Eexample.com/cb",
+    "https://%252a.example.com/cb",
+    "https://*.example.com:8443/cb",
+    "http://*.localhost:3000/cb",
+    "http://*:3000/cb",
+    "https://[*]/cb",
+    "https://[::1%25eth0]/cb",
+    "https://app!.example.com/cb",
+    "https://app..example.com/cb",
+]
+
+
+@pytest.mark.parametrize("uri", WILDCARD_HOSTS)
+async def test_wildcard_and_encoded_hosts_are_refused_and_nothing_is_registered(oauth, uri):
+    store = oauth._transport.app.app.store
+    before = await store.keys("client:")
+    response = await oauth.post(
+        "/register", json={"redirect_uris": ["https://app.example.com/cb", uri], "application_type": "native"}
+    )
+    assert response.status_code == 400, uri
+    assert response.json()["error"] == "invalid_redirect_uri"
+    assert "wildcards" in response.json()["error_description"] or "valid URL" in response.json()["error_description"]
+    assert await store.keys("client:") == before
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://app.example.com/cb",
+        "https://app-1.example_host.example.com./cb",
+        "https://APP.Example.com/cb/*",  # a star in the path is just a path
+        "https://192.0.2.7:8443/cb",
+        "https://[2001:db8::1]/cb",
+        "http://[::1]:3000/cb",
+        "http://localhost/cb",
+    ],
+)
+async def test_plain_hosts_are_accepted(oauth, uri):
+    response = await oauth.post(
+        "/register", json={"redirect_uris": [uri], "application_type": "native", "token_endpoint_auth_method": "none"}
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["redirect_uris"] == [uri]
+
+
+def document(url: str, other_redirect: str) -> dict:
+    return {"client_id": url, "redirect_uris": [REDIRECT, other_redirect], "application_type": "native"}
+
+
+async def test_a_metadata_document_with_a_wildcard_redirect_is_refused(cimd, caplog):  # noqa: F811
+    caplog.set_level("INFO")
+    client, documents = cimd
+    tame = documents.url("/tame.json")
+    documents.serve_document("/tame.json", document(tame, "https://x.example.com/cb"))
+    assert (await client.get("/authorize", params=authorize_params(tame))).status_code == 302
+    wild = documents.url("/wild.json")
+    documents.serve_document("/wild.json", document(wild, "https://*.example.com/cb"))
+    response = await client.get("/authorize", params=authorize_params(wild))
+    assert response.status_code == 400 and "location" not in response.headers
+    assert "wildcards" in response.text + caplog.text  # the reason: on the page, or only in the log
