@@ -43,6 +43,68 @@ async def test_delete_prefix_is_literal(store):
     assert await store.get("g%") is None and await store.keys("grant:") == ["grant:ab1:z"]
 
 
+# Keys that differ from one another only in ASCII case, in LIKE's and GLOB's wildcards and escape, beyond
+# ASCII, at the last code point, or by extending another key.
+PREFIX_KEYS = [
+    "grant:a_1:x",
+    "grant:A_1:x",
+    "GRANT:a_1:x",
+    "grant:ab1:x",
+    "grant:a_1",
+    "grant:a_10:x",
+    "grant:a%1:x",
+    "g%:1",
+    "gx:1",
+    "g_:1",
+    "g\\:1",
+    "g\\\\:1",
+    "g*:1",
+    "g[a]:1",
+    "\u00e9:1",
+    "\u00c9:1",
+    "e:1",
+    "z\U0010ffff:1",
+    "z\U0010ffff\U0010ffff",
+    "{",
+    "k\ud7ffa",
+    "k\ue000",
+    "k\ud7fe",
+]
+PREFIXES = [
+    "grant:a_1:",
+    "grant:a_1",
+    "grant:a",
+    "grant:A",
+    "GRANT:",
+    "grant:a%",
+    "g%",
+    "g_",
+    "g\\",
+    "g*",
+    "g[",
+    "\u00e9",
+    "\u00c9",
+    "z\U0010ffff",
+    "z",
+    "k\ud7ff",
+    "",
+]
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+async def test_prefixes_match_exactly(store, prefix):
+    change = Commit()
+    for key in PREFIX_KEYS:
+        change.set(key, {"key": key})
+    await store.commit(change)
+    starting = sorted(k for k in PREFIX_KEYS if k.startswith(prefix))
+    assert await store.keys(prefix) == starting
+    await store.commit(Commit(delete_prefix=[prefix]))
+    assert await store.keys("") == sorted(k for k in PREFIX_KEYS if not k.startswith(prefix))
+    for key in PREFIX_KEYS:  # read back one by one too: nothing else was touched
+        assert (await store.get(key) is None) == key.startswith(prefix)
+
+
 async def test_exactly_one_concurrent_taker_wins(store):
     for round_ in range(5):
         key = f"once:{round_}"

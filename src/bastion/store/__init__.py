@@ -4,10 +4,11 @@ Imports nothing else of Bastion's. See docs/storage.md for every record kept in 
 """
 
 from .base import Commit, Store
+from .errors import StoreUnavailable
 from .memory import MemoryStore
 from .sqlite import SQLiteStore
 
-__all__ = ["Commit", "MemoryStore", "SQLiteStore", "Store", "open_store"]
+__all__ = ["Commit", "MemoryStore", "SQLiteStore", "Store", "StoreUnavailable", "open_store"]
 
 
 def open_store(backend: str, path: str | None = None) -> Store:

@@ -5,6 +5,13 @@ Records are JSON objects under string keys, each with an optional time to live. 
 *consume* keys: it succeeds only if every one of them exists (and is not expired), and deletes them as part of
 the same change. That is how one-time things (authorization codes, refresh tokens, transaction state) are
 used exactly once, even when two requests race for them.
+
+Prefixes (`delete_prefix`, `keys`) match exactly: case-sensitive, character by character, with no wildcard in
+them ("grant:a_" does not match "grant:A_" or "grant:ab").
+
+When the backend cannot do what was asked (locked, full, unreachable, closed), a method raises
+`StoreUnavailable` (store/errors.py) rather than its driver's own errors; a commit that raises it applied
+nothing. The memory store never raises it.
 """
 
 from __future__ import annotations

@@ -1,14 +1,28 @@
 """The embedded default: one SQLite file, in WAL mode with synchronous=FULL.
 
-A commit is one IMMEDIATE transaction, so it is atomic and, once `commit` returns, durable: a SIGKILL (or a
-power cut) at any moment leaves either the whole change or none of it. All database work runs on one
-dedicated thread, off the event loop, in the order it was asked for.
+Two connections, each used only by a thread of its own, off the event loop:
+- the writer applies commits one at a time, in the order they were asked for. A commit is one IMMEDIATE
+  transaction, so it is atomic and, once `commit` returns, durable: a SIGKILL (or a power cut) at any moment
+  leaves either the whole change or none of it;
+- the reader answers `get` and `keys`. In WAL mode a reader sees the last committed state while a writer (this
+  process's or another's) holds the write lock, so a write waiting for that lock never holds up the token
+  checks behind it.
+
+A write waits for the lock at most `busy_seconds` in all, its time queued behind other writes included. The
+default, three seconds, is hundreds of times what a healthy writer holds the lock for (a few small rows and an
+fsync), and short enough that a client gets the 503 and its Retry-After before its own timeout (five seconds
+is common) gives up on the request.
+
+Every error of the driver (locked, full, I/O, a damaged file) becomes StoreUnavailable, as does any call on a
+closed store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,8 +32,11 @@ from typing import TypeVar
 import orjson
 
 from .base import Commit, Record, Store
+from .errors import StoreUnavailable
 
 T = TypeVar("T")
+BUSY_SECONDS = 3.0
+SWEEP_EVERY = 500  # commits between two clear-outs of expired records
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     key TEXT PRIMARY KEY,
@@ -28,95 +45,194 @@ CREATE TABLE IF NOT EXISTS records (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_at) WHERE expires_at IS NOT NULL;
 """
+LIVE = "(expires_at IS NULL OR expires_at > ?)"
 
 
-def _escape_like(prefix: str) -> str:
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+def prefix_bounds(prefix: str) -> tuple[str, str | None]:
+    """[low, high) such that `low <= key < high` exactly when key starts with `prefix` (high None: no bound).
+
+    SQLite compares TEXT as UTF-8 bytes, which orders strings like their code points, so this range is an exact,
+    case-sensitive prefix match that also uses the primary key's index. (LIKE ignores ASCII case; GLOB has
+    wildcards of its own.)
+    """
+    stem = prefix.rstrip(chr(sys.maxunicode))  # nothing sorts after the last code point: carry to the left
+    if not stem:
+        return prefix, None
+    after = ord(stem[-1]) + 1
+    if 0xD800 <= after <= 0xDFFF:  # surrogates cannot be stored: the next character that can
+        after = 0xE000
+    return prefix, stem[:-1] + chr(after)
+
+
+def _prefix_clause(prefix: str) -> tuple[str, tuple[str, ...]]:
+    low, high = prefix_bounds(prefix)
+    return ("key >= ? AND key < ?", (low, high)) if high is not None else ("key >= ?", (low,))
+
+
+def _unavailable(exc: sqlite3.Error) -> StoreUnavailable:
+    # SQLite's messages name conditions ("database is locked"), never values.
+    name = getattr(exc, "sqlite_errorname", None)
+    return StoreUnavailable(f"sqlite: {exc}" + (f" ({name})" if name else ""))
+
+
+class _Lane:
+    """One connection and the one thread that opens, uses and closes it."""
+
+    def __init__(self, name: str, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        try:
+            self._db: sqlite3.Connection | None = self._executor.submit(connect).result()
+        except BaseException:
+            self._executor.shutdown(wait=True)
+            raise
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        db = self._db
+        if db is None:
+            raise StoreUnavailable("the store is closed")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, db)
+        except sqlite3.Error as exc:
+            raise _unavailable(exc) from exc
+
+    async def close(self) -> None:
+        db, self._db = self._db, None  # calls from now on are refused; those queued run first
+        if db is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, db.close)
+        self._executor.shutdown(wait=True)
+
+    def close_blocking(self) -> None:
+        """Close from outside an event loop (a constructor that failed half-way)."""
+        db, self._db = self._db, None
+        if db is not None:
+            self._executor.submit(db.close).result()
+        self._executor.shutdown(wait=True)
 
 
 class SQLiteStore(Store):
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        busy_seconds: float = BUSY_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = str(path)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bastion-sqlite")
-        self._db: sqlite3.Connection | None = None
-        self._commits = 0
-        self._executor.submit(self._open).result()
+        if self.path in ("", ":memory:"):
+            # Each connection would get a database of its own: the reader would never see the writer's.
+            raise ValueError("the sqlite store needs a file path: use the memory backend for a throwaway store")
+        self.busy_seconds = busy_seconds
+        self._clock = clock  # measures how long a write has waited (tests drive it)
+        self._writes = 0  # touched only on the writer's thread
+        try:
+            self._writer = _Lane("bastion-sqlite-write", self._open_writer)
+            try:
+                self._reader = _Lane("bastion-sqlite-read", self._open_reader)
+            except BaseException:
+                self._writer.close_blocking()
+                raise
+        except sqlite3.Error as exc:
+            raise _unavailable(exc) from exc
 
-    def _open(self) -> None:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA busy_timeout=5000")
-        db.executescript(SCHEMA)
-        self._db = db
+    def _open_writer(self) -> sqlite3.Connection:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            db.execute(f"PRAGMA busy_timeout={self._busy_ms(self.busy_seconds)}")
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                # Without WAL, readers would wait behind writers: refuse rather than stall under load.
+                raise StoreUnavailable(f"sqlite: {self.path} cannot use WAL journaling (put it on a local disk)")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        return db
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        db = self._db
-        assert db is not None, "store is closed"
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, db)
+    def _open_reader(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            db.execute(f"PRAGMA busy_timeout={self._busy_ms(self.busy_seconds)}")
+            db.execute("PRAGMA query_only=ON")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    @staticmethod
+    def _busy_ms(seconds: float) -> int:
+        return max(1, round(seconds * 1000))
 
     async def get(self, key: str) -> Record | None:
         def read(db: sqlite3.Connection) -> Record | None:
-            row = db.execute(
-                "SELECT value FROM records WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
-                (key, time.time()),
-            ).fetchone()
+            row = db.execute(f"SELECT value FROM records WHERE key = ? AND {LIVE}", (key, time.time())).fetchone()
             return orjson.loads(row[0]) if row else None
 
-        return await self._run(read)
-
-    async def commit(self, change: Commit) -> bool:
-        def write(db: sqlite3.Connection) -> bool:
-            now = time.time()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for key in change.consume:
-                    deleted = db.execute(
-                        "DELETE FROM records WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)", (key, now)
-                    ).rowcount
-                    if deleted != 1:
-                        db.execute("ROLLBACK")
-                        return False
-                db.executemany("DELETE FROM records WHERE key = ?", [(k,) for k in change.delete])
-                for prefix in change.delete_prefix:
-                    db.execute("DELETE FROM records WHERE key LIKE ? ESCAPE '\\'", (_escape_like(prefix) + "%",))
-                db.executemany(
-                    "INSERT OR REPLACE INTO records (key, value, expires_at) VALUES (?, ?, ?)",
-                    [
-                        (key, orjson.dumps(record), now + ttl if ttl is not None else None)
-                        for key, (record, ttl) in change.put.items()
-                    ],
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            self._commits += 1
-            if self._commits % 500 == 0:  # expired records are invisible; clear them out now and then
-                db.execute("DELETE FROM records WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
-            return True
-
-        return await self._run(write)
+        return await self._reader.run(read)
 
     async def keys(self, prefix: str) -> list[str]:
+        clause, bounds = _prefix_clause(prefix)
+
         def read(db: sqlite3.Connection) -> list[str]:
             rows = db.execute(
-                "SELECT key FROM records WHERE key LIKE ? ESCAPE '\\' AND (expires_at IS NULL OR expires_at > ?) "
-                "ORDER BY key",
-                (_escape_like(prefix) + "%", time.time()),
+                f"SELECT key FROM records WHERE {clause} AND {LIVE} ORDER BY key", (*bounds, time.time())
             ).fetchall()
             return [row[0] for row in rows]
 
-        return await self._run(read)
+        return await self._reader.run(read)
+
+    async def commit(self, change: Commit) -> bool:
+        deadline = self._clock() + self.busy_seconds
+
+        def write(db: sqlite3.Connection) -> bool:
+            waited_out = deadline - self._clock()
+            if waited_out <= 0:
+                raise StoreUnavailable("sqlite: the write waited its whole busy timeout behind other writes")
+            if db.in_transaction:  # a rollback that failed earlier: start clean
+                db.execute("ROLLBACK")
+            db.execute(f"PRAGMA busy_timeout={self._busy_ms(waited_out)}")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                applied = self._apply(db, change)
+                db.execute("COMMIT" if applied else "ROLLBACK")
+            except BaseException:
+                _roll_back(db)
+                raise
+            return applied
+
+        return await self._writer.run(write)
+
+    def _apply(self, db: sqlite3.Connection, change: Commit) -> bool:
+        """The change inside an open transaction; False if a key to consume is missing (caller rolls back)."""
+        now = time.time()
+        for key in change.consume:
+            if db.execute(f"DELETE FROM records WHERE key = ? AND {LIVE}", (key, now)).rowcount != 1:
+                return False
+        db.executemany("DELETE FROM records WHERE key = ?", [(k,) for k in change.delete])
+        for prefix in change.delete_prefix:
+            clause, bounds = _prefix_clause(prefix)
+            db.execute(f"DELETE FROM records WHERE {clause}", bounds)
+        db.executemany(
+            "INSERT OR REPLACE INTO records (key, value, expires_at) VALUES (?, ?, ?)",
+            [
+                (key, orjson.dumps(record), now + ttl if ttl is not None else None)
+                for key, (record, ttl) in change.put.items()
+            ],
+        )
+        self._writes += 1
+        if self._writes % SWEEP_EVERY == 0:
+            # Expired records are invisible already; clear them out now and then, inside this transaction so
+            # that a failure here cannot turn a committed change into an error.
+            db.execute("DELETE FROM records WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
+        return True
 
     async def close(self) -> None:
-        def shut(db: sqlite3.Connection) -> None:
-            db.close()
+        await self._reader.close()
+        await self._writer.close()
 
-        if self._db is not None:
-            await self._run(shut)
-            self._db = None
-        self._executor.shutdown(wait=True)
+
+def _roll_back(db: sqlite3.Connection) -> None:
+    # If this fails too, the error being raised says more, and the next write rolls back before it begins.
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
