@@ -60,7 +60,7 @@ async def to_provider(client) -> tuple[str, dict[str, str], str]:
     approved = await consent(client, BASE + start.headers["location"])
     assert approved.headers["location"].startswith("https://idp.example/authorize")
     cookies = set_cookies(approved)
-    assert any(name.startswith("__Host-bastion-fake-state") for name in cookies)
+    assert any(name.startswith("__Host-bastion-fake-") and name.endswith("-state") for name in cookies)
     state = parse_qs(urlsplit(approved.headers["location"]).query)["state"][0]
     return state, {k: v for k, v in cookies.items() if k.endswith("-state")}, app["client_id"]
 
@@ -70,7 +70,8 @@ async def test_the_callback_completes_with_the_provider_identity(fake):
     state, cookies, client_id = await to_provider(client)
     done = await client.get("/callback/fake", params={"code": "c", "state": state}, headers=cookie_header(cookies))
     assert done.status_code == 302 and done.headers["location"].startswith(REDIRECT)
-    assert any(h.startswith("__Host-bastion-fake-state=;") for h in done.headers.get_list("set-cookie"))
+    [name] = cookies
+    assert f"{name}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0" in done.headers.get_list("set-cookie")
     tokens = await client.post(
         "/token",
         data={

@@ -1,17 +1,18 @@
 """Sign-in through an upstream identity provider, after the user approved on the consent screen.
 
 `begin` (called only after approval) creates the upstream state: random, stored server-side for at most ten
-minutes, used once, and bound to this browser by a __Host- cookie (namespaced per provider) holding its hash.
-The callback refuses a missing or different cookie, a replayed or expired state, and anything the provider
-answers that does not check out; then the code is exchanged server-side (with PKCE) and the authorization is
-completed for the subject "<provider>:<user id>", the provider's tokens sealed inside the grant.
+minutes, used once, and bound to this browser by a __Host- cookie of its own. The cookie is named after the
+state's hash, so a second sign-in in the same browser adds a cookie instead of overwriting the first one's; it
+holds a random binding whose hash the state's record keeps. The callback refuses a missing, duplicated or
+different cookie (leaving the state unused), a replayed or expired state, and anything the provider answers
+that does not check out; then the code is exchanged server-side (with PKCE) and the authorization is completed
+for the subject "<provider>:<user id>", the provider's tokens sealed inside the grant.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -21,8 +22,8 @@ from starlette.routing import BaseRoute, Route
 from ..oauth import forms
 from ..oauth.errors import OAuthError
 from ..oauth.pages import error_page
-from ..security.cookies import PREFIX, clear_cookie, host_cookie
-from ..security.crypto import new_token, token_hash
+from ..security.cookies import clear_cookie, host_cookie, read_host_cookie
+from ..security.crypto import new_token, same, token_hash
 from ..store import Commit
 from .upstream import UpstreamLoginError, UpstreamProvider
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from ..oauth.server import AuthorizationServer
 
 STATE_SECONDS = 600
+OTHER_BROWSER = "This sign-in was started in another browser (or its cookie is gone). Start again from the app."
+EXPIRED = "This sign-in has expired or was already completed. Start again from the app."
 
 
 def _challenge(verifier: str) -> str:
@@ -42,8 +45,11 @@ class UpstreamLogin:
         self.provider = provider
         self.name = provider.name
         self.label = label or provider.name
-        self.cookie = f"bastion-{provider.name}-state"
         self.path = f"/callback/{provider.name}"
+
+    def cookie_name(self, state: str) -> str:
+        # One cookie per sign-in (16 hex digits of the state's hash keep the header small).
+        return f"bastion-{self.name}-{token_hash(state)[:16]}-state"
 
     def routes(self) -> list[BaseRoute]:
         return [Route(self.path, self.callback, methods=["GET"])]
@@ -58,15 +64,15 @@ class UpstreamLogin:
             return None
 
     async def begin(self, request: Request, transaction: str) -> Response:
-        state, verifier, nonce = new_token(), new_token(48), new_token(16)
-        record = {"transaction": transaction, "verifier": verifier, "nonce": nonce}
+        state, verifier, nonce, binding = new_token(), new_token(48), new_token(16), new_token()
+        record = {"transaction": transaction, "verifier": verifier, "nonce": nonce, "binding": token_hash(binding)}
         try:
             url = await self.provider.authorization_url(self.redirect_uri(request), state, _challenge(verifier), nonce)
         except UpstreamLoginError as exc:
             return error_page(str(exc), 502)
         await self.server.store.commit(Commit().set(f"upstream:{token_hash(state)}", record, STATE_SECONDS))
         response = RedirectResponse(url, 302, headers={"Cache-Control": "no-store"})
-        response.headers.append("Set-Cookie", host_cookie(self.cookie, token_hash(state), STATE_SECONDS))
+        response.headers.append("Set-Cookie", host_cookie(self.cookie_name(state), binding, STATE_SECONDS))
         return response
 
     async def callback(self, request: Request) -> Response:
@@ -75,14 +81,27 @@ class UpstreamLogin:
         except OAuthError as exc:
             return error_page(exc.description)
         state = params.get("state", "")
-        bound = request.cookies.get(PREFIX + self.cookie, "")
-        if not state or not bound or not hmac.compare_digest(bound.encode(), token_hash(state).encode()):
-            return error_page(
-                "This sign-in was started in another browser (or its cookie is gone). Start again from the app."
-            )
-        record = await self.server.store.take(f"upstream:{token_hash(state)}")
+        if not state:
+            return error_page(OTHER_BROWSER)
+        cookie = self.cookie_name(state)
+        response = await self._callback(request, params, state, read_host_cookie(request.scope, cookie))
+        # Whatever the outcome, this browser's cookie for this state has nothing left to do.
+        response.headers.append("Set-Cookie", clear_cookie(cookie))
+        return response
+
+    async def _callback(self, request: Request, params: dict[str, str], state: str, binding: str | None) -> Response:
+        key = f"upstream:{token_hash(state)}"
+        # The binding is checked before the state is taken, so a callback from another browser uses nothing up.
+        if binding is None:
+            return error_page(OTHER_BROWSER)
+        record = await self.server.store.get(key)
         if record is None:
-            return error_page("This sign-in has expired or was already completed. Start again from the app.")
+            return error_page(EXPIRED)
+        if not same(token_hash(binding), str(record.get("binding", ""))):
+            return error_page(OTHER_BROWSER)
+        record = await self.server.store.take(key)
+        if record is None:
+            return error_page(EXPIRED)
         if "error" in params:
             return await self._refused(record["transaction"], params["error"])
         code = params.get("code")
@@ -95,11 +114,9 @@ class UpstreamLogin:
         except UpstreamLoginError as exc:
             return error_page(str(exc), 502)
         claims = {**identity.claims, "provider": self.provider.name, "upstream": {self.provider.name: identity.token}}
-        response = await self.server.complete(
+        return await self.server.complete(
             request, record["transaction"], f"{self.provider.name}:{identity.user_id}", claims
         )
-        response.headers.append("Set-Cookie", clear_cookie(self.cookie))
-        return response
 
     async def refresh(self, token: dict[str, Any]) -> dict[str, Any] | None:
         return await self.provider.refresh(token)

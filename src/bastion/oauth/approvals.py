@@ -2,18 +2,19 @@
 subject) combinations its user has approved, so the consent screen is not shown again for them.
 
 The cookie is HMAC-signed with a key from settings (random per process if none is configured, which then only
-forgets approvals on restart); a tampered, expired or foreign cookie is simply ignored. It is capped in size:
-the oldest approvals are dropped first. A remembered approval is used silently only for navigations the user
-made themselves (Sec-Fetch-Site same-origin or none); anything else sees the consent screen.
+forgets approvals on restart); a tampered, expired, foreign, look-alike or duplicated cookie is simply ignored.
+It is capped in size: the oldest approvals are dropped first. A remembered approval is used silently only for
+navigations the user made themselves (Sec-Fetch-Site same-origin or none); anything else sees the consent screen.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from ..security import base64url
-from ..security.cookies import MAX_COOKIE_BYTES, PREFIX, host_cookie
+from ..security.cookies import MAX_COOKIE_BYTES, host_cookie, read_host_cookie
 from ..security.sealed import seal, unseal
 
 COOKIE = "bastion-approvals"
@@ -37,8 +38,9 @@ class Approvals:
     def __init__(self, key: bytes) -> None:
         self.key = key
 
-    def read(self, cookies: dict[str, str]) -> list[list[Any]]:
-        raw = cookies.get(PREFIX + COOKIE)
+    def read(self, scope: Mapping[str, Any]) -> list[list[Any]]:
+        """The unexpired approvals this request's cookie carries (`scope`: the ASGI scope, `request.scope`)."""
+        raw = read_host_cookie(scope, COOKIE)
         if not raw or len(raw) > MAX_COOKIE_BYTES:
             return []
         token = _unpack(raw)
@@ -50,18 +52,18 @@ class Approvals:
             e for e in entries if isinstance(e, list) and len(e) == 5 and isinstance(e[4], int | float) and e[4] > now
         ]
 
-    def subject_for(self, cookies: dict[str, str], client_id: str, redirect_uri: str, resource: str) -> str | None:
+    def subject_for(self, scope: Mapping[str, Any], client_id: str, redirect_uri: str, resource: str) -> str | None:
         """The subject who approved exactly this client, redirect URI and resource in this browser, if any."""
-        for entry_client, entry_redirect, entry_resource, subject, _ in self.read(cookies):
+        for entry_client, entry_redirect, entry_resource, subject, _ in self.read(scope):
             if (entry_client, entry_redirect, entry_resource) == (client_id, redirect_uri, resource):
                 return str(subject)
         return None
 
-    def remember(self, cookies: dict[str, str], client_id: str, redirect_uri: str, resource: str, subject: str) -> str:
+    def remember(self, scope: Mapping[str, Any], client_id: str, redirect_uri: str, resource: str, subject: str) -> str:
         """The Set-Cookie value adding this approval (newest first, oldest dropped to fit)."""
         kept = [
             e
-            for e in self.read(cookies)
+            for e in self.read(scope)
             if e[:4] != [client_id, redirect_uri, resource, subject] and e[:3] != [client_id, redirect_uri, resource]
         ]
         entries = [[client_id, redirect_uri, resource, subject, int(time.time() + DAYS * 86400)], *kept]

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ..security.cookies import PREFIX, clear_cookie, host_cookie
+from ..security.cookies import clear_cookie, host_cookie, read_host_cookie
 from ..security.crypto import new_token, token_hash
 from ..store import Commit
 from . import forms
@@ -73,7 +73,7 @@ class ConsentScreen:
         if client is None:
             return error_page("This application is no longer registered.")
         cookie_name = csrf_cookie_name(transaction)
-        token = request.cookies.get(PREFIX + cookie_name, "")
+        token = read_host_cookie(request.scope, cookie_name) or ""
         if not token or token_hash(token) not in record["csrf"]:
             token = new_token()
             record["csrf"] = [*record["csrf"], token_hash(token)][-MAX_TOKENS:]
@@ -117,7 +117,7 @@ class ConsentScreen:
         transaction = fields.get("transaction", "")
         submitted = fields.get("csrf_token", "")
         cookie_name = csrf_cookie_name(transaction) if transaction else ""
-        from_cookie = request.cookies.get(PREFIX + cookie_name, "") if cookie_name else ""
+        from_cookie = (read_host_cookie(request.scope, cookie_name) if cookie_name else None) or ""
         record = await self._transaction(transaction)
         if (
             record is None

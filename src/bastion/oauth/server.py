@@ -221,7 +221,7 @@ class AuthorizationServer:
         # A remembered approval skips the consent screen, but only for a navigation the user made themselves.
         if request.headers.get("sec-fetch-site") in ("same-origin", "none"):
             request_record["remembered_subject"] = self.approvals.subject_for(
-                request.cookies, client.client_id, redirect_uri, request_record["resource"]
+                request.scope, client.client_id, redirect_uri, request_record["resource"]
             )
         await self.store.commit(Commit().set(f"authz:{token_hash(transaction)}", request_record, TRANSACTION_SECONDS))
         remembered = request_record.get("remembered_subject")
@@ -330,7 +330,7 @@ class AuthorizationServer:
         response.headers.append(
             "Set-Cookie",
             self.approvals.remember(
-                request.cookies, record["client_id"], record["redirect_uri"], record["resource"], subject
+                request.scope, record["client_id"], record["redirect_uri"], record["resource"], subject
             ),
         )
         return response
