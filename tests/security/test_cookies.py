@@ -1,8 +1,12 @@
 """Reading security cookies from the raw Cookie header: exact names only, never a look-alike, never a duplicate."""
 
+import ast
+from pathlib import Path
+
 import pytest
 from starlette.requests import cookie_parser
 
+import bastion
 from bastion.security.cookies import clear_cookie, host_cookie, read_host_cookie
 
 NAME = "bastion-test"
@@ -120,3 +124,18 @@ def test_what_is_set_is_what_is_read():
     for bad in ("a b", "a;b", "\xe9", "a\xa0"):
         with pytest.raises(ValueError):
             host_cookie(NAME, bad)
+
+
+def test_no_code_reads_cookies_any_other_way():
+    # request.cookies (Starlette's lenient parser) or a Cookie header read by hand would bring look-alikes back.
+    package = Path(bastion.__file__).parent
+    offenders = []
+    for path in package.rglob("*.py"):
+        where = path.relative_to(package).as_posix()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr == "cookies":
+                offenders.append(f"{where}:{node.lineno} .cookies")
+            header = isinstance(node, ast.Constant) and isinstance(node.value, str | bytes)
+            if header and node.value.lower() in ("cookie", b"cookie"):
+                offenders.append(f"{where}:{node.lineno} {node.value!r}")
+    assert [o for o in offenders if not o.startswith("security/cookies.py:")] == []
