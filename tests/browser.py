@@ -46,7 +46,7 @@ async def walk(client: httpx.AsyncClient, authorize_url: str, username: str = "a
     location = str(httpx.URL(authorize_url).join(response.headers["location"]))
     if "/consent" in location:
         approved = await consent(client, location)
-        assert approved.status_code == 302, approved.text
+        assert approved.status_code == 303, approved.text  # a redirect answering a POST
         location = str(httpx.URL(authorize_url).join(approved.headers["location"]))
     login = await client.get(location)
     transaction = form_fields(login.text)["transaction"]
@@ -66,7 +66,7 @@ def walk_sync(client: httpx.Client, authorize_url: str, username: str = "alice")
             data={**form_fields(page.text), "decision": "approve"},
             headers=cookie_header(set_cookies(page)),
         )
-        assert approved.status_code == 302, approved.text
+        assert approved.status_code == 303, approved.text  # a redirect answering a POST
         location = str(httpx.URL(authorize_url).join(approved.headers["location"]))
     login = client.get(location)
     transaction = form_fields(login.text)["transaction"]
@@ -88,7 +88,7 @@ async def walk_upstream(
     assert response.status_code == 302, response.text
     location = str(httpx.URL(authorize_url).join(response.headers["location"]))
     to_provider = await consent(client, location) if "/consent" in location else response
-    assert to_provider.status_code == 302, to_provider.text
+    assert to_provider.status_code == (303 if "/consent" in location else 302), to_provider.text
     state_cookie = {k: v for k, v in set_cookies(to_provider).items() if k.endswith("-state")}
     back = await sign_in_upstream(upstream, to_provider.headers["location"], login)
     return await client.get(back.headers["location"], headers=cookie_header(state_cookie))

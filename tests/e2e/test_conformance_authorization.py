@@ -25,7 +25,7 @@ PROMPT = "Access the following URL in your browser and complete the authenticati
 def play_browser(url: str) -> None:
     with httpx.Client(follow_redirects=False, timeout=10) as browser:
         back = walk_sync(browser, url, "conformance")
-        assert back.status_code == 302, back.text
+        assert back.status_code == 303, back.text
         assert browser.get(back.headers["location"]).status_code == 200  # the suite's own callback server
 
 

@@ -63,7 +63,7 @@ class HeadlessBrowser:
         self.visits += 1
         async with httpx.AsyncClient(follow_redirects=False, timeout=10) as browser:
             back = await walk(browser, url, self.username)
-            assert back.status_code == 302, back.text
+            assert back.status_code == 303, back.text
             location = back.headers["location"]
             assert location.startswith(REDIRECT + "?")
             query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}

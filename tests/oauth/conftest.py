@@ -81,3 +81,11 @@ async def tokens_for(
     )
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def store_of(client: httpx.AsyncClient):
+    """The store behind a test client's app, whatever middleware wraps the app."""
+    app = client._transport.app
+    while not hasattr(app, "store"):
+        app = app.app
+    return app.store

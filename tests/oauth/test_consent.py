@@ -68,14 +68,14 @@ async def test_csrf_failures_are_refused_and_change_nothing(oauth, tamper):
     assert refused.status_code == 403 and "location" not in refused.headers
     # Nothing changed: the real form still works.
     approved = await consent(oauth, BASE + location)
-    assert approved.status_code == 302 and approved.headers["location"].startswith("/login/dev")
+    assert approved.status_code == 303 and approved.headers["location"].startswith("/login/dev")
 
 
 async def test_a_token_works_once(oauth):
     client = await register(oauth)
     page, _ = await consent_page(oauth, client["client_id"])
     fields, cookies = {**form_fields(page.text), "decision": "approve"}, set_cookies(page)
-    assert (await post(oauth, fields, cookies)).status_code == 302
+    assert (await post(oauth, fields, cookies)).status_code == 303
     replay = await post(oauth, fields, cookies)
     assert replay.status_code in (400, 403) and "location" not in replay.headers
 
@@ -86,7 +86,7 @@ async def test_cross_site_posts_are_refused(oauth):
     fields, cookies = {**form_fields(page.text), "decision": "approve"}, set_cookies(page)
     assert (await post(oauth, fields, cookies, **{"sec-fetch-site": "cross-site"})).status_code == 403
     assert (await post(oauth, fields, cookies, **{"sec-fetch-site": "same-site"})).status_code == 403
-    assert (await post(oauth, fields, cookies, **{"sec-fetch-site": "same-origin"})).status_code == 302
+    assert (await post(oauth, fields, cookies, **{"sec-fetch-site": "same-origin"})).status_code == 303
 
 
 async def test_a_second_get_does_not_break_the_first_page(oauth):
@@ -97,7 +97,7 @@ async def test_a_second_get_does_not_break_the_first_page(oauth):
     third = await oauth.get(location, headers=cookie_header(set_cookies(first)))  # with it: the same token again
     assert form_fields(third.text)["csrf_token"] == form_fields(first.text)["csrf_token"]
     approved = await post(oauth, {**form_fields(first.text), "decision": "approve"}, set_cookies(first))
-    assert approved.status_code == 302
+    assert approved.status_code == 303
 
 
 async def test_deny_goes_back_with_access_denied(oauth):
@@ -115,7 +115,7 @@ async def approve_and_sign_in(oauth, client_id: str, username: str = "alice", **
     approved = await post(oauth, {**form_fields(page.text), "decision": "approve"}, set_cookies(page))
     login = await oauth.get(approved.headers["location"])
     done = await oauth.post("/login/dev", data={**form_fields(login.text), "username": username})
-    assert done.status_code == 302 and "code=" in done.headers["location"]
+    assert done.status_code == 303 and "code=" in done.headers["location"]
     return {k: v for k, v in set_cookies(done).items() if "approvals" in k}
 
 
@@ -152,7 +152,7 @@ async def test_a_remembered_approval_is_not_another_users(oauth):
     )
     login = await oauth.get(silent.headers["location"])
     mallory = await oauth.post("/login/dev", data={**form_fields(login.text), "username": "mallory"})
-    assert mallory.status_code == 302 and mallory.headers["location"].startswith("/consent?")
+    assert mallory.status_code == 303 and mallory.headers["location"].startswith("/consent?")
     assert "code=" not in mallory.headers["location"]
 
 

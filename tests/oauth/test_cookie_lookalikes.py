@@ -78,7 +78,7 @@ async def test_a_lookalike_csrf_cookie_is_not_the_double_submit(oauth, where, by
     assert again.status_code == 200 and form_fields(again.text)["csrf_token"] != token
     # The real pair still works.
     approved = await post(oauth, fields, {name: token})
-    assert approved.status_code == 302 and approved.headers["location"].startswith("/login/dev?")
+    assert approved.status_code == 303 and approved.headers["location"].startswith("/login/dev?")
 
 
 @pytest.mark.parametrize("where, byte", LOOKALIKES, ids=IDS)
@@ -98,7 +98,7 @@ async def test_a_lookalike_approvals_cookie_is_not_remembered(oauth, where, byte
     approved = await post(oauth, {**form_fields(page.text), "decision": "approve"}, set_cookies(page))
     login = await oauth.get(approved.headers["location"])
     done = await oauth.post("/login/dev", data={**form_fields(login.text), "username": "alice"}, headers=planted)
-    assert done.status_code == 302 and "code=" in done.headers["location"]
+    assert done.status_code == 303 and "code=" in done.headers["location"]
     fresh = {k: v for k, v in set_cookies(done).items() if "approvals" in k}
     first = await oauth.get(
         "/authorize",
@@ -126,4 +126,4 @@ async def test_a_duplicated_security_cookie_counts_as_absent(oauth):
         refused = await oauth.post("/consent", data=fields, headers={"cookie": header})
         assert refused.status_code == 403 and "location" not in refused.headers
     assert await snapshot(oauth) == before
-    assert (await post(oauth, fields, {name: token})).status_code == 302
+    assert (await post(oauth, fields, {name: token})).status_code == 303

@@ -30,7 +30,7 @@ async def test_metadata_and_challenge(oauth):
 async def test_full_flow_to_a_tool_call_then_refresh_and_revoke(oauth):
     client = await register(oauth)
     back = await sign_in(oauth, authorize_params(client["client_id"]))
-    assert back.status_code == 302 and back.headers["location"].startswith(REDIRECT + "?")
+    assert back.status_code == 303 and back.headers["location"].startswith(REDIRECT + "?")
     answer = query_of(back)
     assert answer["state"] == "st4te" and answer["iss"] == BASE and answer["code"]
 

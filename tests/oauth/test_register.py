@@ -6,7 +6,7 @@ import pytest
 from bastion.security.crypto import token_hash
 from tests.mcp.conftest import build_app
 
-from .conftest import BASE, REDIRECT, authorize_params, settings
+from .conftest import BASE, REDIRECT, authorize_params, settings, store_of
 from .test_cimd import cimd, pki  # noqa: F401 - a client metadata document server, for the same rules there
 
 
@@ -101,7 +101,7 @@ async def test_ids_and_secrets_are_generated_and_secrets_stored_hashed(oauth):
     assert len(body["client_id"]) >= 20 and len(body["client_secret"]) >= 40
     assert body["client_name"] == "<script>alert(1)</script>"  # stored as given; escaped wherever shown
     assert body["client_secret_expires_at"] > body["client_id_issued_at"]
-    store = oauth._transport.app.app.store  # the ASGI app under the origin gate
+    store = store_of(oauth)
     record = await store.get(f"client:{body['client_id']}")
     assert record["secret_hash"] == token_hash(body["client_secret"])
     assert body["client_secret"] not in str(record)
@@ -155,7 +155,7 @@ WILDCARD_HOSTS = [
 
 @pytest.mark.parametrize("uri", WILDCARD_HOSTS)
 async def test_wildcard_and_encoded_hosts_are_refused_and_nothing_is_registered(oauth, uri):
-    store = oauth._transport.app.app.store
+    store = store_of(oauth)
     before = await store.keys("client:")
     response = await oauth.post(
         "/register", json={"redirect_uris": ["https://app.example.com/cb", uri], "application_type": "native"}

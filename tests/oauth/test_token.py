@@ -5,7 +5,17 @@ import base64
 
 import pytest
 
-from .conftest import REDIRECT, RESOURCE, VERIFIER, authorize_params, query_of, register, sign_in, tokens_for
+from .conftest import (
+    REDIRECT,
+    RESOURCE,
+    VERIFIER,
+    authorize_params,
+    query_of,
+    register,
+    sign_in,
+    store_of,
+    tokens_for,
+)
 
 
 def basic(client_id: str, secret: str) -> dict[str, str]:
@@ -201,7 +211,7 @@ async def test_revocation_is_per_client_and_unknown_tokens_get_200(oauth):
 
 
 async def grant_records(oauth, token: str) -> dict[str, dict]:
-    store = oauth._transport.app.app.store
+    store = store_of(oauth)
     grant_id = token.split(".")[0]
     keys = [k for k in await store.keys("") if k == f"grant:{grant_id}" or f":{grant_id}:" in k]
     return {k: await store.get(k) for k in sorted(keys)}
@@ -231,3 +241,16 @@ async def test_another_clients_replay_of_a_used_code_or_refresh_token_revokes_no
     replay = await oauth.post("/token", data=code_form(code, client_id=owner["client_id"]))
     assert replay.json()["error"] == "invalid_grant"
     assert await grant_records(oauth, code) == {}
+
+
+@pytest.mark.parametrize("scope", [" ".join(f"s{i}" for i in range(3000)), "mcp " + "x" * 5000, " ".join(["mcp"] * 65)])
+async def test_an_oversized_scope_on_refresh_is_invalid_scope_and_changes_nothing(oauth, scope):
+    client = await register(oauth)
+    tokens = await tokens_for(oauth, client)
+    before = await grant_records(oauth, tokens["access_token"])
+    form = {"grant_type": "refresh_token", "client_id": client["client_id"], "refresh_token": tokens["refresh_token"]}
+    refused = await oauth.post("/token", data={**form, "scope": scope})
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_scope"
+    assert len(refused.content) < 200 and "x" * 50 not in refused.text
+    assert await grant_records(oauth, tokens["access_token"]) == before  # the refresh token was not used up
+    assert (await oauth.post("/token", data=form)).status_code == 200

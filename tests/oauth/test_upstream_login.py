@@ -180,7 +180,7 @@ async def test_several_sign_in_methods_become_buttons_on_the_consent_screen(seve
         refused = await client.post("/consent", data={**fields, "decision": ambiguous}, headers=cookie_header(cookies))
         assert refused.status_code == 400 and "location" not in refused.headers
     chosen = await client.post("/consent", data={**fields, "decision": "approve:other"}, headers=cookie_header(cookies))
-    assert chosen.status_code == 302 and chosen.headers["location"].startswith("https://other.example/authorize")
+    assert chosen.status_code == 303 and chosen.headers["location"].startswith("https://other.example/authorize")
 
 
 async def test_a_remembered_approval_returns_to_the_same_provider(several):

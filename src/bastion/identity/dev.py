@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 from ..oauth import forms
 from ..oauth.errors import OAuthError
 from ..oauth.pages import error_page, render
+from ..oauth.see_other import see_other
 from ..security.crypto import token_hash
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ class DevLogin:
         name = fields.get("username", "")
         if not NAME.match(name):
             return error_page("Names are 1-64 letters, digits, '.', '_' or '-'.")
-        return await self.server.complete(
+        completed = await self.server.complete(
             request, fields.get("transaction", ""), f"dev:{name}", {"name": name, "provider": "dev"}
         )
+        return see_other(completed)  # back to the application (or the consent screen) with a GET

@@ -24,6 +24,7 @@ from ..store import Commit
 from . import forms
 from .errors import OAuthError
 from .pages import error_page, render
+from .see_other import see_other
 
 if TYPE_CHECKING:
     from .clients import Client
@@ -145,4 +146,4 @@ class ConsentScreen:
         else:
             return error_page("Choose Allow or Deny.")
         response.headers.append("Set-Cookie", clear_cookie(cookie_name))
-        return response
+        return see_other(response)  # on to the sign-in, or back to the application: with a GET

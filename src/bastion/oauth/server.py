@@ -31,11 +31,19 @@ from .consent import ConsentScreen
 from .errors import NO_STORE, OAuthError, invalid_client, invalid_request
 from .grants import Grants, Lifetimes
 from .pages import error_page
+from .quoting import some
 from .ratelimit import RateLimiter
 
 TRANSACTION_SECONDS = 600
 _CHALLENGE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 MAX_STATE = 2048
+# A scope parameter is refused beyond these (or beyond what the whole of scopes_supported needs, if more).
+MAX_SCOPE_CHARS = 2048
+MAX_SCOPES = 64
+# prompt values understood (OpenID Connect Core 3.1.2.1); others are ignored, as that specification allows.
+PROMPTS = ("none", "login", "consent", "select_account")
+# Any of these makes the user see the consent screen, where they choose how to sign in, even if remembered.
+_INTERACTIVE_PROMPTS = {"login", "consent", "select_account"}
 
 
 class Authenticator(Protocol):
@@ -138,6 +146,10 @@ class AuthorizationServer:
             "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
             "scopes_supported": self.settings.scopes,
             "authorization_response_iss_parameter_supported": True,
+            # Request objects (RFC 9101) and pushed requests (RFC 9126) are not supported: plain parameters only.
+            "request_parameter_supported": False,
+            "request_uri_parameter_supported": False,
+            "prompt_values_supported": list(PROMPTS),
             "client_id_metadata_document_supported": self.settings.client_metadata_documents,
         }
         if self.settings.registration:
@@ -218,16 +230,23 @@ class AuthorizationServer:
                 },
             )
         transaction = new_token()
-        # A remembered approval skips the consent screen, but only for a navigation the user made themselves.
-        if request.headers.get("sec-fetch-site") in ("same-origin", "none"):
+        # A remembered approval skips the consent screen, but only for a navigation the user made themselves,
+        # and not when the client asks for the user to be asked (prompt=consent, login or select_account).
+        request_record["remembered_subject"] = None
+        prompts = set(request_record["prompt"])
+        if request.headers.get("sec-fetch-site") in ("same-origin", "none") and not prompts & _INTERACTIVE_PROMPTS:
             request_record["remembered_subject"] = self.approvals.subject_for(
                 request.scope, client.client_id, redirect_uri, request_record["resource"]
             )
+        remembered = request_record["remembered_subject"]
+        method = str(remembered).split(":", 1)[0] if remembered else None
+        if "none" in prompts and method not in self.authenticators:
+            # prompt=none: no page may be shown, and only the consent screen could go on from here.
+            return consent_required(redirect_uri, state, issuer)
         await self.store.commit(Commit().set(f"authz:{token_hash(transaction)}", request_record, TRANSACTION_SECONDS))
-        remembered = request_record.get("remembered_subject")
-        if remembered and str(remembered).split(":", 1)[0] in self.authenticators:
+        if method in self.authenticators:
             # Back to the provider this user signed in with last time.
-            return await self.begin_sign_in(request, transaction, str(remembered).split(":", 1)[0])
+            return await self.begin_sign_in(request, transaction, str(method))
         return RedirectResponse(f"{CONSENT_PATH}?transaction={transaction}", 302, headers={"Cache-Control": "no-store"})
 
     def add_authenticator(self, authenticator: Authenticator) -> None:
@@ -266,6 +285,11 @@ class AuthorizationServer:
     def _authorization_request(
         self, request: Request, params: dict[str, str], client: Client, redirect_uri: str
     ) -> dict[str, Any]:
+        # First: a request object may carry every other parameter, so nothing else can be judged without it.
+        if "request" in params:
+            raise OAuthError("request_not_supported", "request objects (the request parameter) are not supported")
+        if "request_uri" in params:
+            raise OAuthError("request_uri_not_supported", "request_uri (by reference or pushed) is not supported")
         if params.get("response_type") != "code":
             raise OAuthError("unsupported_response_type", "response_type must be code")
         challenge = params.get("code_challenge")
@@ -281,6 +305,7 @@ class AuthorizationServer:
         if requested_resource is not None and requested_resource != resource:
             raise OAuthError("invalid_target", f"this server issues tokens only for {resource}")
         scopes = self._scopes(params.get("scope"), client)
+        prompt = _prompts(params.get("prompt"))
         return {
             "client_id": client.client_id,
             "redirect_uri": redirect_uri,
@@ -292,17 +317,28 @@ class AuthorizationServer:
             "created_at": time.time(),
             "csrf": [],
             "approved": False,
+            "prompt": prompt,
         }
 
     def _scopes(self, requested: str | None, client: Client) -> list[str]:
         allowed = client.scope.split() if client.scope else self.settings.scopes
         if requested is None or not requested.strip():
             return list(allowed)
-        scopes = list(dict.fromkeys(requested.split()))
+        scopes = list(dict.fromkeys(self._scope_list(requested)))
         unknown = [s for s in scopes if s not in allowed]
         if unknown:
-            raise OAuthError("invalid_scope", f"unknown or not allowed scope(s): {' '.join(unknown)}")
+            raise OAuthError("invalid_scope", f"unknown or not allowed scope(s): {some(unknown)}")
         return scopes
+
+    def _scope_list(self, requested: str) -> list[str]:
+        """The tokens of a scope parameter, refused (invalid_scope) past the size any real request needs."""
+        offered = self.settings.scopes
+        scopes = requested.split(" ")
+        if len(requested) > max(MAX_SCOPE_CHARS, 2 * len(" ".join(offered))) or len(scopes) > max(
+            MAX_SCOPES, 2 * len(offered)
+        ):
+            raise OAuthError("invalid_scope", "the scope parameter is too long")
+        return requested.split()
 
     async def complete(self, request: Request, transaction: str, subject: str, claims: dict[str, Any]) -> Response:
         """Finish an authorization once the user is signed in: issue the code and send the browser back."""
@@ -311,6 +347,8 @@ class AuthorizationServer:
             return error_page("This sign-in request has expired or was already used. Start again from the app.")
         if not record.get("approved") and record.get("remembered_subject") != subject:
             # Approved in this browser by someone else (or never): this user decides for themselves.
+            if "none" in record.get("prompt", ()):
+                return consent_required(record["redirect_uri"], record["state"], record["issuer"])
             retry = new_token()
             fresh = {**record, "remembered_subject": None, "approved": False, "csrf": [], "created_at": time.time()}
             await self.store.commit(Commit().set(f"authz:{token_hash(retry)}", fresh, TRANSACTION_SECONDS))
@@ -366,7 +404,7 @@ class AuthorizationServer:
                     refresh_token,
                     client_id=client.client_id,
                     resource=resource,
-                    scopes=scope.split() if scope is not None else None,
+                    scopes=self._scope_list(scope) if scope is not None else None,
                 )
         except OAuthError as exc:
             return oauth_error(exc)
@@ -395,6 +433,21 @@ class AuthorizationServer:
             return oauth_error(exc)
         await self.grants.revoke_token(token, client.client_id)
         return Response(status_code=200, headers=NO_STORE)
+
+
+def _prompts(prompt: str | None) -> list[str]:
+    """The prompt values this server acts on; `none` with any other value is a contradiction."""
+    values = set((prompt or "").split(" ")) - {""}
+    if "none" in values and len(values) > 1:
+        raise invalid_request("prompt=none cannot be combined with other prompt values")
+    return [value for value in PROMPTS if value in values]
+
+
+def consent_required(redirect_uri: str, state: str | None, issuer: str) -> RedirectResponse:
+    description = "this user has not approved this application here; ask again without prompt=none"
+    return redirect_with(
+        redirect_uri, {"error": "consent_required", "error_description": description, "state": state, "iss": issuer}
+    )
 
 
 def redirect_with(uri: str, params: dict[str, str | None]) -> RedirectResponse:
