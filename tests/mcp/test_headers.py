@@ -2,7 +2,7 @@ import base64
 
 import pytest
 
-from bastion.mcp.errors import HEADER_MISMATCH, McpError
+from bastion.mcp.errors import HEADER_MISMATCH, McpError, http_status
 from bastion.mcp.headers import check_params, check_standard, decode_value, header_params, validate_annotations
 
 
@@ -31,7 +31,7 @@ def test_matching_headers_pass():
 def test_mismatches_are_refused(headers, method, params):
     with pytest.raises(McpError) as caught:
         check_standard(headers, method, params)
-    assert caught.value.code == HEADER_MISMATCH and caught.value.http_status == 400
+    assert caught.value.code == HEADER_MISMATCH and http_status(caught.value) == 400
 
 
 def test_param_headers_follow_x_mcp_header():

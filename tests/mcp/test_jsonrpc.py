@@ -1,6 +1,6 @@
 import pytest
 
-from bastion.mcp.errors import INVALID_REQUEST, PARSE_ERROR, McpError
+from bastion.mcp.errors import INVALID_REQUEST, PARSE_ERROR, McpError, http_status
 from bastion.mcp.jsonrpc import Notification, Request, Response, parse
 
 
@@ -35,4 +35,4 @@ def test_malformed_messages_get_the_right_json_rpc_error(raw, code):
     with pytest.raises(McpError) as caught:
         parse(raw)
     assert caught.value.code == code
-    assert caught.value.http_status == 400
+    assert http_status(caught.value) == 400

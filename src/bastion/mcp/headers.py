@@ -18,7 +18,7 @@ _SENTINEL_START, _SENTINEL_END = "=?base64?", "?="
 
 
 def mismatch(message: str) -> McpError:
-    return McpError(HEADER_MISMATCH, f"Header mismatch: {message}", http_status=400)
+    return McpError(HEADER_MISMATCH, f"Header mismatch: {message}")
 
 
 def decode_value(raw: str) -> str:

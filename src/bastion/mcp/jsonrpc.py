@@ -46,37 +46,37 @@ def parse(raw: bytes | str) -> Message:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise McpError(PARSE_ERROR, "Parse error: body is not valid JSON", http_status=400) from None
+        raise McpError(PARSE_ERROR, "Parse error: body is not valid JSON") from None
     return from_obj(data)
 
 
 def from_obj(data: Any) -> Message:
     if isinstance(data, list):
-        raise McpError(INVALID_REQUEST, "Invalid request: JSON-RPC batches are not supported", http_status=400)
+        raise McpError(INVALID_REQUEST, "Invalid request: JSON-RPC batches are not supported")
     if not isinstance(data, dict) or data.get("jsonrpc") != "2.0":
-        raise McpError(INVALID_REQUEST, "Invalid request: expected a JSON-RPC 2.0 object", http_status=400)
+        raise McpError(INVALID_REQUEST, "Invalid request: expected a JSON-RPC 2.0 object")
     msg_id = data.get("id")
     if msg_id is not None and not is_request_id(msg_id):
-        raise McpError(INVALID_REQUEST, "Invalid request: id must be a string or an integer", http_status=400)
+        raise McpError(INVALID_REQUEST, "Invalid request: id must be a string or an integer")
     method = data.get("method")
     if method is None:
         if msg_id is None or ("result" in data) == ("error" in data):
-            raise McpError(INVALID_REQUEST, "Invalid request: missing method", http_status=400)
+            raise McpError(INVALID_REQUEST, "Invalid request: missing method")
         error = data.get("error")
         if error is not None and not isinstance(error, dict):
-            raise McpError(INVALID_REQUEST, "Invalid response: error must be an object", http_status=400)
+            raise McpError(INVALID_REQUEST, "Invalid response: error must be an object")
         return Response(msg_id, data.get("result"), error)
     if not isinstance(method, str):
-        raise McpError(INVALID_REQUEST, "Invalid request: method must be a string", http_status=400)
+        raise McpError(INVALID_REQUEST, "Invalid request: method must be a string")
     params = data.get("params")
     if params is None:
         params = {}
     elif not isinstance(params, dict):
-        raise McpError(INVALID_REQUEST, "Invalid request: params must be an object", http_status=400)
+        raise McpError(INVALID_REQUEST, "Invalid request: params must be an object")
     if "id" not in data:
         return Notification(method, params)
     if msg_id is None:
-        raise McpError(INVALID_REQUEST, "Invalid request: id must not be null", http_status=400)
+        raise McpError(INVALID_REQUEST, "Invalid request: id must not be null")
     return Request(msg_id, method, params)
 
 

@@ -12,9 +12,8 @@ from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
-from .errors import McpError
+from .errors import FORBIDDEN, McpError
 
-FORBIDDEN = -32010  # implementation-defined: the caller lacks scopes (HTTP 403 with a step-up challenge)
 # Response header naming the needed scopes; the authentication layer replaces it with WWW-Authenticate.
 NEEDED_SCOPES = b"x-bastion-needed-scopes"
 
@@ -28,7 +27,6 @@ class InsufficientScope(McpError):
             FORBIDDEN,
             f"Forbidden: {what} needs scope(s) {' '.join(self.needed)}",
             {"scopes": list(self.needed)},
-            http_status=403,
         )
 
 

@@ -17,8 +17,11 @@ Handler = Callable[..., Any]
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Tool:
+    """A tool as registered. Frozen: tools/list caches definitions per Tool object, so a tool changes only by
+    being replaced with a new one."""
+
     name: str
     fn: Handler
     signature: ToolSignature

@@ -66,7 +66,7 @@ class Server:
         self.policy = policy or Policy()
         # Plain-function tools get their own threads, so a few hung ones cannot starve the rest.
         self.executor = ThreadPoolExecutor(max_workers=tool_threads, thread_name_prefix="bastion-tool")
-        self._tool_defs_key: tuple[str, ...] = ()
+        self._tool_defs_for: tuple[Tool, ...] = ()
         self._tool_defs: list[tuple[dict[str, Any], frozenset[str]]] = []
         self._handlers: dict[str, Callable[[Exchange, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "ping": self._ping,
@@ -201,14 +201,19 @@ class Server:
         return _cacheable(result) if ex.modern else result
 
     def _tool_definitions(self) -> list[tuple[dict[str, Any], frozenset[str]]]:
-        # Definitions (and the scopes each needs) are rebuilt only when the set of tools changes.
-        key = tuple(self.registry.tools)
-        if self._tool_defs_key != key:
-            self._tool_defs_key = key
+        """Every tool's definition and the scopes it needs, in registration order; never filtered for a caller.
+
+        Rebuilt when a tool is added, removed or replaced (under the same name or not): the cache is keyed on
+        the registered Tool objects themselves, by identity, and a Tool is frozen. Callers' scopes filter
+        each request's copy of this list, so one caller's view is never another's.
+        """
+        tools = tuple(self.registry.tools.values())
+        if not _same_objects(tools, self._tool_defs_for):
+            # Built before the key is stored: a definition that fails to build leaves no stale pairing behind.
             self._tool_defs = [
-                (tool.definition(), self.policy.needed("tool", tool.name, tool.scopes))
-                for tool in self.registry.tools.values()
+                (tool.definition(), self.policy.needed("tool", tool.name, tool.scopes)) for tool in tools
             ]
+            self._tool_defs_for = tools
         return self._tool_defs
 
     async def _resources_list(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
@@ -430,14 +435,14 @@ def check_modern_meta(params: dict[str, Any]) -> tuple[str, dict[str, Any], dict
     """Version, capabilities, client info and log level from a 2026-07-28 request's `_meta`."""
     meta = params.get("_meta")
     if not isinstance(meta, dict):
-        raise McpError(INVALID_PARAMS, f"_meta with {versions.META_PROTOCOL_VERSION} is required", http_status=400)
+        raise McpError(INVALID_PARAMS, f"_meta with {versions.META_PROTOCOL_VERSION} is required")
     version = meta.get(versions.META_PROTOCOL_VERSION)
     if not isinstance(version, str):
-        raise McpError(INVALID_PARAMS, f"_meta.{versions.META_PROTOCOL_VERSION} must be a string", http_status=400)
+        raise McpError(INVALID_PARAMS, f"_meta.{versions.META_PROTOCOL_VERSION} must be a string")
     if version not in versions.MODERN:
         raise unsupported_version(version)
     if versions.META_CLIENT_CAPABILITIES not in meta:
-        raise McpError(INVALID_PARAMS, f"_meta.{versions.META_CLIENT_CAPABILITIES} is required", http_status=400)
+        raise McpError(INVALID_PARAMS, f"_meta.{versions.META_CLIENT_CAPABILITIES} is required")
     caps = meta.get(versions.META_CLIENT_CAPABILITIES)
     info = meta.get(versions.META_CLIENT_INFO)
     level = meta.get(versions.META_LOG_LEVEL)
@@ -455,7 +460,6 @@ def unsupported_version(requested: Any) -> McpError:
         UNSUPPORTED_PROTOCOL_VERSION,
         "Unsupported protocol version",
         {"supported": list(versions.SUPPORTED), "requested": requested},
-        http_status=400,
     )
 
 
@@ -469,6 +473,10 @@ def _upstream_refusal(tool: Tool, principal: Any) -> str | None:
     except UpstreamError as exc:
         return f"Tool {tool.name!r} cannot run: {exc}"
     return None
+
+
+def _same_objects(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
 
 def _cacheable(result: dict[str, Any]) -> dict[str, Any]:

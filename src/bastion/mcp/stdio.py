@@ -15,11 +15,10 @@ from typing import Any, BinaryIO
 from . import versions
 from .errors import INVALID_REQUEST, McpError
 from .exchange import Exchange, progress_token
-from .http import Cancellable, legacy_session_method, session_notification
 from .jsonrpc import Notification, Request, Response, dumps, error_message, is_request_id, parse, result_message
 from .notify import Broadcaster, Listener
 from .server import Server, check_modern_meta
-from .session import Session
+from .session import Cancellable, Session, legacy_session_method, session_notification
 
 log = logging.getLogger("bastion.mcp")
 

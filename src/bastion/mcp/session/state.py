@@ -10,14 +10,14 @@ import asyncio
 import itertools
 import secrets
 import time
-from collections.abc import Callable
 from typing import Any
 
-from .context import ToolError
-from .exchange import Send
-from .jsonrpc import RequestId, Response, is_request_id, request_message
-from .notify import Listener
-from .resume import StreamLogs
+from ..context import ToolError
+from ..exchange import Send
+from ..jsonrpc import RequestId, Response, is_request_id, request_message
+from ..notify import Listener
+from ..resume import StreamLogs
+from .cancel import Cancellable
 
 CLIENT_ANSWER_TIMEOUT = 600.0
 OUTBOX_LIMIT = 1000
@@ -41,7 +41,7 @@ class Session:
         # Without logging/setLevel every level is sent, as the reference servers do.
         self.log_level: str | None = "debug"
         self.subscriptions: set[str] = set()
-        self.in_flight: dict[RequestId, asyncio.Task[Any]] = {}
+        self.in_flight: dict[RequestId, Cancellable] = {}
         self._pending: dict[RequestId, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self.last_seen = time.monotonic()
@@ -93,62 +93,13 @@ class Session:
     def cancel(self, request_id: Any) -> None:
         if not is_request_id(request_id):
             return
-        task = self.in_flight.get(request_id)
-        if task is not None:
-            task.cancel()
+        handle = self.in_flight.get(request_id)
+        if handle is not None:
+            handle.cancel()
 
     def close(self) -> None:
-        for task in self.in_flight.values():
-            task.cancel()
+        for handle in self.in_flight.values():
+            handle.cancel()
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(ToolError("the session was closed"))
-
-
-class SessionTable:
-    """Open HTTP sessions, capped in number; idle ones are closed when the table is next touched."""
-
-    def __init__(
-        self, limit: int = 10_000, idle_seconds: float = 3600.0, on_remove: Callable[[Session], None] | None = None
-    ) -> None:
-        self.limit = limit
-        self.on_remove = on_remove
-        self.idle_seconds = idle_seconds
-        self._sessions: dict[str, Session] = {}
-        self._next_sweep = 0.0
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def get(self, session_id: str) -> Session | None:
-        session = self._sessions.get(session_id)
-        if session is not None and time.monotonic() - session.last_seen > self.idle_seconds:
-            self.remove(session_id)
-            return None
-        return session
-
-    def add(self, session: Session) -> bool:
-        self.sweep()
-        if len(self._sessions) >= self.limit:
-            return False
-        self._sessions[session.id] = session
-        return True
-
-    def remove(self, session_id: str) -> None:
-        session = self._sessions.pop(session_id, None)
-        if session is not None:
-            session.close()
-            if self.on_remove is not None:
-                self.on_remove(session)
-
-    def sweep(self) -> None:
-        now = time.monotonic()
-        if now < self._next_sweep:
-            return
-        self._next_sweep = now + 30
-        for session_id in [k for k, s in self._sessions.items() if now - s.last_seen > self.idle_seconds]:
-            self.remove(session_id)
-
-    def close_all(self) -> None:
-        for session_id in list(self._sessions):
-            self.remove(session_id)

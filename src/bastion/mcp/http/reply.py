@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from .resume import StreamLog
+from ..resume import StreamLog
 
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
