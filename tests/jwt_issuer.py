@@ -2,7 +2,8 @@
 
 It speaks the real protocol (OpenID discovery, a JWK Set, RFC 7662 introspection with client_secret_basic), and
 holds an RSA and an EC signing key. `mint` signs any claims with any header; opaque tokens for introspection are
-registered with `opaque`. Counters show how often Bastion fetched the keys. The happy path with a real
+registered with `opaque`. Counters show how often Bastion fetched the keys, and `introspected` lists every
+token Bastion asked about (so a test can show that a token never reached this issuer). The happy path with a real
 authorization server is tests/e2e/test_external_issuer.py (oidc-provider); this one exists to be hostile.
 """
 
@@ -47,6 +48,7 @@ class LocalIssuer:
     jwks_fetches: int = 0
     metadata_fetches: int = 0
     introspections: int = 0
+    introspected: list[str] = field(default_factory=list)  # every token sent to /introspect, in order
     opaque_tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     down: bool = False  # answer 503 to everything
     metadata_issuer: str | None = None  # what discovery claims the issuer is (default: the real one)
@@ -117,13 +119,14 @@ class LocalIssuer:
 
     async def introspect(self, request: Request) -> Response:
         self.introspections += 1
+        token = str((await request.form()).get("token"))
+        self.introspected.append(token)  # counted whatever the answer: being sent here is the leak
         if self.down:
             return Response(status_code=503)
         expected = base64.b64encode(":".join(INTROSPECTION_CLIENT).encode()).decode()
         if request.headers.get("authorization") != f"Basic {expected}":
             return JSONResponse({"error": "invalid_client"}, 401)
-        form = await request.form()
-        answer = self.opaque_tokens.get(str(form.get("token")))
+        answer = self.opaque_tokens.get(token)
         return JSONResponse(answer if answer is not None else {"active": False})
 
     def app(self) -> Starlette:

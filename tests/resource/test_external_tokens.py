@@ -8,7 +8,6 @@ introspection answers from it over HTTP, as it would from Okta or Auth0.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import hmac
 import json
@@ -18,33 +17,24 @@ import time
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
 
-from bastion import App, Context
 from bastion.settings import Settings
 from bastion.worker.auth import mint as mint_worker_token
-from tests.jwt_issuer import INTROSPECTION_CLIENT, LocalIssuer, local_issuer
+from tests.jwt_issuer import local_issuer
 from tests.mcp.conftest import modern_body, modern_headers
-
-BASE = "http://127.0.0.1:8000"
-RESOURCE = f"{BASE}/mcp"
-
-
-def issuer_app() -> App:
-    app = App("external")
-
-    @app.tool
-    def who_am_i(ctx: Context) -> str:
-        p = ctx.principal
-        assert p is not None
-        return json.dumps({"subject": p.subject, "client": p.client_id, "scopes": sorted(p.scopes)})
-
-    @app.tool(scopes=["notes:write"])
-    def add_note(text: str) -> str:
-        return f"added {text}"
-
-    return app
+from tests.resource.support import (
+    BASE,
+    RESOURCE,
+    b64,
+    call,
+    introspecting,
+    issuer_app,
+    refused,
+    settings_for,
+    signed_by_hand,
+    unavailable,
+    who,
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,47 +43,12 @@ def issuer():
         yield running
 
 
-def settings_for(issuer: LocalIssuer, **resource) -> Settings:
-    entry = {"name": "corp", "issuer": issuer.issuer, **resource.pop("entry", {})}
-    return Settings.load(env={}, resource={"issuers": [entry], **resource})
-
-
 @pytest.fixture
 async def bastion(issuer, request):
     options = getattr(request, "param", {})
     asgi = issuer_app().asgi(settings_for(issuer, **options))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as http:
         yield http
-
-
-async def call(http: httpx.AsyncClient, token: str, tool: str = "who_am_i", arguments: dict | None = None):
-    headers = {**modern_headers("tools/call", tool), "authorization": f"Bearer {token}"}
-    return await http.post(
-        "/mcp", headers=headers, json=modern_body("tools/call", {"name": tool, "arguments": arguments or {}})
-    )
-
-
-def who(response: httpx.Response) -> dict:
-    assert response.status_code == 200, response.text
-    return json.loads(response.json()["result"]["content"][0]["text"])
-
-
-def refused(response: httpx.Response) -> None:
-    assert response.status_code == 401, response.text
-    assert 'error="invalid_token"' in response.headers["www-authenticate"]
-    assert response.json() == {"error": "invalid_token"}
-
-
-def b64(data: bytes | dict) -> str:
-    raw = json.dumps(data, separators=(",", ":")).encode() if isinstance(data, dict) else data
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def signed_by_hand(issuer: LocalIssuer, extra_header: dict, claims: dict) -> str:
-    """RS256 over exactly this header, with no library adjusting it."""
-    header = {"alg": "RS256", "kid": "rsa-1", "typ": "at+jwt", **extra_header}
-    signing_input = f"{b64(header)}.{b64(claims)}".encode()
-    return f"{signing_input.decode()}.{b64(issuer.rsa_key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256()))}"
 
 
 # --- what is accepted ------------------------------------------------------------------------------------
@@ -271,10 +226,13 @@ async def test_malformed_tokens_are_refused_cleanly(bastion, garbage):
 
 async def test_an_oversized_token_is_refused_unread(bastion, issuer):
     fetches = issuer.jwks_fetches
-    huge = issuer.mint(issuer.claims(RESOURCE, padding="x" * 1_000_000))
-    response = await call(bastion, huge)
+    # Over the gate's 8 KB but within the request head's bound: the gate refuses it unparsed.
+    big = issuer.mint(issuer.claims(RESOURCE, padding="x" * 12_000))
+    response = await call(bastion, big)
     assert response.status_code == 400
     assert 'error="invalid_request"' in response.headers["www-authenticate"]
+    # Over the request head's bound: refused before the gate ever sees it.
+    assert (await call(bastion, issuer.mint(issuer.claims(RESOURCE, padding="x" * 1_000_000)))).status_code == 431
     assert issuer.jwks_fetches == fetches
 
 
@@ -300,17 +258,6 @@ async def test_a_flood_of_unknown_kids_fetches_the_keys_a_bounded_number_of_time
 
 
 # --- introspection and availability -------------------------------------------------------------------------
-def introspecting(issuer: LocalIssuer, monkeypatch) -> Settings:
-    monkeypatch.setenv("INTROSPECTION_SECRET", INTROSPECTION_CLIENT[1])
-    return settings_for(
-        issuer,
-        entry={
-            "introspection_client_id": INTROSPECTION_CLIENT[0],
-            "introspection_client_secret_env": "INTROSPECTION_SECRET",
-        },
-    )
-
-
 async def test_opaque_tokens_are_introspected(issuer, monkeypatch):
     now = int(time.time())
     live = {"active": True, "sub": "bob", "client_id": "c2", "scope": "notes:read", "aud": RESOURCE, "exp": now + 60}
@@ -340,10 +287,7 @@ async def test_an_unreachable_issuer_is_503_never_a_verdict(issuer, monkeypatch)
         asgi = issuer_app().asgi(introspecting(issuer, monkeypatch))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as http:
             for token in (issuer.mint(issuer.claims(RESOURCE)), "some-opaque-token"):
-                response = await call(http, token)
-                assert response.status_code == 503
-                assert response.headers["retry-after"] == "5"
-                assert response.json() == {"error": "temporarily_unavailable"}
+                unavailable(await call(http, token))
     finally:
         issuer.down = False
 
