@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime
 import json
 import re
 import socket
 import ssl
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -19,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from bastion.security.fetch import FetchError, SafeFetcher, cache_seconds, is_forbidden_address
+from bastion.security.fetch import FetchError, SafeFetcher, SystemResolver, cache_seconds, is_forbidden_address
 
 HOSTNAME = "cimd.test"
 DOCUMENT = json.dumps({"client_id": "https://cimd.test/client.json", "client_name": "Test"}).encode()
@@ -72,7 +75,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOSTNAME)]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(HOSTNAME), x509.DNSName(f"*.{HOSTNAME}")]), critical=False
+        )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(ca=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -178,7 +183,10 @@ ROUTES: dict[str, Handler] = {
 class TLSServer:
     def __init__(self) -> None:
         self.requests: list[bytes] = []
-        self.connections = 0
+        self.connections = 0  # accepted, in all
+        self.open = 0  # accepted and not yet finished
+        self.peak = 0  # the most open at once
+        self.gate = asyncio.Event()  # /gated answers once this is set
         self.tasks: set[asyncio.Task[None]] = set()
         self.writers: list[asyncio.StreamWriter] = []
         self.port = 0
@@ -192,14 +200,23 @@ class TLSServer:
         self.tasks.add(task)
         self.writers.append(writer)
         self.connections += 1
+        self.open += 1
+        self.peak = max(self.peak, self.open)
         try:
             request = await reader.readuntil(b"\r\n\r\n")
             self.requests.append(request)
             path = request.split(b" ", 2)[1].decode().split("?")[0]
-            await ROUTES.get(path, raw(b"HTTP/1.1 500 No Route\r\n\r\n"))(writer)
+            if path == "/gated":
+                await self.gate.wait()
+                writer.write(ok())
+                await writer.drain()
+            else:
+                await ROUTES.get(path, raw(b"HTTP/1.1 500 No Route\r\n\r\n"))(writer)
             writer.close()
         except (OSError, asyncio.IncompleteReadError):
             writer.transport.abort()
+        finally:
+            self.open -= 1
 
 
 @pytest.fixture
@@ -306,21 +323,68 @@ async def test_resolves_once_and_connects_to_the_checked_address(server: TLSServ
     assert server.connections == 1
 
 
-async def test_system_resolver_is_asked_exactly_once(
-    server: TLSServer, client_ctx: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Every getaddrinfo call is counted, including any the connection itself might make: there is just one."""
-    loop = asyncio.get_running_loop()
+class Tripwire(concurrent.futures.ThreadPoolExecutor):
+    """A default executor that records, and refuses, anything submitted to it."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.submitted: list[object] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        self.submitted.append(fn)
+        raise AssertionError("the loop's default executor was used")
+
+
+@pytest.fixture
+async def default_executor() -> Tripwire:
+    tripwire = Tripwire()
+    asyncio.get_running_loop().set_default_executor(tripwire)
+    return tripwire
+
+
+@pytest.fixture
+async def loop_lookups(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Lookups through the event loop (loop.getaddrinfo) are recorded and fail."""
     calls: list[object] = []
 
-    async def getaddrinfo(host: object, port: object, **kwargs: object) -> list[object]:
+    async def getaddrinfo(host: object, *args: object, **kwargs: object) -> list[object]:
         calls.append(host)
-        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", 0))]
+        raise AssertionError("loop.getaddrinfo was used")
 
-    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", getaddrinfo)
+    return calls
+
+
+def answering(*addresses: str, calls: list[object] | None = None) -> Callable[..., list[tuple[Any, ...]]]:
+    """A getaddrinfo that answers `addresses` at once (recording the host in `calls`)."""
+
+    def getaddrinfo(host: str, port: object, **kwargs: object) -> list[tuple[Any, ...]]:
+        if calls is not None:
+            calls.append(host)
+        return [
+            (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (a, 0))
+            for a in addresses
+        ]
+
+    return getaddrinfo
+
+
+async def test_system_resolver_is_asked_exactly_once(
+    server: TLSServer,
+    client_ctx: ssl.SSLContext,
+    monkeypatch: pytest.MonkeyPatch,
+    default_executor: Tripwire,
+    loop_lookups: list[object],
+) -> None:
+    """Every getaddrinfo call is counted, including any the connection itself might make: there is just one, on
+    a thread of the resolver's own, never through the event loop or its default executor."""
+    calls: list[object] = []
+    monkeypatch.setattr(socket, "getaddrinfo", answering("127.0.0.1", calls=calls))
     fetcher = SafeFetcher(ssl_context=client_ctx, allow_addresses={"127.0.0.1"}, total_timeout=2.0)
+    assert isinstance(fetcher._resolver, SystemResolver)  # the default
     assert (await fetcher.get(server.url("/client.json"))).body == DOCUMENT
     assert calls == [HOSTNAME]
+    assert loop_lookups == [] and default_executor.submitted == []
 
 
 # --- refused responses ----------------------------------------------------------------------------------------------
@@ -633,17 +697,8 @@ async def test_allow_addresses_is_exact(no_connect: list[object]) -> None:
 async def test_system_resolver_answers_are_all_checked(
     monkeypatch: pytest.MonkeyPatch, no_connect: list[object]
 ) -> None:
-    loop = asyncio.get_running_loop()
     calls: list[object] = []
-
-    async def getaddrinfo(host: object, port: object, **kwargs: object) -> list[object]:
-        calls.append(host)
-        return [
-            (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("93.184.215.14", 0)),
-            (socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("fd00:ec2::254", 0, 0, 0)),
-        ]
-
-    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket, "getaddrinfo", answering("93.184.215.14", "fd00:ec2::254", calls=calls))
     with pytest.raises(FetchError, match="forbidden address"):
         await SafeFetcher().get("https://cimd.test/client.json")
     assert calls == [HOSTNAME]
@@ -742,3 +797,151 @@ async def test_pinned_hosts_reach_their_internal_address_and_nothing_else_does(m
     with pytest.raises(FetchError, match="connection failed"):
         await fetcher.get("https://clients.intranet/client.json")
     assert attempts == ["10.0.0.5"] and calls == ["other.example"]  # the pinned name needed no DNS
+
+
+# --- caps on connections, and lookups that never answer -------------------------------------------------------------
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Poll, yielding to the event loop, until `condition` holds (giving up after a generous number of rounds)."""
+    for _ in range(2000):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def test_connections_to_one_host_are_capped(server: TLSServer, client_ctx: ssl.SSLContext) -> None:
+    fetcher = local_fetcher(client_ctx, max_connections_per_host=3, max_connections=10, total_timeout=30.0)
+    fetches = [asyncio.create_task(fetcher.get(server.url("/gated"))) for _ in range(8)]
+    # Three connections reach the slow host; the five other fetches wait for a slot, holding no socket.
+    await until(lambda: server.open == 3 and fetcher.slots.waiting == 5, "3 connected and 5 waiting")
+    assert server.peak == 3 and server.connections == 3 and fetcher.slots.open == 3
+    server.gate.set()
+    results = await asyncio.gather(*fetches)
+    assert [r.body for r in results] == [DOCUMENT] * 8
+    assert server.connections == 8 and server.peak == 3  # never more than three at once
+    assert (fetcher.slots.open, fetcher.slots.waiting, fetcher.slots.hosts()) == (0, 0, 0)  # nothing kept
+
+
+async def test_connections_are_capped_in_all(server: TLSServer, client_ctx: ssl.SSLContext) -> None:
+    fetcher = local_fetcher(client_ctx, max_connections_per_host=2, max_connections=3, total_timeout=30.0)
+    urls = [server.url("/gated", host=f"{name}.{HOSTNAME}") for name in ("a", "b") for _ in range(3)]
+    fetches = [asyncio.create_task(fetcher.get(url)) for url in urls]
+    await until(lambda: server.open == 3 and fetcher.slots.waiting == 3, "3 connected and 3 waiting")
+    assert server.peak == 3
+    server.gate.set()
+    assert [r.body for r in await asyncio.gather(*fetches)] == [DOCUMENT] * 6
+    assert server.connections == 6 and server.peak == 3
+    hosts = sorted(re.search(rb"Host: ([a-z.]+)", r).group(1) for r in server.requests)  # type: ignore[union-attr]
+    assert hosts == [b"a.cimd.test"] * 3 + [b"b.cimd.test"] * 3
+
+
+async def test_a_full_queue_for_one_host_refuses_at_once(server: TLSServer, client_ctx: ssl.SSLContext) -> None:
+    fetcher = local_fetcher(
+        client_ctx, max_connections_per_host=1, max_waiting_per_host=1, max_connections=10, total_timeout=30.0
+    )
+    first = asyncio.create_task(fetcher.get(server.url("/gated")))
+    second = asyncio.create_task(fetcher.get(server.url("/gated")))
+    await until(lambda: server.open == 1 and fetcher.slots.waiting == 1, "one connected, one waiting")
+    with pytest.raises(FetchError, match=re.escape("too many fetches from cimd.test in progress")):
+        await fetcher.get(server.url("/gated"))
+    # Another host has its own queue.
+    other = asyncio.create_task(fetcher.get(server.url("/gated", host=f"other.{HOSTNAME}")))
+    await until(lambda: server.open == 2, "the other host connected")
+    server.gate.set()
+    assert [r.status for r in await asyncio.gather(first, second, other)] == [200, 200, 200]
+    assert server.connections == 3  # the refused fetch never connected
+
+
+async def test_waiting_for_a_slot_counts_against_the_deadline(server: TLSServer, client_ctx: ssl.SSLContext) -> None:
+    holder = local_fetcher(client_ctx, max_connections_per_host=1, total_timeout=30.0)
+    first = asyncio.create_task(holder.get(server.url("/gated")))
+    await until(lambda: server.open == 1, "the first fetch connected")
+    holder.total_timeout = 0.2  # the next fetch cannot get a slot before its deadline
+    with pytest.raises(FetchError, match=re.escape("no free connection to cimd.test within 0.2 s")):
+        await holder.get(server.url("/gated"))
+    assert holder.slots.waiting == 0 and server.connections == 1
+    server.gate.set()
+    assert (await first).status == 200
+
+
+async def test_a_lookup_that_never_answers_delays_no_other_host(
+    server: TLSServer, client_ctx: ssl.SSLContext, default_executor: Tripwire
+) -> None:
+    answer = asyncio.Event()
+    asked: list[str] = []
+
+    async def resolver(host: str) -> list[str]:
+        asked.append(host)
+        if host.startswith("stuck"):
+            await answer.wait()  # a DNS server that never answers
+        return ["127.0.0.1"]
+
+    fetcher = local_fetcher(client_ctx, resolver=resolver, max_connections=2, resolve_timeout=30.0, total_timeout=30.0)
+    stuck = [asyncio.create_task(fetcher.get(f"https://stuck{i}.{HOSTNAME}:{server.port}/x")) for i in range(10)]
+    await until(lambda: len(asked) == 10, "ten lookups waiting")
+    # More fetches are stuck in lookups than there are connection slots, and yet:
+    assert (await fetcher.get(server.url("/client.json"))).body == DOCUMENT
+    assert not any(task.done() for task in stuck) and fetcher.slots.open == 0
+    assert default_executor.submitted == []
+    for task in stuck:
+        task.cancel()
+    await asyncio.gather(*stuck, return_exceptions=True)
+
+
+async def test_lookups_that_never_return_hold_a_bounded_number_of_threads(
+    server: TLSServer, client_ctx: ssl.SSLContext, default_executor: Tripwire, loop_lookups: list[object]
+) -> None:
+    release = threading.Event()
+    calls: list[str] = []
+
+    def getaddrinfo(host: str, port: object, **kwargs: object) -> list[tuple[Any, ...]]:
+        calls.append(host)
+        if host.startswith("stuck"):
+            release.wait(30)  # a getaddrinfo call blocked in the C library: nothing can cancel it
+        return answering("127.0.0.1")(host, port)
+
+    resolver = SystemResolver(max_lookups=2, getaddrinfo=getaddrinfo)
+    fetcher = local_fetcher(client_ctx, resolver=resolver, resolve_timeout=0.05)
+    try:
+        for name in ("stuck1", "stuck2", "stuck1"):
+            with pytest.raises(FetchError, match=re.escape(f"name lookup of {name}.cimd.test took longer than 0.05 s")):
+                await fetcher.get(f"https://{name}.{HOSTNAME}:{server.port}/client.json")
+        # The caller gave up; the threads are still blocked, and counted: one per name, two in all.
+        assert resolver.threads == 2 and calls == ["stuck1.cimd.test", "stuck2.cimd.test"]
+        # Full: a further lookup fails at once instead of queueing behind stuck ones.
+        with pytest.raises(FetchError, match=re.escape("could not resolve cimd.test: too many name lookups")):
+            await fetcher.get(server.url("/client.json"))
+        assert len(calls) == 2 and server.connections == 0
+    finally:
+        release.set()
+    await until(lambda: resolver.threads == 0, "the blocked lookups returned and freed their threads")
+    assert (await fetcher.get(server.url("/client.json"))).body == DOCUMENT
+    assert calls[-1] == HOSTNAME
+    assert default_executor.submitted == [] and loop_lookups == []
+
+
+async def test_lookups_of_one_name_share_a_thread_and_its_answer() -> None:
+    release = threading.Event()
+    calls: list[str] = []
+
+    def getaddrinfo(host: str, port: object, **kwargs: object) -> list[tuple[Any, ...]]:
+        calls.append(host)
+        release.wait(30)
+        return answering("93.184.215.14")(host, port)
+
+    resolver = SystemResolver(max_lookups=1, getaddrinfo=getaddrinfo)
+    lookups = [asyncio.create_task(resolver("Cimd.Test")) for _ in range(5)]
+    await until(lambda: calls == [HOSTNAME], "one lookup started")
+    release.set()
+    assert await asyncio.gather(*lookups) == [["93.184.215.14"]] * 5
+    assert calls == [HOSTNAME] and resolver.threads == 0
+
+
+def test_limits_must_be_positive() -> None:
+    for options in ({"max_connections": 0}, {"max_connections_per_host": 0}, {"resolve_timeout": 0}):
+        with pytest.raises(ValueError):
+            SafeFetcher(**options)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        SystemResolver(max_lookups=0)

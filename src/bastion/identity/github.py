@@ -3,6 +3,9 @@
 The subject is "<name>:<numeric GitHub id>", stable across renames. Tokens of OAuth apps do not expire; those
 of GitHub Apps with expiring tokens come with a refresh token and are renewed. Revocation deletes the grant
 through the API (DELETE /applications/{client_id}/grant), as GitHub documents.
+
+Its endpoints are built from the configured web and API URLs, which are held to the same rule as a discovered
+provider's endpoints (security/endpoints.py): a bad one is refused when the provider is built, at start-up.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from ..security.endpoints import endpoint_problem
 from .upstream import TokenEndpointProvider, UpstreamIdentity, UpstreamLoginError
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -35,6 +39,12 @@ class GitHubProvider(TokenEndpointProvider):
         self.name = name
         self.web_url = web_url.rstrip("/")
         self.api_url = api_url.rstrip("/")
+        for label, url in (("web URL", self.web_url), ("API URL", self.api_url)):
+            problem = endpoint_problem(url)
+            if problem is None and "?" in url:
+                problem = "has a query"
+            if problem is not None:
+                raise ValueError(f"upstream {name!r}: the GitHub {label} {problem}")
         self.client_id = client_id
         self.client_secret = client_secret
         self.scopes = scopes

@@ -3,6 +3,11 @@
 The ID token comes straight from the token endpoint over TLS, so (OIDC Core 3.1.3.7) TLS stands in for its
 signature; its issuer, audience, expiry and nonce are still checked. Identity is the ID token's `sub`, with
 profile claims from the userinfo endpoint when the provider has one.
+
+The discovery document must name exactly the configured issuer, and every endpoint in it must be an absolute
+https URL (http on loopback only; no user information or fragment: security/endpoints.py), or none of it is
+used: its authorization endpoint becomes a redirect for the browser and its token endpoint receives the client
+secret. The page says only that the provider is unavailable; the log says which field was wrong.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import logging
 import time
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -19,10 +25,21 @@ import orjson
 
 from ..security import base64url
 from ..security.crypto import same
+from ..security.endpoints import endpoint_problem
 from .upstream import TokenEndpointProvider, UpstreamIdentity, UpstreamLoginError
 
 DISCOVERY_SECONDS = 3600
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+REQUIRED_ENDPOINTS = ("authorization_endpoint", "token_endpoint")
+# Members that are URLs Bastion may send a browser or a request to, besides every "*_endpoint" member.
+OTHER_URL_MEMBERS = ("jwks_uri", "check_session_iframe")
+
+log = logging.getLogger("bastion.identity")
+
+
+def endpoint_members(document: dict[str, Any]) -> list[str]:
+    """The members of a discovery document that name endpoints, every one of which must be checked."""
+    return [name for name in document if name.endswith("_endpoint") or name in OTHER_URL_MEMBERS]
 
 
 def _jwt_claims(token: str) -> dict[str, Any]:
@@ -57,18 +74,41 @@ class OIDCProvider(TokenEndpointProvider):
 
     async def discovery(self) -> dict[str, Any]:
         if self._discovery is None or time.monotonic() - self._discovered_at > DISCOVERY_SECONDS:
-            try:
-                response = await self.http.get(f"{self.issuer}/.well-known/openid-configuration")
-                document = response.json() if response.status_code == 200 else None
-            except (httpx.HTTPError, ValueError):
-                document = None
-            if not isinstance(document, dict) or document.get("issuer") != self.issuer:
-                raise UpstreamLoginError(f"{self.name} could not be reached or described another issuer")
-            for needed in ("authorization_endpoint", "token_endpoint"):
-                if not isinstance(document.get(needed), str):
-                    raise UpstreamLoginError(f"{self.name}'s discovery document lacks {needed}")
+            document = await self._fetch_discovery()
+            problem = self._discovery_problem(document)
+            if problem is not None:
+                log.warning("upstream %s: discovery document refused: %s", self.name, problem)
+                raise UpstreamLoginError(f"Sign-in with {self.name} is unavailable: its configuration is unusable.")
             self._discovery, self._discovered_at = document, time.monotonic()
         return self._discovery
+
+    async def _fetch_discovery(self) -> dict[str, Any]:
+        url = f"{self.issuer}/.well-known/openid-configuration"
+        try:
+            response = await self.http.get(url)
+            document = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("upstream %s: %s could not be read (%s)", self.name, url, type(exc).__name__)
+            document = None
+        else:
+            if document is None:
+                log.warning("upstream %s: %s answered %d", self.name, url, response.status_code)
+        if not isinstance(document, dict):
+            raise UpstreamLoginError(f"Sign-in with {self.name} is unavailable: {self.name} could not be reached.")
+        return document
+
+    def _discovery_problem(self, document: dict[str, Any]) -> str | None:
+        """What makes the document unusable (naming the member, never quoting a value), or None."""
+        if document.get("issuer") != self.issuer:
+            return f"issuer is not exactly {self.issuer}"
+        for name in REQUIRED_ENDPOINTS:
+            if name not in document:
+                return f"{name} is missing"
+        for name in endpoint_members(document):
+            problem = endpoint_problem(document[name])
+            if problem is not None:
+                return f"{name} {problem}"
+        return None
 
     async def authorization_url(self, redirect_uri: str, state: str, code_challenge: str, nonce: str) -> str:
         document = await self.discovery()
@@ -84,7 +124,9 @@ class OIDCProvider(TokenEndpointProvider):
                 "code_challenge_method": "S256",
             }
         )
-        return f"{document['authorization_endpoint']}?{query}"
+        endpoint = str(document["authorization_endpoint"])
+        # An endpoint may carry a query of its own, which must be kept (RFC 6749 section 3.1).
+        return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
 
     async def exchange(self, code: str, redirect_uri: str, code_verifier: str, nonce: str) -> UpstreamIdentity:
         document = await self.discovery()

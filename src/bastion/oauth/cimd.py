@@ -4,13 +4,19 @@ The fetch goes through the SSRF-safe fetcher (https only, public addresses only,
 at most 5 KB, short timeouts). The document must name itself (client_id equal to the URL), list its redirect
 URIs, and hold no secrets; everything else is validated as a registration would be. Good documents are
 cached as Cache-Control allows, for at most an hour; failures are never cached.
+
+Whoever presents a client_id chooses the URL, and so sees the page that answers it: that page says only that the
+document could not be used. Why (a lookup that failed, an address refused, a status, a field) goes to the log,
+or the server would tell anyone what its own network looks like from inside.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from collections import OrderedDict
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import orjson
 
@@ -23,8 +29,21 @@ MAX_SECONDS = 3600
 MAX_ENTRIES = 1000
 
 
+log = logging.getLogger("bastion.oauth")
+
+PUBLIC_MESSAGE = "This application's client metadata document (its client_id URL) could not be used."
+_ENCODED_SEPARATOR = re.compile(r"%(?:2f|5c)", re.IGNORECASE)
+
+
 class ClientLookupError(Exception):
-    """The client_id names a metadata document that cannot be used; the message says why."""
+    """The client_id names a metadata document that cannot be used.
+
+    str() is the same public message whatever the cause; `reason` says why, for the log only.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(PUBLIC_MESSAGE)
+        self.reason = reason
 
 
 def is_document_url(client_id: str) -> bool:
@@ -38,8 +57,23 @@ def _check_url(client_id: str) -> None:
         raise ClientLookupError("the client_id is not a valid URL") from None
     if parts.path in ("", "/") or parts.fragment or "#" in client_id:
         raise ClientLookupError("a client_id URL needs a path and no fragment")
-    if any(segment in (".", "..") for segment in parts.path.split("/")):
+    if _ENCODED_SEPARATOR.search(parts.path):
+        raise ClientLookupError("a client_id URL may not contain an encoded slash or backslash")
+    if any(_is_dot_segment(segment) for segment in parts.path.split("/")):
         raise ClientLookupError("a client_id URL may not contain dot segments")
+
+
+def _is_dot_segment(segment: str) -> bool:
+    """'.' or '..' however spelled: percent-encoded (any case, even several times over), hiding an encoded
+    separator ('..%252f'), or with ;parameters that some servers drop before normalising the path ('..;x')."""
+    for _ in range(4):
+        if "/" in segment or "\\" in segment:
+            return True  # an encoded separator, decoded: a path some server may split differently
+        decoded = unquote(segment)
+        if decoded == segment:
+            return segment.split(";", 1)[0] in (".", "..")
+        segment = decoded
+    return True  # still encoded after four rounds of decoding: no real client needs that
 
 
 class MetadataDocuments:
@@ -55,11 +89,19 @@ class MetadataDocuments:
         if cached is not None and cached[1] > time.monotonic():
             self._cache.move_to_end(client_id)
             return cached[0]
+        try:
+            return await self._load(client_id)
+        except ClientLookupError as exc:
+            # Info, not warning: anyone can cause these by presenting a URL; repr() keeps the line one line.
+            log.info("client metadata document %r refused: %s", client_id[:300], exc.reason)
+            raise
+
+    async def _load(self, client_id: str) -> Client:
         _check_url(client_id)
         try:
             fetched = await self.fetcher.get(client_id)
         except FetchError as exc:
-            raise ClientLookupError(f"the client's metadata document could not be fetched: {exc.reason}") from None
+            raise ClientLookupError(f"could not be fetched: {exc.reason}") from None
         client = self._validate(client_id, fetched.body)
         seconds = cache_seconds(fetched.headers, DEFAULT_SECONDS, MAX_SECONDS)
         if seconds > 0:

@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 from ..security.crypto import new_token, same, token_hash
 from ..store import Commit, Store
 from . import redirects
+from .client_keys import jwks_problem
 from .errors import OAuthError, invalid_client, invalid_request
 
 AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
@@ -134,6 +135,9 @@ def validate_registration(metadata: Any, supported_scopes: list[str]) -> Client:
         if not isinstance(scope, str) or not set(scope.split()) <= set(supported_scopes):
             raise _metadata_error(f"scope may only include: {' '.join(supported_scopes)}")
         client.scope = scope
+    keys_problem = jwks_problem(metadata)
+    if keys_problem:
+        raise _metadata_error(keys_problem)
     return client
 
 

@@ -22,6 +22,7 @@ from ..security.cookies import clear_cookie, host_cookie, read_host_cookie
 from ..security.crypto import new_token, token_hash
 from ..store import Commit
 from . import forms
+from .client_identity import identity_warning, verified_domain
 from .errors import OAuthError
 from .pages import error_page, render
 from .see_other import see_other
@@ -93,13 +94,13 @@ class ConsentScreen:
 
     def _view(self, request: Request, client: Client, record: dict[str, Any]) -> dict[str, Any]:
         name = client.client_name or "An unnamed application"
-        verified = urlsplit(client.client_id).hostname if client.metadata_document else None
         return {
             "title": f"Allow {name}?",
             "client_name": name,
             "initial": name[:1].upper(),
             "logo": _https(client.logo_uri),
-            "verified_domain": verified,
+            "verified_domain": verified_domain(client),
+            "identity_warning": identity_warning(client, record["redirect_uri"]),
             "server": self.server.issuer(request),
             "scopes": record["scopes"] or ["(no specific scope)"],
             "redirect_host": urlsplit(record["redirect_uri"]).netloc,

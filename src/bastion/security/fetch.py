@@ -8,9 +8,16 @@ rebinding, a name that resolves to a public address when checked and to a privat
 * only plain ``https://host[:port]/path[?query]`` URLs are accepted (no userinfo, fragments, odd characters);
 * the name is resolved once, every address is checked, and the connection goes to a checked address; TLS is
   verified against the original hostname, so the answer really comes from that name;
-* redirects are never followed, only 200 counts, and the body, headers and time spent are all tightly bounded.
+* redirects are never followed, only 200 counts, and the body, headers and time spent are all tightly bounded;
+* one deadline covers the whole fetch (lookup, waiting for a connection slot, connect, read);
+* names are resolved on a small dedicated set of threads (security/resolve.py), never the event loop's default
+  executor, with a shorter deadline of their own: a DNS server that never answers delays only lookups;
+* open connections are capped in all and per host (security/slots.py), so a burst of requests naming one
+  slow host opens only a few sockets, and lookups in progress hold no connection slot.
 
-Error messages say what was refused, never what the response contained.
+Error messages say what was refused, never what the response contained. They are for the log: they name hosts,
+addresses refused and statuses, which a page shown to whoever chose the URL should not (it would make the
+server an oracle on its own network).
 """
 
 from __future__ import annotations
@@ -25,15 +32,18 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from .resolve import ResolverBusy, SystemResolver
+from .slots import ConnectionSlots, SlotsFull
+
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "FetchError",
     "Fetched",
     "Resolver",
     "SafeFetcher",
+    "SystemResolver",
     "cache_seconds",
     "is_forbidden_address",
-    "system_resolve",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -244,13 +254,6 @@ def _parse_url(url: str) -> _Target:
     return _Target(host, literal, port, target, host_header)
 
 
-async def system_resolve(host: str) -> list[str]:
-    """The default resolver: one getaddrinfo call, every address it returns (checked by the caller)."""
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    return [str(info[4][0]) for info in infos]
-
-
 def _ssl_is_verifying(context: ssl.SSLContext) -> bool:
     return context.check_hostname and context.verify_mode == ssl.CERT_REQUIRED
 
@@ -348,9 +351,13 @@ class SafeFetcher:
     """Fetches small documents over HTTPS from public addresses only; see the module docstring.
 
     `resolver` and `ssl_context` replace DNS and the system trust store (tests inject answers and a throwaway CA;
-    an ssl_context must verify certificates and hostnames). `allow_addresses` is FOR TESTS ONLY: the exact IP
-    addresses listed may be reached although the blocklist forbids them (say 127.0.0.1 for a local test server).
-    Leave it empty in production.
+    an ssl_context must verify certificates and hostnames). A resolver may be async, or a plain function that
+    answers at once (it runs on the event loop). `allow_addresses` is FOR TESTS ONLY: the exact IP addresses
+    listed may be reached although the blocklist forbids them (say 127.0.0.1 for a local test server). Leave it
+    empty in production.
+
+    `max_connections` and `max_connections_per_host` cap open connections; at most `max_waiting_per_host`
+    more fetches wait for one host (within the deadline), and any beyond are refused at once.
     """
 
     def __init__(
@@ -362,15 +369,21 @@ class SafeFetcher:
         ssl_context: ssl.SSLContext | None = None,
         allow_addresses: Iterable[str] | None = None,
         pinned_hosts: Mapping[str, str] | None = None,
+        resolve_timeout: float = 2.0,
+        max_connections: int = 32,
+        max_connections_per_host: int = 4,
+        max_waiting_per_host: int = 16,
     ) -> None:
-        if max_bytes <= 0 or connect_timeout <= 0 or total_timeout <= 0:
+        if max_bytes <= 0 or connect_timeout <= 0 or total_timeout <= 0 or resolve_timeout <= 0:
             raise ValueError("max_bytes and the timeouts must be positive")
         if ssl_context is not None and not _ssl_is_verifying(ssl_context):
             raise ValueError("ssl_context must verify certificates and check hostnames")
         self.max_bytes = max_bytes
         self.connect_timeout = connect_timeout
         self.total_timeout = total_timeout
-        self._resolver: Resolver = resolver if resolver is not None else system_resolve
+        self.resolve_timeout = resolve_timeout
+        self._resolver: Resolver = resolver if resolver is not None else SystemResolver()
+        self.slots = ConnectionSlots(max_connections, max_connections_per_host, max_waiting_per_host)
         self._ssl = ssl_context  # the system default is built on first use: loading the trust store takes a while
         self._allowed: frozenset[IPAddress] = frozenset(ipaddress.ip_address(a) for a in allow_addresses or ())
         # Deployment setting: these host names go to these addresses, without DNS, even if the address is
@@ -382,6 +395,7 @@ class SafeFetcher:
     async def get(self, url: str) -> Fetched:
         """GET `url`; the 200 response, or FetchError for anything refused, failed, too big or too slow."""
         target = _parse_url(url)
+        waiting = False
         try:
             async with asyncio.timeout(self.total_timeout):
                 if target.literal is not None:
@@ -394,8 +408,15 @@ class SafeFetcher:
                     addresses = await self._resolve(target.host)
                     if any(self._forbidden(ip) for ip in addresses):  # one bad answer spoils them all
                         raise FetchError(f"{target.host} resolves to a forbidden address")
-                return await self._fetch(target, addresses, url)
+                waiting = True
+                async with self.slots.hold(target.host):
+                    waiting = False
+                    return await self._fetch(target, addresses, url)
+        except SlotsFull:
+            raise FetchError(f"too many fetches from {target.host} in progress") from None
         except TimeoutError:
+            if waiting:
+                raise FetchError(f"no free connection to {target.host} within {self.total_timeout:g} s") from None
             raise FetchError(f"no complete response within {self.total_timeout:g} s") from None
 
     def _ssl_context(self) -> ssl.SSLContext:
@@ -409,10 +430,15 @@ class SafeFetcher:
 
     async def _resolve(self, host: str) -> list[IPAddress]:
         try:
-            answer = self._resolver(host)
-            if inspect.isawaitable(answer):
-                answer = await answer
+            async with asyncio.timeout(self.resolve_timeout):
+                answer = self._resolver(host)
+                if inspect.isawaitable(answer):
+                    answer = await answer
             texts = list(answer)
+        except TimeoutError:
+            raise FetchError(f"name lookup of {host} took longer than {self.resolve_timeout:g} s") from None
+        except ResolverBusy:
+            raise FetchError(f"could not resolve {host}: too many name lookups in progress") from None
         except (OSError, UnicodeError):
             raise FetchError(f"could not resolve {host}") from None
         addresses: list[IPAddress] = []
