@@ -254,3 +254,13 @@ async def test_an_oversized_scope_on_refresh_is_invalid_scope_and_changes_nothin
     assert len(refused.content) < 200 and "x" * 50 not in refused.text
     assert await grant_records(oauth, tokens["access_token"]) == before  # the refresh token was not used up
     assert (await oauth.post("/token", data=form)).status_code == 200
+
+
+async def test_a_repeated_parameter_with_a_huge_name_is_named_briefly(oauth):
+    name = "n\\" + "x" * 20_000
+    response = await oauth.post(
+        "/token", content=f"{name}=1&{name}=2", headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+    description = response.json()["error_description"]
+    assert "more than once" in description and len(description) < 100 and "\\" not in description

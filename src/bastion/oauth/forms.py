@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 
 from .errors import invalid_request
+from .quoting import quote
 
 MAX_FORM_BYTES = 64 * 1024
 
@@ -15,7 +16,7 @@ def single_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
     values: dict[str, str] = {}
     for name, value in pairs:
         if name in values:
-            raise invalid_request(f"parameter {name!r} was sent more than once")
+            raise invalid_request(f"parameter {quote(name)} was sent more than once")  # a name may be huge
         values[name] = value
     return values
 
