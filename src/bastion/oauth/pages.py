@@ -57,3 +57,16 @@ def error_page(description: str, status: int = 400) -> HTMLResponse:
         lines=[description],
         note="Return to the application and try again.",
     )
+
+
+def unavailable_page(retry_after: int) -> HTMLResponse:
+    """503 for a browser when the store cannot answer: what to do, not what broke."""
+    response = render(
+        "message.html",
+        503,
+        title="Temporarily unavailable",
+        lines=["This server cannot complete sign-in requests right now."],
+        note="Wait a moment, then start again from the application.",
+    )
+    response.headers["Retry-After"] = str(retry_after)
+    return response

@@ -33,6 +33,7 @@ from .grants import Grants, Lifetimes
 from .pages import error_page
 from .quoting import some
 from .ratelimit import RateLimiter
+from .unavailable import answering_store_faults, json_answer, page_answer
 
 TRANSACTION_SECONDS = 600
 _CHALLENGE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
@@ -115,20 +116,20 @@ class AuthorizationServer:
     def routes(self) -> list[BaseRoute]:
         # An issuer with a path has its metadata at the path-suffixed well-known URL (RFC 8414 section 3.1).
         suffix = base_path(self.public_url)
-        routes: list[BaseRoute] = [
+        api: list[BaseRoute] = [
             Route(f"/.well-known/oauth-authorization-server{suffix}", self.metadata, methods=["GET"]),
             Route(f"/.well-known/openid-configuration{suffix}", self.metadata, methods=["GET"]),
             *([Route("/.well-known/oauth-authorization-server", self.metadata, methods=["GET"])] if suffix else []),
-            Route("/authorize", self.authorize, methods=["GET"]),
             Route("/token", self.token, methods=["POST"]),
             Route("/revoke", self.revoke, methods=["POST"]),
         ]
         if self.settings.registration:
-            routes.append(Route("/register", self.register, methods=["POST"]))
-        routes += self.consent.routes()
+            api.append(Route("/register", self.register, methods=["POST"]))
+        browser: list[BaseRoute] = [Route("/authorize", self.authorize, methods=["GET"]), *self.consent.routes()]
         for authenticator in self.authenticators.values():
-            routes += authenticator.routes()
-        return routes
+            browser += authenticator.routes()
+        # A store that cannot answer gets a 503 from every route, in the form its caller reads.
+        return [*answering_store_faults(api, json_answer), *answering_store_faults(browser, page_answer)]
 
     # --- metadata (RFC 8414) ---------------------------------------------------------------------------------
     async def metadata(self, request: Request) -> Response:

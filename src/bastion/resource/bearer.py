@@ -3,7 +3,7 @@
 A request without a token gets 401 with `WWW-Authenticate: Bearer resource_metadata="..."` so the client
 can discover where to get one (and, when every caller needs some scopes, `scope="..."` so it asks for just those
 first); a bad token adds `error="invalid_token"`, and a token without those scopes gets 403 insufficient_scope.
-When the token's issuer cannot be reached, the answer is 503, not a verdict on the token. A valid token's
+When the token's issuer or the store cannot be reached, the answer is 503, not a verdict on the token. A valid token's
 Principal goes into the ASGI scope for the MCP engine. Verified tokens are remembered briefly (never past their
 expiry, and forgotten at once when revoked through this process) so that checking stays cheap.
 """
@@ -19,6 +19,7 @@ from typing import Any
 
 from ..principal import SCOPE_KEY, Principal
 from ..public_url import base_url, base_url_for_host
+from ..store import StoreUnavailable
 from .discovery import IssuerUnavailable
 from .metadata import metadata_url
 
@@ -74,7 +75,7 @@ class BearerGate:
             return
         try:
             principal = await self._principal(authorization[7:].strip().decode("latin-1"), host, scope)
-        except IssuerUnavailable as exc:
+        except (IssuerUnavailable, StoreUnavailable) as exc:  # no verdict on the token: try again later
             log.warning("token not checked: %s", exc)
             await _unavailable(send)
             return
