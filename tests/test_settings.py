@@ -79,13 +79,16 @@ def test_sections_from_toml_and_env(tmp_path):
         Settings.load(env={"BASTION_STORE": "x"})
 
 
-def test_authorization_server_combinations():
+def test_authorization_server_combinations(monkeypatch):
     # With authentication on, a public binding is allowed, but needs https public_url and no dev login.
+    monkeypatch.setenv("CORP", "s3cret")
+    corp = {
+        "enabled": True,
+        "upstream": [{"name": "corp", "kind": "github", "client_id": "x", "client_secret_env": "CORP"}],
+    }
     with pytest.raises(SettingsError, match="public_url"):
-        Settings.load(env={}, host="0.0.0.0", authorization_server={"enabled": True}).check()
-    Settings.load(
-        env={}, host="0.0.0.0", public_url="https://mcp.example.com", authorization_server={"enabled": True}
-    ).check()
+        Settings.load(env={}, host="0.0.0.0", authorization_server=corp).check()
+    Settings.load(env={}, host="0.0.0.0", public_url="https://mcp.example.com", authorization_server=corp).check()
     with pytest.raises(SettingsError, match="dev_login"):
         Settings.load(
             env={},
@@ -97,6 +100,51 @@ def test_authorization_server_combinations():
         Settings.load(env={}, public_url="http://mcp.example.com")
     with pytest.raises(SettingsError, match="public_url"):
         Settings.load(env={}, public_url="https://mcp.example.com/?x=1")
+
+
+def test_an_authorization_server_without_a_sign_in_method_is_refused(monkeypatch):
+    # It would start, publish metadata and register clients, and then fail every single sign-in.
+    for host, public_url in [("127.0.0.1", None), ("0.0.0.0", "https://mcp.example.com")]:
+        with pytest.raises(SettingsError) as refused:
+            Settings.load(env={}, host=host, public_url=public_url, authorization_server={"enabled": True}).check()
+        assert str(refused.value) == (
+            "authorization_server.enabled has no sign-in method, so every sign-in would fail: add an identity "
+            "provider ([[authorization_server.upstream]], see docs/authorization.md), or dev_login = true for "
+            "local development"
+        )
+    Settings.load(env={}, authorization_server={"enabled": True, "dev_login": True}).check()
+    monkeypatch.setenv("CORP", "s3cret")
+    upstream = [{"name": "corp", "issuer": "https://login.example.com", "client_id": "x", "client_secret_env": "CORP"}]
+    Settings.load(env={}, authorization_server={"enabled": True, "upstream": upstream}).check()
+    Settings.load(env={}, authorization_server={"enabled": False}).check()  # off: nothing to sign in to
+
+
+KEYS = {
+    "state_secret": ("BASTION_STATE_SECRET", "state_secret (BASTION_STATE_SECRET)"),
+    "authorization_server.cookie_secret": (
+        "BASTION_AUTHORIZATION_SERVER__COOKIE_SECRET",
+        "authorization_server.cookie_secret (BASTION_AUTHORIZATION_SERVER__COOKIE_SECRET)",
+    ),
+}
+
+
+@pytest.mark.parametrize("variable, label", KEYS.values(), ids=KEYS.keys())
+def test_signing_keys_are_held_to_the_worker_secret_rule(variable, label):
+    import secrets
+
+    env = {"BASTION_AUTHORIZATION_SERVER__DEV_LOGIN": "true", "BASTION_AUTHORIZATION_SERVER__ENABLED": "true"}
+    for weak, reason in [
+        ("0123456789abcdefghijklmnopqrstuvwxyz", "follows a sequence"),
+        ("password-password-password-password", "different characters"),
+        ("MondaySummerOrangeDragonPrincessFootball", "common words"),
+    ]:
+        settings = Settings.load(env={**env, variable: weak})
+        with pytest.raises(SettingsError) as refused:
+            settings.check()
+        [line] = str(refused.value).splitlines()
+        assert line.startswith(f"{label} ") and reason in line and "token_urlsafe(32)" in line
+        assert weak not in line
+    Settings.load(env={**env, variable: secrets.token_urlsafe(32)}).check()
 
 
 def test_upstream_providers(monkeypatch):

@@ -142,8 +142,12 @@ class App:
         return sorted(needed)
 
     def asgi(self, settings: Settings | None = None) -> OriginGate:
-        """The ASGI application serving this App at settings.path (for uvicorn or any ASGI server)."""
+        """The ASGI application serving this App at settings.path (for uvicorn or any ASGI server).
+
+        Runs the same start-up checks as `bastion serve` (SettingsError with the same message), so that an ASGI
+        server of your own cannot start what `serve` refuses."""
         settings = settings or Settings.load()
+        settings.check()
         hosts, origins_allowed = list(settings.allowed_hosts), list(settings.allowed_origins)
         if settings.public_url:
             public = urlsplit(settings.public_url)

@@ -67,10 +67,14 @@ def main(argv: list[str] | None = None) -> None:
         except SettingsError as exc:
             print(f"bastion: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
-        secret = settings.worker.secret()
-        if not secret:
+        if not settings.worker.secret_env:
             print("bastion: set [worker] secret_env, and the variable it names, to mint worker tokens", file=sys.stderr)
             raise SystemExit(2)
+        # Exactly what `serve` refuses: a token signed with a guessable secret is no proof of anything.
+        if problem := settings.worker.secret_problem():
+            print(f"bastion: {problem}", file=sys.stderr)
+            raise SystemExit(2)
+        secret = settings.worker.secret() or ""
         if args.seconds > settings.worker.max_token_seconds:
             print(
                 f"bastion: --seconds is above worker.max_token_seconds ({settings.worker.max_token_seconds})",

@@ -158,6 +158,15 @@ class WorkerSettings(BaseModel):
     def secret(self) -> str | None:
         return os.environ.get(self.secret_env) if self.secret_env else None
 
+    def secret_problem(self) -> str | None:
+        """Why the configured secret cannot be used (unset, or too easy to guess), in one line; None if it can.
+        `serve` and `bastion worker-token` both refuse with this line."""
+        if not self.secret_env:
+            return None
+        from .security.secret_strength import weakness
+
+        return weakness(self.secret(), f"the worker secret in {self.secret_env} (named by worker.secret_env)")
+
 
 PRESETS = ("generic", "workos", "auth0", "descope", "keycloak", "okta", "entra")
 # Signature algorithms an external issuer may use. Never "none", never HMAC: a resource server holds only public
@@ -342,6 +351,13 @@ class Settings(BaseModel):
                 "127.0.0.1 for local development, or pass --insecure-no-auth (insecure_no_auth = true) if you "
                 "really mean to expose unauthenticated tools."
             )
+        server = self.authorization_server
+        if server.enabled and not server.dev_login and not server.upstream:
+            problems.append(
+                "authorization_server.enabled has no sign-in method, so every sign-in would fail: add an identity "
+                "provider ([[authorization_server.upstream]], see docs/authorization.md), or dev_login = true for "
+                "local development"
+            )
         if self.authorization_server.dev_login and not self.binds_loopback:
             problems.append(
                 "authorization_server.dev_login signs anyone in without a password: it works only on a loopback "
@@ -372,14 +388,11 @@ class Settings(BaseModel):
                     "(introspection_client_secret_env or introspection_client_secret_file)"
                 )
         if self.worker.secret_env:
-            from .worker.auth import weak_secret
-
-            secret = self.worker.secret()
-            reason = weak_secret(secret) if secret else f"the environment variable {self.worker.secret_env} is unset"
-            if reason:
-                problems.append(f"worker: {reason}")
+            if problem := self.worker.secret_problem():
+                problems.append(problem)
         elif self.worker.only:
             problems.append("worker.only needs worker.secret_env")
+        problems += self._key_problems()
         if self.authenticated and not self.binds_loopback and self.public_url is None:
             problems.append(
                 "authentication needs public_url (e.g. https://mcp.example.com) when it is reachable "
@@ -392,6 +405,20 @@ class Settings(BaseModel):
             )
         if problems:
             raise SettingsError("\n".join(problems))
+
+    def _key_problems(self) -> list[str]:
+        """Signing keys set in the configuration must be as hard to guess as the worker secret."""
+        from .security.secret_strength import weakness
+
+        keys = [
+            ("state_secret (BASTION_STATE_SECRET)", self.state_secret),
+            (
+                "authorization_server.cookie_secret (BASTION_AUTHORIZATION_SERVER__COOKIE_SECRET)",
+                self.authorization_server.cookie_secret,
+            ),
+        ]
+        found = [weakness(key.get_secret_value(), label) for label, key in keys if key is not None]
+        return [problem for problem in found if problem]
 
     @classmethod
     def describe(cls) -> list[tuple[str, str, Any, str]]:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import anyio
+import httpx
 import mcp.types as types
 import pytest
 from mcp.client.stdio import StdioServerParameters
@@ -14,7 +19,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp import Client
 from tests.messages import initialize
 
-from .conftest import EXAMPLES, ROOT, bastion_server
+from .conftest import EXAMPLES, ROOT, bastion_server, free_port
 
 pytestmark = pytest.mark.e2e
 FEATURES = ROOT / "tests" / "e2e" / "servers" / "features.py"
@@ -140,7 +145,7 @@ def test_worker_token_command(tmp_path):
 
     config = tmp_path / "bastion.toml"
     config.write_text('[worker]\nsecret_env = "WORKER_SECRET"\n')
-    secret = "cli-worker-secret-" + "w" * 32
+    secret = "cSKSjPxq_vq5lKOvYS6ZpxN1VH2EzTOf7Mb01iSRBZw"  # secrets.token_urlsafe(32), for this test only
     env = {**os.environ, "WORKER_SECRET": secret}
     minted = bastion("worker-token", "--config", str(config), "--seconds", "60", env=env)
     assert minted.returncode == 0, minted.stderr.decode()
@@ -152,3 +157,85 @@ def test_worker_token_command(tmp_path):
         "worker-token", "--config", str(config), env={k: v for k, v in env.items() if k != "WORKER_SECRET"}
     )
     assert missing.returncode == 2 and secret.encode() not in missing.stderr
+
+
+def test_worker_token_refuses_exactly_what_serve_refuses(tmp_path):
+    config = tmp_path / "bastion.toml"
+    config.write_text('[worker]\nsecret_env = "WORKER_SECRET"\n')
+    for weak, reason in [
+        ("worker-secret-" + "w" * 32, "uses only 9 different characters"),
+        ("Tr0ub4dor&3Tr0ub4dor&3Tr0ub4dor&3", "repeats earlier characters"),
+        ("my-super-secret-worker-key-for-prod", "contains common words"),
+        ("Xq7-dev-key", "too short (11 characters"),
+    ]:
+        env = {**os.environ, "WORKER_SECRET": weak}
+        minted = bastion("worker-token", "--config", str(config), env=env)
+        assert minted.returncode == 2 and minted.stdout == b""  # no token signed with it
+        [line] = minted.stderr.decode().splitlines()
+        assert line.startswith("bastion: the worker secret in WORKER_SECRET (named by worker.secret_env) ")
+        assert reason in line and "secrets.token_urlsafe(32)" in line and weak not in line
+        served = bastion("serve", str(EXAMPLES / "notes.py"), "--config", str(config), env=env)
+        assert served.returncode == 2 and "Traceback" not in served.stderr.decode()
+        assert line.removeprefix("bastion: ") in served.stderr.decode().splitlines()
+
+
+ASGI_MODULE = """
+from bastion import App
+from bastion.settings import Settings
+
+app = App("mine")
+
+@app.tool
+def ping() -> str:
+    return "pong"
+
+asgi = app.asgi(Settings(host={host!r}))
+"""
+
+
+def uvicorn(module: Path, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        f"{module.stem}:asgi",
+        "--app-dir",
+        str(module.parent),
+        "--port",
+        str(port),
+    ]
+
+
+def test_the_asgi_app_under_your_own_uvicorn_refuses_what_serve_refuses(tmp_path):
+    module = tmp_path / "exposed.py"
+    module.write_text(ASGI_MODULE.format(host="0.0.0.0"))
+    port = free_port()
+    result = subprocess.run(uvicorn(module, port), cwd=tmp_path, capture_output=True, timeout=30)
+    output = result.stderr.decode()
+    assert result.returncode != 0 and "SettingsError" in output
+    assert "host = '0.0.0.0' would serve MCP without authentication beyond this machine" in output
+    assert "Uvicorn running" not in output
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+
+
+def test_the_asgi_app_on_loopback_runs_under_your_own_uvicorn(tmp_path):
+    module = tmp_path / "local.py"
+    module.write_text(ASGI_MODULE.format(host="127.0.0.1"))
+    port = free_port()
+    process = subprocess.Popen(uvicorn(module, port), cwd=tmp_path, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "uvicorn did not start within 20 s"
+                time.sleep(0.1)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(10)
+        if process.stderr:
+            process.stderr.close()

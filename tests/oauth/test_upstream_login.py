@@ -44,8 +44,10 @@ class FakeProvider:
 
 @pytest.fixture
 async def fake():
-    asgi = build_app().asgi(settings(dev_login=False))
+    # Settings need a sign-in method to start (dev login); the fake provider then replaces it as the only one.
+    asgi = build_app().asgi(settings())
     authorization = next(r.endpoint.__self__ for r in asgi.app.router.routes if getattr(r, "path", "") == "/authorize")
+    del authorization.authenticators["dev"]
     provider = FakeProvider()
     login = UpstreamLogin(authorization, provider)
     authorization.add_authenticator(login)

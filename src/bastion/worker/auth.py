@@ -3,7 +3,8 @@
 Accepted: exactly `alg: HS256`, `aud` "worker" (or a list holding it), `ver` "1", an `exp` in the future whose
 lifetime is capped, `nbf`/`iat` not in the future (30 s leeway). Refused: any other algorithm (`none` included),
 a `crit` header, oversized tokens. `jku`, `jwk` and `x5u` are ignored: the key is the shared secret, always.
-Unlike Arcade's worker, `exp` is required unless the compatibility switch says otherwise.
+Unlike Arcade's worker, `exp` is required unless the compatibility switch says otherwise. The secret itself is
+held to security/secret_strength.py at start-up (WorkerSettings.secret_problem).
 """
 
 from __future__ import annotations
@@ -19,20 +20,10 @@ from ..security import base64url
 
 MAX_TOKEN_BYTES = 8192
 LEEWAY = 30
-WEAK_SECRETS = frozenset({"dev", "secret", "changeme", "change-me", "arcade", "worker", "password", "test"})
 
 
 class WorkerTokenError(Exception):
     """Why a worker token was refused (safe to show: it never contains the secret)."""
-
-
-def weak_secret(secret: str) -> str | None:
-    """Why a worker secret is too weak to serve with, or None."""
-    if secret.lower() in WEAK_SECRETS:
-        return "the worker secret is a well-known default"
-    if len(secret) < 32:
-        return "the worker secret must be at least 32 characters (e.g. `openssl rand -base64 32`)"
-    return None
 
 
 def mint(secret: str, seconds: int = 300) -> str:
