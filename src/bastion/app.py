@@ -17,6 +17,7 @@ from .mcp.registry import Registry
 from .mcp.server import Server
 from .mcp.session import SessionTable
 from .secrets import SecretSource
+from .security.limits import HeaderLimit
 from .security.origin import OriginGate, OriginPolicy
 from .settings import Settings
 
@@ -180,7 +181,8 @@ class App:
             )
             routes += worker.routes()
         paths = set() if settings.worker.only else {settings.path, settings.path + "/"}
-        return OriginGate(ASGIApp(mcp, endpoint, paths, Router(routes), store, shutdown), origins)
+        surface = ASGIApp(mcp, endpoint, paths, Router(routes), store, shutdown, settings.max_header_bytes)
+        return OriginGate(surface, origins)
 
     def _protect(
         self,
@@ -270,7 +272,10 @@ class ASGIApp:
         router: Router,
         store: Store | None,
         shutdown: list[Callable[[], Awaitable[None]]],
+        max_header_bytes: int,
     ) -> None:
+        # Every route sits behind the bound on request heads (431), for ASGI servers that do not bound them.
+        self._http = HeaderLimit(self._route, max_header_bytes)
         self.mcp = mcp
         self.endpoint = endpoint
         self.paths = paths  # where MCP is served (none when only the worker API is)
@@ -281,14 +286,17 @@ class ASGIApp:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind == "http":
-            if scope["path"] in self.paths:
-                await self.mcp(scope, receive, send)
-            elif scope["path"] == "/healthz" and scope["method"] == "GET":
-                await _plain(send, 200, b'{"status":"ok"}')
-            else:
-                await self.router(scope, receive, send)
+            await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    async def _route(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["path"] in self.paths:
+            await self.mcp(scope, receive, send)
+        elif scope["path"] == "/healthz" and scope["method"] == "GET":
+            await _plain(send, 200, b'{"status":"ok"}')
+        else:
+            await self.router(scope, receive, send)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:

@@ -36,6 +36,8 @@ def serve_stdio(app: App, settings: Settings) -> None:
 def serve_http(app: App, settings: Settings) -> None:
     import uvicorn
 
+    from .security.http_protocol import bounded_httptools
+
     configure_logging(settings.log_level)
     try:
         settings.check()
@@ -64,7 +66,8 @@ def serve_http(app: App, settings: Settings) -> None:
         log_level=settings.log_level,
         access_log=False,
         loop="uvloop",
-        http="httptools",
+        # httptools, bounding each request head while it arrives: 431 before the bytes are ever buffered.
+        http=bounded_httptools(settings.max_header_bytes),
         lifespan="on",
         server_header=False,
         timeout_graceful_shutdown=5,

@@ -275,6 +275,13 @@ class Settings(BaseModel):
         default_factory=list, description="Browser origins accepted besides loopback ones, e.g. https://app.example"
     )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted (413 above).")
+    max_header_bytes: int = Field(
+        32_768,
+        ge=8192,
+        le=1_048_576,
+        description="Largest request head (request line and headers) accepted (431 above); room for an 8 KB token "
+        "and a few cookies.",
+    )
     tool_timeout_seconds: float | None = Field(
         300.0, gt=0, description="A tool still running after this is cancelled and reported as failed."
     )
