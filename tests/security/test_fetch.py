@@ -10,7 +10,6 @@ import re
 import socket
 import ssl
 import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from pathlib import Path
@@ -414,27 +413,22 @@ async def test_system_resolver_is_asked_exactly_once(
     ],
 )
 async def test_bad_responses_are_refused(server: TLSServer, client_ctx: ssl.SSLContext, path: str, reason: str) -> None:
-    started = time.monotonic()
     with pytest.raises(FetchError) as caught:
         await local_fetcher(client_ctx).get(server.url(path))
-    assert reason in caught.value.reason
+    assert reason in caught.value.reason  # refused on sight: running into the deadline would say so instead
     assert "secret404" not in str(caught.value)  # never quotes the response
-    assert time.monotonic() - started < 1.0  # refused on sight, not by running into the deadline
     assert server.connections == 1  # a redirect is not followed
 
 
 async def test_a_server_that_never_answers_hits_the_deadline(server: TLSServer, client_ctx: ssl.SSLContext) -> None:
-    started = time.monotonic()
     with pytest.raises(FetchError, match="no complete response within 1 s"):
         await local_fetcher(client_ctx, total_timeout=1.0).get(server.url("/hang"))
-    assert 0.9 < time.monotonic() - started < 1.5
 
 
 async def test_a_slow_drip_hits_the_overall_deadline(server: TLSServer, client_ctx: ssl.SSLContext) -> None:
-    started = time.monotonic()
+    # Every read makes progress, so only the overall deadline (named in the message) can end it.
     with pytest.raises(FetchError, match=re.escape("no complete response within 0.5 s")):
         await local_fetcher(client_ctx, total_timeout=0.5).get(server.url("/drip"))
-    assert time.monotonic() - started < 1.0
 
 
 async def test_a_stalled_tls_handshake_hits_the_connect_timeout(client_ctx: ssl.SSLContext) -> None:
@@ -447,10 +441,9 @@ async def test_a_stalled_tls_handshake_hits_the_connect_timeout(client_ctx: ssl.
     listener = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = listener.sockets[0].getsockname()[1]
     try:
-        started = time.monotonic()
+        # The connect timeout (0.3 s) ends it, not the overall deadline (30 s), which would say otherwise.
         with pytest.raises(FetchError, match="connect timed out"):
-            await local_fetcher(client_ctx, connect_timeout=0.3).get(f"https://{HOSTNAME}:{port}/")
-        assert time.monotonic() - started < 1.0
+            await local_fetcher(client_ctx, connect_timeout=0.3, total_timeout=30.0).get(f"https://{HOSTNAME}:{port}/")
     finally:
         listener.close()
         for writer in writers:
