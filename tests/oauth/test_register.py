@@ -112,7 +112,6 @@ async def test_malformed_bodies(oauth):
         (b"{", "application/json"),
         (b"[]", "application/json"),
         (b"redirect_uris=x", "application/x-www-form-urlencoded"),
-        (b'{"redirect_uris": ["https://a.example/cb"], "pad": "' + b"x" * 100_000 + b'"}', "application/json"),
     ]:
         response = await oauth.post("/register", content=content, headers={"content-type": content_type})
         assert response.status_code == 400 and response.json()["error"] == "invalid_client_metadata"

@@ -76,7 +76,7 @@ class DevLogin:
         try:
             fields = await forms.form(request)
         except OAuthError as exc:
-            return error_page(exc.description)
+            return error_page(exc.description, exc.status)
         name = fields.get("username", "")
         if not NAME.match(name):
             return error_page("Names are 1-64 letters, digits, '.', '_' or '-'.")

@@ -115,7 +115,7 @@ class ConsentScreen:
         try:
             fields = await forms.form(request)
         except OAuthError as exc:
-            return error_page(exc.description)
+            return error_page(exc.description, exc.status)
         transaction = fields.get("transaction", "")
         submitted = fields.get("csrf_token", "")
         cookie_name = csrf_cookie_name(transaction) if transaction else ""

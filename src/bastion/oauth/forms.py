@@ -6,7 +6,8 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
-from .errors import invalid_request
+from ..security.body import BodyError, request_body
+from .errors import OAuthError, invalid_request
 from .quoting import quote
 
 MAX_FORM_BYTES = 64 * 1024
@@ -25,15 +26,19 @@ def query(request: Request) -> dict[str, str]:
     return single_values(parse_qsl(request.url.query, keep_blank_values=True))
 
 
+async def bounded_body(request: Request, limit: int) -> bytes:
+    """The body, read at most to `limit`: invalid_request with status 413 above it (400 for a broken one)."""
+    try:
+        return await request_body(request, limit)
+    except BodyError as exc:
+        raise OAuthError("invalid_request", str(exc), exc.status) from None
+
+
 async def form(request: Request) -> dict[str, str]:
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise invalid_request("the body must be application/x-www-form-urlencoded")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise invalid_request("the request body is too large")
+    body = await bounded_body(request, MAX_FORM_BYTES)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:

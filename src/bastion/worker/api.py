@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from ..mcp.exchange import Exchange
 from ..principal import Principal
+from ..security.body import BodyError, request_body
 from . import auth
 
 if TYPE_CHECKING:
@@ -127,10 +128,11 @@ class WorkerAPI:
         if refusal is not None:
             return refusal
         started = time.perf_counter()
-        body = await request.body()
         try:
-            if len(body) > MAX_BODY:
-                raise ValueError("the request is too large")
+            body = await request_body(request, MAX_BODY)
+        except BodyError as exc:
+            return JSONResponse({"error": f"invalid tool call request: {exc}"}, exc.status)
+        try:
             call = orjson.loads(body)
             execution_id, tool_ref, inputs, context = self._parse(call)
         except (ValueError, orjson.JSONDecodeError) as exc:

@@ -1,0 +1,88 @@
+"""/worker/tools/invoke bounds its body while streaming: 413, the rest never pulled, and the tool never run."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from bastion import App
+from bastion.settings import Settings
+from bastion.worker.api import MAX_BODY
+
+from .test_worker import BASE, SECRET, bearer
+
+CHUNK = 16 * 1024
+
+
+class Stream:
+    def __init__(self, start: bytes) -> None:
+        self.start = start
+        self.pulled = 0
+
+    async def __aiter__(self):
+        self.pulled += 1
+        yield self.start
+        for _ in range(4 * MAX_BODY // CHUNK):
+            self.pulled += 1
+            yield b" " * CHUNK
+
+
+@pytest.fixture
+def ran():
+    return []
+
+
+@pytest.fixture
+async def worker(monkeypatch, ran):
+    monkeypatch.setenv("WORKER_SECRET", SECRET)
+    app = App("Notes", "1.4.0")
+
+    @app.tool
+    def note(text: str) -> str:
+        """Records that it ran."""
+        ran.append(text)
+        return "noted"
+
+    asgi = app.asgi(Settings.load(env={}, worker={"secret_env": "WORKER_SECRET"}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
+        yield client
+
+
+def call() -> bytes:
+    # Valid JSON whatever whitespace follows it, so only the size can refuse it.
+    body = {"execution_id": "e", "tool": {"name": "note", "toolkit": "Notes"}, "inputs": {"text": "hi"}}
+    return json.dumps(body).encode()
+
+
+async def test_an_ordinary_call_runs(worker, ran):
+    padded = call() + b" " * (MAX_BODY - len(call()))  # exactly the limit
+    answered = await worker.post("/worker/tools/invoke", content=padded, headers=bearer())
+    assert answered.status_code == 200 and answered.json()["output"] == {"value": "noted"}
+    assert ran == ["hi"]
+
+
+@pytest.mark.parametrize("way", ["declared", "chunked", "lying"])
+async def test_an_oversize_call_is_413_and_the_tool_does_not_run(worker, ran, way):
+    stream = None
+    headers = bearer()
+    if way == "declared":
+        content: object = call() + b" " * MAX_BODY
+    elif way == "lying":
+        content = call() + b" " * MAX_BODY
+        headers["content-length"] = str(len(call()))
+    else:
+        content = stream = Stream(call())
+    refused = await worker.post("/worker/tools/invoke", content=content, headers=headers)
+    assert refused.status_code == 413
+    assert refused.json() == {"error": f"invalid tool call request: the request body is larger than {MAX_BODY} bytes"}
+    if stream is not None:
+        assert stream.pulled <= MAX_BODY // CHUNK + 2
+    assert ran == []
+
+
+async def test_the_token_is_checked_before_any_body_is_read(worker, ran):
+    stream = Stream(call())
+    refused = await worker.post("/worker/tools/invoke", content=stream, headers={"authorization": "Bearer nope"})
+    assert refused.status_code == 401 and stream.pulled == 0 and ran == []
