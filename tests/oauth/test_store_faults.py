@@ -25,7 +25,7 @@ from bastion.resource.bearer import BearerGate
 from bastion.store import SQLiteStore
 from tests.browser import cookie_header, form_fields, set_cookies
 from tests.oauth.test_upstream_login import FakeProvider
-from tests.store.test_sqlite_faults import WriterStarts, fill, locked, rows, unfill
+from tests.store.test_sqlite_faults import WriterStarts, fill, locked, rows, still, unfill
 
 from .conftest import BASE, REDIRECT, RESOURCE, VERIFIER, authorize_params, settings
 
@@ -77,7 +77,7 @@ class Server:
 
 @pytest.fixture
 async def server(tmp_path):
-    opened = Server(tmp_path / "bastion.db", busy_seconds=0.05)
+    opened = Server(tmp_path / "bastion.db", busy_seconds=0.05, clock=still)
     yield opened
     await opened.close()
 

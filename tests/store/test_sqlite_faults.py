@@ -56,9 +56,15 @@ def rows(path: Path) -> list[tuple]:
         return db.execute("SELECT key, value, expires_at FROM records ORDER BY key").fetchall()
 
 
+def still() -> float:
+    """A clock that stands still: no write runs out of time while queued (a slow machine may take longer than a
+    short busy timeout to start one); SQLite's own wait for a lock still ends after `busy_seconds`."""
+    return 0.0
+
+
 @pytest.fixture
 async def store(tmp_path):
-    opened = SQLiteStore(tmp_path / "bastion.db", busy_seconds=0.05)
+    opened = SQLiteStore(tmp_path / "bastion.db", busy_seconds=0.05, clock=still)
     yield opened
     await opened.close()
 
