@@ -2,30 +2,109 @@
 
 A page on evil.example can make a browser send requests to a server on 127.0.0.1 by pointing its own name at
 127.0.0.1; the Host header then says evil.example, and the Origin header names the attacking page.
+
+Both headers are parsed strictly, as a browser writes them, before any name is compared: a lenient parse lets a
+value whose host part merely looks right through (`https://localhost:3000@evil.example`, a comma-joined list,
+`localhost:x`). Origin must be RFC 6454's serialization, scheme "://" host [":" port] with the port in digits
+only when it is not the scheme's default; Host is RFC 9110's host [":" port]. Either is ASCII, lower-cased
+before comparison; several of either is refused.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, NamedTuple
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# A DNS name or IPv4 address, or a bracketed IPv6 address; then an optional port of 1-5 digits, no leading zero.
+_HOST = r"(\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?)"
+_PORT = r"(?::([1-9][0-9]{0,4}))?"
+_HOST_HEADER = re.compile(_HOST + _PORT)
+_ORIGIN = re.compile(r"(https?)://" + _HOST + _PORT)
 
 
-def _split_host(value: str) -> tuple[str, str | None]:
-    """('example.com', '443') from 'example.com:443'; IPv6 stays bracketed."""
-    value = value.strip().lower()
-    if value.startswith("["):
-        end = value.find("]")
-        if end < 0:
-            return value, None
-        host, rest = value[: end + 1], value[end + 1 :]
-        return host, rest[1:] if rest.startswith(":") else None
-    host, sep, port = value.partition(":")
-    return host, port if sep else None
+class Authority(NamedTuple):
+    host: str  # lower case; IPv6 in brackets
+    port: int | None  # None when absent
+
+
+class Origin(NamedTuple):
+    scheme: str
+    host: str
+    port: int | None  # None for the scheme's default port
+
+    def serialize(self) -> str:
+        return f"{self.scheme}://{self.host}" + (f":{self.port}" if self.port is not None else "")
+
+
+def _port(digits: str | None) -> int | None:
+    """The port, None when absent; ValueError when out of range."""
+    if digits is None:
+        return None
+    port = int(digits)
+    if port > 65535:
+        raise ValueError(digits)
+    return port
+
+
+def _valid_host(host: str) -> bool:
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return False
+    return True
+
+
+def parse_host(value: str) -> Authority | None:
+    """A Host header value as RFC 9110 allows it, or None."""
+    value = value.strip(" \t")
+    if not value.isascii():
+        return None
+    match = _HOST_HEADER.fullmatch(value.lower())
+    if match is None or not _valid_host(match[1]):
+        return None
+    try:
+        return Authority(match[1], _port(match[2]))
+    except ValueError:
+        return None
+
+
+def parse_origin(value: str, *, strict: bool = True) -> Origin | None:
+    """An Origin header value as a browser serializes it (RFC 6454), or None. `strict=False` also takes the
+    scheme's default port spelled out (for configured origins), and drops it."""
+    value = value.strip(" \t")
+    if not value.isascii():
+        return None
+    match = _ORIGIN.fullmatch(value.lower())
+    if match is None or not _valid_host(match[2]):
+        return None
+    scheme, host = match[1], match[2]
+    try:
+        port = _port(match[3])
+    except ValueError:
+        return None
+    if port == DEFAULT_PORTS[scheme]:
+        if strict:
+            return None  # a browser never writes the default port
+        port = None
+    return Origin(scheme, host, port)
+
+
+def _only(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> tuple[int, str | None]:
+    """(how many `name` headers there are, the value of the first)."""
+    count, first = 0, None
+    for key, value in headers:
+        if key == name:
+            count += 1
+            if first is None:
+                first = value.decode("latin-1")
+    return count, first
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,16 +112,17 @@ class OriginPolicy:
     """Which Host and Origin values a server accepts."""
 
     allowed_hosts: frozenset[str]  # lower-case names, with or without :port
-    allowed_origins: frozenset[str]  # lower-case scheme://host[:port]
+    allowed_origins: frozenset[str]  # serialized origins (default ports dropped)
     allow_loopback: bool
 
     @classmethod
     def build(cls, hosts: Iterable[str], origins: Iterable[str], allow_loopback: bool) -> OriginPolicy:
-        return cls(
-            frozenset(h.strip().lower() for h in hosts),
-            frozenset(o.strip().lower().rstrip("/") for o in origins),
-            allow_loopback,
-        )
+        serialized = set()
+        for configured in origins:
+            origin = parse_origin(configured.strip().rstrip("/"), strict=False)
+            if origin is not None:  # one that cannot parse could never match what a browser sends
+                serialized.add(origin.serialize())
+        return cls(frozenset(h.strip().lower() for h in hosts), frozenset(serialized), allow_loopback)
 
     def host_allowed(self, host_header: str | None) -> bool:
         if not host_header:
@@ -50,32 +130,31 @@ class OriginPolicy:
         return _host_allowed(self, host_header)
 
     def _check_host(self, host_header: str) -> bool:
-        value = host_header.strip().lower()
-        name, _port = _split_host(value)
-        if self.allow_loopback and name in LOOPBACK_NAMES:
+        authority = parse_host(host_header)
+        if authority is None:
+            return False
+        if self.allow_loopback and authority.host in LOOPBACK_NAMES:
             return True
-        return value in self.allowed_hosts or name in self.allowed_hosts
+        spelled = authority.host + (f":{authority.port}" if authority.port is not None else "")
+        return authority.host in self.allowed_hosts or spelled in self.allowed_hosts
 
-    def origin_allowed(self, origin: str | None, host_header: str | None) -> bool:
+    def origin_allowed(self, origin_header: str | None, host_header: str | None) -> bool:
         """No Origin (not a browser) is fine; otherwise it must be loopback, listed, or this very server."""
+        if origin_header is None:
+            return True
+        origin = parse_origin(origin_header)
         if origin is None:
-            return True
-        origin = origin.strip().lower().rstrip("/")
-        if origin in self.allowed_origins:
-            return True
-        try:
-            parts = urlsplit(origin)
-        except ValueError:
             return False
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            return False
-        name, _port = _split_host(parts.netloc)
-        if self.allow_loopback and name in LOOPBACK_NAMES:
+        if origin.serialize() in self.allowed_origins:
+            return True
+        if self.allow_loopback and origin.host in LOOPBACK_NAMES:
             return True
         # Same origin as the server the browser addressed, when that name is itself allowed.
-        if not host_header:
+        authority = parse_host(host_header) if host_header else None
+        if authority is None or not self.host_allowed(host_header):
             return False
-        return parts.netloc == host_header.strip().lower() and self.host_allowed(host_header)
+        default = DEFAULT_PORTS[origin.scheme]
+        return origin.host == authority.host and (origin.port or default) == (authority.port or default)
 
 
 @lru_cache(maxsize=256)
@@ -85,7 +164,8 @@ def _host_allowed(policy: OriginPolicy, host_header: str) -> bool:
 
 
 class OriginGate:
-    """ASGI middleware: refuse (403) any HTTP request whose Host or Origin the policy does not accept."""
+    """ASGI middleware: refuse any HTTP request whose Host (400 when it is missing, repeated or malformed, as
+    RFC 9112 section 3.2 asks; 403 when it is another name) or Origin (403) the policy does not accept."""
 
     def __init__(self, app: Any, policy: OriginPolicy) -> None:
         self.app = app
@@ -93,32 +173,36 @@ class OriginGate:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            host = origin = fetch_site = None
-            for name, value in scope["headers"]:
-                if name == b"host":
-                    host = value.decode("latin-1")
-                elif name == b"origin":
-                    origin = value.decode("latin-1")
-                elif name == b"sec-fetch-site":
-                    fetch_site = value.decode("latin-1")
-            # A page sent with Referrer-Policy: no-referrer makes the browser say "Origin: null" on its own
-            # form posts; the browser's Sec-Fetch-Site (which pages cannot forge) tells us it is same-origin.
-            if origin == "null" and fetch_site == "same-origin":
-                origin = None
-            reason = None
-            if not self.policy.host_allowed(host):
-                reason = "Host header not allowed (DNS rebinding protection)"
-            elif not self.policy.origin_allowed(origin, host):
-                reason = "Origin not allowed"
-            if reason is not None:
-                body = (
-                    b'{"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"Forbidden: '
-                    + reason.encode()
-                    + b'"}}'
-                )
+            refusal = self.refusal(scope["headers"])
+            if refusal is not None:
+                status, reason = refusal
+                body = b'{"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"' + reason.encode() + b'"}}'
                 await send(
-                    {"type": "http.response.start", "status": 403, "headers": [(b"content-type", b"application/json")]}
+                    {
+                        "type": "http.response.start",
+                        "status": status,
+                        "headers": [(b"content-type", b"application/json")],
+                    }
                 )
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)
+
+    def refusal(self, headers: list[tuple[bytes, bytes]]) -> tuple[int, str] | None:
+        """(status, reason) to refuse with, or None to let the request through."""
+        hosts, host = _only(headers, b"host")
+        if hosts != 1 or host is None or parse_host(host) is None:
+            return 400, "Bad Request: exactly one well-formed Host header is required"
+        if not self.policy.host_allowed(host):
+            return 403, "Forbidden: Host header not allowed (DNS rebinding protection)"
+        origins, origin = _only(headers, b"origin")
+        if origins > 1:
+            return 403, "Forbidden: Origin not allowed"
+        sites, fetch_site = _only(headers, b"sec-fetch-site")
+        # A page sent with Referrer-Policy: no-referrer makes the browser say "Origin: null" on its own form
+        # posts; the browser's Sec-Fetch-Site (which pages cannot forge) tells us it is same-origin.
+        if origin == "null" and sites == 1 and fetch_site == "same-origin":
+            origin = None
+        if not self.policy.origin_allowed(origin, host):
+            return 403, "Forbidden: Origin not allowed"
+        return None
