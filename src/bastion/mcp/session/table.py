@@ -1,4 +1,4 @@
-"""The open Streamable HTTP sessions: capped in number, idle ones closed when the table is next touched."""
+"""Where Streamable HTTP keeps its open sessions, by id (stdio has one session, the process, and no table)."""
 
 from __future__ import annotations
 
