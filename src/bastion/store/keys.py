@@ -1,0 +1,97 @@
+"""Every storage key, built here and nowhere else (docs/storage.md describes the same records, field by field).
+
+  client:<client id>                      a registered client
+  authz:<sha256(transaction)>             an authorization request in progress (transaction)
+  upstream:<sha256(state)>                a sign-in in progress at an upstream identity provider
+  grant:<grant id>                        one user's consent for one client to one resource
+  code:<grant id>:<sha256(code)>          an authorization code
+  usedcode:<grant id>:<sha256(code)>      a redeemed code: its replay revokes the grant
+  access:<grant id>:<sha256(token)>       an access token
+  refresh:<grant id>:<sha256(token)>      a refresh token
+  rotated:<grant id>:<sha256(token)>      a refresh token used once: its reuse revokes the grant
+
+These layouts are a compatibility contract: a database written by one version is read by the next, so changing
+a layout orphans every record already stored under it (tests/store/test_keys.py pins each one).
+
+Every record a grant issued sits under `<kind>:<grant id>:`, so revoking a grant is one commit deleting
+`grant:<grant id>` and the prefixes from `issued_under`. The trailing separator keeps grants apart ("access:ab:"
+does not cover "access:abc:..."), which is why a grant id (and any part before the last) may not contain ":".
+
+Like the rest of store/, this module imports nothing of Bastion's: callers pass parts already hashed (with
+security.crypto.token_hash), and no secret is ever given to a builder here.
+"""
+
+from __future__ import annotations
+
+SEPARATOR = ":"
+
+CLIENT = "client"
+TRANSACTION = "authz"
+UPSTREAM_STATE = "upstream"
+GRANT = "grant"
+CODE = "code"
+USED_CODE = "usedcode"
+ACCESS = "access"
+REFRESH = "refresh"
+ROTATED = "rotated"
+
+# Kinds stored under a grant id, and so deleted with the grant.
+ISSUED_KINDS = (ACCESS, REFRESH, CODE, ROTATED, USED_CODE)
+KINDS = (CLIENT, TRANSACTION, UPSTREAM_STATE, GRANT, *ISSUED_KINDS)
+
+
+def _segment(value: str, what: str) -> str:
+    # A separator inside a part would let one grant's prefix cover another's records.
+    if not isinstance(value, str) or not value or SEPARATOR in value:
+        raise ValueError(f"a {what} in a storage key must be a non-empty string without {SEPARATOR!r}")
+    return value
+
+
+def _issued(kind: str, grant_id: str, hashed: str) -> str:
+    return f"{kind}{SEPARATOR}{_segment(grant_id, 'grant id')}{SEPARATOR}{_segment(hashed, 'hash')}"
+
+
+def client(client_id: str) -> str:
+    """A registered client. The id is the last part (never a prefix), so it may be any non-empty string."""
+    if not isinstance(client_id, str) or not client_id:
+        raise ValueError("a client id in a storage key must be a non-empty string")
+    return f"{CLIENT}{SEPARATOR}{client_id}"
+
+
+def transaction(transaction_hash: str) -> str:
+    """An authorization request between /authorize and the code, by the hash of its transaction id."""
+    return f"{TRANSACTION}{SEPARATOR}{_segment(transaction_hash, 'hash')}"
+
+
+def upstream_state(state_hash: str) -> str:
+    """A sign-in in progress at an upstream identity provider, by the hash of its `state`."""
+    return f"{UPSTREAM_STATE}{SEPARATOR}{_segment(state_hash, 'hash')}"
+
+
+def grant(grant_id: str) -> str:
+    return f"{GRANT}{SEPARATOR}{_segment(grant_id, 'grant id')}"
+
+
+def code(grant_id: str, code_hash: str) -> str:
+    return _issued(CODE, grant_id, code_hash)
+
+
+def used_code(grant_id: str, code_hash: str) -> str:
+    return _issued(USED_CODE, grant_id, code_hash)
+
+
+def access_token(grant_id: str, token_hash: str) -> str:
+    return _issued(ACCESS, grant_id, token_hash)
+
+
+def refresh_token(grant_id: str, token_hash: str) -> str:
+    return _issued(REFRESH, grant_id, token_hash)
+
+
+def rotated_refresh(grant_id: str, token_hash: str) -> str:
+    return _issued(ROTATED, grant_id, token_hash)
+
+
+def issued_under(grant_id: str) -> list[str]:
+    """The prefixes covering every code, token and replay marker a grant issued (not the grant record itself)."""
+    return [f"{kind}{SEPARATOR}{_segment(grant_id, 'grant id')}{SEPARATOR}" for kind in ISSUED_KINDS]
