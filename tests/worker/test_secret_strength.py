@@ -8,8 +8,8 @@ import string
 
 import pytest
 
-from bastion.security.secret_strength import MIN_BITS, estimate, weakness
 from bastion.settings import Settings, SettingsError, WorkerSettings
+from bastion.settings.secret_strength import MIN_BITS, estimate, weakness
 
 FIX = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 RANDOM_START = "6o49sEH5gpkA"  # 12 characters of secrets.token_urlsafe output

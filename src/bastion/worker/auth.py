@@ -4,7 +4,7 @@ Accepted: exactly `alg: HS256`, `aud` "worker" (or a list holding it), `ver` "1"
 lifetime is capped, `nbf`/`iat` not in the future (30 s leeway). Refused: any other algorithm (`none` included),
 a `crit` header, oversized tokens. `jku`, `jwk` and `x5u` are ignored: the key is the shared secret, always.
 Unlike Arcade's worker, `exp` is required unless the compatibility switch says otherwise. The secret itself is
-held to security/secret_strength.py at start-up (WorkerSettings.secret_problem).
+held to settings/secret_strength.py at start-up (WorkerSettings.secret_problem).
 """
 
 from __future__ import annotations

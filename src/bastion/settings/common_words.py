@@ -1,4 +1,4 @@
-"""Words people build secrets from, for the secret-strength estimate (security/secret_strength.py).
+"""Words people build secrets from, for the secret-strength estimate (settings/secret_strength.py).
 
 Kept short on purpose: these are the guesses an attacker tries first (defaults, password favourites, keyboard
 rows, frequent English words, this product's own vocabulary), so each costs only log2(len(WORDS)) bits. A word

@@ -6,7 +6,7 @@ of pieces, as an attacker who tries patterns before random strings would:
 
 - one character: log2 of the alphabet the secret draws from (16 if it is all hex digits of one case, else the
   sum of the classes it uses: 26 lower, 26 upper, 10 digits, 32 symbols);
-- a common word (security/common_words.py; any case; 0/1/3/4/5/7/@/$ for letters): log2 of the list's size,
+- a common word (settings/common_words.py; any case; 0/1/3/4/5/7/@/$ for letters): log2 of the list's size,
   plus a bit for capitals and a bit for swapped letters;
 - a copy of earlier text, 3 characters or more (`zzzz`, `abab`, `passwordpassword`): log2(where it copies from)
   + log2(how long);

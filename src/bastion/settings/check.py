@@ -1,0 +1,87 @@
+"""The start-up checks: combinations that would expose an unauthenticated server, sign-in that cannot work,
+missing or guessable secrets. Each problem is one line saying what to change; Settings.check raises them all."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .secret_strength import weakness
+
+if TYPE_CHECKING:
+    from .model import Settings
+
+
+def start_up_problems(settings: Settings) -> list[str]:
+    """Every reason these settings must not start a server, in the order an operator should fix them."""
+    problems: list[str] = []
+    if not settings.binds_loopback and not settings.authenticated and not settings.insecure_no_auth:
+        problems.append(
+            f"host = {settings.host!r} would serve MCP without authentication beyond this machine. Bind "
+            "127.0.0.1 for local development, or pass --insecure-no-auth (insecure_no_auth = true) if you "
+            "really mean to expose unauthenticated tools."
+        )
+    server = settings.authorization_server
+    if server.enabled and not server.dev_login and not server.upstream:
+        problems.append(
+            "authorization_server.enabled has no sign-in method, so every sign-in would fail: add an identity "
+            "provider ([[authorization_server.upstream]], see docs/authorization.md), or dev_login = true for "
+            "local development"
+        )
+    if server.dev_login and not settings.binds_loopback:
+        problems.append(
+            "authorization_server.dev_login signs anyone in without a password: it works only on a loopback "
+            "host. Configure an identity provider instead."
+        )
+    names = [provider.name for provider in server.upstream]
+    if len(set(names)) != len(names) or "dev" in names:
+        problems.append("each [[authorization_server.upstream]] needs its own name (and 'dev' is dev login's)")
+    for provider in server.upstream:
+        if provider.kind == "oidc" and not provider.issuer:
+            problems.append(f'upstream {provider.name!r}: an oidc provider needs issuer = "https://..."')
+        if not provider.client_secret():
+            problems.append(
+                f"upstream {provider.name!r} has no client secret: set client_secret_env to the name of an "
+                "environment variable that holds it, or client_secret_file"
+            )
+    issuers = [issuer.name for issuer in settings.resource.issuers]
+    if len(set(issuers)) != len(issuers) or set(issuers) & {*names, "dev"}:
+        problems.append(
+            "each [[resource.issuers]] needs its own name, distinct from the upstream providers' and 'dev': "
+            "subjects are <name>:<user>, so a shared name would let one issuer's users pass for another's"
+        )
+    for issuer in settings.resource.issuers:
+        if (issuer.introspection_client_id is None) != (issuer.introspection_secret() is None):
+            problems.append(
+                f"issuer {issuer.name!r}: introspection needs both introspection_client_id and a secret "
+                "(introspection_client_secret_env or introspection_client_secret_file)"
+            )
+    if settings.worker.secret_env:
+        if problem := settings.worker.secret_problem():
+            problems.append(problem)
+    elif settings.worker.only:
+        problems.append("worker.only needs worker.secret_env")
+    problems += _key_problems(settings)
+    if settings.authenticated and not settings.binds_loopback and settings.public_url is None:
+        problems.append(
+            "authentication needs public_url (e.g. https://mcp.example.com) when it is reachable "
+            "from other machines: issuer and resource identifiers must not come from request headers."
+        )
+    if not settings.binds_loopback and not settings.allowed_hosts and settings.public_url is None:
+        problems.append(
+            f"host = {settings.host!r} needs allowed_hosts (the names clients use to reach this server, e.g. "
+            "['mcp.example.com']) so that DNS-rebinding protection can check the Host header."
+        )
+    return problems
+
+
+def _key_problems(settings: Settings) -> list[str]:
+    """Signing keys set in the configuration must be as hard to guess as the worker secret."""
+    keys = [
+        ("state_secret (BASTION_STATE_SECRET)", settings.state_secret),
+        (
+            "authorization_server.cookie_secret (BASTION_AUTHORIZATION_SERVER__COOKIE_SECRET)",
+            settings.authorization_server.cookie_secret,
+        ),
+    ]
+    found = [weakness(key.get_secret_value(), label) for label, key in keys if key is not None]
+    return [problem for problem in found if problem]

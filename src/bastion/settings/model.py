@@ -1,0 +1,53 @@
+"""Settings: the top-level options and one section per role, loaded, described and checked by the modules named
+in each method."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from .authorization import AuthorizationServerSettings
+from .check import start_up_problems
+from .errors import SettingsError
+from .load import describe as describe_settings
+from .load import load as load_settings
+from .policy import PolicySettings
+from .resource import ResourceSettings
+from .server import ServerSettings
+from .store import StoreSettings
+from .worker import WorkerSettings
+
+
+class Settings(ServerSettings):
+    authorization_server: AuthorizationServerSettings = Field(default_factory=AuthorizationServerSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    resource: ResourceSettings = Field(default_factory=ResourceSettings)
+
+    @property
+    def authenticated(self) -> bool:
+        return self.authorization_server.enabled or bool(self.resource.issuers)
+
+    def check(self) -> None:
+        """Refuse combinations that would expose an unauthenticated server (settings/check.py)."""
+        if problems := start_up_problems(self):
+            raise SettingsError("\n".join(problems))
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, Any, str]]:
+        """(dotted name, environment variable, default, description) for every setting, sections included."""
+        return describe_settings(cls)
+
+    @classmethod
+    def load(
+        cls,
+        config_file: str | Path | None = None,
+        env: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Defaults, then the TOML file, then BASTION_* variables, then explicit overrides (CLI flags)."""
+        return load_settings(cls, config_file, env, overrides)
