@@ -1,0 +1,23 @@
+"""The `bastion` command: one module per command group (serve.py, worker_token.py), each giving its name, options
+and runner; target.py finds the user's App; refuse.py is how every command stops on a problem the user can fix."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import serve, worker_token
+from .target import load_app
+
+__all__ = ["load_app", "main"]
+
+COMMANDS = (serve.COMMAND, worker_token.COMMAND)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="bastion", description="Secure hosting for MCP servers.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.configure(commands.add_parser(command.name, help=command.help))
+    args = parser.parse_args(argv)
+    run = next(command.run for command in COMMANDS if command.name == args.command)
+    run(args)

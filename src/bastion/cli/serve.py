@@ -1,0 +1,37 @@
+"""`bastion serve`: serve an App over Streamable HTTP, or stdio (the serving itself is bastion/serve.py)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .command import Command
+from .refuse import load_settings
+from .target import load_app
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", help="server.py, server.py:app or package.module:app")
+    parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default 8000)")
+    parser.add_argument("--config", help="settings file (default ./bastion.toml if present)")
+    parser.add_argument("--stdio", action="store_true", help="serve stdio instead of HTTP")
+    parser.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        default=None,  # absent (not False), so the settings file and environment decide
+        help="allow serving without authentication beyond loopback (never in production)",
+    )
+
+
+def run(args: argparse.Namespace) -> None:
+    from ..serve import serve_http, serve_stdio
+
+    settings = load_settings(args.config, host=args.host, port=args.port, insecure_no_auth=args.insecure_no_auth)
+    app = load_app(args.target)
+    if args.stdio:
+        serve_stdio(app, settings)
+    else:
+        serve_http(app, settings)
+
+
+COMMAND = Command("serve", "serve an App over Streamable HTTP (or stdio with --stdio)", configure=configure, run=run)
