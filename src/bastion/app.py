@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
-from urllib.parse import urlsplit
 
-from starlette.routing import BaseRoute, Router
-
-from .mcp.http import StreamableHTTP
 from .mcp.notify import Broadcaster
 from .mcp.policy import Policy
 from .mcp.registry import Registry
 from .mcp.server import Server
-from .mcp.session import SessionTable
 from .secrets import SecretSource
-from .security.limits import HeaderLimit
-from .security.origin import OriginGate, OriginPolicy
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .surface import Surface
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("bastion")
@@ -142,106 +135,12 @@ class App:
                 needed.update(entry.scopes)
         return sorted(needed)
 
-    def asgi(self, settings: Settings | None = None) -> OriginGate:
-        """The ASGI application serving this App at settings.path (for uvicorn or any ASGI server).
+    def asgi(self, settings: Settings | None = None) -> Surface:
+        """The ASGI application serving this App at settings.path (for uvicorn or any ASGI server). It refuses
+        (SettingsError) what `bastion serve` refuses."""
+        from .compose import build
 
-        Runs the same start-up checks as `bastion serve` (SettingsError with the same message), so that an ASGI
-        server of your own cannot start what `serve` refuses."""
-        settings = settings or Settings.load()
-        settings.check()
-        hosts, origins_allowed = list(settings.allowed_hosts), list(settings.allowed_origins)
-        if settings.public_url:
-            public = urlsplit(settings.public_url)
-            hosts.append(public.netloc)
-            origins_allowed.append(f"{public.scheme}://{public.netloc}")
-        origins = OriginPolicy.build(hosts, origins_allowed, settings.binds_loopback)
-        server = self.server(settings)
-        endpoint = StreamableHTTP(
-            server,
-            self.broadcaster,
-            max_body_bytes=settings.max_body_bytes,
-            stateful=settings.stateful,
-            json_response=settings.json_response,
-            sessions=SessionTable(settings.max_sessions, settings.session_idle_seconds),
-        )
-        mcp: Any = endpoint
-        routes: list[BaseRoute] = []
-        shutdown: list[Callable[[], Awaitable[None]]] = []
-        store = None
-        if settings.authenticated and not settings.worker.only:
-            mcp, store = self._protect(endpoint, settings, routes, shutdown)
-        if settings.worker.secret_env:
-            from .worker.api import WorkerAPI
-
-            worker = WorkerAPI(
-                server,
-                settings.worker.secret() or "",
-                settings.worker.max_token_seconds,
-                require_exp=not settings.worker.allow_tokens_without_exp,
-            )
-            routes += worker.routes()
-        paths = set() if settings.worker.only else {settings.path, settings.path + "/"}
-        surface = ASGIApp(mcp, endpoint, paths, Router(routes), store, shutdown, settings.max_header_bytes)
-        return OriginGate(surface, origins)
-
-    def _protect(
-        self,
-        endpoint: StreamableHTTP,
-        settings: Settings,
-        routes: list[BaseRoute],
-        shutdown: list[Callable[[], Awaitable[None]]],
-    ) -> tuple[Any, Store | None]:
-        """Put the MCP endpoint behind a bearer gate taking tokens from Bastion's own authorization server, from
-        external issuers, or both; add their routes. Imported only when used: an unauthenticated server never
-        loads the OAuth stack or its crypto."""
-        from .resource import metadata as resource_metadata
-        from .resource.bearer import BearerGate
-        from .resource.tokens import TokenVerifier
-
-        authorization, store = None, None
-        if settings.authorization_server.enabled:
-            from .identity.dev import DevLogin
-            from .oauth.server import AuthorizationServer
-            from .store import open_store
-
-            store = open_store(settings.store.backend, settings.store.path)
-            shutdown.append(store.close)
-            offered = settings.authorization_server.model_copy(update={"scopes": self.scopes(settings)})
-            authorization = AuthorizationServer(offered, store, settings.public_url, settings.path)
-            if settings.authorization_server.dev_login:
-                authorization.add_authenticator(DevLogin(authorization))
-            for upstream in settings.authorization_server.upstream:
-                from .identity import upstream_provider
-                from .identity.login import UpstreamLogin
-
-                authorization.add_authenticator(
-                    UpstreamLogin(authorization, upstream_provider(upstream), upstream.button_label())
-                )
-            routes += authorization.routes()
-        issuers = []
-        if settings.resource.issuers:
-            import httpx
-
-            from .resource.discovery import TIMEOUT
-            from .resource.issuer import ExternalIssuer
-
-            http = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False)
-            shutdown.append(http.aclose)
-            issuers = [ExternalIssuer(issuer, http) for issuer in settings.resource.issuers]
-        verify = TokenVerifier(authorization.grants.verify if authorization else None, issuers)
-        gate = BearerGate(
-            endpoint, verify, settings.public_url, settings.path, tuple(settings.resource.required_scopes)
-        )
-        if authorization is not None:
-            authorization.grants.on_revoke.append(gate.forget)
-        endpoint.challenge = gate.challenge
-
-        def servers(base: str) -> list[str]:
-            # Bastion's own authorization server first: clients that pick one pick the first.
-            return ([base] if authorization is not None else []) + [issuer.issuer for issuer in issuers]
-
-        routes += resource_metadata.routes(settings.public_url, settings.path, servers, self.scopes(settings))
-        return gate, store
+        return build(self, settings or Settings.load())
 
     def run(self, transport: str = "stdio", **settings: Any) -> None:
         """Serve: "stdio" (the default, for local clients) or "http" (Streamable HTTP)."""
@@ -255,62 +154,3 @@ class App:
         else:
             print(f"unknown transport {transport!r}: use 'stdio' or 'http'", file=sys.stderr)
             raise SystemExit(2)
-
-
-Scope = MutableMapping[str, Any]
-
-
-class ASGIApp:
-    """The whole HTTP surface: the MCP endpoint (behind authentication when it is on), a health check, and
-    the authorization server's routes."""
-
-    def __init__(
-        self,
-        mcp: Any,
-        endpoint: StreamableHTTP,
-        paths: set[str],
-        router: Router,
-        store: Store | None,
-        shutdown: list[Callable[[], Awaitable[None]]],
-        max_header_bytes: int,
-    ) -> None:
-        # Every route sits behind the bound on request heads (431), for ASGI servers that do not bound them.
-        self._http = HeaderLimit(self._route, max_header_bytes)
-        self.mcp = mcp
-        self.endpoint = endpoint
-        self.paths = paths  # where MCP is served (none when only the worker API is)
-        self.router = router
-        self.store = store  # Bastion's own authorization server's, when it runs
-        self.shutdown = shutdown  # what to close when the server stops (the store, HTTP clients)
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
-
-    async def _route(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["path"] in self.paths:
-            await self.mcp(scope, receive, send)
-        elif scope["path"] == "/healthz" and scope["method"] == "GET":
-            await _plain(send, 200, b'{"status":"ok"}')
-        else:
-            await self.router(scope, receive, send)
-
-    async def _lifespan(self, receive: Any, send: Any) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                self.endpoint.sessions.close_all()
-                for close in self.shutdown:
-                    await close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-
-async def _plain(send: Any, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": body})

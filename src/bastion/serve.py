@@ -40,11 +40,10 @@ def serve_http(app: App, settings: Settings) -> None:
 
     configure_logging(settings.log_level)
     try:
-        settings.check()
+        asgi = app.asgi(settings)  # the same start-up checks whoever serves the App
     except SettingsError as exc:
         print(f"bastion: refusing to start:\n{exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    asgi = app.asgi(settings)
     if settings.authenticated:
         sources = [issuer.issuer for issuer in settings.resource.issuers]
         if settings.authorization_server.enabled:

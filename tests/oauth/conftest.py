@@ -89,3 +89,19 @@ def store_of(client: httpx.AsyncClient):
     while not hasattr(app, "store"):
         app = app.app
     return app.store
+
+
+UPSTREAM_SECRET_ENV = "BASTION_TEST_UPSTREAM_SECRET"
+
+
+def upstream_entry(name: str, label: str | None = None) -> dict:
+    """An [[authorization_server.upstream]] entry for a provider the test substitutes (compose.build(upstream=...)):
+    the settings say which sign-in methods exist, the test supplies what answers for the provider."""
+    entry = {"name": name, "issuer": f"https://{name}.example", "client_id": "bastion"}
+    return {**entry, "client_secret_env": UPSTREAM_SECRET_ENV, **({"label": label} if label else {})}
+
+
+def authorization_server_of(client: httpx.AsyncClient):
+    """The authorization server object behind a test client's app (for tests that look at its grants)."""
+    routes = client._transport.app.router.routes
+    return next(r.endpoint.__self__ for r in routes if getattr(r, "path", "") == "/authorize")

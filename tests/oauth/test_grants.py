@@ -150,6 +150,25 @@ async def test_a_stolen_database_holds_no_token_and_no_readable_props(grants):
         assert needle not in dump
 
 
+class Upstream:
+    """The identity providers' side of upstream tokens, answered by the test's functions."""
+
+    def __init__(self, refresh=None, revoke=None) -> None:
+        self._refresh, self._revoke = refresh, revoke
+
+    async def refresh(self, provider, token):
+        return await self._refresh(provider, token) if self._refresh else None
+
+    async def revoke(self, provider, token):
+        if self._revoke:
+            await self._revoke(provider, token)
+
+
+def with_upstream(grants: Grants, refresh=None, revoke=None) -> Grants:
+    """The same store and lifetimes, with upstream tokens renewed and revoked by the given functions."""
+    return Grants(grants.store, grants.lifetimes, upstream=Upstream(refresh, revoke))
+
+
 async def test_upstream_tokens_are_renewed_once_for_concurrent_callers(grants):
     import time
 
@@ -162,7 +181,7 @@ async def test_upstream_tokens_are_renewed_once_for_concurrent_callers(grants):
         await asyncio.sleep(0.05)
         return {**token, "access_token": "fresh", "expires_at": time.time() + 3600}
 
-    grants.upstream_refresher = renew
+    grants = with_upstream(grants, refresh=renew)
     expired = {"access_token": "stale", "refresh_token": "r1", "expires_at": time.time() - 5, "scopes": ["read"]}
     tokens = await redeem(grants, await new_code(grants, props={"upstream": {"corp": expired}}))
     principal = await grants.verify(tokens.access_token, RESOURCE)
@@ -184,7 +203,7 @@ async def test_an_upstream_token_that_cannot_be_renewed_asks_for_a_new_sign_in(g
     async def refuse(provider, token):
         return None
 
-    grants.upstream_refresher = refuse
+    grants = with_upstream(grants, refresh=refuse)
     expired = {"access_token": "stale", "refresh_token": "r1", "expires_at": time.time() - 5, "scopes": []}
     tokens = await redeem(grants, await new_code(grants, props={"upstream": {"corp": expired}}))
     principal = await grants.verify(tokens.access_token, RESOURCE)
@@ -198,7 +217,7 @@ async def test_ending_a_grant_revokes_its_upstream_tokens(grants):
     async def revoke(provider, token):
         revoked.append((provider, token["access_token"]))
 
-    grants.upstream_revoker = revoke
+    grants = with_upstream(grants, revoke=revoke)
     upstream = {"corp": {"access_token": "up-at", "refresh_token": "up-rt", "expires_at": None, "scopes": []}}
     tokens = await redeem(grants, await new_code(grants, props={"upstream": upstream}))
     await grants.revoke_token(tokens.access_token, "c1")  # an access token ends only itself
@@ -279,7 +298,7 @@ async def test_a_grant_revoked_during_an_upstream_renewal_stays_revoked(grants):
     async def revoke_upstream(provider, token):
         cleaned_up.append(token["access_token"])
 
-    grants.upstream_refresher, grants.upstream_revoker = renew, revoke_upstream
+    grants = with_upstream(grants, refresh=renew, revoke=revoke_upstream)
     expired = {"access_token": "stale", "refresh_token": "r1", "expires_at": time.time() - 5, "scopes": []}
     tokens = await redeem(grants, await new_code(grants, props={"upstream": {"corp": expired}}))
     principal = await grants.verify(tokens.access_token, RESOURCE)

@@ -20,8 +20,11 @@ from starlette.routing import Route, Router
 
 from bastion.identity.dev import DevLogin
 from bastion.identity.login import UpstreamLogin
-from bastion.oauth.server import AuthorizationServer
+from bastion.oauth.grants import Grants
+from bastion.oauth.server import AuthorizationServer, approvals, lifetimes
+from bastion.oauth.transactions import Transactions
 from bastion.resource.bearer import BearerGate
+from bastion.resource.challenge import Challenges
 from bastion.store import SQLiteStore
 from tests.browser import cookie_header, form_fields, set_cookies
 from tests.oauth.test_upstream_login import FakeProvider
@@ -50,12 +53,15 @@ class Server:
         self.path = path
         self.store = SQLiteStore(path, **store_options)
         options = settings(dev_login=True).authorization_server
-        self.auth = AuthorizationServer(options, self.store, None, "/mcp")
-        self.auth.add_authenticator(DevLogin(self.auth))
+        # Assembled by hand (the composition root's steps, with a counting stand-in for the MCP endpoint).
+        grants = Grants(self.store, lifetimes(options))
+        approved = approvals(options)
+        desk = Transactions(self.store, grants, approved, None)
         self.provider = FakeProvider()
-        self.auth.add_authenticator(UpstreamLogin(self.auth, self.provider))
+        methods = [DevLogin(desk), UpstreamLogin(desk, self.store, self.provider)]
+        self.auth = AuthorizationServer(options, self.store, grants, desk, approved, methods, None, None, "/mcp")
         self.tool = Tool()
-        self.gate = BearerGate(self.tool, self.auth.grants.verify, None, "/mcp")
+        self.gate = BearerGate(self.tool, grants.verify, Challenges(None, "/mcp"))
         app = Router([*self.auth.routes(), Route("/mcp", self.gate)])
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE)
 

@@ -9,13 +9,25 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from bastion.identity.login import UpstreamLogin
+from bastion.compose import build
 from bastion.identity.oidc import OIDCProvider
 from bastion.identity.upstream import UpstreamIdentity, UpstreamLoginError
 from tests.browser import consent, cookie_header, form_fields, set_cookies
 from tests.mcp.conftest import build_app
 
-from .conftest import BASE, REDIRECT, VERIFIER, authorize_params, query_of, register, settings
+from .conftest import (
+    BASE,
+    REDIRECT,
+    UPSTREAM_SECRET_ENV,
+    VERIFIER,
+    authorization_server_of,
+    authorize_params,
+    query_of,
+    register,
+    settings,
+    store_of,
+    upstream_entry,
+)
 
 
 class FakeProvider:
@@ -43,15 +55,11 @@ class FakeProvider:
 
 
 @pytest.fixture
-async def fake():
-    # Settings need a sign-in method to start (dev login); the fake provider then replaces it as the only one.
-    asgi = build_app().asgi(settings())
-    authorization = next(r.endpoint.__self__ for r in asgi.app.router.routes if getattr(r, "path", "") == "/authorize")
-    del authorization.authenticators["dev"]
+async def fake(monkeypatch):
+    # The settings name one sign-in method, "fake"; the test supplies what answers for that provider.
+    monkeypatch.setenv(UPSTREAM_SECRET_ENV, "not-used-by-the-fake")
     provider = FakeProvider()
-    login = UpstreamLogin(authorization, provider)
-    authorization.add_authenticator(login)
-    asgi.app.router.routes.extend(login.routes())
+    asgi = build(build_app(), settings(dev_login=False, upstream=[upstream_entry("fake")]), upstream={"fake": provider})
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
         yield client, provider
 
@@ -85,10 +93,8 @@ async def test_the_callback_completes_with_the_provider_identity(fake):
         },
     )
     assert tokens.status_code == 200
-    store = client._transport.app.app.store
-    grants = next(
-        r.endpoint.__self__ for r in client._transport.app.app.router.routes if getattr(r, "path", "") == "/authorize"
-    ).grants
+    store = store_of(client)
+    grants = authorization_server_of(client).grants
     principal = await grants.verify(tokens.json()["access_token"], f"{BASE}/mcp")
     assert principal.subject == "fake:u-42" and principal.upstream_token("fake", ["read"]) == "fake-at"
     assert "fake-at" not in json.dumps([await store.get(k) for k in await store.keys("")])
@@ -157,13 +163,11 @@ class OtherProvider(FakeProvider):
 
 
 @pytest.fixture
-async def several():
-    asgi = build_app().asgi(settings())  # dev login, plus two providers
-    authorization = next(r.endpoint.__self__ for r in asgi.app.router.routes if getattr(r, "path", "") == "/authorize")
-    for provider, label in ((FakeProvider(), "Fake ID"), (OtherProvider(), "Other")):
-        login = UpstreamLogin(authorization, provider, label)
-        authorization.add_authenticator(login)
-        asgi.app.router.routes.extend(login.routes())
+async def several(monkeypatch):
+    monkeypatch.setenv(UPSTREAM_SECRET_ENV, "not-used-by-the-fakes")
+    entries = [upstream_entry("fake", "Fake ID"), upstream_entry("other", "Other")]
+    providers = {"fake": FakeProvider(), "other": OtherProvider()}
+    asgi = build(build_app(), settings(upstream=entries), upstream=providers)  # dev login, plus two providers
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
         yield client
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from bastion.resource.bearer import BearerGate
+from bastion.resource.challenge import Challenges
 from bastion.resource.issuer import INTROSPECTION_BURST, INTROSPECTIONS_PER_SECOND, REFUSAL_SECONDS, ExternalIssuer
 from bastion.resource.refusals import RecentRefusals
 from bastion.resource.throttle import TokenBucket
@@ -64,7 +65,7 @@ async def gate(issuer, monkeypatch, clock, behind):
     settings = introspecting(issuer, monkeypatch).resource.issuers[0]
     async with httpx.AsyncClient() as outbound:
         verify = TokenVerifier(None, [ExternalIssuer(settings, outbound, clock=clock)])
-        asgi = BearerGate(behind, verify, None, "/mcp")
+        asgi = BearerGate(behind, verify, Challenges(None, "/mcp"))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as http:
             yield http
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import httpx
+
     from ..settings import UpstreamSettings
     from .upstream import UpstreamProvider
 
 
-def upstream_provider(settings: UpstreamSettings) -> UpstreamProvider:
-    """The provider a [[authorization_server.upstream]] entry describes."""
+def upstream_provider(settings: UpstreamSettings, http: httpx.AsyncClient | None = None) -> UpstreamProvider:
+    """The provider a [[authorization_server.upstream]] entry describes (calling it through `http`)."""
     secret = settings.client_secret() or ""
     if settings.kind == "github":
         from .github import GitHubProvider
@@ -22,7 +24,10 @@ def upstream_provider(settings: UpstreamSettings) -> UpstreamProvider:
             settings.client_id,
             secret,
             settings.requested_scopes(),
+            http,
         )
     from .oidc import OIDCProvider
 
-    return OIDCProvider(settings.name, settings.issuer_url(), settings.client_id, secret, settings.requested_scopes())
+    return OIDCProvider(
+        settings.name, settings.issuer_url(), settings.client_id, secret, settings.requested_scopes(), http
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -18,10 +18,9 @@ from ..oauth import forms
 from ..oauth.errors import OAuthError
 from ..oauth.pages import error_page, render
 from ..oauth.see_other import see_other
-from ..security.crypto import token_hash
 
 if TYPE_CHECKING:
-    from ..oauth.server import AuthorizationServer
+    from ..oauth.transactions import SignInDesk
 
 NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 PATH = "/login/dev"
@@ -38,14 +37,8 @@ class DevLogin:
     name = "dev"
     label = "dev login"
 
-    def __init__(self, server: AuthorizationServer) -> None:
-        self.server = server
-
-    async def refresh(self, token: dict[str, Any]) -> dict[str, Any] | None:
-        return None  # dev login has no upstream tokens
-
-    async def revoke(self, token: dict[str, Any]) -> None:
-        return None
+    def __init__(self, desk: SignInDesk) -> None:
+        self.desk = desk
 
     def routes(self) -> list[BaseRoute]:
         return [Route(PATH, self.form, methods=["GET"]), Route(PATH, self.submit, methods=["POST"])]
@@ -64,7 +57,7 @@ class DevLogin:
         except OAuthError as exc:
             return error_page(exc.description)
         # Signing in redirects to the application: its origin joins the page's form-action.
-        record = await self.server.store.get(f"authz:{token_hash(transaction)}") if transaction else None
+        record = await self.desk.pending(transaction)
         targets = [record["redirect_uri"]] if record else []
         return render(
             "dev_login.html", form_targets=targets, title="Sign in (development)", action=PATH, transaction=transaction
@@ -80,7 +73,7 @@ class DevLogin:
         name = fields.get("username", "")
         if not NAME.match(name):
             return error_page("Names are 1-64 letters, digits, '.', '_' or '-'.")
-        completed = await self.server.complete(
+        completed = await self.desk.complete(
             request, fields.get("transaction", ""), f"dev:{name}", {"name": name, "provider": "dev"}
         )
         return see_other(completed)  # back to the application (or the consent screen) with a GET

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -24,11 +24,11 @@ from ..oauth.errors import OAuthError
 from ..oauth.pages import error_page
 from ..security.cookies import clear_cookie, host_cookie, read_host_cookie
 from ..security.crypto import new_token, same, token_hash
-from ..store import Commit
+from ..store import Commit, Store, keys
 from .upstream import UpstreamLoginError, UpstreamProvider
 
 if TYPE_CHECKING:
-    from ..oauth.server import AuthorizationServer
+    from ..oauth.transactions import SignInDesk
 
 STATE_SECONDS = 600
 OTHER_BROWSER = "This sign-in was started in another browser (or its cookie is gone). Start again from the app."
@@ -40,8 +40,9 @@ def _challenge(verifier: str) -> str:
 
 
 class UpstreamLogin:
-    def __init__(self, server: AuthorizationServer, provider: UpstreamProvider, label: str | None = None) -> None:
-        self.server = server
+    def __init__(self, desk: SignInDesk, store: Store, provider: UpstreamProvider, label: str | None = None) -> None:
+        self.desk = desk
+        self.store = store
         self.provider = provider
         self.name = provider.name
         self.label = label or provider.name
@@ -55,7 +56,7 @@ class UpstreamLogin:
         return [Route(self.path, self.callback, methods=["GET"])]
 
     def redirect_uri(self, request: Request) -> str:
-        return self.server.issuer(request) + self.path
+        return self.desk.issuer(request) + self.path
 
     async def form_target(self, request: Request) -> str | None:
         try:
@@ -70,7 +71,7 @@ class UpstreamLogin:
             url = await self.provider.authorization_url(self.redirect_uri(request), state, _challenge(verifier), nonce)
         except UpstreamLoginError as exc:
             return error_page(str(exc), 502)
-        await self.server.store.commit(Commit().set(f"upstream:{token_hash(state)}", record, STATE_SECONDS))
+        await self.store.commit(Commit().set(keys.upstream_state(token_hash(state)), record, STATE_SECONDS))
         response = RedirectResponse(url, 302, headers={"Cache-Control": "no-store"})
         response.headers.append("Set-Cookie", host_cookie(self.cookie_name(state), binding, STATE_SECONDS))
         return response
@@ -90,16 +91,16 @@ class UpstreamLogin:
         return response
 
     async def _callback(self, request: Request, params: dict[str, str], state: str, binding: str | None) -> Response:
-        key = f"upstream:{token_hash(state)}"
+        key = keys.upstream_state(token_hash(state))
         # The binding is checked before the state is taken, so a callback from another browser uses nothing up.
         if binding is None:
             return error_page(OTHER_BROWSER)
-        record = await self.server.store.get(key)
+        record = await self.store.get(key)
         if record is None:
             return error_page(EXPIRED)
         if not same(token_hash(binding), str(record.get("binding", ""))):
             return error_page(OTHER_BROWSER)
-        record = await self.server.store.take(key)
+        record = await self.store.take(key)
         if record is None:
             return error_page(EXPIRED)
         if "error" in params:
@@ -114,20 +115,13 @@ class UpstreamLogin:
         except UpstreamLoginError as exc:
             return error_page(str(exc), 502)
         claims = {**identity.claims, "provider": self.provider.name, "upstream": {self.provider.name: identity.token}}
-        return await self.server.complete(
+        return await self.desk.complete(
             request, record["transaction"], f"{self.provider.name}:{identity.user_id}", claims
         )
 
-    async def refresh(self, token: dict[str, Any]) -> dict[str, Any] | None:
-        return await self.provider.refresh(token)
-
-    async def revoke(self, token: dict[str, Any]) -> None:
-        await self.provider.revoke(token)
-
     async def _refused(self, transaction: str, error: str) -> Response:
-        record = await self.server.store.take(f"authz:{token_hash(transaction)}")
-        if record is None:
-            return error_page("This sign-in has expired. Start again from the app.")
         if error == "access_denied":
-            return self.server.deny(record)
+            return await self.desk.user_denied(transaction)
+        if not await self.desk.abandon(transaction):
+            return error_page("This sign-in has expired. Start again from the app.")
         return error_page(f"{self.provider.name} could not sign you in ({error[:64]}).")

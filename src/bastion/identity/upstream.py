@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -63,3 +64,19 @@ class TokenEndpointProvider:
         except UpstreamLoginError:
             return None
         return self._token(tokens, token)
+
+
+class ProviderTokens:
+    """Renews and revokes users' upstream tokens at the provider that issued them (the grants' UpstreamTokens)."""
+
+    def __init__(self, providers: Mapping[str, UpstreamProvider]) -> None:
+        self.providers = dict(providers)
+
+    async def refresh(self, provider: str, token: dict[str, Any]) -> dict[str, Any] | None:
+        found = self.providers.get(provider)
+        return await found.refresh(token) if found is not None else None
+
+    async def revoke(self, provider: str, token: dict[str, Any]) -> None:
+        found = self.providers.get(provider)
+        if found is not None:
+            await found.revoke(token)

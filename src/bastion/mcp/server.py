@@ -80,7 +80,13 @@ class Server:
             "completion/complete": self._complete,
         }
 
+    def close(self) -> None:
+        """Stop the tool threads: queued calls are cancelled; a running one finishes on its own (threads cannot be
+        killed), without holding up shutdown."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
     # --- capabilities and identity ----------------------------------------------------------------
+
     def capabilities(self) -> dict[str, Any]:
         return {
             "tools": {"listChanged": True},

@@ -10,7 +10,6 @@ token rather than replacing one, so it cannot break the page the user is looking
 from __future__ import annotations
 
 import hmac
-import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -20,18 +19,18 @@ from starlette.routing import BaseRoute, Route
 
 from ..security.cookies import clear_cookie, host_cookie, read_host_cookie
 from ..security.crypto import new_token, token_hash
-from ..store import Commit
 from . import forms
 from .client_identity import identity_warning, verified_domain
+from .client_redirects import denied
 from .errors import OAuthError
 from .pages import error_page, render
 from .see_other import see_other
+from .transactions import CONSENT_PATH as PATH
 
 if TYPE_CHECKING:
     from .clients import Client
     from .server import AuthorizationServer
 
-PATH = "/consent"
 MAX_TOKENS = 5
 
 
@@ -53,22 +52,17 @@ def _https(url: str | None) -> str | None:
 class ConsentScreen:
     def __init__(self, server: AuthorizationServer) -> None:
         self.server = server
+        self.transactions = server.transactions
 
     def routes(self) -> list[BaseRoute]:
         return [Route(PATH, self.show, methods=["GET"]), Route(PATH, self.decide, methods=["POST"])]
-
-    async def _transaction(self, transaction: str) -> dict[str, Any] | None:
-        return await self.server.store.get(f"authz:{token_hash(transaction)}") if transaction else None
-
-    def _ttl(self, record: dict[str, Any]) -> float:
-        return max(1.0, float(record["created_at"]) + self.server.transaction_seconds - time.time())
 
     async def show(self, request: Request) -> Response:
         try:
             transaction = forms.query(request).get("transaction", "")
         except OAuthError as exc:
             return error_page(exc.description)
-        record = await self._transaction(transaction)
+        record = await self.transactions.pending(transaction)
         if record is None or record.get("approved"):
             return error_page("This sign-in request has expired or was already answered. Start again from the app.")
         client = await self.server.client(record["client_id"])
@@ -78,8 +72,7 @@ class ConsentScreen:
         token = read_host_cookie(request.scope, cookie_name) or ""
         if not token or token_hash(token) not in record["csrf"]:
             token = new_token()
-            record["csrf"] = [*record["csrf"], token_hash(token)][-MAX_TOKENS:]
-            await self.server.store.commit(Commit().set(f"authz:{token_hash(transaction)}", record, self._ttl(record)))
+            await self.transactions.add_csrf(transaction, record, token_hash(token), MAX_TOKENS)
         targets = [record["redirect_uri"], *await self.server.sign_in_targets(request)]
         response = render(
             "consent.html",
@@ -89,7 +82,7 @@ class ConsentScreen:
             csrf_token=token,
             action=PATH,
         )
-        response.headers.append("Set-Cookie", host_cookie(cookie_name, token, int(self._ttl(record))))
+        response.headers.append("Set-Cookie", host_cookie(cookie_name, token, int(self.transactions.remaining(record))))
         return response
 
     def _view(self, request: Request, client: Client, record: dict[str, Any]) -> dict[str, Any]:
@@ -120,7 +113,7 @@ class ConsentScreen:
         submitted = fields.get("csrf_token", "")
         cookie_name = csrf_cookie_name(transaction) if transaction else ""
         from_cookie = (read_host_cookie(request.scope, cookie_name) if cookie_name else None) or ""
-        record = await self._transaction(transaction)
+        record = await self.transactions.pending(transaction)
         if (
             record is None
             or not submitted
@@ -130,20 +123,18 @@ class ConsentScreen:
             return error_page(
                 "This consent form expired or did not come from this browser. Start again from the app.", 403
             )
-        key = f"authz:{token_hash(transaction)}"
         decision = fields.get("decision", "")
         methods = list(self.server.authenticators)
         # One sign-in method: "approve". Several: "approve:<method>", from the button the user pressed.
         method = methods[0] if decision == "approve" and len(methods) == 1 else decision.removeprefix("approve:")
         if decision.startswith("approve") and method in self.server.authenticators:
-            approved = {**record, "approved": True, "csrf": []}
-            if not await self.server.store.commit(Commit(consume=[key]).set(key, approved, self._ttl(record))):
+            if not await self.transactions.approve(transaction, record):
                 return error_page("This sign-in request was already answered.")
             response = await self.server.begin_sign_in(request, transaction, method)
         elif decision == "deny":
-            if not await self.server.store.commit(Commit(consume=[key])):
+            if not await self.transactions.abandon(transaction):
                 return error_page("This sign-in request was already answered.")
-            response = self.server.deny(record)
+            response = denied(record)
         else:
             return error_page("Choose Allow or Deny.")
         response.headers.append("Set-Cookie", clear_cookie(cookie_name))

@@ -5,7 +5,7 @@ later, upstream tokens) are encrypted under a random grant key; every code and t
 by a key derived from itself. Tokens look like `<grant id>.<secret>` and are stored only as hashes, under
 keys that start with the grant id, so that revoking a grant deletes everything it issued in one commit.
 
-Records (docs/storage.md has the full list):
+Records (store/keys.py builds every key; docs/storage.md has the full list):
   grant:<g>                  client, subject, scopes, resource, sealed props
   code:<g>:<hash>            one authorization code: client, redirect_uri, PKCE challenge, wrapped key
   usedcode:<g>:<hash>        a redeemed code and its client, so that its client's replay revokes the grant
@@ -25,18 +25,25 @@ import base64
 import hashlib
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import orjson
 
 from ..principal import Principal
 from ..security.crypto import new_key, new_token, open_data, same, seal_data, token_hash, unwrap_key, wrap_key
-from ..store import Commit, Store
+from ..store import Commit, Store, keys
+from ..store.bus import GRANT_REVOKED, Bus
 from .errors import OAuthError, invalid_grant
 
 GRANT_ID_BYTES = 16
+
+# A one-time record's key, and the key of the marker left once it is used (whose replay revokes the grant).
+_ONE_TIME: dict[str, tuple[Callable[[str, str], str], Callable[[str, str], str]]] = {
+    "code": (keys.code, keys.used_code),
+    "refresh": (keys.refresh_token, keys.rotated_refresh),
+}
 
 
 @dataclass(frozen=True)
@@ -81,24 +88,37 @@ def pkce_matches(verifier: str, challenge: str) -> bool:
     return same(computed, challenge)
 
 
+class UpstreamTokens(Protocol):
+    """Renews and revokes the tokens users' identity providers issued them (kept sealed in their grants)."""
+
+    async def refresh(self, provider: str, token: dict[str, Any]) -> dict[str, Any] | None: ...
+
+    async def revoke(self, provider: str, token: dict[str, Any]) -> None: ...
+
+
 class Grants:
-    def __init__(self, store: Store, lifetimes: Lifetimes | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        lifetimes: Lifetimes | None = None,
+        *,
+        bus: Bus | None = None,
+        upstream: UpstreamTokens | None = None,
+    ) -> None:
         self.store = store
         self.lifetimes = lifetimes or Lifetimes()
-        # Called after any revocation, so caches of verified tokens forget at once.
-        self.on_revoke: list[Callable[[], None]] = []
-        # Set by the authorization server when users sign in upstream: renew and revoke upstream tokens.
-        self.upstream_refresher: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any] | None]] | None = None
-        self.upstream_revoker: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
+        # Told of every revocation, so that caches of verified tokens forget at once.
+        self.bus = bus
+        self.upstream = upstream
         # One lock per (grant, provider) being renewed; a lock disappears once nobody holds or awaits it.
         self._refreshing: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
 
-    def _revoked(self) -> None:
-        for listener in self.on_revoke:
-            listener()
+    async def _revoked(self, grant_id: str) -> None:
+        if self.bus is not None:
+            await self.bus.publish(GRANT_REVOKED, {"grant": grant_id})
 
     # --- authorization -----------------------------------------------------------------------------------
-    async def authorize(
+    def new_authorization(
         self,
         *,
         client_id: str,
@@ -108,8 +128,9 @@ class Grants:
         redirect_uri: str,
         code_challenge: str,
         props: dict[str, Any] | None = None,
-    ) -> str:
-        """Record a new grant and return its one-time authorization code."""
+    ) -> tuple[str, Commit]:
+        """A new grant and its one-time authorization code: the code, and the change that records both (the
+        caller adds what must happen with it, such as consuming the authorization transaction)."""
         grant_id = new_token(GRANT_ID_BYTES)
         key = new_key()
         code = f"{grant_id}.{new_token()}"
@@ -130,11 +151,17 @@ class Grants:
             "subject": subject,
             "wrapped_key": wrap_key(key, code),
         }
-        await self.store.commit(
+        change = (
             Commit()
-            .set(f"grant:{grant_id}", grant, self.lifetimes.refresh)
-            .set(f"code:{grant_id}:{token_hash(code)}", code_record, self.lifetimes.code)
+            .set(keys.grant(grant_id), grant, self.lifetimes.refresh)
+            .set(keys.code(grant_id, token_hash(code)), code_record, self.lifetimes.code)
         )
+        return code, change
+
+    async def authorize(self, **request: Any) -> str:
+        """Record a new grant and return its one-time authorization code (new_authorization's arguments)."""
+        code, change = self.new_authorization(**request)
+        await self.store.commit(change)
         return code
 
     async def exchange_code(
@@ -146,7 +173,7 @@ class Grants:
         code_verifier: str | None,
         resource: str | None,
     ) -> TokenSet:
-        grant_id, code_hash, code_key, record = await self._redeemable(code, "code", "usedcode", client_id)
+        grant_id, code_hash, code_key, record = await self._redeemable(code, "code", client_id)
         # Every binding is checked before anything changes: a failed attempt leaves the code as it was.
         if redirect_uri is None or redirect_uri != record["redirect_uri"]:
             raise invalid_grant("redirect_uri does not match the authorization request")
@@ -161,7 +188,7 @@ class Grants:
             raise invalid_grant("the authorization code is invalid")
         tokens, change = self._issue(grant_id, key, record, record["scopes"])
         change.consume.append(code_key)
-        change.set(f"usedcode:{grant_id}:{code_hash}", {"client_id": client_id}, self.lifetimes.refresh)
+        change.set(keys.used_code(grant_id, code_hash), {"client_id": client_id}, self.lifetimes.refresh)
         await self._commit_or_revoke(change, grant_id)
         return tokens
 
@@ -169,7 +196,7 @@ class Grants:
     async def refresh(
         self, refresh_token: str, *, client_id: str, scopes: list[str] | None, resource: str | None
     ) -> TokenSet:
-        grant_id, hashed, key_name, record = await self._redeemable(refresh_token, "refresh", "rotated", client_id)
+        grant_id, hashed, key_name, record = await self._redeemable(refresh_token, "refresh", client_id)
         if resource is not None and resource != record["resource"]:
             raise OAuthError("invalid_target", "resource does not match the grant")
         granted = record["scopes"]
@@ -183,30 +210,31 @@ class Grants:
             grant_id, key, record, scopes if scopes is not None else granted, refresh_scopes=granted
         )
         change.consume.append(key_name)
-        change.set(f"rotated:{grant_id}:{hashed}", {"client_id": client_id}, self.lifetimes.refresh)
-        grant = await self.store.get(f"grant:{grant_id}")
+        change.set(keys.rotated_refresh(grant_id, hashed), {"client_id": client_id}, self.lifetimes.refresh)
+        grant = await self.store.get(keys.grant(grant_id))
         if grant is None:
             raise invalid_grant("the grant was revoked")
-        change.set(f"grant:{grant_id}", grant, self.lifetimes.refresh)  # a used grant lives on
+        change.set(keys.grant(grant_id), grant, self.lifetimes.refresh)  # a used grant lives on
         await self._commit_or_revoke(change, grant_id)
         return tokens
 
     async def _redeemable(
-        self, token: str, kind: str, used_kind: str, client_id: str
+        self, token: str, kind: Literal["code", "refresh"], client_id: str
     ) -> tuple[str, str, str, dict[str, Any]]:
         """(grant id, hash, key, record) of a live one-time code or refresh token issued to this client.
 
-        One already used (its `used_kind` marker exists) is a replay, and revokes its whole grant when the
+        One already used (its used-code or rotated marker exists) is a replay, and revokes its whole grant when the
         client it was issued to presents it; any other client is only refused.
         """
         parsed = split_token(token)
         if parsed is None:
             raise invalid_grant(f"the {kind} token is malformed")
         grant_id, hashed = parsed
-        key = f"{kind}:{grant_id}:{hashed}"
+        live_key, used_key = _ONE_TIME[kind]
+        key = live_key(grant_id, hashed)
         record = await self.store.get(key)
         if record is None:
-            await self._revoke_if_replayed(f"{used_kind}:{grant_id}:{hashed}", grant_id, client_id)
+            await self._revoke_if_replayed(used_key(grant_id, hashed), grant_id, client_id)
             raise invalid_grant(f"the {kind} token is invalid, expired or already used")
         if record["client_id"] != client_id:
             raise invalid_grant(f"the {kind} token was issued to another client")
@@ -231,7 +259,7 @@ class Grants:
         base = {"client_id": source["client_id"], "resource": source["resource"], "subject": source["subject"]}
         change = Commit()
         change.set(
-            f"access:{grant_id}:{token_hash(access)}",
+            keys.access_token(grant_id, token_hash(access)),
             {
                 **base,
                 "scopes": scopes,
@@ -241,7 +269,7 @@ class Grants:
             self.lifetimes.access,
         )
         change.set(
-            f"refresh:{grant_id}:{token_hash(refresh)}",
+            keys.refresh_token(grant_id, token_hash(refresh)),
             {**base, "scopes": refresh_scopes or scopes, "wrapped_key": wrap_key(key, refresh)},
             self.lifetimes.refresh,
         )
@@ -249,9 +277,8 @@ class Grants:
 
     # --- revocation -----------------------------------------------------------------------------------------
     async def revoke_grant(self, grant_id: str) -> None:
-        prefixes = [f"{kind}:{grant_id}:" for kind in ("access", "refresh", "code", "rotated", "usedcode")]
-        await self.store.commit(Commit(delete=[f"grant:{grant_id}"], delete_prefix=prefixes))
-        self._revoked()
+        await self.store.commit(Commit(delete=[keys.grant(grant_id)], delete_prefix=keys.issued_under(grant_id)))
+        await self._revoked(grant_id)
 
     async def _revoke_if_replayed(self, marker: str, grant_id: str, client_id: str) -> None:
         used = await self.store.get(marker)
@@ -269,20 +296,21 @@ class Grants:
         if parsed is None:
             return
         grant_id, hashed = parsed
-        refresh = await self.store.get(f"refresh:{grant_id}:{hashed}")
+        refresh = await self.store.get(keys.refresh_token(grant_id, hashed))
         if refresh is not None and refresh["client_id"] == client_id:
             key = unwrap_key(refresh["wrapped_key"], token)
-            if key is not None and self.upstream_revoker is not None:
-                found = await self._open_props(grant_id, key)
-                for provider, upstream_token in ((found[1].get("upstream") or {}) if found else {}).items():
-                    await self.upstream_revoker(provider, upstream_token)
+            found = await self._open_props(grant_id, key) if key is not None else None
+            # Revoked here first: a provider that cannot be reached must not leave the grant alive.
             await self.revoke_grant(grant_id)
+            if self.upstream is not None:
+                for provider, upstream_token in ((found[1].get("upstream") or {}) if found else {}).items():
+                    await self.upstream.revoke(provider, upstream_token)
             return
-        access_key = f"access:{grant_id}:{hashed}"
+        access_key = keys.access_token(grant_id, hashed)
         access = await self.store.get(access_key)
         if access is not None and access["client_id"] == client_id:
             await self.store.commit(Commit(delete=[access_key]))
-            self._revoked()
+            await self._revoked(grant_id)
 
     # --- verification -------------------------------------------------------------------------------------------
     async def verify(self, token: str, resource: str) -> Principal | None:
@@ -291,11 +319,11 @@ class Grants:
         if parsed is None:
             return None
         grant_id, hashed = parsed
-        record = await self.store.get(f"access:{grant_id}:{hashed}")
+        record = await self.store.get(keys.access_token(grant_id, hashed))
         if record is None or record["expires_at"] <= time.time() or record["resource"] != resource:
             return None
         claims: dict[str, Any] = {}
-        grant = await self.store.get(f"grant:{grant_id}")
+        grant = await self.store.get(keys.grant(grant_id))
         if grant is None:
             return None
         key = unwrap_key(record["wrapped_key"], token)
@@ -304,7 +332,7 @@ class Grants:
             claims = orjson.loads(opened) if opened else {}
         upstream = claims.pop("upstream", {}) if isinstance(claims, dict) else {}
         refresh = None
-        if upstream and key is not None and self.upstream_refresher is not None:
+        if upstream and key is not None and self.upstream is not None:
             grant_key = key
 
             async def refresh(provider: str) -> dict[str, Any] | None:
@@ -323,7 +351,7 @@ class Grants:
 
     # --- upstream tokens -----------------------------------------------------------------------------------
     async def _open_props(self, grant_id: str, key: bytes) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        grant = await self.store.get(f"grant:{grant_id}")
+        grant = await self.store.get(keys.grant(grant_id))
         opened = open_data(key, grant["props"], grant_id.encode()) if grant else None
         return (grant, orjson.loads(opened)) if grant and opened else None
 
@@ -344,17 +372,16 @@ class Grants:
             expires_at = token.get("expires_at")
             if isinstance(expires_at, int | float) and expires_at - 60 > time.time():
                 return token  # someone renewed it while we waited
-            assert self.upstream_refresher is not None
-            renewed = await self.upstream_refresher(provider, token)
+            assert self.upstream is not None
+            renewed = await self.upstream.refresh(provider, token)
             if renewed is None:
                 return None
             props["upstream"][provider] = renewed
             grant["props"] = seal_data(key, orjson.dumps(props), grant_id.encode())
             # Written back only if the grant still exists: one revoked while the provider answered stays revoked.
-            grant_key = f"grant:{grant_id}"
+            grant_key = keys.grant(grant_id)
             if not await self.store.commit(Commit(consume=[grant_key]).set(grant_key, grant, self.lifetimes.refresh)):
-                if self.upstream_revoker is not None:
-                    await self.upstream_revoker(provider, renewed)  # nothing holds it any more
+                await self.upstream.revoke(provider, renewed)  # nothing holds it any more
                 return None
             return renewed
 

@@ -1,7 +1,8 @@
 """The authorization server's endpoints: metadata, register, authorize, token, revoke.
 
-Identity is someone else's job: /authorize validates the request, stores it as a transaction, and hands the
-browser to an Authenticator (dev login now, upstream providers later), which calls `complete` with who signed in.
+Identity is someone else's job: /authorize validates the request, opens a transaction (transactions.py), shows
+the consent screen, and hands the browser to an Authenticator (dev login, an upstream provider), which completes
+the transaction through its SignInDesk once the user has signed in.
 """
 
 from __future__ import annotations
@@ -9,33 +10,33 @@ from __future__ import annotations
 import re
 import ssl
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..public_url import base_path, base_url
-from ..security.crypto import new_key, new_token, token_hash
+from ..security.crypto import new_key
 from ..security.fetch import SafeFetcher
 from ..settings import AuthorizationServerSettings
-from ..store import Commit, Store
+from ..store import Store
 from . import forms
 from .approvals import Approvals
 from .cimd import ClientLookupError, MetadataDocuments, is_document_url
+from .client_redirects import consent_required, error_to_client
 from .clients import Client, authenticate, client_key, credentials, register, validate_registration
-from .consent import PATH as CONSENT_PATH
 from .consent import ConsentScreen
 from .errors import NO_STORE, OAuthError, invalid_client, invalid_request
 from .grants import Grants, Lifetimes
 from .pages import error_page
 from .quoting import some
 from .ratelimit import RateLimiter
+from .transactions import Transactions, consent_url
 from .unavailable import answering_store_faults, json_answer, page_answer
 
-TRANSACTION_SECONDS = 600
 _CHALLENGE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 MAX_STATE = 2048
 # A scope parameter is refused beyond these (or beyond what the whole of scopes_supported needs, if more).
@@ -48,7 +49,7 @@ _INTERACTIVE_PROMPTS = {"login", "consent", "select_account"}
 
 
 class Authenticator(Protocol):
-    """Signs the user in for an authorization transaction, then calls AuthorizationServer.complete."""
+    """Signs the user in for an authorization transaction, then completes it through its SignInDesk."""
 
     def routes(self) -> list[BaseRoute]: ...
 
@@ -58,10 +59,6 @@ class Authenticator(Protocol):
     async def begin(self, request: Request, transaction: str) -> Response: ...
 
     async def form_target(self, request: Request) -> str | None: ...
-
-    async def refresh(self, token: dict[str, Any]) -> dict[str, Any] | None: ...
-
-    async def revoke(self, token: dict[str, Any]) -> None: ...
 
 
 def document_fetcher(settings: AuthorizationServerSettings) -> SafeFetcher:
@@ -81,30 +78,47 @@ def oauth_error(error: OAuthError) -> JSONResponse:
     return json_response(error.body(), error.status, error.headers)
 
 
+def lifetimes(settings: AuthorizationServerSettings) -> Lifetimes:
+    return Lifetimes(settings.code_seconds, settings.access_token_seconds, int(settings.refresh_token_days * 86400))
+
+
+def approvals(settings: AuthorizationServerSettings) -> Approvals:
+    """Remembered approvals, signed with the configured cookie secret (or a key that lasts this process)."""
+    secret = settings.cookie_secret.get_secret_value().encode() if settings.cookie_secret else None
+    return Approvals(secret or new_key())
+
+
+def metadata_documents(settings: AuthorizationServerSettings) -> MetadataDocuments | None:
+    return (
+        MetadataDocuments(document_fetcher(settings), settings.scopes) if settings.client_metadata_documents else None
+    )
+
+
 class AuthorizationServer:
     def __init__(
-        self, settings: AuthorizationServerSettings, store: Store, public_url: str | None, resource_path: str
+        self,
+        settings: AuthorizationServerSettings,
+        store: Store,
+        grants: Grants,
+        transactions: Transactions,
+        approvals: Approvals,
+        authenticators: Sequence[Authenticator],
+        documents: MetadataDocuments | None,
+        public_url: str | None,
+        resource_path: str,
     ) -> None:
         self.settings = settings
         self.store = store
+        self.grants = grants
+        self.transactions = transactions
+        self.approvals = approvals
+        # Sign-in methods by name ("dev", or an upstream provider's name), offered on the consent screen.
+        self.authenticators: dict[str, Authenticator] = {method.name: method for method in authenticators}
+        self.documents = documents
         self.public_url = public_url
         self.resource_path = resource_path
-        self.grants = Grants(
-            store,
-            Lifetimes(settings.code_seconds, settings.access_token_seconds, int(settings.refresh_token_days * 86400)),
-        )
-        # Sign-in methods by name ("dev", or an upstream provider's name), offered on the consent screen.
-        self.authenticators: dict[str, Authenticator] = {}
         self.registrations = RateLimiter(settings.registrations_per_minute, 60.0)
-        self.transaction_seconds = TRANSACTION_SECONDS
-        secret = settings.cookie_secret.get_secret_value().encode() if settings.cookie_secret else None
-        self.approvals = Approvals(secret or new_key())
-        self.grants.upstream_refresher = self._refresh_upstream
-        self.grants.upstream_revoker = self._revoke_upstream
         self.consent = ConsentScreen(self)
-        self.documents: MetadataDocuments | None = None
-        if settings.client_metadata_documents:
-            self.documents = MetadataDocuments(document_fetcher(settings), settings.scopes)
 
     # --- identifiers -----------------------------------------------------------------------------------------
     def issuer(self, request: Request) -> str:
@@ -216,20 +230,7 @@ class AuthorizationServer:
                 raise invalid_request("state is too long")
             request_record = self._authorization_request(request, params, client, redirect_uri)
         except OAuthError as exc:
-            return redirect_with(
-                redirect_uri, {"error": exc.error, "error_description": exc.description, "state": state, "iss": issuer}
-            )
-        if not self.authenticators:
-            return redirect_with(
-                redirect_uri,
-                {
-                    "error": "temporarily_unavailable",
-                    "error_description": "no sign-in method is configured",
-                    "state": state,
-                    "iss": issuer,
-                },
-            )
-        transaction = new_token()
+            return error_to_client(redirect_uri, exc.error, exc.description, state, issuer)
         # A remembered approval skips the consent screen, but only for a navigation the user made themselves,
         # and not when the client asks for the user to be asked (prompt=consent, login or select_account).
         request_record["remembered_subject"] = None
@@ -243,14 +244,11 @@ class AuthorizationServer:
         if "none" in prompts and method not in self.authenticators:
             # prompt=none: no page may be shown, and only the consent screen could go on from here.
             return consent_required(redirect_uri, state, issuer)
-        await self.store.commit(Commit().set(f"authz:{token_hash(transaction)}", request_record, TRANSACTION_SECONDS))
+        transaction = await self.transactions.open(request_record)
         if method in self.authenticators:
             # Back to the provider this user signed in with last time.
             return await self.begin_sign_in(request, transaction, str(method))
-        return RedirectResponse(f"{CONSENT_PATH}?transaction={transaction}", 302, headers={"Cache-Control": "no-store"})
-
-    def add_authenticator(self, authenticator: Authenticator) -> None:
-        self.authenticators[authenticator.name] = authenticator
+        return consent_url(transaction)
 
     async def sign_in_targets(self, request: Request) -> list[str | None]:
         """Where approving may send the browser (other origins for upstream providers), for the consent CSP."""
@@ -261,26 +259,6 @@ class AuthorizationServer:
         if authenticator is None:
             return error_page("That sign-in method is not offered here.")
         return await authenticator.begin(request, transaction)
-
-    async def _refresh_upstream(self, provider: str, token: dict[str, Any]) -> dict[str, Any] | None:
-        method = self.authenticators.get(provider)
-        return await method.refresh(token) if method is not None else None
-
-    async def _revoke_upstream(self, provider: str, token: dict[str, Any]) -> None:
-        method = self.authenticators.get(provider)
-        if method is not None:
-            await method.revoke(token)
-
-    def deny(self, record: dict[str, Any]) -> Response:
-        return redirect_with(
-            record["redirect_uri"],
-            {
-                "error": "access_denied",
-                "error_description": "the user denied the request",
-                "state": record["state"],
-                "iss": record["issuer"],
-            },
-        )
 
     def _authorization_request(
         self, request: Request, params: dict[str, str], client: Client, redirect_uri: str
@@ -339,39 +317,6 @@ class AuthorizationServer:
         ):
             raise OAuthError("invalid_scope", "the scope parameter is too long")
         return requested.split()
-
-    async def complete(self, request: Request, transaction: str, subject: str, claims: dict[str, Any]) -> Response:
-        """Finish an authorization once the user is signed in: issue the code and send the browser back."""
-        record = await self.store.take(f"authz:{token_hash(transaction)}")
-        if record is None:
-            return error_page("This sign-in request has expired or was already used. Start again from the app.")
-        if not record.get("approved") and record.get("remembered_subject") != subject:
-            # Approved in this browser by someone else (or never): this user decides for themselves.
-            if "none" in record.get("prompt", ()):
-                return consent_required(record["redirect_uri"], record["state"], record["issuer"])
-            retry = new_token()
-            fresh = {**record, "remembered_subject": None, "approved": False, "csrf": [], "created_at": time.time()}
-            await self.store.commit(Commit().set(f"authz:{token_hash(retry)}", fresh, TRANSACTION_SECONDS))
-            return RedirectResponse(f"{CONSENT_PATH}?transaction={retry}", 302, headers={"Cache-Control": "no-store"})
-        code = await self.grants.authorize(
-            client_id=record["client_id"],
-            subject=subject,
-            scopes=record["scopes"],
-            resource=record["resource"],
-            redirect_uri=record["redirect_uri"],
-            code_challenge=record["code_challenge"],
-            props=claims,
-        )
-        response = redirect_with(
-            record["redirect_uri"], {"code": code, "state": record["state"], "iss": record["issuer"]}
-        )
-        response.headers.append(
-            "Set-Cookie",
-            self.approvals.remember(
-                request.scope, record["client_id"], record["redirect_uri"], record["resource"], subject
-            ),
-        )
-        return response
 
     # --- token -----------------------------------------------------------------------------------------------
     async def token(self, request: Request) -> Response:
@@ -441,18 +386,3 @@ def _prompts(prompt: str | None) -> list[str]:
     if "none" in values and len(values) > 1:
         raise invalid_request("prompt=none cannot be combined with other prompt values")
     return [value for value in PROMPTS if value in values]
-
-
-def consent_required(redirect_uri: str, state: str | None, issuer: str) -> RedirectResponse:
-    description = "this user has not approved this application here; ask again without prompt=none"
-    return redirect_with(
-        redirect_uri, {"error": "consent_required", "error_description": description, "state": state, "iss": issuer}
-    )
-
-
-def redirect_with(uri: str, params: dict[str, str | None]) -> RedirectResponse:
-    """Redirect to `uri` with `params` added to its query (keeping any query it already has)."""
-    parts = urlsplit(uri)
-    extra = urlencode({k: v for k, v in params.items() if v is not None})
-    query = f"{parts.query}&{extra}" if parts.query else extra
-    return RedirectResponse(urlunsplit(parts._replace(query=query)), 302, headers={"Cache-Control": "no-store"})

@@ -18,10 +18,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..principal import SCOPE_KEY, Principal
-from ..public_url import base_url, base_url_for_host
+from ..public_url import base_url
 from ..store import StoreUnavailable
+from ..store.bus import GRANT_REVOKED, Bus
+from .challenge import Challenges
 from .discovery import IssuerUnavailable
-from .metadata import metadata_url
 
 log = logging.getLogger("bastion.resource")
 
@@ -32,24 +33,20 @@ Verifier = Callable[[str, str], Awaitable[Principal | None]]
 
 
 class BearerGate:
-    def __init__(
-        self,
-        app: Any,
-        verify: Verifier,
-        public_url: str | None,
-        resource_path: str,
-        required_scopes: tuple[str, ...] = (),
-    ) -> None:
+    def __init__(self, app: Any, verify: Verifier, challenges: Challenges, bus: Bus | None = None) -> None:
         self.app = app
-        self.required_scopes = required_scopes
-        self._required = frozenset(required_scopes)
         self.verify = verify
-        self.public_url = public_url
-        self.resource_path = resource_path
+        self.challenges = challenges
+        self.public_url = challenges.public_url
+        self.resource_path = challenges.resource_path
+        self.required_scopes = challenges.required_scopes
+        self._required = frozenset(challenges.required_scopes)
         self._cache: OrderedDict[tuple[str, bytes], tuple[Principal, float]] = OrderedDict()
         self._pending: dict[tuple[str, bytes], asyncio.Future[Principal | None]] = {}
+        if bus is not None:
+            bus.subscribe(GRANT_REVOKED, self.forget)
 
-    def forget(self) -> None:
+    def forget(self, event: object = None) -> None:
         """Drop every remembered verification (after a revocation)."""
         self._cache.clear()
 
@@ -68,10 +65,10 @@ class BearerGate:
             elif name == b"host":
                 host = value
         if authorization is None:
-            await self._challenge(send, base_url(scope, self.public_url), None)
+            await self._challenge(send, scope, None)
             return
         if repeated or authorization[:7].lower() != b"bearer " or len(authorization) > MAX_TOKEN_CHARS + 7:
-            await self._challenge(send, base_url(scope, self.public_url), "invalid_request", 400)
+            await self._challenge(send, scope, "invalid_request", 400)
             return
         try:
             principal = await self._principal(authorization[7:].strip().decode("latin-1"), host, scope)
@@ -84,26 +81,14 @@ class BearerGate:
             await _unavailable(send)
             return
         if principal is None:
-            await self._challenge(send, base_url(scope, self.public_url), "invalid_token")
+            await self._challenge(send, scope, "invalid_token")
             return
         if not self._required <= principal.scopes:
-            headers = self.challenge(host.decode("latin-1"), self.required_scopes)
+            headers = self.challenges.step_up(host.decode("latin-1"), self.required_scopes)
             await _refuse(send, 403, b'{"error":"insufficient_scope"}', headers)
             return
         scope[SCOPE_KEY] = principal
         await self.app(scope, receive, send)
-
-    def challenge(self, host: str | None, needed: tuple[str, ...]) -> list[tuple[bytes, bytes]]:
-        """Headers for a 403 answering a call that lacked scopes (the MCP endpoint calls this)."""
-        base = base_url_for_host(host, self.public_url)
-        needed = tuple(dict.fromkeys((*self.required_scopes, *needed)))  # every scope the call needs, once
-        return [(b"www-authenticate", self.insufficient_scope(base, " ".join(needed)).encode())]
-
-    def insufficient_scope(self, base: str, needed: str) -> str:
-        # offline_access is about refresh tokens, never what a call needs: it stays out of challenges.
-        scopes = " ".join(s for s in needed.split() if s != "offline_access")
-        metadata = metadata_url(base, self.resource_path)
-        return f'Bearer error="insufficient_scope", scope="{scopes}", resource_metadata="{metadata}"'
 
     async def _principal(self, token: str, host: bytes, scope: Any) -> Principal | None:
         now = time.time()
@@ -129,13 +114,9 @@ class BearerGate:
                 self._cache.popitem(last=False)
         return principal
 
-    async def _challenge(self, send: Any, base: str, error: str | None, status: int = 401) -> None:
-        challenge = f'Bearer resource_metadata="{metadata_url(base, self.resource_path)}"'
-        if self.required_scopes and status == 401:
-            challenge += f', scope="{" ".join(self.required_scopes)}"'
-        if error:
-            challenge += f', error="{error}"'
+    async def _challenge(self, send: Any, scope: Any, error: str | None, status: int = 401) -> None:
         body = b'{"error":"' + (error or "unauthorized").encode() + b'"}'
+        challenge = self.challenges.unauthorized(scope, error, status)
         await _refuse(send, status, body, [(b"www-authenticate", challenge.encode())])
 
 

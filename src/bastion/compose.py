@@ -1,0 +1,264 @@
+"""The composition root: the one place that builds Bastion's ASGI stack from Settings.
+
+Every collaborator is made here and handed to the objects that use it through their constructors; nothing is
+set on an object after it is built. Whatever is opened here (the store, HTTP clients, tool threads, sessions) is
+registered for closing at shutdown, in the reverse order of opening.
+
+    request -> HeaderLimit (431) -> OriginGate (Host, Origin) -> Surface
+               /mcp        -> BearerGate (when authentication is on) -> StreamableHTTP -> Server -> tool
+               /healthz    -> 200
+               everything else -> one Router: authorization server, consent, sign-in callbacks, metadata, worker
+
+Tests (and, later, operators' tools) may pass their own store or upstream providers instead of those the settings
+describe; everything else follows from the settings.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from starlette.routing import BaseRoute, Router
+
+from .mcp.http import StreamableHTTP
+from .mcp.session import SessionTable
+from .security.limits import HeaderLimit
+from .security.origin import OriginGate, OriginPolicy
+from .settings import Settings, SettingsError
+from .surface import Lifecycle, Step, Surface
+
+if TYPE_CHECKING:
+    from .app import App
+    from .identity.upstream import UpstreamProvider
+    from .oauth.server import AuthorizationServer
+    from .resource.challenge import Challenges
+    from .resource.tokens import TokenVerifier
+    from .store import Store
+    from .store.bus import Bus
+
+
+@dataclass
+class _Opened:
+    """What has been opened so far: closed at shutdown, newest first."""
+
+    steps: list[Step] = field(default_factory=list)
+
+    def add(self, name: str, close: Callable[[], Awaitable[None] | None]) -> None:
+        async def run() -> None:
+            outcome = close()
+            if inspect.isawaitable(outcome):
+                await outcome
+
+        self.steps.append((name, run))
+
+    def shutdown(self) -> list[Step]:
+        return list(reversed(self.steps))
+
+
+def build(
+    app: App,
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    upstream: Mapping[str, UpstreamProvider] | None = None,
+) -> Surface:
+    """The ASGI application serving `app` as `settings` describe; SettingsError if they cannot be served."""
+    settings.check()
+    opened = _Opened()
+    startup: list[Step] = []
+    server = app.server(settings)
+    opened.add("tool threads", server.close)
+    routes: list[BaseRoute] = []
+
+    protection = None
+    if settings.authenticated and not settings.worker.only:
+        protection = _Protection.build(app, settings, opened, startup, store, upstream)
+        routes += protection.routes
+
+    sessions = SessionTable(settings.max_sessions, settings.session_idle_seconds)
+    endpoint = StreamableHTTP(
+        server,
+        app.broadcaster,
+        max_body_bytes=settings.max_body_bytes,
+        stateful=settings.stateful,
+        json_response=settings.json_response,
+        sessions=sessions,
+        challenge=protection.challenges.step_up if protection else None,
+    )
+    opened.add("MCP sessions", sessions.close_all)
+    mcp: Any = protection.gate(endpoint) if protection else endpoint
+
+    if settings.worker.secret_env:
+        from .worker.api import WorkerAPI
+
+        worker = WorkerAPI(
+            server,
+            settings.worker.secret() or "",
+            settings.worker.max_token_seconds,
+            require_exp=not settings.worker.allow_tokens_without_exp,
+        )
+        routes += worker.routes()
+
+    origins = origin_policy(settings)
+    return Surface(
+        mcp,
+        set() if settings.worker.only else {settings.path, settings.path + "/"},
+        Router(routes),
+        # Outermost first: the cheapest refusal (an oversized head) before any header is interpreted.
+        guards=[lambda inner: HeaderLimit(inner, settings.max_header_bytes), lambda inner: OriginGate(inner, origins)],
+        lifecycle=Lifecycle(startup, opened.shutdown()),
+        store=protection.store if protection else None,
+    )
+
+
+def origin_policy(settings: Settings) -> OriginPolicy:
+    hosts, origins = list(settings.allowed_hosts), list(settings.allowed_origins)
+    if settings.public_url:
+        public = urlsplit(settings.public_url)
+        hosts.append(public.netloc)
+        origins.append(f"{public.scheme}://{public.netloc}")
+    return OriginPolicy.build(hosts, origins, settings.binds_loopback)
+
+
+@dataclass
+class _Protection:
+    """Authentication in front of /mcp: Bastion's own authorization server, external issuers, or both. Imported
+    only when used: an unauthenticated server never loads the OAuth stack or its crypto."""
+
+    verify: TokenVerifier
+    challenges: Challenges
+    bus: Bus
+    routes: list[BaseRoute]
+    store: Store | None
+
+    def gate(self, endpoint: Any) -> Any:
+        from .resource.bearer import BearerGate
+
+        return BearerGate(endpoint, self.verify, self.challenges, self.bus)
+
+    @classmethod
+    def build(
+        cls,
+        app: App,
+        settings: Settings,
+        opened: _Opened,
+        startup: list[Step],
+        store: Store | None,
+        upstream: Mapping[str, UpstreamProvider] | None,
+    ) -> _Protection:
+        from .resource import metadata as resource_metadata
+        from .resource.challenge import Challenges
+        from .resource.tokens import TokenVerifier
+        from .store.bus import LocalBus
+
+        bus = LocalBus()
+        routes: list[BaseRoute] = []
+        authorization = None
+        if settings.authorization_server.enabled:
+            store = store or _open_store(settings)
+            opened.add("store", store.close)
+            startup.append(("store", _reachable(store)))
+            authorization = _authorization_server(app, settings, store, bus, opened, upstream)
+            routes += authorization.routes()
+        issuers = _external_issuers(settings, opened)
+        verify = TokenVerifier(authorization.grants.verify if authorization else None, issuers)
+        challenges = Challenges(settings.public_url, settings.path, tuple(settings.resource.required_scopes))
+        own = authorization is not None
+
+        def servers(base: str) -> list[str]:
+            # Bastion's own authorization server first: clients that pick one pick the first.
+            return ([base] if own else []) + [issuer.issuer for issuer in issuers]
+
+        routes += resource_metadata.routes(settings.public_url, settings.path, servers, app.scopes(settings))
+        return cls(verify, challenges, bus, routes, store if own else None)
+
+
+def _open_store(settings: Settings) -> Store:
+    from .store import StoreUnavailable, open_store
+
+    try:
+        return open_store(settings.store.backend, settings.store.path)
+    except StoreUnavailable as exc:
+        raise SettingsError(
+            f"store: {settings.store.backend} at {settings.store.path!r} cannot be used ({exc}); "
+            "set [store] path to a writable file"
+        ) from None
+
+
+def _reachable(store: Store) -> Callable[[], Awaitable[None]]:
+    async def check() -> None:
+        from .store import keys
+
+        await store.get(keys.client("startup-check"))  # any read: it raises StoreUnavailable if the store cannot
+
+    return check
+
+
+def _authorization_server(
+    app: App,
+    settings: Settings,
+    store: Store,
+    bus: Bus,
+    opened: _Opened,
+    upstream: Mapping[str, UpstreamProvider] | None,
+) -> AuthorizationServer:
+    from .identity.dev import DevLogin
+    from .identity.login import UpstreamLogin
+    from .identity.upstream import ProviderTokens
+    from .oauth import server as oauth
+    from .oauth.grants import Grants
+    from .oauth.transactions import SignInDesk, Transactions
+
+    configured = settings.authorization_server
+    providers = dict(upstream) if upstream is not None else _upstream_providers(settings, opened)
+    grants = Grants(
+        store, oauth.lifetimes(configured), bus=bus, upstream=ProviderTokens(providers) if providers else None
+    )
+    approvals = oauth.approvals(configured)
+    transactions = Transactions(store, grants, approvals, settings.public_url)
+    desk: SignInDesk = transactions
+    methods: list[oauth.Authenticator] = [DevLogin(desk)] if configured.dev_login else []
+    labels = {entry.name: entry.button_label() for entry in configured.upstream}
+    methods += [UpstreamLogin(desk, store, provider, labels.get(name)) for name, provider in providers.items()]
+    offered = configured.model_copy(update={"scopes": app.scopes(settings)})
+    return oauth.AuthorizationServer(
+        offered,
+        store,
+        grants,
+        transactions,
+        approvals,
+        methods,
+        oauth.metadata_documents(offered),
+        settings.public_url,
+        settings.path,
+    )
+
+
+def _upstream_providers(settings: Settings, opened: _Opened) -> dict[str, UpstreamProvider]:
+    entries = settings.authorization_server.upstream
+    if not entries:
+        return {}
+    import httpx
+
+    from .identity import upstream_provider
+    from .identity.oidc import TIMEOUT
+
+    http = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False)
+    opened.add("identity provider client", http.aclose)
+    return {entry.name: upstream_provider(entry, http) for entry in entries}
+
+
+def _external_issuers(settings: Settings, opened: _Opened) -> list[Any]:
+    if not settings.resource.issuers:
+        return []
+    import httpx
+
+    from .resource.discovery import TIMEOUT
+    from .resource.issuer import ExternalIssuer
+
+    http = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False)
+    opened.add("issuer client", http.aclose)
+    return [ExternalIssuer(issuer, http) for issuer in settings.resource.issuers]

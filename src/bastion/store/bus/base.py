@@ -1,0 +1,25 @@
+"""The bus contract: publish an event on a topic; every subscriber of that topic is told."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import Any
+
+Handler = Callable[[dict[str, Any]], None]
+
+# A grant (and every token it issued) was revoked: caches of verified tokens must forget them.
+GRANT_REVOKED = "grant.revoked"
+
+
+class Bus(abc.ABC):
+    @abc.abstractmethod
+    def subscribe(self, topic: str, handler: Handler) -> None:
+        """Call `handler(event)` for every event published on `topic` from now on."""
+
+    @abc.abstractmethod
+    async def publish(self, topic: str, event: dict[str, Any]) -> None:
+        """Tell every subscriber of `topic`; returns once local subscribers have been told."""
+
+    async def close(self) -> None:  # noqa: B027 - the local bus holds nothing
+        """Release connections."""
