@@ -78,7 +78,7 @@ def build(
         protection = _Protection.build(app, settings, opened, startup, store, upstream)
         routes += protection.routes
 
-    sessions = SessionTable(settings.max_sessions, settings.session_idle_seconds)
+    sessions = SessionTable(settings.max_sessions, settings.session_idle_seconds, app.broadcaster)
     endpoint = StreamableHTTP(
         server,
         app.broadcaster,

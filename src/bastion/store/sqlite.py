@@ -132,6 +132,8 @@ class SQLiteStore(Store):
                 raise
         except sqlite3.Error as exc:
             raise _unavailable(exc) from exc
+        except OSError as exc:  # its folder cannot be made (a file in the way, no permission)
+            raise StoreUnavailable(f"sqlite: cannot create the folder for {self.path} ({exc.strerror})") from exc
 
     def _open_writer(self) -> sqlite3.Connection:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)

@@ -40,21 +40,12 @@ class StreamableHTTP:
         self.max_body_bytes = max_body_bytes
         self.stateful = stateful
         self.json_response = json_response
-        self.sessions = sessions if sessions is not None else SessionTable()
+        self.sessions = sessions if sessions is not None else SessionTable(broadcaster=broadcaster)
         self._runner = Runner(server, challenge)
         self.modern = ModernHandler(server, broadcaster, self._runner, json_response=json_response)
         self.legacy = LegacyHandler(
             server, broadcaster, self.sessions, self._runner, stateful=stateful, json_response=json_response
         )
-
-    @property
-    def challenge(self) -> Challenge | None:
-        """(Host, needed scopes) -> headers of a step-up challenge, from the authentication layer."""
-        return self._runner.challenge
-
-    @challenge.setter
-    def challenge(self, challenge: Challenge | None) -> None:
-        self._runner.challenge = challenge
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = read_headers(scope)

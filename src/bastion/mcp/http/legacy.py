@@ -40,7 +40,6 @@ class LegacyHandler:
         self.runner = runner
         self.stateful = stateful
         self.json_response = json_response
-        self.sessions.on_remove = self._forget
 
     # --- POST -------------------------------------------------------------------------------------------
     async def initialize(self, message: Request, principal: Any, send: Send) -> None:
@@ -195,10 +194,6 @@ class LegacyHandler:
 
     def close_session(self, session: Session) -> None:
         self.sessions.remove(session.id)
-
-    def _forget(self, session: Session) -> None:
-        if session.listener is not None:
-            self.broadcaster.discard(session.listener)
 
 
 def _same_principal(owner: Any, caller: Any) -> bool:

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .state import Session
+
+if TYPE_CHECKING:
+    from ..notify import Broadcaster
 
 
 class SessionTable:
     """Open HTTP sessions, capped in number; idle ones are closed when the table is next touched."""
 
     def __init__(
-        self, limit: int = 10_000, idle_seconds: float = 3600.0, on_remove: Callable[[Session], None] | None = None
+        self, limit: int = 10_000, idle_seconds: float = 3600.0, broadcaster: Broadcaster | None = None
     ) -> None:
         self.limit = limit
-        self.on_remove = on_remove
+        self.broadcaster = broadcaster  # a removed session stops listening for notifications
         self.idle_seconds = idle_seconds
         self._sessions: dict[str, Session] = {}
         self._next_sweep = 0.0
@@ -41,8 +44,8 @@ class SessionTable:
         session = self._sessions.pop(session_id, None)
         if session is not None:
             session.close()
-            if self.on_remove is not None:
-                self.on_remove(session)
+            if self.broadcaster is not None and session.listener is not None:
+                self.broadcaster.discard(session.listener)
 
     def sweep(self) -> None:
         now = time.monotonic()
