@@ -116,11 +116,13 @@ def build(
 
 def origin_policy(settings: Settings) -> OriginPolicy:
     hosts, origins = list(settings.allowed_hosts), list(settings.allowed_origins)
+    scheme = None
     if settings.public_url:
         public = urlsplit(settings.public_url)
         hosts.append(public.netloc)
         origins.append(f"{public.scheme}://{public.netloc}")
-    return OriginPolicy.build(hosts, origins, settings.binds_loopback)
+        scheme = public.scheme
+    return OriginPolicy.build(hosts, origins, settings.binds_loopback, scheme)
 
 
 @dataclass

@@ -1,5 +1,6 @@
 import json
 
+import httpx
 import pytest
 
 from bastion.security.origin import OriginPolicy
@@ -265,3 +266,31 @@ async def test_the_tool_does_not_run_behind_a_refused_origin_or_host(recorded, h
     refused = await client.post("/mcp", json=body, headers=[*headers, *hostile])
     assert refused.status_code in (400, 403) and refused.json()["error"]["code"] == -32000
     assert calls == ["ran"]  # not again
+
+
+def test_same_origin_needs_the_same_scheme_too():
+    # Behind https (public_url), a plain-http page on the same host is another origin: a network attacker writes it.
+    public = OriginPolicy.build(["mcp.example.com"], ["https://mcp.example.com"], allow_loopback=False, scheme="https")
+    assert public.origin_allowed("https://mcp.example.com", "mcp.example.com")
+    assert not public.origin_allowed("http://mcp.example.com", "mcp.example.com")
+    assert not public.origin_allowed("http://mcp.example.com", "mcp.example.com", "http")  # public_url decides
+    # Without public_url, the scheme the request came in on decides.
+    assert PUBLIC.origin_allowed("http://mcp.example.com", "mcp.example.com", "http")
+    assert not PUBLIC.origin_allowed("http://mcp.example.com", "mcp.example.com", "https")
+    assert not PUBLIC.origin_allowed("https://mcp.example.com", "mcp.example.com", "http")
+
+
+async def test_the_gate_refuses_a_plain_http_page_on_the_public_host():
+    from bastion.compose import build
+    from bastion.settings import Settings
+    from tests.mcp.conftest import build_app
+
+    # Unauthenticated on purpose (insecure_no_auth): the Origin check stands alone.
+    settings = Settings.load(env={}, host="0.0.0.0", public_url="https://mcp.example.com", insecure_no_auth=True)
+    asgi = build(build_app(), settings)
+    transport = httpx.ASGITransport(app=asgi)
+    async with httpx.AsyncClient(transport=transport, base_url="https://mcp.example.com") as http:
+        same = await http.get("/healthz", headers={"origin": "https://mcp.example.com"})
+        plain = await http.get("/healthz", headers={"origin": "http://mcp.example.com"})
+    assert same.status_code == 200
+    assert plain.status_code == 403 and "Origin not allowed" in plain.json()["error"]["message"]

@@ -114,15 +114,20 @@ class OriginPolicy:
     allowed_hosts: frozenset[str]  # lower-case names, with or without :port
     allowed_origins: frozenset[str]  # serialized origins (default ports dropped)
     allow_loopback: bool
+    # The scheme browsers use to reach this server (public_url's), when it is known: a page served over the
+    # other scheme on the same host (plain http, which any network attacker can write) is another origin.
+    scheme: str | None = None
 
     @classmethod
-    def build(cls, hosts: Iterable[str], origins: Iterable[str], allow_loopback: bool) -> OriginPolicy:
+    def build(
+        cls, hosts: Iterable[str], origins: Iterable[str], allow_loopback: bool, scheme: str | None = None
+    ) -> OriginPolicy:
         serialized = set()
         for configured in origins:
             origin = parse_origin(configured.strip().rstrip("/"), strict=False)
             if origin is not None:  # one that cannot parse could never match what a browser sends
                 serialized.add(origin.serialize())
-        return cls(frozenset(h.strip().lower() for h in hosts), frozenset(serialized), allow_loopback)
+        return cls(frozenset(h.strip().lower() for h in hosts), frozenset(serialized), allow_loopback, scheme)
 
     def host_allowed(self, host_header: str | None) -> bool:
         if not host_header:
@@ -138,8 +143,11 @@ class OriginPolicy:
         spelled = authority.host + (f":{authority.port}" if authority.port is not None else "")
         return authority.host in self.allowed_hosts or spelled in self.allowed_hosts
 
-    def origin_allowed(self, origin_header: str | None, host_header: str | None) -> bool:
-        """No Origin (not a browser) is fine; otherwise it must be loopback, listed, or this very server."""
+    def origin_allowed(
+        self, origin_header: str | None, host_header: str | None, request_scheme: str | None = None
+    ) -> bool:
+        """No Origin (not a browser) is fine; otherwise it must be loopback, listed, or this very server: same
+        host, port and scheme (public_url's scheme when configured, else the scheme the request came in on)."""
         if origin_header is None:
             return True
         origin = parse_origin(origin_header)
@@ -152,6 +160,9 @@ class OriginPolicy:
         # Same origin as the server the browser addressed, when that name is itself allowed.
         authority = parse_host(host_header) if host_header else None
         if authority is None or not self.host_allowed(host_header):
+            return False
+        scheme = self.scheme or request_scheme
+        if scheme is not None and origin.scheme != scheme:
             return False
         default = DEFAULT_PORTS[origin.scheme]
         return origin.host == authority.host and (origin.port or default) == (authority.port or default)
@@ -173,7 +184,7 @@ class OriginGate:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            refusal = self.refusal(scope["headers"])
+            refusal = self.refusal(scope["headers"], scope.get("scheme"))
             if refusal is not None:
                 status, reason = refusal
                 body = b'{"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"' + reason.encode() + b'"}}'
@@ -188,7 +199,7 @@ class OriginGate:
                 return
         await self.app(scope, receive, send)
 
-    def refusal(self, headers: list[tuple[bytes, bytes]]) -> tuple[int, str] | None:
+    def refusal(self, headers: list[tuple[bytes, bytes]], scheme: str | None = None) -> tuple[int, str] | None:
         """(status, reason) to refuse with, or None to let the request through."""
         hosts, host = _only(headers, b"host")
         if hosts != 1 or host is None or parse_host(host) is None:
@@ -203,6 +214,6 @@ class OriginGate:
         # posts; the browser's Sec-Fetch-Site (which pages cannot forge) tells us it is same-origin.
         if origin == "null" and sites == 1 and fetch_site == "same-origin":
             origin = None
-        if not self.policy.origin_allowed(origin, host):
+        if not self.policy.origin_allowed(origin, host, scheme):
             return 403, "Forbidden: Origin not allowed"
         return None
