@@ -3,7 +3,7 @@ import pytest
 from pydantic import BaseModel
 
 from bastion import App, Context, ToolError
-from bastion.settings import Settings
+from tests.clients import asgi_client
 from tests.messages import initialize
 
 MODERN = "2026-07-28"
@@ -53,9 +53,7 @@ def app() -> App:
 
 @pytest.fixture
 async def client(app):
-    asgi = app.asgi(Settings.load(env={}))
-    transport = httpx.ASGITransport(app=asgi)
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as c:
+    async with asgi_client(app) as c:
         yield c
 
 
@@ -81,9 +79,10 @@ async def open_session(client: httpx.AsyncClient) -> str:
     )
     assert response.status_code == 200
     session_id = response.headers["mcp-session-id"]
-    await client.post(
+    initialized = await client.post(
         "/mcp",
         headers={**ACCEPT, "mcp-session-id": session_id},
         json={"jsonrpc": "2.0", "method": "notifications/initialized"},
     )
+    assert initialized.status_code == 202, initialized.text
     return session_id

@@ -5,7 +5,6 @@ import ast
 import asyncio
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 
@@ -24,7 +23,7 @@ from bastion.mcp.errors import (
 )
 from bastion.mcp.http import StreamableHTTP
 from bastion.mcp.policy import InsufficientScope
-from bastion.settings import Settings
+from tests.clients import asgi_client, local_settings
 from tests.messages import initialize
 
 from .conftest import ACCEPT, build_app, modern_body, modern_headers, open_session
@@ -103,8 +102,7 @@ async def refusals(client, session):
 
 
 async def test_every_refusal_gets_its_status_and_a_json_rpc_body():
-    asgi = build_app().asgi(Settings.load(env={}, max_sessions=1, max_body_bytes=1_024))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://127.0.0.1:8000") as client:
+    async with asgi_client(build_app(), local_settings(max_sessions=1, max_body_bytes=1_024)) as client:
         session = await open_session(client)
         seen = set()
         async for refusal, response in refusals(client, session):
@@ -135,7 +133,7 @@ async def test_json_rpc_errors_before_dispatch_follow_their_code(client):
 
 async def test_a_second_stream_is_a_conflict():
     app = build_app()
-    endpoint = StreamableHTTP(app.server(Settings.load(env={})), app.broadcaster)
+    endpoint = StreamableHTTP(app.server(local_settings()), app.broadcaster)
     sent: list[dict] = []
     opened = asyncio.Event()
     leave = asyncio.Event()

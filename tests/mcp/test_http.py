@@ -3,6 +3,8 @@
 import orjson
 import pytest
 
+from bastion.mcp.errors import INVALID_REQUEST
+from tests.answers import jsonrpc_error
 from tests.messages import initialize
 
 from .conftest import ACCEPT, META, modern_body, modern_headers, open_session
@@ -14,11 +16,11 @@ async def test_foreign_host_and_origin_get_403(client):
     ok = await client.post("/mcp", headers=modern_headers("tools/list"), json=body)
     assert ok.status_code == 200
     rebound = await client.post("/mcp", headers={**modern_headers("tools/list"), "host": "evil.example"}, json=body)
-    assert rebound.status_code == 403
+    assert "Host header not allowed" in jsonrpc_error(rebound, 403, -32000)["message"]
     foreign = await client.post(
         "/mcp", headers={**modern_headers("tools/list"), "origin": "https://evil.example"}, json=body
     )
-    assert foreign.status_code == 403 and foreign.json()["error"]["code"]
+    assert "Origin" in jsonrpc_error(foreign, 403, -32000)["message"]
     local_page = await client.post(
         "/mcp", headers={**modern_headers("tools/list"), "origin": "http://localhost:5173"}, json=body
     )
@@ -29,16 +31,16 @@ async def test_body_limits_content_type_and_malformed_json(client):
     headers = modern_headers("tools/list")
     huge = b'{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"pad":"' + b"x" * 2_000_000 + b'"}}'
     response = await client.post("/mcp", headers={**headers, "content-type": "application/json"}, content=huge)
-    assert response.status_code == 413
+    jsonrpc_error(response, 413, INVALID_REQUEST)
 
     async def chunks():
         for _ in range(40):
             yield b"x" * 65536
 
     streamed = await client.post("/mcp", headers={**headers, "content-type": "application/json"}, content=chunks())
-    assert streamed.status_code == 413
+    jsonrpc_error(streamed, 413, INVALID_REQUEST)
     wrong_type = await client.post("/mcp", headers={**headers, "content-type": "text/plain"}, content=b"{}")
-    assert wrong_type.status_code == 415
+    jsonrpc_error(wrong_type, 415, INVALID_REQUEST)
     for raw in (b"{nope", b"[]", b"[" * 5000 + b"]" * 5000, b'{"jsonrpc":"2.0","id":1,"method":7}'):
         bad = await client.post("/mcp", headers={**headers, "content-type": "application/json"}, content=raw)
         assert bad.status_code == 400, raw[:20]
@@ -47,8 +49,9 @@ async def test_body_limits_content_type_and_malformed_json(client):
 
 
 async def test_unknown_http_methods_get_405(client):
-    assert (await client.put("/mcp", content=b"")).status_code == 405
-    assert (await client.get("/elsewhere")).status_code == 404
+    jsonrpc_error(await client.put("/mcp", content=b""), 405, INVALID_REQUEST)
+    elsewhere = await client.get("/elsewhere")
+    assert elsewhere.status_code == 404 and elsewhere.text == "Not Found"
     assert (await client.get("/healthz")).json() == {"status": "ok"}
 
 
@@ -143,7 +146,7 @@ async def test_modern_body_without_version_header_is_a_mismatch(client):
 async def test_no_get_or_delete_in_2026(client):
     for verb in ("GET", "DELETE"):
         response = await client.request(verb, "/mcp", headers={**modern_headers("x"), "accept": "text/event-stream"})
-        assert response.status_code == 405
+        jsonrpc_error(response, 405, INVALID_REQUEST)
 
 
 async def test_tool_failures_are_results_not_crashes(client):
@@ -229,17 +232,18 @@ async def test_sessions_open_work_and_close(client):
     assert [t["name"] for t in listed.json()["result"]["tools"]][:2] == ["add", "fail_politely"]
     assert (await client.delete("/mcp", headers=headers)).status_code == 204
     gone = await client.post("/mcp", headers=headers, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
-    assert gone.status_code == 404
+    assert "Session not found" in jsonrpc_error(gone, 404, INVALID_REQUEST)["message"]
 
 
 async def test_legacy_requests_need_a_real_session(client):
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
-    assert (await client.post("/mcp", headers=ACCEPT, json=body)).status_code == 400
+    jsonrpc_error(await client.post("/mcp", headers=ACCEPT, json=body), 400, INVALID_REQUEST)
     forged = await client.post("/mcp", headers={**ACCEPT, "mcp-session-id": "guess"}, json=body)
-    assert forged.status_code == 404
+    jsonrpc_error(forged, 404, INVALID_REQUEST)
     session = await open_session(client)
     bad_version = {**ACCEPT, "mcp-session-id": session, "mcp-protocol-version": "1999-01-01"}
-    assert (await client.post("/mcp", headers=bad_version, json=body)).status_code == 400
+    unsupported = jsonrpc_error(await client.post("/mcp", headers=bad_version, json=body), 400, -32022)
+    assert unsupported["data"]["requested"] == "1999-01-01"
 
 
 async def test_initialize_negotiates_a_version_we_speak(client):

@@ -1,16 +1,19 @@
 """Settings that change how the endpoint answers: session cap, JSON-only, stateless legacy, custom path."""
 
+from contextlib import AbstractAsyncContextManager
+
 import httpx
 
-from bastion.settings import Settings
+from bastion.mcp.errors import INVALID_REQUEST
+from tests.answers import jsonrpc_error
+from tests.clients import asgi_client, local_settings
 from tests.messages import initialize
 
 from .conftest import ACCEPT, build_app, modern_body, modern_headers, open_session
 
 
-def client_with(**settings) -> httpx.AsyncClient:
-    asgi = build_app().asgi(Settings.load(env={}, **settings))
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://127.0.0.1:8000")
+def client_with(**settings) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+    return asgi_client(build_app(), local_settings(**settings))
 
 
 async def test_session_cap_answers_503():
@@ -22,7 +25,8 @@ async def test_session_cap_answers_503():
             headers=ACCEPT,
             json=initialize("2025-11-25"),
         )
-        assert third.status_code == 503 and "mcp-session-id" not in third.headers
+        jsonrpc_error(third, 503, INVALID_REQUEST)
+        assert "mcp-session-id" not in third.headers
 
 
 async def test_stateless_legacy_serves_without_sessions():
@@ -49,7 +53,9 @@ async def test_stateless_legacy_serves_without_sessions():
             "/mcp", headers=ACCEPT, json={"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "ask"}}
         )
         assert ask.json()["result"]["isError"] is True
-        assert (await client.get("/mcp", headers={"accept": "text/event-stream"})).status_code == 405
+        no_stream = await client.get("/mcp", headers={"accept": "text/event-stream"})
+        jsonrpc_error(no_stream, 405, INVALID_REQUEST)
+        assert no_stream.headers["allow"] == "POST"
 
 
 async def test_json_only_mode_never_streams():
@@ -66,29 +72,28 @@ async def test_json_only_mode_never_streams():
             },
         )
         assert response.headers["content-type"] == "application/json"
+        assert response.json()["result"]["structuredContent"] == {"result": 2}
 
 
 async def test_custom_path_and_trailing_slash():
     async with client_with(path="/tools/mcp") as client:
         for path in ("/tools/mcp", "/tools/mcp/"):
             response = await client.post(path, headers=modern_headers("tools/list"), json=modern_body("tools/list"))
-            assert response.status_code == 200
-        assert (
-            await client.post("/mcp", headers=modern_headers("tools/list"), json=modern_body("tools/list"))
-        ).status_code == 404
+            assert response.status_code == 200 and response.json()["result"]["tools"], path
+        default = await client.post("/mcp", headers=modern_headers("tools/list"), json=modern_body("tools/list"))
+        assert default.status_code == 404 and default.text == "Not Found"  # not an MCP endpoint at all
 
 
 async def test_get_stream_needs_event_stream_accept_and_a_session():
     async with client_with() as client:
         session = await open_session(client)
-        assert (
-            await client.get("/mcp", headers={"accept": "application/json", "mcp-session-id": session})
-        ).status_code == 406
-        assert (await client.get("/mcp", headers={"accept": "text/event-stream"})).status_code == 400
-        assert (
-            await client.get("/mcp", headers={"accept": "text/event-stream", "mcp-session-id": "nope"})
-        ).status_code == 404
+        as_json = await client.get("/mcp", headers={"accept": "application/json", "mcp-session-id": session})
+        jsonrpc_error(as_json, 406, INVALID_REQUEST)
+        no_session = await client.get("/mcp", headers={"accept": "text/event-stream"})
+        assert "Mcp-Session-Id" in jsonrpc_error(no_session, 400, INVALID_REQUEST)["message"]
+        unknown = await client.get("/mcp", headers={"accept": "text/event-stream", "mcp-session-id": "nope"})
+        jsonrpc_error(unknown, 404, INVALID_REQUEST)
         resume = await client.get(
             "/mcp", headers={"accept": "text/event-stream", "mcp-session-id": session, "last-event-id": "s99.1"}
         )
-        assert resume.status_code == 404
+        jsonrpc_error(resume, 404, INVALID_REQUEST)

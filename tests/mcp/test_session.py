@@ -11,7 +11,7 @@ from bastion.mcp.errors import INVALID_PARAMS, INVALID_REQUEST, McpError
 from bastion.mcp.jsonrpc import Notification, Request
 from bastion.mcp.session import Cancellable, Session, legacy_session_method, session_notification
 from bastion.mcp.stdio import StdioConnection
-from bastion.settings import Settings
+from tests.clients import local_settings
 from tests.messages import initialize
 
 from .conftest import ACCEPT, build_app, open_session
@@ -75,7 +75,7 @@ async def test_cancelled_notification_cancels_on_purpose_and_only_its_request():
 async def stdio_answers(messages: list[dict]) -> list[dict]:
     app = build_app()
     output = io.BytesIO()
-    connection = StdioConnection(app.server(Settings.load(env={})), app.broadcaster, output, 1_048_576)
+    connection = StdioConnection(app.server(local_settings()), app.broadcaster, output, 1_048_576)
     for message in messages:
         await connection.receive(orjson.dumps(message))
         if connection.tasks:

@@ -9,7 +9,7 @@ import pytest
 from bastion import App
 from bastion.mcp.exchange import Exchange
 from bastion.mcp.policy import InsufficientScope
-from bastion.settings import Settings
+from tests.clients import local_settings
 
 from .conftest import modern_body, modern_headers
 
@@ -50,7 +50,7 @@ async def listed(server, principal=None, modern=True) -> dict[str, dict]:
 
 async def test_replacing_a_tool_under_the_same_name_shows_the_new_definition():
     app, _ = scoped_app()
-    server = app.server(Settings.load(env={}))
+    server = app.server(local_settings())
     assert (await listed(server))["wipe"]["description"] == "Admins only."
 
     # The last tool, replaced: the names, and their order, are exactly as before.
@@ -68,7 +68,7 @@ async def test_replacing_a_tool_under_the_same_name_shows_the_new_definition():
 
 async def test_a_tool_swapped_into_the_table_directly_is_seen():
     app, _ = scoped_app()
-    server = app.server(Settings.load(env={}))
+    server = app.server(local_settings())
     await listed(server)
     old = app.registry.tools["read"]
     app.registry.tools["read"] = dataclasses.replace(old, description="swapped in place of the old object")
@@ -83,7 +83,7 @@ async def test_a_tool_cannot_change_in_place():
 
 async def test_new_scopes_under_the_same_name_change_who_sees_the_tool():
     app, ran = scoped_app()
-    server = app.server(Settings.load(env={}))
+    server = app.server(local_settings())
     assert list(await listed(server, NARROW)) == ["read"]
 
     app.remove_tool("wipe")
@@ -112,7 +112,7 @@ async def test_new_scopes_under_the_same_name_change_who_sees_the_tool():
 @pytest.mark.parametrize("modern", [True, False])
 async def test_callers_with_different_scopes_each_see_their_own_list(modern):
     app, _ = scoped_app()
-    server = app.server(Settings.load(env={}))
+    server = app.server(local_settings())
     # Interleaved, each order: whichever caller fills the cache first, the other never gets its view.
     for caller in (WIDE, NARROW, WIDE, NARROW, None, NARROW):
         names = list(await listed(server, caller, modern))
@@ -121,7 +121,7 @@ async def test_callers_with_different_scopes_each_see_their_own_list(modern):
 
 async def test_policy_scopes_are_part_of_the_filter():
     app, _ = scoped_app()
-    server = app.server(Settings.load(env={}, policy={"tools": {"re*": ["reports:read"]}}))
+    server = app.server(local_settings(policy={"tools": {"re*": ["reports:read"]}}))
     assert list(await listed(server, NARROW)) == []
     assert list(await listed(server, Caller("carol", ("reports:read", "admin")))) == ["read", "wipe"]
 
