@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..security.crypto import new_token, same, token_hash
-from ..store import Commit, Store
+from ..store import Commit, Store, keys
 from . import redirects
 from .client_keys import jwks_problem
 from .errors import OAuthError, invalid_client, invalid_request
@@ -26,7 +26,8 @@ URL_FIELDS = ("client_uri", "logo_uri", "tos_uri", "policy_uri")
 
 
 def client_key(client_id: str) -> str:
-    return f"client:{client_id}"
+    """Where a registered client is stored (the layout is in store/keys.py)."""
+    return keys.client(client_id)
 
 
 @dataclass
