@@ -14,8 +14,9 @@ These layouts are a compatibility contract: a database written by one version is
 a layout orphans every record already stored under it (tests/store/test_keys.py pins each one).
 
 Every record a grant issued sits under `<kind>:<grant id>:`, so revoking a grant is one commit deleting
-`grant:<grant id>` and the prefixes from `issued_under`. The trailing separator keeps grants apart ("access:ab:"
-does not cover "access:abc:..."), which is why a grant id (and any part before the last) may not contain ":".
+`grant:<grant id>` and the prefixes from `issued_under`. The trailing separator keeps grants apart
+("access:ab:" does not cover "access:abc:..."), which is why a grant id (and any part before the last) may not
+contain ":". `kind_prefix` is the prefix listing every record of one kind.
 
 Like the rest of store/, this module imports nothing of Bastion's: callers pass parts already hashed (with
 security.crypto.token_hash), and no secret is ever given to a builder here.
@@ -90,6 +91,13 @@ def refresh_token(grant_id: str, token_hash: str) -> str:
 
 def rotated_refresh(grant_id: str, token_hash: str) -> str:
     return _issued(ROTATED, grant_id, token_hash)
+
+
+def kind_prefix(kind: str) -> str:
+    """The prefix of every record of one kind, to list them (`Store.keys`); "grant" covers grants, not codes."""
+    if kind not in KINDS:
+        raise ValueError(f"no storage key kind {kind!r}")
+    return f"{kind}{SEPARATOR}"
 
 
 def issued_under(grant_id: str) -> list[str]:

@@ -1,0 +1,219 @@
+"""Storage keys: one builder per record kind, in store/keys.py and nowhere else.
+
+The layouts are a compatibility contract (a database written by one version is read by the next), so each
+builder's exact output is pinned here; a grant's prefixes must cover everything it issued and nothing of another
+grant; and no module of src/bastion may write a key by hand.
+"""
+
+import ast
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+
+from bastion.store import Commit, MemoryStore, SQLiteStore, Store, keys
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "bastion"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "storage.md"
+HASH = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+# Literal on purpose: these strings are what existing databases hold.
+LAYOUTS = [
+    (keys.client("c_1"), "client:c_1"),
+    (keys.client("https://app.example/client.json"), "client:https://app.example/client.json"),
+    (keys.transaction(HASH), f"authz:{HASH}"),
+    (keys.upstream_state(HASH), f"upstream:{HASH}"),
+    (keys.grant("g_1-A"), "grant:g_1-A"),
+    (keys.code("g_1-A", HASH), f"code:g_1-A:{HASH}"),
+    (keys.used_code("g_1-A", HASH), f"usedcode:g_1-A:{HASH}"),
+    (keys.access_token("g_1-A", HASH), f"access:g_1-A:{HASH}"),
+    (keys.refresh_token("g_1-A", HASH), f"refresh:g_1-A:{HASH}"),
+    (keys.rotated_refresh("g_1-A", HASH), f"rotated:g_1-A:{HASH}"),
+]
+
+
+@pytest.mark.parametrize(("built", "stored"), LAYOUTS)
+def test_each_builder_writes_the_stored_layout(built, stored):
+    assert built == stored
+
+
+def test_the_kinds_are_exactly_these():
+    assert keys.KINDS == ("client", "authz", "upstream", "grant", "access", "refresh", "code", "rotated", "usedcode")
+    assert {stored.split(":")[0] for _, stored in LAYOUTS} == set(keys.KINDS)
+    assert [keys.kind_prefix(kind) for kind in keys.KINDS] == [f"{kind}:" for kind in keys.KINDS]
+
+
+def test_a_grant_issues_under_these_prefixes():
+    assert keys.issued_under("g_1") == ["access:g_1:", "refresh:g_1:", "code:g_1:", "rotated:g_1:", "usedcode:g_1:"]
+
+
+def _per_grant_builders():
+    """Every public builder taking (grant_id, hash): found, not listed, so a new kind cannot be forgotten."""
+    found = []
+    for name, function in inspect.getmembers(keys, inspect.isfunction):
+        if name.startswith("_") or function.__module__ != keys.__name__:
+            continue
+        if list(inspect.signature(function).parameters)[:1] == ["grant_id"] and name != "issued_under":
+            found.append(function)
+    return found
+
+
+def test_the_grant_prefixes_cover_every_record_a_grant_issued():
+    builders = [b for b in _per_grant_builders() if b is not keys.grant]
+    assert {b.__name__ for b in builders} == {"code", "used_code", "access_token", "refresh_token", "rotated_refresh"}
+    prefixes = keys.issued_under("ab")
+    for builder in builders:
+        assert sum(builder("ab", HASH).startswith(p) for p in prefixes) == 1, builder.__name__
+    # The grant record itself is deleted by its exact key, never by a prefix (it would catch "grant:abc").
+    assert not any(keys.grant("ab").startswith(p) for p in prefixes)
+
+
+@pytest.mark.parametrize("other", ["abc", "a", "AB", "ab_", "ab-", "b", "xab"])
+def test_the_grant_prefixes_cover_nothing_of_another_grant(other):
+    prefixes = keys.issued_under("ab")
+    theirs = [builder(other, HASH) for builder in _per_grant_builders() if builder is not keys.grant]
+    theirs.append(keys.grant(other))
+    assert not [key for key in theirs for p in prefixes if key.startswith(p)]
+    assert keys.grant(other) != keys.grant("ab")
+
+
+@pytest.mark.parametrize("bad", ["", "ab:", "ab:c", ":", None, 7])
+def test_a_grant_id_that_could_reach_into_another_grant_is_refused(bad):
+    # "ab:c" would put access:ab:c:<hash> under grant "ab"'s prefix access:ab:.
+    for builder in [keys.grant, keys.issued_under]:
+        with pytest.raises(ValueError):
+            builder(bad)
+    for builder in [keys.code, keys.used_code, keys.access_token, keys.refresh_token, keys.rotated_refresh]:
+        with pytest.raises(ValueError):
+            builder(bad, HASH)
+
+
+@pytest.mark.parametrize("bad", ["", "a:b", None])
+def test_a_malformed_hash_is_refused(bad):
+    for builder in [keys.code, keys.used_code, keys.access_token, keys.refresh_token, keys.rotated_refresh]:
+        with pytest.raises(ValueError):
+            builder("ab", bad)
+    for single in [keys.transaction, keys.upstream_state]:
+        with pytest.raises(ValueError):
+            single(bad)
+
+
+def test_an_empty_client_id_or_unknown_kind_is_refused():
+    with pytest.raises(ValueError):
+        keys.client("")
+    for kind in ["", "grants", "grant:", "token"]:
+        with pytest.raises(ValueError):
+            keys.kind_prefix(kind)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request, tmp_path):
+    backend: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "bastion.db")
+    yield backend
+    await backend.close()
+
+
+async def test_revoking_a_grant_in_a_store_removes_its_records_and_no_other(store):
+    """What Grants.revoke_grant commits, against every backend: grant "ab" beside "abc", "a" and "AB"."""
+
+    def records_of(grant_id):
+        return [keys.grant(grant_id)] + [b(grant_id, HASH) for b in _per_grant_builders() if b is not keys.grant]
+
+    others = [k for g in ["abc", "a", "AB", "ab_"] for k in records_of(g)]
+    others += [keys.client("ab"), keys.transaction(HASH), keys.upstream_state(HASH)]
+    change = Commit()
+    for key in records_of("ab") + others:
+        change.set(key, {"k": key})
+    assert await store.commit(change)
+    assert len(await store.keys("")) == len(records_of("ab")) + len(others)
+
+    assert await store.commit(Commit(delete=[keys.grant("ab")], delete_prefix=keys.issued_under("ab")))
+
+    assert sorted(await store.keys("")) == sorted(others)
+    assert await store.keys(keys.kind_prefix("grant")) == sorted(keys.grant(g) for g in ["AB", "a", "ab_", "abc"])
+
+
+# --- no key written by hand ----------------------------------------------------------------------------------
+PREFIXES = tuple(keys.kind_prefix(kind) for kind in keys.KINDS)
+
+
+def hand_written_keys(source: str) -> list[tuple[int, str]]:
+    """(line, text) of every string literal, or literal part of an f-string, that starts like a storage key."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(PREFIXES):
+            found.add((node.lineno, node.value))
+    return sorted(found)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        'key = f"grant:{grant_id}"',
+        'key = "access:" + grant_id',
+        "key = 'usedcode:%s:%s' % (g, h)",
+        'key = "authz:{}".format(h)',
+        'await store.keys("refresh:")',
+        'key = f"{base}upstream:{h}"',
+        'KEY = "client:"',
+    ],
+)
+def test_the_scan_finds_a_hand_written_key(source):
+    assert hand_written_keys(source)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        'grant_type = "refresh_token"',
+        'kind = "code"',
+        'print(f"bastion: {problem}")',
+        'scope = "notes:admin"',
+        'subject = f"dev:{name}"',
+        "key = keys.grant(grant_id)",
+    ],
+)
+def test_the_scan_leaves_other_strings_alone(source):
+    assert hand_written_keys(source) == []
+
+
+def test_no_module_but_store_keys_writes_a_storage_key():
+    builder = SRC / "store" / "keys.py"
+    modules = sorted(SRC.rglob("*.py"))
+    assert builder in modules and len(modules) > 50  # the scan really walks the package
+    offenders = {
+        str(path.relative_to(SRC)): found
+        for path in modules
+        if path != builder and (found := hand_written_keys(path.read_text()))
+    }
+    assert offenders == {}, "build storage keys with bastion.store.keys, not by hand"
+
+
+def test_store_keys_imports_nothing_of_bastions():
+    tree = ast.parse((SRC / "store" / "keys.py").read_text())
+    imported = [
+        node.module or "" if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    ]
+    relative = [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level]
+    assert not relative and not [name for name in imported if name.startswith("bastion")]
+
+
+# --- the two descriptions of the layouts agree -----------------------------------------------------------------
+def _layouts_in_docs() -> set[str]:
+    return set(re.findall(r"^\| `([a-z]+:[^`]*)` \|", DOCS.read_text(), re.MULTILINE))
+
+
+def _layouts_in_docstring() -> set[str]:
+    lines = (keys.__doc__ or "").splitlines()
+    return {re.split(r"\s{2,}", line.strip())[0] for line in lines if line.startswith("  ") and ":" in line}
+
+
+def test_docs_storage_and_keys_py_list_the_same_layouts():
+    documented = _layouts_in_docstring()
+    assert documented == _layouts_in_docs()
+    assert {layout.split(":")[0] for layout in documented} == set(keys.KINDS)
+    assert "store/keys.py" in DOCS.read_text() and "docs/storage.md" in (keys.__doc__ or "")
