@@ -7,9 +7,10 @@ import pytest
 
 from bastion.settings import Settings
 from tests.browser import walk
+from tests.clients import BASE, asgi_client, local_settings, store_of
 from tests.mcp.conftest import build_app
 
-BASE = "http://127.0.0.1:8000"
+__all__ = ["BASE", "store_of"]  # shared with the tests of this folder
 RESOURCE = f"{BASE}/mcp"
 REDIRECT = "http://127.0.0.1:3000/callback"
 VERIFIER = "test-verifier-" + "x" * 40
@@ -20,15 +21,14 @@ def challenge(verifier: str = VERIFIER) -> str:
 
 
 def settings(**auth) -> Settings:
-    return Settings.load(
-        env={}, store={"backend": "memory"}, authorization_server={"enabled": True, "dev_login": True, **auth}
+    return local_settings(
+        store={"backend": "memory"}, authorization_server={"enabled": True, "dev_login": True, **auth}
     )
 
 
 @pytest.fixture
 async def oauth():
-    asgi = build_app().asgi(settings())
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
+    async with asgi_client(build_app(), settings()) as client:
         yield client
 
 
@@ -81,14 +81,6 @@ async def tokens_for(
     )
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def store_of(client: httpx.AsyncClient):
-    """The store behind a test client's app, whatever middleware wraps the app."""
-    app = client._transport.app
-    while not hasattr(app, "store"):
-        app = app.app
-    return app.store
 
 
 UPSTREAM_SECRET_ENV = "BASTION_TEST_UPSTREAM_SECRET"

@@ -4,8 +4,11 @@ redirect; later ones go back to the client with error, state and iss; nothing is
 import pytest
 
 from tests.browser import consent, cookie_header, form_fields, set_cookies
+from tests.clients import records
 
-from .conftest import BASE, REDIRECT, RESOURCE, authorize_params, query_of, register, sign_in, store_of
+from .conftest import BASE, REDIRECT, authorize_params, query_of, register, sign_in, store_of
+
+EXPIRED = "This sign-in request has expired or was already used."
 
 
 async def assert_page(oauth, params, status=400):
@@ -58,6 +61,8 @@ async def test_repeated_parameters_are_refused_without_redirect(oauth):
     for repeated in ("client_id=other", "redirect_uri=http://evil.example/", "state=again", "resource=x"):
         response = await oauth.get(f"/authorize?{query}&{repeated}")
         assert response.status_code == 400 and "location" not in response.headers
+        assert "more than once" in response.text, repeated
+    assert await pending_transactions(oauth) == []
 
 
 @pytest.mark.parametrize(
@@ -99,10 +104,13 @@ async def test_a_transaction_is_single_use(oauth):
     transaction = approved.headers["location"].split("transaction=")[1]
     first = await oauth.post("/login/dev", data={"transaction": transaction, "username": "alice"})
     assert first.status_code == 303 and "code=" in first.headers["location"]
+    issued = await records(oauth)
     again = await oauth.post("/login/dev", data={"transaction": transaction, "username": "mallory"})
     assert again.status_code == 400 and "location" not in again.headers
+    assert EXPIRED in again.text
     forged = await oauth.post("/login/dev", data={"transaction": "forged", "username": "mallory"})
-    assert forged.status_code == 400
+    assert forged.status_code == 400 and EXPIRED in forged.text
+    assert await records(oauth) == issued  # no code for mallory
 
 
 async def test_dev_login_escapes_and_validates(oauth):
@@ -110,10 +118,7 @@ async def test_dev_login_escapes_and_validates(oauth):
     assert "<script>" not in page.text and "&lt;script&gt;" in page.text
     bad_name = await oauth.post("/login/dev", data={"transaction": "x", "username": "<b>bob</b>"})
     assert bad_name.status_code == 400 and "<b>bob" not in bad_name.text
-
-
-async def test_resource_identifiers(oauth):
-    assert RESOURCE.endswith("/mcp")
+    assert await records(oauth) == {}
 
 
 # --- prompt (OpenID Connect Core 3.1.2.1) ---------------------------------------------------------------------
@@ -323,5 +328,9 @@ async def test_redirects_after_a_form_post_are_303_and_after_a_get_302(oauth):
 async def test_refused_posts_are_pages_not_redirects(oauth):
     refused = await oauth.post("/login/dev", data={"transaction": "forged", "username": "mallory"})
     assert refused.status_code == 400 and "location" not in refused.headers
+    assert refused.headers["content-type"].startswith("text/html") and EXPIRED in refused.text
     refused = await oauth.post("/consent", data={"transaction": "forged", "csrf_token": "x", "decision": "approve"})
     assert refused.status_code == 403 and "location" not in refused.headers
+    assert refused.headers["content-type"].startswith("text/html")
+    assert "This consent form expired or did not come from this browser." in refused.text
+    assert await records(oauth) == {}

@@ -9,20 +9,21 @@ import pytest
 
 from bastion.oauth.cimd import PUBLIC_MESSAGE
 from bastion.security.fetch import SafeFetcher
+from tests.clients import asgi_client
 from tests.mcp.conftest import build_app
 from tests.security.test_fetch import pki  # noqa: F401 - the throwaway CA and cimd.test certificate
 from tests.tls_documents import Reply, document_server
 
-from .conftest import BASE, REDIRECT, authorize_params, query_of, settings, sign_in
+from .conftest import REDIRECT, authorize_params, query_of, settings, sign_in
 
 
 @pytest.fixture
 async def cimd(pki):  # noqa: F811
     async with document_server(pki) as documents:
-        asgi = build_app().asgi(
-            settings(metadata_document_ca_file=str(pki["ca"]), metadata_document_hosts={"cimd.test": "127.0.0.1"})
+        trusting = settings(
+            metadata_document_ca_file=str(pki["ca"]), metadata_document_hosts={"cimd.test": "127.0.0.1"}
         )
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
+        async with asgi_client(build_app(), trusting) as client:
             yield client, documents
 
 
@@ -228,7 +229,7 @@ async def test_failures_are_not_cached_and_successes_follow_cache_control(cimd):
     client, documents = cimd
     url = documents.url("/cached.json")
     documents.routes["/cached.json"] = Reply(500, b"", {})
-    assert (await client.get("/authorize", params=authorize_params(url))).status_code == 400
+    refused(await client.get("/authorize", params=authorize_params(url)))
     documents.serve_document("/cached.json", cache="max-age=300")
     assert (await client.get("/authorize", params=authorize_params(url))).status_code == 302
     documents.serve_document("/cached.json", {"client_id": url, "redirect_uris": ["https://changed.example/cb"]})
@@ -244,10 +245,10 @@ async def test_failures_are_not_cached_and_successes_follow_cache_control(cimd):
 
 
 async def test_documents_can_be_turned_off():
-    asgi = build_app().asgi(settings(client_metadata_documents=False))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
+    async with asgi_client(build_app(), settings(client_metadata_documents=False)) as client:
         response = await client.get("/authorize", params=authorize_params("https://cimd.test/client.json"))
-        assert response.status_code == 400
+        assert response.status_code == 400 and "location" not in response.headers
+        assert "(unknown client_id)" in response.text  # not fetched: an unknown client like any other
         assert (await client.get("/.well-known/oauth-authorization-server")).json()[
             "client_id_metadata_document_supported"
         ] is False

@@ -1,16 +1,19 @@
 """The whole authorization-code flow over HTTP, in process: discover, register, authorize, sign in, token,
 call /mcp, refresh, revoke."""
 
-from tests.mcp.conftest import ACCEPT, modern_body, modern_headers
+from bastion.mcp.errors import INVALID_REQUEST
+from tests.answers import bearer_challenge, jsonrpc_error
+from tests.clients import asgi_client
+from tests.mcp.conftest import ACCEPT, build_app, modern_body, modern_headers
 from tests.messages import initialize
 
-from .conftest import BASE, REDIRECT, RESOURCE, authorize_params, query_of, register, sign_in, tokens_for
+from .conftest import BASE, REDIRECT, RESOURCE, authorize_params, query_of, register, settings, sign_in, tokens_for
 
 
 async def test_metadata_and_challenge(oauth):
     unauthenticated = await oauth.post("/mcp", headers=modern_headers("tools/list"), json=modern_body("tools/list"))
-    assert unauthenticated.status_code == 401
-    challenge = unauthenticated.headers["www-authenticate"]
+    challenge = bearer_challenge(unauthenticated, 401)
+    assert unauthenticated.json() == {"error": "unauthorized"}  # no token: no error code in the challenge
     assert challenge == f'Bearer resource_metadata="{BASE}/.well-known/oauth-protected-resource/mcp"'
     prm = (await oauth.get("/.well-known/oauth-protected-resource/mcp")).json()
     assert prm["resource"] == RESOURCE and prm["authorization_servers"] == [BASE]
@@ -61,7 +64,7 @@ async def test_full_flow_to_a_tool_call_then_refresh_and_revoke(oauth):
     after = await oauth.post(
         "/mcp", headers={**modern_headers("tools/list"), **new_bearer}, json=modern_body("tools/list")
     )
-    assert after.status_code == 401 and 'error="invalid_token"' in after.headers["www-authenticate"]
+    bearer_challenge(after, 401, "invalid_token")
 
 
 async def test_a_session_belongs_to_the_principal_that_opened_it(oauth):
@@ -76,25 +79,20 @@ async def test_a_session_belongs_to_the_principal_that_opened_it(oauth):
     listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
     assert (await oauth.post("/mcp", headers={**ada, "mcp-session-id": session}, json=listing)).status_code == 200
     stolen = await oauth.post("/mcp", headers={**mallory, "mcp-session-id": session}, json=listing)
-    assert stolen.status_code == 404
-    assert (await oauth.delete("/mcp", headers={**mallory, "mcp-session-id": session})).status_code == 404
+    jsonrpc_error(stolen, 404, INVALID_REQUEST)
+    ended = await oauth.delete("/mcp", headers={**mallory, "mcp-session-id": session})
+    jsonrpc_error(ended, 404, INVALID_REQUEST)
+    # Neither ended nor took over ada's session.
+    assert (await oauth.post("/mcp", headers={**ada, "mcp-session-id": session}, json=listing)).status_code == 200
 
 
 async def test_an_issuer_with_a_path_publishes_path_suffixed_metadata():
-    import httpx
-
-    from tests.mcp.conftest import build_app
-
-    from .conftest import settings
-
     public = "https://mcp.example.com/bastion"
     configured = settings().model_copy(update={"public_url": public})
-    transport = httpx.ASGITransport(app=build_app().asgi(configured))
-    async with httpx.AsyncClient(transport=transport, base_url="https://mcp.example.com") as client:
+    async with asgi_client(build_app(), configured, base="https://mcp.example.com") as client:
         denied = await client.post("/mcp", headers=modern_headers("tools/list"), json=modern_body("tools/list"))
-        assert denied.status_code == 401
         prm_url = "https://mcp.example.com/.well-known/oauth-protected-resource/bastion/mcp"
-        assert denied.headers["www-authenticate"] == f'Bearer resource_metadata="{prm_url}"'
+        assert bearer_challenge(denied, 401) == f'Bearer resource_metadata="{prm_url}"'
         prm = (await client.get("/.well-known/oauth-protected-resource/bastion/mcp")).json()
         assert prm == {**prm, "resource": f"{public}/mcp", "authorization_servers": [public]}
         metadata = (await client.get("/.well-known/oauth-authorization-server/bastion")).json()

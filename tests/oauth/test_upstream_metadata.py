@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.browser import consent, set_cookies
+from tests.clients import asgi_client
 from tests.local_server import free_port, serve_in_thread
 from tests.mcp.conftest import build_app
 
@@ -71,8 +72,7 @@ async def browser(discovery: Discovery, monkeypatch: pytest.MonkeyPatch) -> Asyn
         "client_secret_env": "BASTION_TEST_IDP_SECRET",
         "scopes": ["openid"],
     }
-    asgi = build_app().asgi(settings(dev_login=False, upstream=[upstream]))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
+    async with asgi_client(build_app(), settings(dev_login=False, upstream=[upstream])) as client:
         yield client
 
 
@@ -193,6 +193,7 @@ async def test_the_consent_page_does_not_let_a_bad_endpoint_into_its_policy(brow
 async def test_a_fixed_document_is_used_at_once(browser, discovery):
     """Refusals are not remembered: once the provider fixes its document, sign-in works again."""
     discovery.document["authorization_endpoint"] = "javascript:alert(1)"
-    assert (await approve(browser)).status_code == 502
+    refused = await approve(browser)
+    assert refused.status_code == 502 and "Sign-in with idp is unavailable" in refused.text
     discovery.document = discovery.good()
     assert (await approve(browser)).headers["location"].startswith(f"{discovery.issuer}/authorize?")
