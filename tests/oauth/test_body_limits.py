@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from bastion.oauth.forms import MAX_FORM_BYTES
+from bastion.store import keys
 from tests.browser import cookie_header, form_fields, set_cookies
 
 from .conftest import (
@@ -82,9 +83,9 @@ async def test_register(oauth, way):
     kwargs, stream = oversize(way, start, {"content-type": "application/json"})
     assert_413_json(await oauth.post("/register", **kwargs))
     assert_pulled_little(stream)
-    assert await store_of(oauth).keys("client:") == []  # nothing registered
+    assert await store_of(oauth).keys(keys.kind_prefix("client")) == []  # nothing registered
     await register(oauth)  # and a registration of ordinary size works
-    assert len(await store_of(oauth).keys("client:")) == 1
+    assert len(await store_of(oauth).keys(keys.kind_prefix("client"))) == 1
 
 
 @pytest.mark.parametrize("way", WAYS)
@@ -165,7 +166,7 @@ async def test_dev_login_post(oauth, way):
     kwargs, stream = oversize(way, login, FORM)
     assert_413_page(await oauth.post("/login/dev", **kwargs))
     assert_pulled_little(stream)
-    assert await store_of(oauth).keys("code:") == []  # no code issued
+    assert await store_of(oauth).keys(keys.kind_prefix("code")) == []  # no code issued
     # The sign-in is still open: the same form at an ordinary size completes it.
     signed_in = await oauth.post("/login/dev", data={"transaction": transaction, "username": "alice"})
     assert signed_in.status_code in (302, 303) and "code" in query_of(signed_in)

@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from bastion.store import Commit
+from bastion.store import Commit, keys
 from tests.browser import consent, cookie_header, form_fields, set_cookies
 
 from .conftest import BASE, REDIRECT, authorize_params, query_of, register
@@ -41,7 +41,7 @@ async def test_the_page_shows_the_client_and_is_locked_down(oauth):
 async def test_script_in_names_and_non_https_logos_never_render(oauth):
     client = await register(oauth, client_name='"><script>alert(1)</script>')
     store = oauth._transport.app.store
-    key = f"client:{client['client_id']}"
+    key = keys.client(client["client_id"])
     record = await store.get(key)
     record["logo_uri"] = "javascript:alert(1)"  # as if it had slipped past registration
     await store.commit(Commit().set(key, record, 3600))

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from bastion.security.crypto import token_hash
+from bastion.store import keys
 from tests.browser import cookie_header, form_fields, set_cookies
 
 from .conftest import REDIRECT, authorize_params, register
@@ -55,7 +56,7 @@ async def test_a_lookalike_state_cookie_does_not_bind_the_callback(fake, where, 
     assert forged.status_code == 400 and "started in another browser" in forged.text
     assert "location" not in forged.headers
     assert await snapshot(client) == before  # the state is not used up; no code, no grant
-    assert not [key for key in before if key.startswith(("code:", "grant:"))]
+    assert not [key for key in before if key.startswith((keys.kind_prefix("code"), keys.kind_prefix("grant")))]
     # The real cookie still completes that very sign-in.
     done = await client.get("/callback/fake", params={"code": "c", "state": state}, headers=cookie_header(cookies))
     assert done.status_code == 302 and done.headers["location"].startswith(REDIRECT + "?code=")
@@ -90,7 +91,7 @@ async def test_a_lookalike_approvals_cookie_is_not_remembered(oauth, where, byte
     shown = await oauth.get("/authorize", params=authorize_params(client["client_id"]), headers=planted)
     assert shown.status_code == 302 and shown.headers["location"].startswith("/consent?transaction=")
     transaction = shown.headers["location"].split("transaction=", 1)[1]
-    record = await store_of(oauth).get(f"authz:{token_hash(transaction)}")
+    record = await store_of(oauth).get(keys.transaction(token_hash(transaction)))
     assert record["remembered_subject"] is None and record["approved"] is False
     # Signing in to another client beside the look-alike: the new approvals cookie holds that approval only,
     # nothing copied from the look-alike.

@@ -9,7 +9,7 @@ import pytest
 
 from bastion.oauth.errors import OAuthError
 from bastion.oauth.grants import Grants, Lifetimes
-from bastion.store import MemoryStore, SQLiteStore
+from bastion.store import MemoryStore, SQLiteStore, keys
 
 RESOURCE = "http://127.0.0.1:8000/mcp"
 REDIRECT = "http://127.0.0.1:3000/callback"
@@ -231,9 +231,12 @@ def grant_of(token: str) -> str:
 
 
 async def records_of(grants: Grants, grant_id: str) -> dict[str, dict]:
-    """Every record a grant owns, by key (what a replay must leave alone, or a revocation remove)."""
-    keys = [k for k in await grants.store.keys("") if k == f"grant:{grant_id}" or f":{grant_id}:" in k]
-    return {k: await grants.store.get(k) for k in sorted(keys)}
+    """Every record a grant owns, by key (what a replay must leave alone, or a revocation remove).
+
+    Any key naming the grant id between separators counts, not only those under keys.issued_under: a
+    revocation that missed a kind must show here."""
+    owned = [k for k in await grants.store.keys("") if k == keys.grant(grant_id) or f":{grant_id}:" in k]
+    return {k: await grants.store.get(k) for k in sorted(owned)}
 
 
 async def test_another_clients_replay_of_a_used_code_changes_nothing(grants):
@@ -273,7 +276,7 @@ async def test_markers_name_the_client_and_older_empty_ones_still_revoke_on_any_
 
     code = await new_code(grants)
     tokens = await redeem(grants, code)
-    [marker] = [k for k in await grants.store.keys("usedcode:")]
+    [marker] = await grants.store.keys(keys.kind_prefix("usedcode"))
     assert await grants.store.get(marker) == {"client_id": "c1"}
     await grants.store.commit(Commit().set(marker, {}, 3600))  # as written before markers named their client
     with pytest.raises(OAuthError):

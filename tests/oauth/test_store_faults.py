@@ -25,7 +25,7 @@ from bastion.oauth.server import AuthorizationServer, approvals, lifetimes
 from bastion.oauth.transactions import Transactions
 from bastion.resource.bearer import BearerGate
 from bastion.resource.challenge import Challenges
-from bastion.store import SQLiteStore
+from bastion.store import SQLiteStore, keys
 from tests.browser import cookie_header, form_fields, set_cookies
 from tests.oauth.test_upstream_login import FakeProvider
 from tests.store.test_sqlite_faults import WriterStarts, fill, locked, rows, still, unfill
@@ -180,7 +180,7 @@ async def test_register(server, fault, caplog):
         assert_oauth_unavailable(response)
         assert rows(server.path) == before
     assert_logged_once_without_traceback(caplog, "/register")
-    assert (await server.store.keys("client:")) == []
+    assert (await server.store.keys(keys.kind_prefix("client"))) == []
     await registered(server.http)
 
 
@@ -224,7 +224,7 @@ async def test_revoke(server, fault, caplog):
     bearer = {"authorization": f"Bearer {issued['access_token']}"}
     assert (await server.http.get("/mcp", headers=bearer)).status_code == 200  # still a live grant
     assert (await server.http.post("/revoke", data=revoke)).status_code == 200
-    assert await server.store.keys("grant:") == []
+    assert await server.store.keys(keys.kind_prefix("grant")) == []
 
 
 async def test_revoking_on_a_full_database_still_works(server):
@@ -233,7 +233,8 @@ async def test_revoking_on_a_full_database_still_works(server):
     async with server.fault("full"):
         revoked = await server.http.post("/revoke", data={"token": issued["refresh_token"], "client_id": client_id})
         assert revoked.status_code == 200
-        assert await server.store.keys("grant:") == [] and await server.store.keys("refresh:") == []
+        assert await server.store.keys(keys.kind_prefix("grant")) == []
+        assert await server.store.keys(keys.kind_prefix("refresh")) == []
 
 
 # --- the browser's endpoints -------------------------------------------------------------------------------
@@ -245,7 +246,7 @@ async def test_authorize(server, fault, caplog):
         assert_page_unavailable(await server.http.get("/authorize", params=authorize_params(client_id)))
         assert rows(server.path) == before
     assert_logged_once_without_traceback(caplog, "/authorize")
-    assert await server.store.keys("authz:") == []
+    assert await server.store.keys(keys.kind_prefix("authz")) == []
     await consent_url(server.http, client_id)
 
 
@@ -286,7 +287,7 @@ async def test_dev_login(server, fault, caplog):
         assert_page_unavailable(await login(server.http, fields["transaction"]))
         assert rows(server.path) == before
     assert_logged_once_without_traceback(caplog, "/login/dev", fields["transaction"])
-    assert await server.store.keys("code:") == []
+    assert await server.store.keys(keys.kind_prefix("code")) == []
     back = await login(server.http, fields["transaction"])
     assert back.status_code in REDIRECTS and "code=" in back.headers["location"]
 
