@@ -12,24 +12,30 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from bastion import App, Context
 from bastion.settings import Settings
+from tests.clients import BASE, local_settings
 from tests.jwt_issuer import INTROSPECTION_CLIENT, LocalIssuer
+
+__all__ = ["BASE"]  # the resource tests take it from here
 from tests.mcp.conftest import modern_body, modern_headers
 
-BASE = "http://127.0.0.1:8000"
 RESOURCE = f"{BASE}/mcp"
 
 
-def issuer_app() -> App:
+def issuer_app(ran: list[str] | None = None) -> App:
+    """Two tools; each notes its name in `ran` when it runs (a refused call must leave `ran` as it was)."""
     app = App("external")
+    ran = [] if ran is None else ran
 
     @app.tool
     def who_am_i(ctx: Context) -> str:
+        ran.append("who_am_i")
         p = ctx.principal
         assert p is not None
         return json.dumps({"subject": p.subject, "client": p.client_id, "scopes": sorted(p.scopes)})
 
     @app.tool(scopes=["notes:write"])
     def add_note(text: str) -> str:
+        ran.append("add_note")
         return f"added {text}"
 
     return app
@@ -37,7 +43,7 @@ def issuer_app() -> App:
 
 def settings_for(issuer: LocalIssuer, **resource) -> Settings:
     entry = {"name": "corp", "issuer": issuer.issuer, **resource.pop("entry", {})}
-    return Settings.load(env={}, resource={"issuers": [entry], **resource})
+    return local_settings(resource={"issuers": [entry], **resource})
 
 
 def introspecting(issuer: LocalIssuer, monkeypatch, **sections) -> Settings:
@@ -50,7 +56,7 @@ def introspecting(issuer: LocalIssuer, monkeypatch, **sections) -> Settings:
         "introspection_client_id": INTROSPECTION_CLIENT[0],
         "introspection_client_secret_env": "INTROSPECTION_SECRET",
     }
-    return Settings.load(env={}, resource={"issuers": [entry]}, **sections)
+    return local_settings(resource={"issuers": [entry]}, **sections)
 
 
 async def call(http: httpx.AsyncClient, token: str, tool: str = "who_am_i", arguments: dict | None = None, **headers):

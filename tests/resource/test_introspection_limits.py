@@ -20,8 +20,8 @@ from bastion.resource.issuer import INTROSPECTION_BURST, INTROSPECTIONS_PER_SECO
 from bastion.resource.refusals import RecentRefusals
 from bastion.resource.throttle import TokenBucket
 from bastion.resource.tokens import TokenVerifier
-from tests.jwt_issuer import local_issuer
-from tests.resource.support import BASE, RESOURCE, introspecting, refused, unavailable
+from tests.clients import asgi_client
+from tests.resource.support import RESOURCE, introspecting, refused, unavailable
 
 
 class Clock:
@@ -44,12 +44,6 @@ class Behind:
         await send({"type": "http.response.body", "body": b"ok"})
 
 
-@pytest.fixture(scope="module")
-def issuer():
-    with local_issuer() as running:
-        yield running
-
-
 @pytest.fixture
 def clock():
     return Clock()
@@ -66,7 +60,7 @@ async def gate(issuer, monkeypatch, clock, behind):
     async with httpx.AsyncClient() as outbound:
         verify = TokenVerifier(None, [ExternalIssuer(settings, outbound, clock=clock)])
         asgi = BearerGate(behind, verify, Challenges(None, "/mcp"))
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as http:
+        async with asgi_client(asgi) as http:
             yield http
 
 

@@ -9,24 +9,16 @@ from __future__ import annotations
 import json
 import time
 
-import httpx
 import pytest
 
 from bastion.resource.numeric_date import LATEST, numeric_date
-from tests.jwt_issuer import local_issuer
-from tests.resource.support import BASE, RESOURCE, call, introspecting, issuer_app, refused, signed_by_hand, who
-
-
-@pytest.fixture(scope="module")
-def issuer():
-    with local_issuer() as running:
-        yield running
+from tests.clients import asgi_client
+from tests.resource.support import RESOURCE, call, introspecting, issuer_app, refused, signed_by_hand, who
 
 
 @pytest.fixture
 async def bastion(issuer, monkeypatch):
-    asgi = issuer_app().asgi(introspecting(issuer, monkeypatch))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as http:
+    async with asgi_client(issuer_app(), introspecting(issuer, monkeypatch)) as http:
         yield http
 
 
@@ -62,9 +54,8 @@ def jwt_with(issuer, claim: str, value) -> str:
 
 @pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
 async def test_a_jwt_time_claim_that_is_not_a_number_is_refused(bastion, issuer, claim):
-    for kind, value in not_numbers(claim).items():
+    for value in not_numbers(claim).values():
         response = await call(bastion, jwt_with(issuer, claim, value))
-        assert response.status_code == 401, kind
         refused(response)
     assert who(await call(bastion, jwt_with(issuer, claim, sound(claim))))  # the same token with a number
 
@@ -75,7 +66,6 @@ async def test_a_jwt_time_claim_beyond_what_json_numbers_hold_is_refused(bastion
     for literal in ("Infinity", "-Infinity", "NaN", "1e400", "1" + "0" * 400):
         raw = json.dumps({**issuer.claims(RESOURCE), claim: 1234567}).replace("1234567", literal).encode()
         response = await call(bastion, signed_by_hand(issuer, {}, raw))
-        assert response.status_code == 401, literal
         refused(response)
     raw = json.dumps({**issuer.claims(RESOURCE), claim: sound(claim)}).encode()
     assert who(await call(bastion, signed_by_hand(issuer, {}, raw)))
@@ -90,9 +80,8 @@ async def test_numbers_in_every_form_json_has_are_accepted(bastion, issuer):
 @pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
 async def test_an_introspection_answer_time_claim_that_is_not_a_number_is_refused(bastion, issuer, claim):
     answer = {"active": True, "sub": "bob", "aud": RESOURCE, "exp": sound("exp")}
-    for kind, value in not_numbers(claim).items():
+    for value in not_numbers(claim).values():
         response = await call(bastion, issuer.opaque({**answer, claim: value}))
-        assert response.status_code == 401, kind
         refused(response)
     assert who(await call(bastion, issuer.opaque({**answer, claim: sound(claim)})))
 

@@ -13,15 +13,9 @@ import httpx
 import pytest
 
 from bastion.resource.tokens import own_shaped
-from tests.jwt_issuer import local_issuer
+from tests.clients import asgi_client
 from tests.oauth.conftest import REDIRECT, VERIFIER, authorize_params, query_of, register, sign_in
-from tests.resource.support import BASE, RESOURCE, call, introspecting, issuer_app, refused, who
-
-
-@pytest.fixture(scope="module")
-def issuer():
-    with local_issuer() as running:
-        yield running
+from tests.resource.support import RESOURCE, call, introspecting, issuer_app, refused, who
 
 
 @pytest.fixture
@@ -30,14 +24,13 @@ async def both(issuer, monkeypatch):
     settings = introspecting(
         issuer, monkeypatch, store={"backend": "memory"}, authorization_server={"enabled": True, "dev_login": True}
     )
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=issuer_app().asgi(settings)), base_url=BASE) as http:
+    async with asgi_client(issuer_app(), settings) as http:
         yield http
 
 
 @pytest.fixture
 async def external_only(issuer, monkeypatch):
-    asgi = issuer_app().asgi(introspecting(issuer, monkeypatch))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as http:
+    async with asgi_client(issuer_app(), introspecting(issuer, monkeypatch)) as http:
         yield http
 
 
