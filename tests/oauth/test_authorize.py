@@ -3,6 +3,7 @@ redirect; later ones go back to the client with error, state and iss; nothing is
 
 import pytest
 
+from bastion.store import keys
 from tests.browser import consent, cookie_header, form_fields, set_cookies
 from tests.clients import records
 
@@ -136,7 +137,7 @@ def user_navigation(cookies: dict[str, str]) -> dict[str, str]:
 
 
 async def pending_transactions(oauth) -> list[str]:
-    return await store_of(oauth).keys("authz:")
+    return await store_of(oauth).keys(keys.kind_prefix("authz"))
 
 
 async def test_prompt_none_without_a_remembered_approval_answers_consent_required(oauth):
@@ -178,7 +179,7 @@ async def test_prompt_none_with_a_remembered_approval_goes_on_silently_for_the_s
 async def test_prompt_none_answers_consent_required_when_someone_else_signs_in(oauth):
     client = await register(oauth)
     remembered = await remembered_approval(oauth, client["client_id"], "alice")
-    grants = await store_of(oauth).keys("grant:")
+    grants = await store_of(oauth).keys(keys.kind_prefix("grant"))
     params = authorize_params(client["client_id"], prompt="none")
     silent = await oauth.get("/authorize", params=params, headers=user_navigation(remembered))
     login = await oauth.get(silent.headers["location"])
@@ -188,7 +189,7 @@ async def test_prompt_none_answers_consent_required_when_someone_else_signs_in(o
     assert back["error"] == "consent_required" and back["state"] == "st4te" and back["iss"] == BASE
     assert "code" not in back
     assert await pending_transactions(oauth) == []  # no consent screen waiting either
-    assert await store_of(oauth).keys("grant:") == grants  # and nothing granted to mallory
+    assert await store_of(oauth).keys(keys.kind_prefix("grant")) == grants  # and nothing granted to mallory
 
 
 @pytest.mark.parametrize("prompt", ["consent", "login", "select_account", "login consent"])

@@ -3,6 +3,7 @@
 import pytest
 
 from bastion.security.crypto import token_hash
+from bastion.store import keys
 from tests.answers import oauth_error
 from tests.clients import asgi_client, records
 from tests.mcp.conftest import build_app
@@ -106,7 +107,7 @@ async def test_ids_and_secrets_are_generated_and_secrets_stored_hashed(oauth):
     assert body["client_name"] == "<script>alert(1)</script>"  # stored as given; escaped wherever shown
     assert body["client_secret_expires_at"] > body["client_id_issued_at"]
     store = store_of(oauth)
-    record = await store.get(f"client:{body['client_id']}")
+    record = await store.get(keys.client(body["client_id"]))
     assert record["secret_hash"] == token_hash(body["client_secret"])
     assert body["client_secret"] not in str(record)
 
@@ -128,7 +129,7 @@ async def test_registration_is_rate_limited_and_can_be_turned_off():
         assert [a.status_code for a in answers] == [201, 201, 201, 429, 429]
         for refused in answers[3:]:
             assert "try again" in oauth_error(refused, 429, "temporarily_unavailable")["error_description"]
-        assert len(await records(client, "client:")) == 3  # the refused ones registered nothing
+        assert len(await records(client, keys.kind_prefix("client"))) == 3  # the refused ones registered nothing
     async with asgi_client(build_app(), settings(registration=False)) as client:
         closed = await client.post("/register", json={"redirect_uris": ["https://a.example/cb"]})
         assert closed.status_code == 404 and await records(client) == {}
@@ -159,13 +160,13 @@ WILDCARD_HOSTS = [
 @pytest.mark.parametrize("uri", WILDCARD_HOSTS)
 async def test_wildcard_and_encoded_hosts_are_refused_and_nothing_is_registered(oauth, uri):
     store = store_of(oauth)
-    before = await store.keys("client:")
+    before = await store.keys(keys.kind_prefix("client"))
     response = await oauth.post(
         "/register", json={"redirect_uris": ["https://app.example.com/cb", uri], "application_type": "native"}
     )
     oauth_error(response, 400, "invalid_redirect_uri")
     assert "wildcards" in response.json()["error_description"] or "valid URL" in response.json()["error_description"]
-    assert await store.keys("client:") == before
+    assert await store.keys(keys.kind_prefix("client")) == before
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ import base64
 
 import pytest
 
+from bastion.store import keys
 from tests.answers import oauth_error
 from tests.clients import records
 
@@ -217,8 +218,9 @@ async def test_revocation_is_per_client_and_unknown_tokens_get_200(oauth):
 async def grant_records(oauth, token: str) -> dict[str, dict]:
     store = store_of(oauth)
     grant_id = token.split(".")[0]
-    keys = [k for k in await store.keys("") if k == f"grant:{grant_id}" or f":{grant_id}:" in k]
-    return {k: await store.get(k) for k in sorted(keys)}
+    # Any key naming the grant id between separators, not only those under keys.issued_under.
+    owned = [k for k in await store.keys("") if k == keys.grant(grant_id) or f":{grant_id}:" in k]
+    return {k: await store.get(k) for k in sorted(owned)}
 
 
 async def test_another_clients_replay_of_a_used_code_or_refresh_token_revokes_nothing(oauth):

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bastion.store import keys
 from tests.browser import consent, set_cookies
 from tests.clients import asgi_client
 from tests.local_server import free_port, serve_in_thread
@@ -144,7 +145,7 @@ async def test_a_bad_authorization_endpoint_never_reaches_the_browser(browser, d
     store = store_of(browser)
     answer = await approve(browser)
     assert_refused_cleanly(answer, caplog, "authorization_endpoint")
-    assert not [key for key in await store.keys("") if key.startswith("upstream:")]  # no state was stored
+    assert await store.keys(keys.kind_prefix("upstream")) == []  # no state was stored
 
 
 FIELDS = [
