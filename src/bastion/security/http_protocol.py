@@ -5,8 +5,11 @@ a 64 MiB header is held, and copied as it grows, before any ASGI code sees it. T
 it feeds the parser instead:
 - while a request head is incomplete it feeds the parser at most the bound; a head still incomplete there is
   answered 431 and never read further;
-- it sums the URL and the fields the parser reports (the head's, and trailers after a chunked body), which also
-  bounds a head that starts in the middle of a read, after a pipelined request;
+- trailers (fields after a chunked body) are summed when the request completes, which is refused (the
+  connection closes) above the same bounds;
+- a head that starts in the middle of a read, after a pipelined request, was not counted while it arrived: its
+  URL and fields are summed once it is complete (and the field count is checked for every head). This runs once
+  per request rather than once per field, which keeps the bound nearly free on the hot path;
 - inside a body, more than the bound without any body data or chunk boundary (a huge trailer or chunk
   extension) closes the connection.
 After a 431 the rest of what the client sends is dropped unread for a moment, so that a client still sending
@@ -43,8 +46,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._in_head = True  # waiting for (the rest of) a request head
         self._head_bytes = 0  # bytes fed to the parser in this head
-        self._field_bytes = 0  # the URL and fields the parser reported for this message
-        self._fields = 0
+        self._feeding_body = False  # the parser is being fed what followed a head (body, or a pipelined request)
+        self._head_from_body = False  # this head began inside such a feed, so data_received did not count it
+        self._head_fields = 0
         self._quiet = 0  # body bytes fed since the parser last reported body data or a chunk boundary
         self._progressed = False
         self._over = False
@@ -65,6 +69,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             else:
                 piece, data = data, b""
                 self._progressed = False
+            self._feeding_body = not in_head
             if not self._feed(piece):
                 return
             if in_head:
@@ -134,31 +139,25 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     # --- parser callbacks -----------------------------------------------------------------------------------
-    def _count(self, size: int, fields: int) -> None:
-        self._field_bytes += size
-        self._fields += fields
-        if self._field_bytes > self.max_header_bytes or self._fields > self.max_header_fields:
-            self._over = True
-            raise _HeadTooLarge
-
     def on_message_begin(self) -> None:
         self._in_head = True
-        self._field_bytes = self._fields = 0
+        self._head_from_body = self._feeding_body
         super().on_message_begin()
 
-    def on_url(self, url: bytes) -> None:
-        self._count(len(url), 0)
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(field_size(name, value), 1)
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
+        if len(self.headers) > self.max_header_fields or (
+            self._head_from_body and self._head_size() > self.max_header_bytes
+        ):
+            self._over = True
+            raise _HeadTooLarge
+        self._head_fields = len(self.headers)  # any field reported after this is a trailer
         self._in_head = False
         self._head_bytes = self._quiet = 0
         self._progressed = True
         super().on_headers_complete()
+
+    def _head_size(self) -> int:
+        return len(self.url) + sum(field_size(name, value) for name, value in self.headers)
 
     def on_body(self, body: bytes) -> None:
         self._progressed = True
@@ -171,6 +170,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._progressed = True
 
     def on_message_complete(self) -> None:
+        trailers = self.headers[self._head_fields :]
+        if trailers and (
+            len(trailers) > self.max_header_fields
+            or sum(field_size(name, value) for name, value in trailers) > self.max_header_bytes
+        ):
+            self._over = True
+            raise _HeadTooLarge  # the request never completes: the connection closes
         self._in_head = True
         self._head_bytes = 0
         self._progressed = True

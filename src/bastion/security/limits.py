@@ -9,6 +9,7 @@ server refuses oversize heads too (that server has already buffered them, so its
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import chain
 from typing import Any
 
 # 32 KiB holds an 8 KB bearer token (the largest the bearer gate takes), a few 4 KB cookies and the usual
@@ -28,12 +29,10 @@ def field_size(name: bytes, value: bytes) -> int:
 
 def head_size(method: str, target: bytes, headers: Iterable[tuple[bytes, bytes]]) -> tuple[int, int]:
     """(bytes, field count) of a parsed head: the request line and field lines, and the empty line ending them."""
-    size = len(method) + len(target) + len(b"  HTTP/1.1\r\n") + 2
-    count = 0
-    for name, value in headers:
-        size += field_size(name, value)
-        count += 1
-    return size, count
+    fields = headers if isinstance(headers, list) else list(headers)
+    # The same sum as field_size over every field, without a Python call per field: this runs on every request.
+    size = sum(map(len, chain.from_iterable(fields))) + 3 * len(fields)
+    return size + len(method) + len(target) + len(b"  HTTP/1.1\r\n") + 2, len(fields)
 
 
 def body(max_bytes: int, max_fields: int) -> bytes:

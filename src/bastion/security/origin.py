@@ -96,17 +96,6 @@ def parse_origin(value: str, *, strict: bool = True) -> Origin | None:
     return Origin(scheme, host, port)
 
 
-def _only(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> tuple[int, str | None]:
-    """(how many `name` headers there are, the value of the first)."""
-    count, first = 0, None
-    for key, value in headers:
-        if key == name:
-            count += 1
-            if first is None:
-                first = value.decode("latin-1")
-    return count, first
-
-
 @dataclass(frozen=True, slots=True)
 class OriginPolicy:
     """Which Host and Origin values a server accepts."""
@@ -201,19 +190,46 @@ class OriginGate:
 
     def refusal(self, headers: list[tuple[bytes, bytes]], scheme: str | None = None) -> tuple[int, str] | None:
         """(status, reason) to refuse with, or None to let the request through."""
-        hosts, host = _only(headers, b"host")
-        if hosts != 1 or host is None or parse_host(host) is None:
-            return 400, "Bad Request: exactly one well-formed Host header is required"
-        if not self.policy.host_allowed(host):
-            return 403, "Forbidden: Host header not allowed (DNS rebinding protection)"
-        origins, origin = _only(headers, b"origin")
+        # One pass over the headers: this runs on every request.
+        host = origin = fetch_site = None
+        hosts = origins = sites = 0
+        for name, value in headers:
+            if name == b"host":
+                hosts += 1
+                host = host if host is not None else value
+            elif name == b"origin":
+                origins += 1
+                origin = origin if origin is not None else value
+            elif name == b"sec-fetch-site":
+                sites += 1
+                fetch_site = value
+        if hosts != 1 or host is None:
+            return BAD_HOST
         if origins > 1:
-            return 403, "Forbidden: Origin not allowed"
-        sites, fetch_site = _only(headers, b"sec-fetch-site")
-        # A page sent with Referrer-Policy: no-referrer makes the browser say "Origin: null" on its own form
-        # posts; the browser's Sec-Fetch-Site (which pages cannot forge) tells us it is same-origin.
-        if origin == "null" and sites == 1 and fetch_site == "same-origin":
-            origin = None
-        if not self.policy.origin_allowed(origin, host, scheme):
-            return 403, "Forbidden: Origin not allowed"
-        return None
+            return BAD_ORIGIN
+        return _refusal(self.policy, host, origin, fetch_site if sites == 1 else None, scheme)
+
+
+BAD_HOST = (400, "Bad Request: exactly one well-formed Host header is required")
+OTHER_HOST = (403, "Forbidden: Host header not allowed (DNS rebinding protection)")
+BAD_ORIGIN = (403, "Forbidden: Origin not allowed")
+
+
+@lru_cache(maxsize=1024)
+def _refusal(
+    policy: OriginPolicy, host_value: bytes, origin_value: bytes | None, fetch_site: bytes | None, scheme: str | None
+) -> tuple[int, str] | None:
+    # Requests repeat the same few (Host, Origin) pairs: the verdict is remembered, bounded in number.
+    host = host_value.decode("latin-1")
+    if parse_host(host) is None:
+        return BAD_HOST
+    if not policy.host_allowed(host):
+        return OTHER_HOST
+    origin = origin_value.decode("latin-1") if origin_value is not None else None
+    # A page sent with Referrer-Policy: no-referrer makes the browser say "Origin: null" on its own form
+    # posts; the browser's Sec-Fetch-Site (which pages cannot forge) tells us it is same-origin.
+    if origin == "null" and fetch_site == b"same-origin":
+        origin = None
+    if not policy.origin_allowed(origin, host, scheme):
+        return BAD_ORIGIN
+    return None
