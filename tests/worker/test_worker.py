@@ -6,19 +6,25 @@ import hmac
 import json
 import time
 
-import httpx
 import pytest
 
 from bastion import App, Context, ToolError
 from bastion.settings import Settings
 from bastion.worker import auth
+from tests.answers import bearer_challenge
+from tests.clients import asgi_client, local_settings
 
 SECRET = "6AvYor5_y_SErk5ePiP1rLCqAMFIXRf4LAS_EIV-YSw"  # secrets.token_urlsafe(32), for these tests only
-BASE = "http://127.0.0.1:8000"
 
 
-def build() -> App:
+def worker_settings(**worker) -> Settings:
+    return local_settings(worker={"secret_env": "WORKER_SECRET", **worker})
+
+
+def build(ran: list[str] | None = None) -> App:
+    """Four tools; `add` notes each run in `ran`."""
     app = App("Notes", "1.4.0")
+    ran = [] if ran is None else ran
 
     @app.tool
     def add(a: int, b: int = 2) -> int:
@@ -28,6 +34,7 @@ def build() -> App:
             a: The first.
             b: The second.
         """
+        ran.append("add")
         return a + b
 
     @app.tool(requires_secrets=["NOTES_KEY"])
@@ -61,12 +68,16 @@ def token(claims: dict | None = None, header: dict | None = None, secret: str = 
 
 
 @pytest.fixture
-async def worker(monkeypatch):
+def ran() -> list[str]:
+    return []
+
+
+@pytest.fixture
+async def worker(monkeypatch, ran):
     monkeypatch.setenv("WORKER_SECRET", SECRET)
-    settings = Settings.load(env={}, worker={"secret_env": "WORKER_SECRET"})
+    settings = worker_settings()
     settings.check()
-    asgi = build().asgi(settings)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
+    async with asgi_client(build(ran), settings) as client:
         yield client
 
 
@@ -86,7 +97,8 @@ async def invoke(client, name: str, inputs: dict, context: dict | None = None, h
 
 async def test_health_needs_no_token_and_tools_are_arcade_definitions(worker):
     assert (await worker.get("/worker/health")).json() == {"status": "ok", "tool_count": 4}
-    assert (await worker.get("/worker/tools")).status_code == 401
+    anonymous = await worker.get("/worker/tools")
+    assert anonymous.status_code == 401 and anonymous.json() == {"error": "a worker token is required"}
     definitions = {d["name"]: d for d in (await worker.get("/worker/tools", headers=bearer())).json()}
     add = definitions["add"]
     assert add["fully_qualified_name"] == "Notes.add" and add["toolkit"]["version"] == "1.4.0"
@@ -135,14 +147,15 @@ async def test_invocations_in_arcade_shapes(worker):
     assert missing_secret["success"] is False and "NOTES_KEY" in missing_secret["output"]["error"]["message"]
 
 
-async def test_unknown_tools_and_malformed_requests(worker):
-    assert (await invoke(worker, "nope", {})).status_code == 404
+async def test_unknown_tools_and_malformed_requests(worker, ran):
+    unknown = await invoke(worker, "nope", {})
+    assert unknown.status_code == 404 and unknown.json() == {"error": "tool Notes.nope not found"}
     other_kit = await worker.post(
         "/worker/tools/invoke",
         headers=bearer(),
         json={"execution_id": "e", "tool": {"name": "add", "toolkit": "Other"}, "inputs": {}},
     )
-    assert other_kit.status_code == 404
+    assert other_kit.status_code == 404 and other_kit.json() == {"error": "tool Other.add not found"}
     for body in (
         b"{",
         b"[]",
@@ -150,7 +163,9 @@ async def test_unknown_tools_and_malformed_requests(worker):
         b'{"execution_id": "e", "tool": {"name": "add"}, "inputs": [1]}',
     ):
         response = await worker.post("/worker/tools/invoke", content=body, headers=bearer())
-        assert response.status_code == 400 and "error" in response.json()
+        assert response.status_code == 400, body
+        assert response.json()["error"].startswith("invalid tool call request: "), body
+    assert ran == []
 
 
 @pytest.mark.parametrize(
@@ -172,39 +187,44 @@ async def test_unknown_tools_and_malformed_requests(worker):
         "a" * 10_000,
     ],
 )
-async def test_forged_expired_and_exp_less_tokens_are_refused(worker, forged):
-    response = await worker.get("/worker/tools", headers={"authorization": f"Bearer {forged}"})
-    assert response.status_code == 401 and SECRET not in response.text
+async def test_forged_expired_and_exp_less_tokens_are_refused(worker, ran, forged):
+    listed = await worker.get("/worker/tools", headers={"authorization": f"Bearer {forged}"})
+    called = await invoke(worker, "add", {"a": 1}, headers={"authorization": f"Bearer {forged}"})
+    for response in (listed, called):
+        assert response.status_code == 401 and SECRET not in response.text
+        error = response.json()["error"]
+        assert error.startswith("invalid worker token: ") or (forged == "" and error == "a worker token is required")
+    assert ran == []  # refused before the tool ran
 
 
 async def test_tokens_do_not_cross_between_worker_and_mcp(monkeypatch):
     monkeypatch.setenv("WORKER_SECRET", SECRET)
-    settings = Settings.load(
-        env={},
+    ran: list[str] = []
+    settings = local_settings(
         store={"backend": "memory"},
         worker={"secret_env": "WORKER_SECRET"},
         authorization_server={"enabled": True, "dev_login": True},
     )
-    asgi = build().asgi(settings)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
+    async with asgi_client(build(ran), settings) as client:
         mcp = await client.post(
             "/mcp",
             headers={**bearer(), "content-type": "application/json"},
-            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "add", "arguments": {"a": 1}}},
         )
-        assert mcp.status_code == 401  # a worker token is not an MCP token
+        bearer_challenge(mcp, 401, "invalid_token")  # a worker token is not an MCP token
         from tests.oauth.conftest import register, tokens_for
 
         mcp_token = (await tokens_for(client, await register(client)))["access_token"]
-        assert (await client.get("/worker/tools", headers=bearer(mcp_token))).status_code == 401
+        crossed = await invoke(client, "add", {"a": 1}, headers=bearer(mcp_token))
+        assert crossed.status_code == 401 and crossed.json()["error"].startswith("invalid worker token: ")
+    assert ran == []
 
 
 async def test_worker_only_mode_and_minted_tokens(monkeypatch):
     monkeypatch.setenv("WORKER_SECRET", SECRET)
-    settings = Settings.load(env={}, worker={"secret_env": "WORKER_SECRET", "only": True})
-    asgi = build().asgi(settings)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
-        assert (await client.post("/mcp", json={})).status_code == 404
+    async with asgi_client(build(), worker_settings(only=True)) as client:
+        no_mcp = await client.post("/mcp", json={})
+        assert no_mcp.status_code == 404 and no_mcp.text == "Not Found"
         minted = auth.mint(SECRET, 60)
         assert (await client.get("/worker/tools", headers=bearer(minted))).status_code == 200
 

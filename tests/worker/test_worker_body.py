@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 
 from bastion import App
-from bastion.settings import Settings
 from bastion.worker.api import MAX_BODY
+from tests.clients import asgi_client
 
-from .test_worker import BASE, SECRET, bearer
+from .test_worker import SECRET, bearer, worker_settings
 
 CHUNK = 16 * 1024
 
@@ -45,8 +44,7 @@ async def worker(monkeypatch, ran):
         ran.append(text)
         return "noted"
 
-    asgi = app.asgi(Settings.load(env={}, worker={"secret_env": "WORKER_SECRET"}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
+    async with asgi_client(app, worker_settings()) as client:
         yield client
 
 
@@ -85,4 +83,5 @@ async def test_an_oversize_call_is_413_and_the_tool_does_not_run(worker, ran, wa
 async def test_the_token_is_checked_before_any_body_is_read(worker, ran):
     stream = Stream(call())
     refused = await worker.post("/worker/tools/invoke", content=stream, headers={"authorization": "Bearer nope"})
-    assert refused.status_code == 401 and stream.pulled == 0 and ran == []
+    assert refused.status_code == 401 and refused.json()["error"].startswith("invalid worker token: ")
+    assert stream.pulled == 0 and ran == []
