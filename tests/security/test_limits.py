@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 
 from bastion import App
 from bastion.security.limits import DEFAULT_MAX_HEADER_BYTES, MAX_HEADER_FIELDS, HeaderLimit, head_size
 from bastion.settings import Settings, SettingsError
+from tests.answers import jsonrpc_error
+from tests.clients import asgi_client, local_settings
 from tests.mcp.conftest import modern_body, modern_headers
-
-BASE = "http://127.0.0.1:8000"
 
 
 class Recorder:
@@ -99,8 +98,7 @@ async def client(ran):
         ran.append(True)
         return "ran"
 
-    asgi = app.asgi(Settings.load(env={}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as c:
+    async with asgi_client(app) as c:
         yield c
 
 
@@ -110,15 +108,15 @@ async def test_app_asgi_refuses_an_oversize_head_before_the_tool_runs(client, ra
     assert (await client.post("/mcp", headers=headers, json=body)).status_code == 200
     assert ran == [True]
     refused = await client.post("/mcp", headers={**headers, "x-big": "a" * DEFAULT_MAX_HEADER_BYTES}, json=body)
-    assert refused.status_code == 431
-    assert refused.json()["error"]["code"] == -32000
+    assert jsonrpc_error(refused, 431, -32000)["message"].startswith("Request Header Fields Too Large")
+    assert refused.headers["connection"] == "close"
     assert ran == [True]  # did not run again
 
 
 async def test_app_asgi_refuses_on_every_route(client):
     for path in ("/healthz", "/no-such-route", "/.well-known/oauth-protected-resource"):
         response = await client.get(path, headers={"x-big": "a" * DEFAULT_MAX_HEADER_BYTES})
-        assert response.status_code == 431, path
+        assert jsonrpc_error(response, 431, -32000)["message"].startswith("Request Header Fields Too Large"), path
 
 
 def test_the_bound_is_a_setting():
@@ -130,7 +128,7 @@ def test_the_bound_is_a_setting():
 
 async def test_the_setting_reaches_app_asgi(ran):
     app = App("limits")
-    asgi = app.asgi(Settings.load(env={}, max_header_bytes=65536))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
+    async with asgi_client(app, local_settings(max_header_bytes=65536)) as client:
         assert (await client.get("/healthz", headers={"x-big": "a" * 40_000})).status_code == 200
-        assert (await client.get("/healthz", headers={"x-big": "a" * 70_000})).status_code == 431
+        refused = await client.get("/healthz", headers={"x-big": "a" * 70_000})
+        assert "the limit is 65536 bytes" in jsonrpc_error(refused, 431, -32000)["message"]

@@ -4,6 +4,7 @@ import httpx
 import pytest
 
 from bastion.security.origin import OriginPolicy
+from tests.answers import jsonrpc_error
 
 LOCAL = OriginPolicy.build([], [], allow_loopback=True)
 PUBLIC = OriginPolicy.build(["mcp.example.com"], ["https://app.example.com"], allow_loopback=False)
@@ -224,10 +225,8 @@ async def test_the_gate_refuses_what_a_browser_cannot_send(happy, hostile, statu
 
 @pytest.fixture
 async def recorded():
-    import httpx
-
     from bastion import App
-    from bastion.settings import Settings
+    from tests.clients import asgi_client
 
     app = App("origins")
     calls: list[str] = []
@@ -238,24 +237,27 @@ async def recorded():
         calls.append("ran")
         return "ran"
 
-    transport = httpx.ASGITransport(app=app.asgi(Settings.load(env={})))
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
+    async with asgi_client(app) as client:
         yield client, calls
 
 
+ORIGIN_REFUSED = (403, "Forbidden: Origin not allowed")
+HOST_REFUSED = (400, "Bad Request: exactly one well-formed Host header is required")
+
+
 @pytest.mark.parametrize(
-    "hostile",
+    "hostile, answer",
     [
-        [(b"origin", b"http://localhost:3000@evil.example")],
-        [(b"origin", b"http://localhost:3000, https://evil.example")],
-        [(b"origin", b"http://localhost:3000"), (b"origin", b"https://evil.example")],
-        [(b"origin", b"http://localhost:30x0")],
-        [(b"origin", b"http://localhost\xa0:3000")],
-        [(b"host", b"127.0.0.1:8000"), (b"host", b"127.0.0.1:8000")],
-        [(b"host", b"127.0.0.1:8000@evil.example")],
+        ([(b"origin", b"http://localhost:3000@evil.example")], ORIGIN_REFUSED),
+        ([(b"origin", b"http://localhost:3000, https://evil.example")], ORIGIN_REFUSED),
+        ([(b"origin", b"http://localhost:3000"), (b"origin", b"https://evil.example")], ORIGIN_REFUSED),
+        ([(b"origin", b"http://localhost:30x0")], ORIGIN_REFUSED),
+        ([(b"origin", b"http://localhost\xa0:3000")], ORIGIN_REFUSED),
+        ([(b"host", b"127.0.0.1:8000"), (b"host", b"127.0.0.1:8000")], HOST_REFUSED),
+        ([(b"host", b"127.0.0.1:8000@evil.example")], HOST_REFUSED),
     ],
 )
-async def test_the_tool_does_not_run_behind_a_refused_origin_or_host(recorded, hostile):
+async def test_the_tool_does_not_run_behind_a_refused_origin_or_host(recorded, hostile, answer):
     from tests.mcp.conftest import modern_body, modern_headers
 
     client, calls = recorded
@@ -264,7 +266,9 @@ async def test_the_tool_does_not_run_behind_a_refused_origin_or_host(recorded, h
     happy = await client.post("/mcp", json=body, headers=[*headers, ("origin", "http://localhost:3000")])
     assert happy.status_code == 200 and calls == ["ran"]
     refused = await client.post("/mcp", json=body, headers=[*headers, *hostile])
-    assert refused.status_code in (400, 403) and refused.json()["error"]["code"] == -32000
+    status, message = answer
+    assert jsonrpc_error(refused, status, -32000)["message"] == message
+    assert calls == ["ran"]  # the happy call only
     assert calls == ["ran"]  # not again
 
 
