@@ -25,11 +25,6 @@ TEXT_FIELDS = {"client_name": 200, "software_id": 200, "software_version": 100}
 URL_FIELDS = ("client_uri", "logo_uri", "tos_uri", "policy_uri")
 
 
-def client_key(client_id: str) -> str:
-    """Where a registered client is stored (the layout is in store/keys.py)."""
-    return keys.client(client_id)
-
-
 @dataclass
 class Client:
     client_id: str
@@ -163,7 +158,7 @@ async def register(store: Store, client: Client, ttl_seconds: float) -> tuple[Cl
     if client.token_endpoint_auth_method != "none":
         secret = new_token(32)
         client.secret_hash = token_hash(secret)
-    await store.commit(Commit().set(client_key(client.client_id), client.record(), ttl_seconds))
+    await store.commit(Commit().set(keys.client(client.client_id), client.record(), ttl_seconds))
     return client, secret
 
 

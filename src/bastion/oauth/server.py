@@ -22,12 +22,12 @@ from ..public_url import base_path, base_url
 from ..security.crypto import new_key
 from ..security.fetch import SafeFetcher
 from ..settings import AuthorizationServerSettings
-from ..store import Store
+from ..store import Store, keys
 from . import forms
 from .approvals import Approvals
 from .cimd import ClientLookupError, MetadataDocuments, is_document_url
 from .client_redirects import consent_required, error_to_client
-from .clients import Client, authenticate, client_key, credentials, register, validate_registration
+from .clients import Client, authenticate, credentials, register, validate_registration
 from .consent import ConsentScreen
 from .errors import NO_STORE, OAuthError, invalid_client, invalid_request
 from .grants import Grants, Lifetimes
@@ -178,7 +178,7 @@ class AuthorizationServer:
             return None
         if is_document_url(client_id):
             return await self.documents(client_id) if self.documents is not None else None
-        record = await self.store.get(client_key(client_id))
+        record = await self.store.get(keys.client(client_id))
         return Client.from_record(record) if record else None
 
     async def register(self, request: Request) -> Response:
