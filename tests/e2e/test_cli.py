@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import anyio
@@ -18,6 +17,7 @@ from mcp.client.stdio import StdioServerParameters
 
 from mcp import Client
 from tests.messages import initialize
+from tests.waiting import healthy, wait_until
 
 from .conftest import EXAMPLES, ROOT, bastion_server, free_port
 
@@ -225,15 +225,8 @@ def test_the_asgi_app_on_loopback_runs_under_your_own_uvicorn(tmp_path):
     port = free_port()
     process = subprocess.Popen(uvicorn(module, port), cwd=tmp_path, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, "uvicorn did not start within 20 s"
-                time.sleep(0.1)
+        wait_until(lambda: healthy(f"http://127.0.0.1:{port}") or process.poll() is not None, "uvicorn starting")
+        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(10)

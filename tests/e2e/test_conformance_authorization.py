@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.browser import walk_sync
+from tests.waiting import listening, wait_until
 
 from .conftest import NODE_DIR, ROOT, bastion_server, free_port
 
@@ -81,7 +82,8 @@ def test_both_authorization_scenarios_pass_without_warnings(tmp_path):
                 if line.strip() == PROMPT:
                     authorize_url = next(candidate.strip() for candidate in process.stdout if candidate.strip())
                     lines.append(authorize_url)
-                    time.sleep(0.3)  # its callback server starts listening as it prints
+                    # Its callback server starts listening as it prints: wait until it does.
+                    wait_until(lambda: listening(callback_port), f"the suite's callback on port {callback_port}")
                     play_browser(authorize_url)
                 assert time.monotonic() < deadline, "".join(lines)
             assert process.wait(30) == 0, "".join(lines)

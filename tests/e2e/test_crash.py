@@ -14,7 +14,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -22,6 +21,7 @@ import pytest
 from tests.browser import walk
 from tests.messages import initialize
 from tests.oauth.conftest import REDIRECT, VERIFIER, challenge
+from tests.waiting import healthy, wait_until
 
 from .conftest import ROOT, free_port
 
@@ -46,14 +46,9 @@ def start(db: str, port: int) -> subprocess.Popen[bytes]:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise RuntimeError("server did not start")
+    wait_until(lambda: healthy(f"http://127.0.0.1:{port}") or process.poll() is not None, "the server starting")
+    assert process.poll() is None, f"the server exited with {process.returncode}"
+    return process
 
 
 def kill(process: subprocess.Popen[bytes]) -> None:

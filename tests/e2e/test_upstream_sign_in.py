@@ -4,7 +4,6 @@ that uses the upstream token. With the hostile cases beside it."""
 
 from __future__ import annotations
 
-import asyncio
 from contextlib import contextmanager
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,6 +12,7 @@ import pytest
 
 from tests.browser import consent, cookie_header, set_cookies, start_authorization
 from tests.upstream_oidc import login_and_consent, start_oidc_provider
+from tests.waiting import eventually
 
 from .conftest import bastion_server, free_port
 from .test_sdk_oauth import FEATURES, REDIRECT, MemoryStorage, UpstreamUser, call_tool_text, provider_for
@@ -110,8 +110,13 @@ async def test_expired_upstream_tokens_are_renewed(tmp_path):
     with upstream_and_bastion(tmp_path, access_token_ttl=2) as (url, _):
         provider = provider_for(url, MemoryStorage(), UpstreamUser("ada", login_and_consent))
         assert await call_tool_text(url, provider, "upstream_profile") == "200 Ada"
-        await asyncio.sleep(2.5)  # the upstream access token has expired now
-        assert await call_tool_text(url, provider, "upstream_profile") == "200 Ada"
+
+        async def first_token_expired() -> bool:  # the provider's introspection says so; no fixed sleep
+            return await call_tool_text(url, provider, "upstream_remembered_active") == "False"
+
+        await eventually(first_token_expired, "the provider calling the first upstream token inactive")
+        assert await call_tool_text(url, provider, "upstream_profile") == "200 Ada"  # renewed, then used
+        assert await call_tool_text(url, provider, "upstream_remembered_active") == "True"  # a new, live token
 
 
 async def test_ending_the_grant_revokes_the_upstream_tokens(upstream_setup):
