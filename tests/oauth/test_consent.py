@@ -5,8 +5,17 @@ import pytest
 
 from bastion.store import Commit, keys
 from tests.browser import consent, cookie_header, form_fields, set_cookies
+from tests.clients import records, store_of
 
 from .conftest import BASE, REDIRECT, authorize_params, query_of, register
+
+FORM_REFUSED = "This consent form expired or did not come from this browser."
+CROSS_SITE = "This form can only be submitted from this site."
+
+
+def refused_page(response: httpx.Response, message: str) -> None:
+    assert response.status_code == 403 and "location" not in response.headers
+    assert response.headers["content-type"].startswith("text/html") and message in response.text
 
 
 async def consent_page(oauth, client_id: str, **params) -> tuple[httpx.Response, str]:
@@ -40,7 +49,7 @@ async def test_the_page_shows_the_client_and_is_locked_down(oauth):
 
 async def test_script_in_names_and_non_https_logos_never_render(oauth):
     client = await register(oauth, client_name='"><script>alert(1)</script>')
-    store = oauth._transport.app.store
+    store = store_of(oauth)
     key = keys.client(client["client_id"])
     record = await store.get(key)
     record["logo_uri"] = "javascript:alert(1)"  # as if it had slipped past registration
@@ -64,8 +73,9 @@ async def test_csrf_failures_are_refused_and_change_nothing(oauth, tamper):
         cookies = {}
     else:
         cookies = {name: "y" * 43}
-    refused = await post(oauth, fields, cookies)
-    assert refused.status_code == 403 and "location" not in refused.headers
+    before = await records(oauth)
+    refused_page(await post(oauth, fields, cookies), FORM_REFUSED)
+    assert await records(oauth) == before
     # Nothing changed: the real form still works.
     approved = await consent(oauth, BASE + location)
     assert approved.status_code == 303 and approved.headers["location"].startswith("/login/dev")
@@ -76,16 +86,19 @@ async def test_a_token_works_once(oauth):
     page, _ = await consent_page(oauth, client["client_id"])
     fields, cookies = {**form_fields(page.text), "decision": "approve"}, set_cookies(page)
     assert (await post(oauth, fields, cookies)).status_code == 303
-    replay = await post(oauth, fields, cookies)
-    assert replay.status_code in (400, 403) and "location" not in replay.headers
+    before = await records(oauth)
+    refused_page(await post(oauth, fields, cookies), FORM_REFUSED)
+    assert await records(oauth) == before
 
 
 async def test_cross_site_posts_are_refused(oauth):
     client = await register(oauth)
     page, _ = await consent_page(oauth, client["client_id"])
     fields, cookies = {**form_fields(page.text), "decision": "approve"}, set_cookies(page)
-    assert (await post(oauth, fields, cookies, **{"sec-fetch-site": "cross-site"})).status_code == 403
-    assert (await post(oauth, fields, cookies, **{"sec-fetch-site": "same-site"})).status_code == 403
+    before = await records(oauth)
+    refused_page(await post(oauth, fields, cookies, **{"sec-fetch-site": "cross-site"}), CROSS_SITE)
+    refused_page(await post(oauth, fields, cookies, **{"sec-fetch-site": "same-site"}), CROSS_SITE)
+    assert await records(oauth) == before  # the transaction is not used up
     assert (await post(oauth, fields, cookies, **{"sec-fetch-site": "same-origin"})).status_code == 303
 
 
@@ -145,6 +158,8 @@ async def test_remembered_approvals_skip_consent_only_for_the_same_client_redire
 async def test_a_remembered_approval_is_not_another_users(oauth):
     client = await register(oauth)
     remembered = await approve_and_sign_in(oauth, client["client_id"], username="alice")
+    codes, grants = await records(oauth, "code:"), await records(oauth, "grant:")
+    assert codes and grants  # alice's
     silent = await oauth.get(
         "/authorize",
         params=authorize_params(client["client_id"]),
@@ -154,6 +169,7 @@ async def test_a_remembered_approval_is_not_another_users(oauth):
     mallory = await oauth.post("/login/dev", data={**form_fields(login.text), "username": "mallory"})
     assert mallory.status_code == 303 and mallory.headers["location"].startswith("/consent?")
     assert "code=" not in mallory.headers["location"]
+    assert await records(oauth, "code:") == codes and await records(oauth, "grant:") == grants  # none for mallory
 
 
 @pytest.mark.parametrize("tamper", ["flip", "truncate", "garbage", "huge"])
