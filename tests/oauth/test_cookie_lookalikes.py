@@ -6,12 +6,12 @@ real `__Host-` cookie. Each test plants such a look-alike, carrying a value the 
 Bastion, and checks that it is not honoured and that nothing changed; then that the real cookie still works.
 """
 
-import httpx
 import pytest
 
 from bastion.security.crypto import token_hash
 from bastion.store import keys
 from tests.browser import cookie_header, form_fields, set_cookies
+from tests.clients import records, store_of
 
 from .conftest import REDIRECT, authorize_params, register
 from .test_consent import approve_and_sign_in, consent_page, post
@@ -30,18 +30,6 @@ def lookalike(where: str, byte: int, name: str, value: str) -> dict[str, bytes]:
     return {"cookie": (extra + raw if where == "before" else raw + extra) + b"=" + value.encode()}
 
 
-def store_of(client: httpx.AsyncClient):
-    app = client._transport.app
-    while not hasattr(app, "store"):  # through whatever middleware wraps it
-        app = app.app
-    return app.store
-
-
-async def snapshot(client: httpx.AsyncClient) -> dict:
-    store = store_of(client)
-    return {key: await store.get(key) for key in await store.keys("")}
-
-
 @pytest.mark.parametrize("where, byte", LOOKALIKES, ids=IDS)
 async def test_a_lookalike_state_cookie_does_not_bind_the_callback(fake, where, byte):  # noqa: F811
     client, _ = fake
@@ -49,13 +37,13 @@ async def test_a_lookalike_state_cookie_does_not_bind_the_callback(fake, where, 
     # provider's callback for it (the attacker's captured link) with that cookie planted under a look-alike name.
     state, cookies, _ = await to_provider(client)
     [(name, binding)] = cookies.items()
-    before = await snapshot(client)
+    before = await records(client)
     forged = await client.get(
         "/callback/fake", params={"code": "c", "state": state}, headers=lookalike(where, byte, name, binding)
     )
     assert forged.status_code == 400 and "started in another browser" in forged.text
     assert "location" not in forged.headers
-    assert await snapshot(client) == before  # the state is not used up; no code, no grant
+    assert await records(client) == before  # the state is not used up; no code, no grant
     assert not [key for key in before if key.startswith((keys.kind_prefix("code"), keys.kind_prefix("grant")))]
     # The real cookie still completes that very sign-in.
     done = await client.get("/callback/fake", params={"code": "c", "state": state}, headers=cookie_header(cookies))
@@ -69,11 +57,11 @@ async def test_a_lookalike_csrf_cookie_is_not_the_double_submit(oauth, where, by
     fields = {**form_fields(page.text), "decision": "approve"}
     [(name, token)] = set_cookies(page).items()
     planted = lookalike(where, byte, name, token)
-    before = await snapshot(oauth)
+    before = await records(oauth)
     refused = await oauth.post("/consent", data=fields, headers={**planted, "sec-fetch-site": "same-origin"})
     assert refused.status_code == 403 and "did not come from this browser" in refused.text
     assert "location" not in refused.headers
-    assert await snapshot(oauth) == before  # the transaction is neither approved nor consumed
+    assert await records(oauth) == before  # the transaction is neither approved nor consumed
     # Nor does the page take the planted token for this browser's own: it hands out a new one.
     again = await oauth.get(location, headers=planted)
     assert again.status_code == 200 and form_fields(again.text)["csrf_token"] != token
@@ -121,10 +109,10 @@ async def test_a_duplicated_security_cookie_counts_as_absent(oauth):
     page, _ = await consent_page(oauth, client["client_id"])
     fields = {**form_fields(page.text), "decision": "approve"}
     [(name, token)] = set_cookies(page).items()
-    before = await snapshot(oauth)
+    before = await records(oauth)
     # The second copy might come from a subdomain (Domain=) or another Path: which one is ours cannot be told.
     for header in (f"{name}={token}; {name}={token}", f"{name}={token}; {name}={'x' * 43}"):
         refused = await oauth.post("/consent", data=fields, headers={"cookie": header})
         assert refused.status_code == 403 and "location" not in refused.headers
-    assert await snapshot(oauth) == before
+    assert await records(oauth) == before
     assert (await post(oauth, fields, {name: token})).status_code == 303
