@@ -10,6 +10,7 @@ import pytest
 from bastion.oauth.errors import OAuthError
 from bastion.oauth.grants import Grants, Lifetimes
 from bastion.store import MemoryStore, SQLiteStore, keys
+from tests.waiting import eventually
 
 RESOURCE = "http://127.0.0.1:8000/mcp"
 REDIRECT = "http://127.0.0.1:3000/callback"
@@ -175,10 +176,11 @@ async def test_upstream_tokens_are_renewed_once_for_concurrent_callers(grants):
     from bastion.principal import UpstreamError
 
     calls = []
+    release = asyncio.Event()
 
     async def renew(provider, token):
         calls.append(token["refresh_token"])
-        await asyncio.sleep(0.05)
+        await release.wait()  # held until every caller has asked
         return {**token, "access_token": "fresh", "expires_at": time.time() + 3600}
 
     grants = with_upstream(grants, refresh=renew)
@@ -188,8 +190,17 @@ async def test_upstream_tokens_are_renewed_once_for_concurrent_callers(grants):
     assert "stale" not in repr(principal)
     with pytest.raises(UpstreamError, match="expired"):
         principal.upstream_token("corp")
-    fresh = await asyncio.gather(*(principal.fresh_upstream_token("corp", ["read"]) for _ in range(5)))
-    assert fresh == ["fresh"] * 5 and calls == ["r1"]
+    callers = [asyncio.create_task(principal.fresh_upstream_token("corp", ["read"])) for _ in range(5)]
+
+    async def asked() -> bool:
+        return bool(calls)
+
+    await eventually(asked, "the first caller renewing")
+    for _ in range(20):  # every other caller runs up to where it waits (or, were renewals not shared, renews)
+        await asyncio.sleep(0)
+    assert calls == ["r1"] and not any(caller.done() for caller in callers)
+    release.set()
+    assert await asyncio.gather(*callers) == ["fresh"] * 5 and calls == ["r1"]
     # The renewed token is sealed back into the grant: the next verification sees it.
     again = await grants.verify(tokens.access_token, RESOURCE)
     assert again.upstream_token("corp") == "fresh"
