@@ -4,9 +4,9 @@ callback opened in another browser is still refused without using anything up.""
 import httpx
 
 from tests.browser import cookie_header, set_cookies
+from tests.clients import records
 
 from .conftest import REDIRECT, VERIFIER
-from .test_cookie_lookalikes import snapshot
 from .test_upstream_login import fake, to_provider  # noqa: F401 - the in-process app with a fake provider
 
 
@@ -58,7 +58,7 @@ async def test_a_callback_in_another_browser_is_refused_and_uses_nothing_up(fake
     _, other_browser, _ = await to_provider(client)  # browser B, with a sign-in of its own
     [(name, binding)] = cookies.items()
     [(_, other_binding)] = other_browser.items()
-    before = await snapshot(client)
+    before = await records(client)
     for jar in (
         {},  # no cookie at all
         other_browser,  # B's own cookie, for another state
@@ -75,7 +75,7 @@ async def test_a_callback_in_another_browser_is_refused_and_uses_nothing_up(fake
         headers={"cookie": f"{name}={binding}; {name}={binding}"},
     )
     assert duplicated.status_code == 400 and "started in another browser" in duplicated.text
-    assert await snapshot(client) == before  # the state, the transaction, no code or grant: all as they were
+    assert await records(client) == before  # the state, the transaction, no code or grant: all as they were
     done = await callback(client, state, cookies)
     assert done.status_code == 302 and done.headers["location"].startswith(REDIRECT + "?code=")
 
@@ -84,17 +84,17 @@ async def test_a_state_completes_once_and_then_clears_its_cookie(fake):  # noqa:
     client, _ = fake
     state, cookies, _ = await to_provider(client)
     assert (await callback(client, state, cookies)).status_code == 302
-    before = await snapshot(client)
+    before = await records(client)
     replay = await callback(client, state, cookies)
     assert replay.status_code == 400 and "expired or was already completed" in replay.text
-    assert cleared(replay) == list(cookies) and await snapshot(client) == before
+    assert cleared(replay) == list(cookies) and await records(client) == before
 
 
 async def test_a_callback_without_a_state_is_refused(fake):  # noqa: F811
     client, _ = fake
     _, cookies, _ = await to_provider(client)
-    before = await snapshot(client)
+    before = await records(client)
     for params in ({"code": "c"}, {"code": "c", "state": ""}):
         refused = await client.get("/callback/fake", params=params, headers=cookie_header(cookies))
         assert refused.status_code == 400 and "started in another browser" in refused.text
-    assert await snapshot(client) == before
+    assert await records(client) == before
