@@ -6,13 +6,14 @@ import json
 import time
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 
 from bastion.compose import build
 from bastion.identity.oidc import OIDCProvider
 from bastion.identity.upstream import UpstreamIdentity, UpstreamLoginError
+from bastion.store import keys
 from tests.browser import consent, cookie_header, form_fields, set_cookies
+from tests.clients import asgi_client, records
 from tests.mcp.conftest import build_app
 
 from .conftest import (
@@ -60,7 +61,7 @@ async def fake(monkeypatch):
     monkeypatch.setenv(UPSTREAM_SECRET_ENV, "not-used-by-the-fake")
     provider = FakeProvider()
     asgi = build(build_app(), settings(dev_login=False, upstream=[upstream_entry("fake")]), upstream={"fake": provider})
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
+    async with asgi_client(asgi) as client:
         yield client, provider
 
 
@@ -115,9 +116,11 @@ async def test_a_provider_failure_is_a_clear_page_and_uses_up_the_state(fake):
     provider.fail = True
     failed = await client.get("/callback/fake", params={"code": "c", "state": state}, headers=cookie_header(cookies))
     assert failed.status_code == 502 and "fake refused" in failed.text and "location" not in failed.headers
+    assert await records(client, keys.kind_prefix(keys.GRANT)) == {}  # nothing granted
     provider.fail = False
     again = await client.get("/callback/fake", params={"code": "c", "state": state}, headers=cookie_header(cookies))
-    assert again.status_code == 400
+    assert again.status_code == 400 and "This sign-in has expired or was already completed." in again.text
+    assert await records(client, keys.kind_prefix(keys.GRANT)) == {}
 
 
 def id_token(**claims) -> str:
@@ -168,7 +171,7 @@ async def several(monkeypatch):
     entries = [upstream_entry("fake", "Fake ID"), upstream_entry("other", "Other")]
     providers = {"fake": FakeProvider(), "other": OtherProvider()}
     asgi = build(build_app(), settings(upstream=entries), upstream=providers)  # dev login, plus two providers
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as client:
+    async with asgi_client(asgi) as client:
         yield client
 
 
@@ -182,9 +185,12 @@ async def test_several_sign_in_methods_become_buttons_on_the_consent_screen(seve
     csp = page.headers["content-security-policy"]
     assert "https://idp.example" in csp and "https://other.example" in csp
     fields, cookies = form_fields(page.text), set_cookies(page)
+    before = await records(client)
     for ambiguous in ("approve", "approve:nobody"):
         refused = await client.post("/consent", data={**fields, "decision": ambiguous}, headers=cookie_header(cookies))
         assert refused.status_code == 400 and "location" not in refused.headers
+        assert "Choose Allow or Deny." in refused.text
+    assert await records(client) == before  # the transaction is still waiting for a real choice
     chosen = await client.post("/consent", data={**fields, "decision": "approve:other"}, headers=cookie_header(cookies))
     assert chosen.status_code == 303 and chosen.headers["location"].startswith("https://other.example/authorize")
 
