@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import httpx2
 import pytest
-from mcp.client.auth import OAuthClientProvider
+from mcp.client.auth import OAuthClientProvider, OAuthFlowError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
@@ -181,9 +181,11 @@ async def test_the_client_refuses_a_forged_issuer(tmp_path):
 
         provider = provider_for(url, storage, browser)
         provider.context.callback_handler = forged_callback
-        with pytest.raises(Exception):  # noqa: B017 - any refusal will do, as long as no tool runs
+        with pytest.raises(ExceptionGroup) as caught:  # raised inside the client's task group
             await call_who_am_i(url, provider, "2026-07-28")
-        assert storage.tokens is None
+        refusal = caught.value.subgroup(OAuthFlowError)
+        assert refusal is not None and "iss mismatch: https://evil.example" in str(refusal.exceptions[0]), caught.value
+        assert storage.tokens is None  # the code was never exchanged
 
 
 async def test_client_id_metadata_document_flow(tmp_path, pki):  # noqa: F811
