@@ -8,6 +8,8 @@ import json
 import httpx
 import pytest
 
+from bastion.mcp.errors import INVALID_REQUEST
+from tests.answers import jsonrpc_error
 from tests.messages import initialize
 
 from .conftest import ROOT, bastion_server
@@ -72,7 +74,7 @@ async def test_one_get_stream_per_session_and_notifications_on_it():
             async with client.stream("GET", url, headers=stream_headers) as stream:
                 assert stream.status_code == 200
                 second = await client.get(url, headers=stream_headers)
-                assert second.status_code == 409
+                jsonrpc_error(second, 409, INVALID_REQUEST)
                 await client.post(
                     url,
                     headers=headers,
@@ -88,4 +90,4 @@ async def test_one_get_stream_per_session_and_notifications_on_it():
                     break
             deleted = await client.delete(url, headers=headers)
             assert deleted.status_code == 204
-            assert (await client.get(url, headers=stream_headers)).status_code == 404
+            jsonrpc_error(await client.get(url, headers=stream_headers), 404, INVALID_REQUEST)

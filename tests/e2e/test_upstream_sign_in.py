@@ -84,11 +84,12 @@ async def test_the_callback_refuses_another_browser_and_replays(upstream_setup):
         assert no_cookie.status_code == 400 and "another browser" in no_cookie.text
         name = next(iter(cookies))
         wrong = await other_browser.get(callback, headers={"cookie": f"{name}={'0' * 64}"})
-        assert wrong.status_code == 400
+        assert wrong.status_code == 400 and "another browser" in wrong.text
         ok = await other_browser.get(callback, headers=cookie_header(cookies))
         assert ok.status_code == 302 and "code=" in ok.headers["location"]
         replay = await other_browser.get(callback, headers=cookie_header(cookies))
         assert replay.status_code == 400 and "location" not in replay.headers
+        assert "expired or was already completed" in replay.text
 
 
 async def test_a_forged_state_or_an_upstream_refusal(upstream_setup):
@@ -97,7 +98,9 @@ async def test_a_forged_state_or_an_upstream_refusal(upstream_setup):
     callback = httpx.URL(back.headers["location"])
     forged = callback.copy_set_param("state", "forged-state")
     async with httpx.AsyncClient(timeout=10) as browser:
-        assert (await browser.get(forged, headers=cookie_header(cookies))).status_code == 400
+        refused = await browser.get(forged, headers=cookie_header(cookies))
+        assert refused.status_code == 400 and "location" not in refused.headers
+        assert "started in another browser" in refused.text  # no sign-in of this browser has that state
         # The provider says the user refused: the application hears access_denied, with its state and iss.
         state = parse_qs(urlsplit(upstream_url).query)["state"][0]
         refused = callback.copy_with(params={"error": "access_denied", "state": state})
