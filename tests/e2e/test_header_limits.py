@@ -182,10 +182,10 @@ async def test_a_pipelined_request_with_a_large_head_closes_the_connection(serve
     answer = await exchange(server, head(server, close=False) + padded(server, 2 * LIMIT))
     # The first request is answered; the second is refused with a 431 when the first's reply was complete, and
     # with the connection closed alone when a 431 would land in the middle of that reply.
+    # Either way the connection ends: exchange() reads until the server closes it.
     first, *others = answer.split(b"HTTP/1.1 ")[1:]
     assert first.startswith(b"200 ")
-    assert all(other.startswith(b"431 ") for other in others)
-    assert len(others) <= 1
+    assert [other[:4] for other in others] in ([], [b"431 "])  # exactly one of the two outcomes
 
 
 async def test_a_huge_trailer_closes_the_connection(server):
