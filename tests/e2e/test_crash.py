@@ -20,7 +20,7 @@ import pytest
 
 from tests.browser import walk
 from tests.messages import initialize
-from tests.oauth.conftest import REDIRECT, VERIFIER, challenge
+from tests.oauth.conftest import REDIRECT, challenge, code_exchange
 from tests.waiting import healthy, wait_until
 
 from .conftest import ROOT, free_port
@@ -70,16 +70,7 @@ async def new_code(http: httpx.AsyncClient, base: str, client_id: str) -> str:
 
 
 async def exchange(http: httpx.AsyncClient, base: str, client_id: str, code: str) -> httpx.Response:
-    return await http.post(
-        f"{base}/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT,
-            "code_verifier": VERIFIER,
-            "client_id": client_id,
-        },
-    )
+    return await http.post(f"{base}/token", data=code_exchange(code, client_id, resource=None))
 
 
 async def test_sigkill_during_token_bursts_loses_nothing_committed(tmp_path):

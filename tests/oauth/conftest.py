@@ -63,22 +63,27 @@ def query_of(response: httpx.Response) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
 
+def code_exchange(code: str, client_id: str | None = None, **extra: str | None) -> dict[str, str]:
+    """The /token form redeeming `code` with the tests' redirect URI and verifier, for this server's resource
+    (resource=None leaves it out; other keywords add or replace fields)."""
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT,
+        "code_verifier": VERIFIER,
+        "client_id": client_id,
+        "resource": RESOURCE,
+        **extra,
+    }
+    return {k: v for k, v in form.items() if v is not None}
+
+
 async def tokens_for(
     client: httpx.AsyncClient, registered: dict, scope: str | None = None, username: str = "alice"
 ) -> dict:
     params = authorize_params(registered["client_id"], scope=scope)
     back = query_of(await sign_in(client, params, username))
-    response = await client.post(
-        "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": back["code"],
-            "redirect_uri": REDIRECT,
-            "code_verifier": VERIFIER,
-            "client_id": registered["client_id"],
-            "resource": RESOURCE,
-        },
-    )
+    response = await client.post("/token", data=code_exchange(back["code"], registered["client_id"]))
     assert response.status_code == 200, response.text
     return response.json()
 

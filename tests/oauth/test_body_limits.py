@@ -16,8 +16,8 @@ from .conftest import (
     BASE,
     REDIRECT,
     RESOURCE,
-    VERIFIER,
     authorize_params,
+    code_exchange,
     query_of,
     register,
     sign_in,
@@ -92,14 +92,7 @@ async def test_register(oauth, way):
 async def test_token(oauth, way):
     registered = await register(oauth)
     code = query_of(await sign_in(oauth, authorize_params(registered["client_id"])))["code"]
-    exchange = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": REDIRECT,
-        "code_verifier": VERIFIER,
-        "client_id": registered["client_id"],
-        "resource": RESOURCE,
-    }
+    exchange = code_exchange(code, registered["client_id"])
     kwargs, stream = oversize(way, urlencode(exchange).encode() + b"&pad=", FORM)
     assert_413_json(await oauth.post("/token", **kwargs))
     assert_pulled_little(stream)
@@ -175,14 +168,7 @@ async def test_dev_login_post(oauth, way):
 async def test_a_body_of_exactly_the_limit_is_read(oauth):
     registered = await register(oauth)
     code = query_of(await sign_in(oauth, authorize_params(registered["client_id"])))["code"]
-    exchange = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": REDIRECT,
-        "code_verifier": VERIFIER,
-        "client_id": registered["client_id"],
-        "resource": RESOURCE,
-    }
+    exchange = code_exchange(code, registered["client_id"])
     start = urlencode(exchange).encode() + b"&pad="
     body = start + b"a" * (MAX_FORM_BYTES - len(start))
     answered = await oauth.post("/token", content=body, headers=FORM)

@@ -14,7 +14,7 @@ from tests.mcp.conftest import build_app
 from tests.security.test_fetch import pki  # noqa: F401 - the throwaway CA and cimd.test certificate
 from tests.tls_documents import Reply, document_server
 
-from .conftest import REDIRECT, authorize_params, query_of, settings, sign_in
+from .conftest import REDIRECT, authorize_params, code_exchange, query_of, settings, sign_in
 
 
 @pytest.fixture
@@ -49,16 +49,7 @@ async def test_a_document_url_is_a_client_id(cimd):
     # Its only redirect URI is on loopback, where any local program can listen: the page says so.
     assert LOOPBACK_WARNING in page.text
     back = query_of(await sign_in(client, authorize_params(client_id)))
-    tokens = await client.post(
-        "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": back["code"],
-            "client_id": client_id,
-            "redirect_uri": REDIRECT,
-            "code_verifier": "test-verifier-" + "x" * 40,
-        },
-    )
+    tokens = await client.post("/token", data=code_exchange(back["code"], client_id, resource=None))
     assert tokens.status_code == 200, tokens.text
 
 

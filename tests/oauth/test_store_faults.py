@@ -30,7 +30,7 @@ from tests.browser import cookie_header, form_fields, set_cookies
 from tests.oauth.test_upstream_login import FakeProvider
 from tests.store.test_sqlite_faults import WriterStarts, fill, locked, rows, still, unfill
 
-from .conftest import BASE, REDIRECT, RESOURCE, VERIFIER, authorize_params, settings
+from .conftest import BASE, REDIRECT, authorize_params, code_exchange, settings
 
 LOCKS = ["IMMEDIATE", "EXCLUSIVE"]
 FAULTS = [*LOCKS, "full"]
@@ -123,20 +123,9 @@ async def code_for(http: httpx.AsyncClient, client_id: str) -> str:
     return parse_qs(urlsplit(back.headers["location"]).query)["code"][0]
 
 
-def code_exchange(client_id: str, code: str) -> dict:
-    return {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": REDIRECT,
-        "code_verifier": VERIFIER,
-        "client_id": client_id,
-        "resource": RESOURCE,
-    }
-
-
 async def tokens(http: httpx.AsyncClient) -> tuple[str, dict]:
     client_id = (await registered(http))["client_id"]
-    response = await http.post("/token", data=code_exchange(client_id, await code_for(http, client_id)))
+    response = await http.post("/token", data=code_exchange(await code_for(http, client_id), client_id))
     assert response.status_code == 200, response.text
     return client_id, response.json()
 
@@ -190,11 +179,11 @@ async def test_token_authorization_code(server, fault, caplog):
     code = await code_for(server.http, client_id)
     async with server.fault(fault):
         before = rows(server.path)
-        assert_oauth_unavailable(await server.http.post("/token", data=code_exchange(client_id, code)))
+        assert_oauth_unavailable(await server.http.post("/token", data=code_exchange(code, client_id)))
         assert rows(server.path) == before
     assert_logged_once_without_traceback(caplog, "/token", code)
     # The code was neither used up nor taken for a replay: it still redeems, once.
-    redeemed = await server.http.post("/token", data=code_exchange(client_id, code))
+    redeemed = await server.http.post("/token", data=code_exchange(code, client_id))
     assert redeemed.status_code == 200 and redeemed.json()["access_token"]
 
 

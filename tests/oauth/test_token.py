@@ -11,9 +11,9 @@ from tests.clients import records
 
 from .conftest import (
     REDIRECT,
-    RESOURCE,
     VERIFIER,
     authorize_params,
+    code_exchange,
     query_of,
     register,
     sign_in,
@@ -30,17 +30,6 @@ async def fresh_code(oauth, client: dict) -> str:
     return query_of(await sign_in(oauth, authorize_params(client["client_id"])))["code"]
 
 
-def code_form(code: str, **extra) -> dict:
-    return {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": REDIRECT,
-        "code_verifier": VERIFIER,
-        "resource": RESOURCE,
-        **extra,
-    }
-
-
 async def test_confidential_clients_authenticate_exactly_as_registered(oauth):
     client = await register(oauth, token_endpoint_auth_method="client_secret_basic")
     cid, secret = client["client_id"], client["client_secret"]
@@ -55,12 +44,12 @@ async def test_confidential_clients_authenticate_exactly_as_registered(oauth):
         ({"authorization": "Bearer x"}, {}, 401),
     ]:
         code = await fresh_code(oauth, client)
-        response = await oauth.post("/token", headers=headers, data=code_form(code, **form))
+        response = await oauth.post("/token", headers=headers, data=code_exchange(code, **form))
         oauth_error(response, status, "invalid_client" if status == 401 else "invalid_request")
         if headers.get("authorization", "").startswith("Basic") and status == 401:
             assert response.headers["www-authenticate"].startswith("Basic")
         # The failed attempt left the code usable by its rightful owner.
-        ok = await oauth.post("/token", headers=basic(cid, secret), data=code_form(code))
+        ok = await oauth.post("/token", headers=basic(cid, secret), data=code_exchange(code))
         assert ok.status_code == 200, ok.text
 
 
@@ -68,11 +57,11 @@ async def test_client_secret_post_clients(oauth):
     client = await register(oauth, token_endpoint_auth_method="client_secret_post")
     code = await fresh_code(oauth, client)
     wrong = await oauth.post(
-        "/token", headers=basic(client["client_id"], client["client_secret"]), data=code_form(code)
+        "/token", headers=basic(client["client_id"], client["client_secret"]), data=code_exchange(code)
     )
     oauth_error(wrong, 401, "invalid_client")
     right = await oauth.post(
-        "/token", data=code_form(code, client_id=client["client_id"], client_secret=client["client_secret"])
+        "/token", data=code_exchange(code, client_id=client["client_id"], client_secret=client["client_secret"])
     )
     assert right.status_code == 200
 
@@ -82,7 +71,7 @@ async def test_public_clients_may_not_send_secrets(oauth):
     assert "client_secret" not in client
     code = await fresh_code(oauth, client)
     before = await records(oauth)
-    response = await oauth.post("/token", data=code_form(code, client_id=client["client_id"], client_secret="x"))
+    response = await oauth.post("/token", data=code_exchange(code, client_id=client["client_id"], client_secret="x"))
     oauth_error(response, 401, "invalid_client")
     assert await records(oauth) == before  # the code is not used up
 
@@ -90,9 +79,9 @@ async def test_public_clients_may_not_send_secrets(oauth):
 async def test_code_replay_is_refused_and_revokes_the_tokens(oauth):
     client = await register(oauth)
     code = await fresh_code(oauth, client)
-    first = await oauth.post("/token", data=code_form(code, client_id=client["client_id"]))
+    first = await oauth.post("/token", data=code_exchange(code, client_id=client["client_id"]))
     assert first.status_code == 200
-    replay = await oauth.post("/token", data=code_form(code, client_id=client["client_id"]))
+    replay = await oauth.post("/token", data=code_exchange(code, client_id=client["client_id"]))
     oauth_error(replay, 400, "invalid_grant")
     refresh = await oauth.post(
         "/token",
@@ -226,7 +215,7 @@ async def grant_records(oauth, token: str) -> dict[str, dict]:
 async def test_another_clients_replay_of_a_used_code_or_refresh_token_revokes_nothing(oauth):
     owner, intruder = await register(oauth), await register(oauth)
     code = await fresh_code(oauth, owner)
-    first = (await oauth.post("/token", data=code_form(code, client_id=owner["client_id"]))).json()
+    first = (await oauth.post("/token", data=code_exchange(code, client_id=owner["client_id"]))).json()
     second = await oauth.post(
         "/token",
         data={"grant_type": "refresh_token", "client_id": owner["client_id"], "refresh_token": first["refresh_token"]},
@@ -235,7 +224,7 @@ async def test_another_clients_replay_of_a_used_code_or_refresh_token_revokes_no
     before = await grant_records(oauth, code)
     assert {k.split(":")[0] for k in before} == {"grant", "access", "refresh", "usedcode", "rotated"}
     replays = [
-        code_form(code, client_id=intruder["client_id"]),
+        code_exchange(code, client_id=intruder["client_id"]),
         {"grant_type": "refresh_token", "client_id": intruder["client_id"], "refresh_token": first["refresh_token"]},
     ]
     for form in replays:
@@ -244,7 +233,7 @@ async def test_another_clients_replay_of_a_used_code_or_refresh_token_revokes_no
         assert "access_token" not in refused.json()
     assert await grant_records(oauth, code) == before  # nothing revoked, nothing issued
     # The owner's own replay still ends the grant.
-    replay = await oauth.post("/token", data=code_form(code, client_id=owner["client_id"]))
+    replay = await oauth.post("/token", data=code_exchange(code, client_id=owner["client_id"]))
     assert replay.json()["error"] == "invalid_grant"
     assert await grant_records(oauth, code) == {}
 

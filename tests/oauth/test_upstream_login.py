@@ -20,9 +20,9 @@ from .conftest import (
     BASE,
     REDIRECT,
     UPSTREAM_SECRET_ENV,
-    VERIFIER,
     authorization_server_of,
     authorize_params,
+    code_exchange,
     query_of,
     register,
     settings,
@@ -83,16 +83,7 @@ async def test_the_callback_completes_with_the_provider_identity(fake):
     assert done.status_code == 302 and done.headers["location"].startswith(REDIRECT)
     [name] = cookies
     assert f"{name}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0" in done.headers.get_list("set-cookie")
-    tokens = await client.post(
-        "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": query_of(done)["code"],
-            "redirect_uri": REDIRECT,
-            "code_verifier": VERIFIER,
-            "client_id": client_id,
-        },
-    )
+    tokens = await client.post("/token", data=code_exchange(query_of(done)["code"], client_id, resource=None))
     assert tokens.status_code == 200
     store = store_of(client)
     grants = authorization_server_of(client).grants

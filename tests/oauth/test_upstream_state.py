@@ -6,7 +6,7 @@ import httpx
 from tests.browser import cookie_header, set_cookies
 from tests.clients import records
 
-from .conftest import REDIRECT, VERIFIER
+from .conftest import REDIRECT, code_exchange
 from .test_upstream_login import fake, to_provider  # noqa: F401 - the in-process app with a fake provider
 
 
@@ -16,16 +16,7 @@ async def callback(client: httpx.AsyncClient, state: str, jar: dict[str, str]) -
 
 async def redeem(client: httpx.AsyncClient, done: httpx.Response, client_id: str) -> httpx.Response:
     code = httpx.URL(done.headers["location"]).params["code"]
-    return await client.post(
-        "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT,
-            "code_verifier": VERIFIER,
-            "client_id": client_id,
-        },
-    )
+    return await client.post("/token", data=code_exchange(code, client_id, resource=None))
 
 
 def cleared(response: httpx.Response) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 
 from bastion.resource.tokens import own_shaped
 from tests.clients import asgi_client
-from tests.oauth.conftest import REDIRECT, VERIFIER, authorize_params, query_of, register, sign_in
+from tests.oauth.conftest import authorize_params, code_exchange, query_of, register, sign_in
 from tests.resource.support import RESOURCE, call, introspecting, issuer_app, refused, who
 
 
@@ -38,17 +38,7 @@ async def own_tokens(http: httpx.AsyncClient) -> dict[str, str]:
     """An access token, its refresh token and the code they were redeemed from (now used)."""
     registered = await register(http)
     code = query_of(await sign_in(http, authorize_params(registered["client_id"])))["code"]
-    response = await http.post(
-        "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT,
-            "code_verifier": VERIFIER,
-            "client_id": registered["client_id"],
-            "resource": RESOURCE,
-        },
-    )
+    response = await http.post("/token", data=code_exchange(code, registered["client_id"]))
     assert response.status_code == 200, response.text
     return {**response.json(), "code": code}
 
