@@ -15,7 +15,6 @@ import html
 import os
 import queue
 import re
-import signal
 import subprocess
 import tempfile
 import threading
@@ -29,6 +28,7 @@ from typing import IO
 
 import httpx
 
+from tests.processes import stop
 from tests.waiting import free_port
 
 NODE_DIR = Path(__file__).resolve().parent / "e2e" / "node"
@@ -39,13 +39,7 @@ STARTUP_TIMEOUT = 20.0
 
 
 def _stop(process: subprocess.Popen[str], reader: threading.Thread) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    stop(process, 5)
     reader.join(5)  # it ends at the end of stdout, which the process's exit closes
     if process.stdout and not reader.is_alive():
         process.stdout.close()

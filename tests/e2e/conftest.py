@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import stop
 from tests.waiting import free_port, healthy, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,13 +48,7 @@ def bastion_server(
         wait_until(up, f"bastion serve {target} answering on {base}/healthz")
         yield f"{base}/mcp"
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop(process)
         if process.stdout:
             process.stdout.close()
 

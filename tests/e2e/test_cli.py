@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from mcp.client.stdio import StdioServerParameters
 
 from mcp import Client
 from tests.messages import initialize
+from tests.processes import stop
 from tests.waiting import healthy, wait_until
 
 from .conftest import EXAMPLES, ROOT, bastion_server, free_port
@@ -228,7 +228,6 @@ def test_the_asgi_app_on_loopback_runs_under_your_own_uvicorn(tmp_path):
         wait_until(lambda: healthy(f"http://127.0.0.1:{port}") or process.poll() is not None, "uvicorn starting")
         assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(10)
+        stop(process)
         if process.stderr:
             process.stderr.close()

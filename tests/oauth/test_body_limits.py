@@ -10,6 +10,7 @@ import pytest
 
 from bastion.oauth.forms import MAX_FORM_BYTES
 from bastion.store import keys
+from tests.bodies import CountingBody
 from tests.browser import cookie_header, form_fields, set_cookies
 
 from .conftest import (
@@ -29,37 +30,21 @@ CHUNK = 1024
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 
-class Stream:
-    """A chunked body (no Content-Length): `start`, then four times the limit of padding; counts the chunks
-    pulled."""
-
-    def __init__(self, start: bytes) -> None:
-        self.start = start
-        self.pulled = 0
-
-    async def __aiter__(self):
-        self.pulled += 1
-        yield self.start
-        for _ in range(4 * MAX_FORM_BYTES // CHUNK):
-            self.pulled += 1
-            yield b"a" * CHUNK
-
-
 def padded(start: bytes) -> bytes:
     return start + b"a" * (MAX_FORM_BYTES + 1 - len(start))
 
 
-def oversize(way: str, start: bytes, content_type: dict[str, str]) -> tuple[dict, Stream | None]:
+def oversize(way: str, start: bytes, content_type: dict[str, str]) -> tuple[dict, CountingBody | None]:
     """httpx keyword arguments for a body over the limit: declared, streamed without a length, or lying."""
     if way == "declared":
         return {"content": padded(start), "headers": content_type}, None
     if way == "lying":
         return {"content": padded(start) + b"a" * 100_000, "headers": {**content_type, "content-length": "10"}}, None
-    stream = Stream(start)
+    stream = CountingBody(start, 4 * MAX_FORM_BYTES, CHUNK, b"a")  # no Content-Length: chunked
     return {"content": stream, "headers": content_type}, stream
 
 
-def assert_pulled_little(stream: Stream | None) -> None:
+def assert_pulled_little(stream: CountingBody | None) -> None:
     # The server stops pulling at the chunk that passes the limit.
     if stream is not None:
         assert stream.pulled <= MAX_FORM_BYTES // CHUNK + 2

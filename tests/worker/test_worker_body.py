@@ -8,24 +8,12 @@ import pytest
 
 from bastion import App
 from bastion.worker.api import MAX_BODY
+from tests.bodies import CountingBody
 from tests.clients import asgi_client
 
 from .test_worker import SECRET, bearer, worker_settings
 
 CHUNK = 16 * 1024
-
-
-class Stream:
-    def __init__(self, start: bytes) -> None:
-        self.start = start
-        self.pulled = 0
-
-    async def __aiter__(self):
-        self.pulled += 1
-        yield self.start
-        for _ in range(4 * MAX_BODY // CHUNK):
-            self.pulled += 1
-            yield b" " * CHUNK
 
 
 @pytest.fixture
@@ -71,7 +59,7 @@ async def test_an_oversize_call_is_413_and_the_tool_does_not_run(worker, ran, wa
         content = call() + b" " * MAX_BODY
         headers["content-length"] = str(len(call()))
     else:
-        content = stream = Stream(call())
+        content = stream = CountingBody(call(), 4 * MAX_BODY, CHUNK)
     refused = await worker.post("/worker/tools/invoke", content=content, headers=headers)
     assert refused.status_code == 413
     assert refused.json() == {"error": f"invalid tool call request: the request body is larger than {MAX_BODY} bytes"}
@@ -81,7 +69,7 @@ async def test_an_oversize_call_is_413_and_the_tool_does_not_run(worker, ran, wa
 
 
 async def test_the_token_is_checked_before_any_body_is_read(worker, ran):
-    stream = Stream(call())
+    stream = CountingBody(call(), 4 * MAX_BODY, CHUNK)
     refused = await worker.post("/worker/tools/invoke", content=stream, headers={"authorization": "Bearer nope"})
     assert refused.status_code == 401 and refused.json()["error"].startswith("invalid worker token: ")
     assert stream.pulled == 0 and ran == []
