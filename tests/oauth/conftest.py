@@ -78,6 +78,12 @@ def code_exchange(code: str, client_id: str | None = None, **extra: str | None) 
     return {k: v for k, v in form.items() if v is not None}
 
 
+def refresh_exchange(refresh_token: str, client_id: str | None, **extra: str) -> dict[str, str]:
+    """The /token form renewing with `refresh_token` (other keywords add fields: scope, resource)."""
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": client_id, **extra}
+    return {k: v for k, v in form.items() if v is not None}
+
+
 async def tokens_for(
     client: httpx.AsyncClient, registered: dict, scope: str | None = None, username: str = "alice"
 ) -> dict:

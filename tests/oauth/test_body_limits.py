@@ -20,6 +20,7 @@ from .conftest import (
     authorize_params,
     code_exchange,
     query_of,
+    refresh_exchange,
     register,
     sign_in,
     store_of,
@@ -96,13 +97,7 @@ async def test_revoke(oauth, way):
     assert_pulled_little(stream)
     # Not revoked: the refresh token still works.
     refreshed = await oauth.post(
-        "/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": tokens["refresh_token"],
-            "client_id": registered["client_id"],
-            "resource": RESOURCE,
-        },
+        "/token", data=refresh_exchange(tokens["refresh_token"], registered["client_id"], resource=RESOURCE)
     )
     assert refreshed.status_code == 200
 

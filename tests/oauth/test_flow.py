@@ -7,7 +7,18 @@ from tests.clients import asgi_client
 from tests.mcp.conftest import ACCEPT, build_app, modern_body, modern_headers
 from tests.messages import initialize
 
-from .conftest import BASE, REDIRECT, RESOURCE, authorize_params, query_of, register, settings, sign_in, tokens_for
+from .conftest import (
+    BASE,
+    REDIRECT,
+    RESOURCE,
+    authorize_params,
+    query_of,
+    refresh_exchange,
+    register,
+    settings,
+    sign_in,
+    tokens_for,
+)
 
 
 async def test_metadata_and_challenge(oauth):
@@ -47,14 +58,7 @@ async def test_full_flow_to_a_tool_call_then_refresh_and_revoke(oauth):
     )
     assert call.json()["result"]["structuredContent"] == {"result": 4}
 
-    refreshed = await oauth.post(
-        "/token",
-        data={
-            "grant_type": "refresh_token",
-            "client_id": client["client_id"],
-            "refresh_token": tokens["refresh_token"],
-        },
-    )
+    refreshed = await oauth.post("/token", data=refresh_exchange(tokens["refresh_token"], client["client_id"]))
     assert refreshed.status_code == 200 and refreshed.headers["cache-control"] == "no-store"
     new_bearer = {"authorization": f"Bearer {refreshed.json()['access_token']}"}
     revoked = await oauth.post(

@@ -30,7 +30,7 @@ from tests.browser import cookie_header, form_fields, set_cookies
 from tests.oauth.test_upstream_login import FakeProvider
 from tests.store.test_sqlite_faults import WriterStarts, fill, locked, rows, still, unfill
 
-from .conftest import BASE, REDIRECT, authorize_params, code_exchange, settings
+from .conftest import BASE, REDIRECT, authorize_params, code_exchange, refresh_exchange, settings
 
 LOCKS = ["IMMEDIATE", "EXCLUSIVE"]
 FAULTS = [*LOCKS, "full"]
@@ -190,7 +190,7 @@ async def test_token_authorization_code(server, fault, caplog):
 @pytest.mark.parametrize("fault", FAULTS)
 async def test_token_refresh(server, fault, caplog):
     client_id, issued = await tokens(server.http)
-    refresh = {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"], "client_id": client_id}
+    refresh = refresh_exchange(issued["refresh_token"], client_id)
     async with server.fault(fault):
         before = rows(server.path)
         assert_oauth_unavailable(await server.http.post("/token", data=refresh))
@@ -322,7 +322,7 @@ async def test_a_token_check_completes_while_a_write_waits_for_the_lock(tmp_path
         clock.started.clear()
         with locked(server.path):
             # A refresh reaches its commit and waits there for the lock.
-            refresh = {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"], "client_id": client_id}
+            refresh = refresh_exchange(issued["refresh_token"], client_id)
             write = asyncio.ensure_future(server.http.post("/token", data=refresh))
             await asyncio.to_thread(clock.started.wait)
             checked = await server.http.get("/mcp", headers={"authorization": f"Bearer {issued['access_token']}"})

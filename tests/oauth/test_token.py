@@ -15,6 +15,7 @@ from .conftest import (
     authorize_params,
     code_exchange,
     query_of,
+    refresh_exchange,
     register,
     sign_in,
     store_of,
@@ -83,14 +84,7 @@ async def test_code_replay_is_refused_and_revokes_the_tokens(oauth):
     assert first.status_code == 200
     replay = await oauth.post("/token", data=code_exchange(code, client_id=client["client_id"]))
     oauth_error(replay, 400, "invalid_grant")
-    refresh = await oauth.post(
-        "/token",
-        data={
-            "grant_type": "refresh_token",
-            "client_id": client["client_id"],
-            "refresh_token": first.json()["refresh_token"],
-        },
-    )
+    refresh = await oauth.post("/token", data=refresh_exchange(first.json()["refresh_token"], client["client_id"]))
     oauth_error(refresh, 400, "invalid_grant")
 
 
@@ -99,10 +93,7 @@ async def test_refresh_reuse_over_http_ends_the_grant(oauth):
     first = await tokens_for(oauth, client)
 
     def refresh(token: str, **extra: str):
-        return oauth.post(
-            "/token",
-            data={"grant_type": "refresh_token", "client_id": client["client_id"], "refresh_token": token, **extra},
-        )
+        return oauth.post("/token", data=refresh_exchange(token, client["client_id"], **extra))
 
     wrong_audience = await refresh(first["refresh_token"], resource="https://evil.example/mcp")
     assert wrong_audience.json()["error"] == "invalid_target"
@@ -158,25 +149,13 @@ async def test_malformed_token_requests(oauth):
 async def test_scopes_only_narrow_on_refresh(oauth):
     client = await register(oauth)
     tokens = await tokens_for(oauth, client)
+    before = await grant_records(oauth, tokens["access_token"])
     wider = await oauth.post(
-        "/token",
-        data={
-            "grant_type": "refresh_token",
-            "client_id": client["client_id"],
-            "refresh_token": tokens["refresh_token"],
-            "scope": "mcp admin",
-        },
+        "/token", data=refresh_exchange(tokens["refresh_token"], client["client_id"], scope="mcp admin")
     )
-    assert wider.json()["error"] == "invalid_scope"
-    same = await oauth.post(
-        "/token",
-        data={
-            "grant_type": "refresh_token",
-            "client_id": client["client_id"],
-            "refresh_token": tokens["refresh_token"],
-            "scope": "mcp",
-        },
-    )
+    oauth_error(wider, 400, "invalid_scope")
+    assert await grant_records(oauth, tokens["access_token"]) == before  # the refresh token was not used up
+    same = await oauth.post("/token", data=refresh_exchange(tokens["refresh_token"], client["client_id"], scope="mcp"))
     assert same.status_code == 200 and same.json()["scope"] == "mcp"
 
 
@@ -216,21 +195,17 @@ async def test_another_clients_replay_of_a_used_code_or_refresh_token_revokes_no
     owner, intruder = await register(oauth), await register(oauth)
     code = await fresh_code(oauth, owner)
     first = (await oauth.post("/token", data=code_exchange(code, client_id=owner["client_id"]))).json()
-    second = await oauth.post(
-        "/token",
-        data={"grant_type": "refresh_token", "client_id": owner["client_id"], "refresh_token": first["refresh_token"]},
-    )
+    second = await oauth.post("/token", data=refresh_exchange(first["refresh_token"], owner["client_id"]))
     assert second.status_code == 200
     before = await grant_records(oauth, code)
     assert {k.split(":")[0] for k in before} == {"grant", "access", "refresh", "usedcode", "rotated"}
     replays = [
         code_exchange(code, client_id=intruder["client_id"]),
-        {"grant_type": "refresh_token", "client_id": intruder["client_id"], "refresh_token": first["refresh_token"]},
+        refresh_exchange(first["refresh_token"], intruder["client_id"]),
     ]
     for form in replays:
         refused = await oauth.post("/token", data=form)
-        assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
-        assert "access_token" not in refused.json()
+        assert set(oauth_error(refused, 400, "invalid_grant")) == {"error", "error_description"}
     assert await grant_records(oauth, code) == before  # nothing revoked, nothing issued
     # The owner's own replay still ends the grant.
     replay = await oauth.post("/token", data=code_exchange(code, client_id=owner["client_id"]))
@@ -243,9 +218,9 @@ async def test_an_oversized_scope_on_refresh_is_invalid_scope_and_changes_nothin
     client = await register(oauth)
     tokens = await tokens_for(oauth, client)
     before = await grant_records(oauth, tokens["access_token"])
-    form = {"grant_type": "refresh_token", "client_id": client["client_id"], "refresh_token": tokens["refresh_token"]}
+    form = refresh_exchange(tokens["refresh_token"], client["client_id"])
     refused = await oauth.post("/token", data={**form, "scope": scope})
-    assert refused.status_code == 400 and refused.json()["error"] == "invalid_scope"
+    oauth_error(refused, 400, "invalid_scope")
     assert len(refused.content) < 200 and "x" * 50 not in refused.text
     assert await grant_records(oauth, tokens["access_token"]) == before  # the refresh token was not used up
     assert (await oauth.post("/token", data=form)).status_code == 200
