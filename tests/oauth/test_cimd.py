@@ -9,7 +9,8 @@ import pytest
 
 from bastion.oauth.cimd import PUBLIC_MESSAGE
 from bastion.security.fetch import SafeFetcher
-from tests.clients import asgi_client
+from bastion.store import keys
+from tests.clients import asgi_client, records
 from tests.mcp.conftest import build_app
 from tests.security.test_fetch import pki  # noqa: F401 - the throwaway CA and cimd.test certificate
 from tests.tls_documents import Reply, document_server
@@ -34,6 +35,11 @@ def refused(response: httpx.Response) -> None:
     """The clean page for an unusable document: 400, no redirect, the same message whatever the cause."""
     assert response.status_code == 400 and "location" not in response.headers
     assert PUBLIC_MESSAGE.replace("'", "&#39;") in response.text
+
+
+async def pending(client: httpx.AsyncClient) -> dict:
+    """The authorization transactions waiting: a refused /authorize must have started none."""
+    return await records(client, keys.kind_prefix(keys.TRANSACTION))
 
 
 def logged(caplog: pytest.LogCaptureFixture) -> str:
@@ -91,6 +97,7 @@ async def test_documents_must_name_themselves_and_hold_no_secrets(cimd, caplog, 
     documents.serve_document("/bad.json", document)
     response = await client.get("/authorize", params=authorize_params(url))
     refused(response)
+    assert await pending(client) == {}
     assert reason not in response.text and "s3cret" not in response.text  # the why is for the log only
     assert reason in logged(caplog) and "s3cret" not in logged(caplog)
     assert documents.hits == {"/bad.json": 1}
@@ -118,6 +125,7 @@ async def test_unusable_fetches_are_refused(cimd, caplog, reply, reason):
     documents.routes["/x.json"] = reply
     response = await client.get("/authorize", params=authorize_params(documents.url("/x.json")))
     refused(response)
+    assert await pending(client) == {}
     for word in ("redirect", "status", "404", "large", "JSON"):
         assert word not in response.text
     assert reason in logged(caplog) and documents.url("/x.json") in logged(caplog)
@@ -140,6 +148,7 @@ async def test_ssrf_targets_are_refused_and_only_the_log_says_why(cimd, caplog, 
     client, _ = cimd
     response = await client.get("/authorize", params=authorize_params(client_id))
     refused(response)
+    assert await pending(client) == {}
     assert "forbidden" not in response.text and "localhost" not in response.text
     assert reason in logged(caplog)
 
@@ -203,7 +212,7 @@ async def test_dot_segments_however_spelled_are_refused_before_any_fetch(cimd, c
     documents.serve_document("/client.json")  # where a server that normalises the path would land
     response = await client.get("/authorize", params=authorize_params(documents.url(path)))
     refused(response)
-    assert documents.hits == {}  # nothing was fetched
+    assert documents.hits == {} and await pending(client) == {}  # nothing was fetched, nothing started
     assert "dot segments" in logged(caplog) or "encoded slash" in logged(caplog)
 
 
