@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio
 import mcp.types as types
@@ -13,6 +14,7 @@ import pytest
 from mcp.client.stdio import StdioServerParameters
 
 from mcp import Client
+from tests.waiting import DEADLINE_SECONDS, eventually
 
 from .conftest import ROOT, bastion_server
 
@@ -174,15 +176,27 @@ async def test_secrets_reach_only_tools_that_declare_them(connect):
 
 async def test_cancelling_a_call_stops_the_tool(connect):
     async with connect() as (client, _, _):
-        before = (await client.call_tool("cancelled_count", {})).structured_content["result"]
-        with anyio.move_on_after(0.5):
-            await client.call_tool("slow", {"seconds": 30})
-        for _ in range(50):
-            after = (await client.call_tool("cancelled_count", {})).structured_content["result"]
-            if after > before:
-                break
-            await anyio.sleep(0.1)
-        assert after == before + 1
+
+        async def cancelled() -> int:
+            return (await client.call_tool("cancelled_count", {})).structured_content["result"]
+
+        before = await cancelled()
+        running = anyio.Event()
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            running.set()  # `slow` reports progress 0 first thing: the tool is running
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(partial(client.call_tool, "slow", {"seconds": 30}, progress_callback=on_progress))
+            with anyio.fail_after(DEADLINE_SECONDS):
+                await running.wait()
+            group.cancel_scope.cancel()  # cancelling the call, not a timer, stops the tool
+
+        async def counted() -> bool:
+            return await cancelled() > before
+
+        await eventually(counted, "the server counting the cancelled call")
+        assert await cancelled() == before + 1
 
 
 async def test_legacy_notifications_resource_updates_and_list_changes(features_url):
@@ -192,7 +206,7 @@ async def test_legacy_notifications_resource_updates_and_list_changes(features_u
         value = (await client.call_tool("bump", {})).structured_content["result"]
         assert (await client.read_resource("features://counter")).contents[0].text == str(value)
         await client.call_tool("add_tool", {"name": "legacy_extra"})
-        with anyio.fail_after(5):
+        with anyio.fail_after(DEADLINE_SECONDS):
             while not {"notifications/resources/updated", "notifications/tools/list_changed"} <= {
                 getattr(getattr(m, "root", m), "method", None) for m in recorder.notifications
             }:
@@ -209,7 +223,7 @@ async def test_modern_listen_stream_carries_changes(features_url):
             await client.call_tool("bump", {})
             await client.call_tool("add_tool", {"name": "modern_extra"})
             seen: set[type] = set()
-            with anyio.fail_after(5):
+            with anyio.fail_after(DEADLINE_SECONDS):
                 async for event in sub:
                     seen.add(type(event))
                     if isinstance(event, ResourceUpdated):
