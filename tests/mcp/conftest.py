@@ -18,12 +18,15 @@ class Name(BaseModel):
     name: str
 
 
-def build_app() -> App:
+def build_app(ran: list[str] | None = None) -> App:
+    """The test server; `add` and `ask` note in `ran` each time they run (a refused call leaves it as it was)."""
     app = App("test-server", "1.2.3")
+    ran = [] if ran is None else ran
 
     @app.tool
     def add(a: int, b: int) -> int:
         """Add two integers."""
+        ran.append("add")
         return a + b
 
     @app.tool
@@ -36,6 +39,7 @@ def build_app() -> App:
 
     @app.tool
     async def ask(ctx: Context, greeting: str = "hello") -> str:
+        ran.append("ask")
         answer = await ctx.elicit("Who are you?", Name)
         return f"{greeting} {answer.data.name}" if answer.action == "accept" else answer.action
 
@@ -47,8 +51,13 @@ def build_app() -> App:
 
 
 @pytest.fixture
-def app() -> App:
-    return build_app()
+def ran() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def app(ran) -> App:
+    return build_app(ran)
 
 
 @pytest.fixture

@@ -123,10 +123,10 @@ async def test_discover_and_call_statelessly(client):
         (modern_headers("ping"), modern_body("ping"), 404, -32601),
     ],
 )
-async def test_modern_requests_that_disagree_with_themselves_are_refused(client, headers, body, status, code):
+async def test_modern_requests_that_disagree_with_themselves_are_refused(client, ran, headers, body, status, code):
     response = await client.post("/mcp", headers=headers, json=body)
-    assert response.status_code == status
-    assert response.json()["error"]["code"] == code
+    jsonrpc_error(response, status, code)
+    assert ran == []  # refused before any tool ran
 
 
 async def test_unsupported_version_lists_what_is_supported(client):
@@ -171,7 +171,7 @@ async def test_tool_failures_are_results_not_crashes(client):
     assert response.status_code == 400 and response.json()["error"]["code"] == -32602
 
 
-async def test_multi_round_trip_elicitation_and_forged_state(client):
+async def test_multi_round_trip_elicitation_and_forged_state(client, ran):
     body = modern_body("tools/call", {"name": "ask", "arguments": {"greeting": "hi"}})
     first = (await client.post("/mcp", headers=modern_headers("tools/call", "ask"), json=body)).json()["result"]
     assert first["resultType"] == "input_required"
@@ -198,13 +198,15 @@ async def test_multi_round_trip_elicitation_and_forged_state(client):
     again = (await client.post("/mcp", headers=modern_headers("tools/call", "ask"), json=orphan)).json()["result"]
     assert again["resultType"] == "input_required"
     # State is bound to the request it came from: other arguments, a forged or altered token are refused.
+    asked = len(ran)
     for arguments, request_state in [
         ({"greeting": "bye"}, state),
         ({"greeting": "hi"}, state[:-3] + "AAA"),
         ({"greeting": "hi"}, "forged"),
     ]:
         response = await retry(arguments, request_state, accepted)
-        assert response.status_code == 400 and response.json()["error"]["code"] == -32602
+        jsonrpc_error(response, 400, -32602)
+    assert len(ran) == asked  # the tool did not run again for a refused state
 
 
 async def test_resource_not_found_code_depends_on_the_era(client):
