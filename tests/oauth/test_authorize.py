@@ -22,8 +22,10 @@ async def assert_page(oauth, params, status=400):
 
 
 async def test_unknown_client_renders_a_page(oauth):
-    await assert_page(oauth, authorize_params("no-such-client"))
-    await assert_page(oauth, authorize_params(""))
+    for client_id in ("no-such-client", ""):
+        page = await assert_page(oauth, authorize_params(client_id))
+        assert "(unknown client_id)" in page.text
+    assert await records(oauth) == {}
 
 
 @pytest.mark.parametrize(
@@ -45,7 +47,8 @@ async def test_unknown_client_renders_a_page(oauth):
 async def test_redirect_uri_must_match_exactly(oauth, redirect):
     client = await register(oauth)
     response = await assert_page(oauth, authorize_params(client["client_id"], redirect_uri=redirect))
-    assert "evil" not in response.headers.get("location", "")
+    assert "redirect_uri" in response.text  # the page says which parameter is wrong
+    assert await pending_transactions(oauth) == []
 
 
 async def test_loopback_redirects_may_use_any_port(oauth):
@@ -90,6 +93,7 @@ async def test_bad_requests_return_to_the_client_with_state_and_iss(oauth, overr
     back = query_of(response)
     assert back["error"] == error and back["state"] == "st4te" and back["iss"] == BASE
     assert "code" not in back
+    assert await pending_transactions(oauth) == []  # no consent screen waiting
 
 
 async def test_resource_may_be_omitted_and_defaults_to_this_server(oauth):
