@@ -99,6 +99,8 @@ async def test_health_needs_no_token_and_tools_are_arcade_definitions(worker):
     assert (await worker.get("/worker/health")).json() == {"status": "ok", "tool_count": 4}
     anonymous = await worker.get("/worker/tools")
     assert anonymous.status_code == 401 and anonymous.json() == {"error": "a worker token is required"}
+    assert anonymous.headers["www-authenticate"] == 'Bearer realm="worker"'
+
     definitions = {d["name"]: d for d in (await worker.get("/worker/tools", headers=bearer())).json()}
     add = definitions["add"]
     assert add["fully_qualified_name"] == "Notes.add" and add["toolkit"]["version"] == "1.4.0"
@@ -217,6 +219,8 @@ async def test_tokens_do_not_cross_between_worker_and_mcp(monkeypatch):
         mcp_token = (await tokens_for(client, await register(client)))["access_token"]
         crossed = await invoke(client, "add", {"a": 1}, headers=bearer(mcp_token))
         assert crossed.status_code == 401 and crossed.json()["error"].startswith("invalid worker token: ")
+        assert crossed.headers["www-authenticate"] == 'Bearer realm="worker", error="invalid_token"'
+
     assert ran == []
 
 

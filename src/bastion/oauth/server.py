@@ -184,7 +184,8 @@ class AuthorizationServer:
     async def register(self, request: Request) -> Response:
         address = request.client.host if request.client else "unknown"
         if not self.registrations.allow(address):
-            error = OAuthError("temporarily_unavailable", "too many registrations; try again in a minute", 429)
+            retry = {"Retry-After": str(int(self.registrations.window))}
+            error = OAuthError("temporarily_unavailable", "too many registrations; try again in a minute", 429, retry)
             return oauth_error(error)
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
             return oauth_error(OAuthError("invalid_client_metadata", "the body must be application/json"))

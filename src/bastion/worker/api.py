@@ -66,11 +66,11 @@ class WorkerAPI:
     def _refusal(self, request: Request) -> Response | None:
         header = request.headers.get("authorization", "")
         if not header.lower().startswith("bearer "):
-            return JSONResponse({"error": "a worker token is required"}, 401)
+            return JSONResponse({"error": "a worker token is required"}, 401, headers=_challenge(None))
         try:
             auth.verify(header[7:].strip(), self._secret, self.max_token_seconds, self.require_exp)
         except auth.WorkerTokenError as exc:
-            return JSONResponse({"error": f"invalid worker token: {exc}"}, 401)
+            return JSONResponse({"error": f"invalid worker token: {exc}"}, 401, headers=_challenge("invalid_token"))
         return None
 
     async def health(self, request: Request) -> Response:
@@ -206,3 +206,9 @@ class WorkerAPI:
         else:
             value = " ".join(b.get("text", "") for b in result.get("content", []) if b.get("type") == "text")
         return {"value": value}
+
+
+def _challenge(error: str | None) -> dict[str, str]:
+    # A 401 names its scheme (RFC 9110 section 11.6.1); RFC 6750's error code only when a token was sent.
+    value = 'Bearer realm="worker"' + (f', error="{error}"' if error else "")
+    return {"WWW-Authenticate": value, "Cache-Control": "no-store"}
