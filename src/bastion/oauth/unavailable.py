@@ -16,6 +16,7 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ..ops.sampled import SampledLog
 from ..store import StoreUnavailable
 from .errors import NO_STORE, RETRY_AFTER_SECONDS, temporarily_unavailable
 from .pages import unavailable_page
@@ -36,10 +37,11 @@ def page_answer() -> Response:
 class StoreFaults:
     """ASGI wrapper around one route's app: a StoreUnavailable raised before the response began is answered."""
 
-    def __init__(self, app: Any, answer: Answer, path: str) -> None:
+    def __init__(self, app: Any, answer: Answer, path: str, sampled: SampledLog) -> None:
         self.app = app
         self.answer = answer
         self.path = path
+        self.sampled = sampled  # one line per period however many requests fail
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         started = False
@@ -54,7 +56,7 @@ class StoreFaults:
         except StoreUnavailable as exc:
             if started:  # too late to answer anything else; the server closes the connection
                 raise
-            log.warning("store unavailable: %s %s answered 503 (%s)", scope.get("method"), self.path, exc)
+            self.sampled.warning("store unavailable: %s %s answered 503 (%s)", scope.get("method"), self.path, exc)
             log.debug("store fault", exc_info=True)
             await self.answer()(scope, receive, send)
 
@@ -62,9 +64,10 @@ class StoreFaults:
 def answering_store_faults(routes: Iterable[BaseRoute], answer: Answer) -> list[BaseRoute]:
     """The routes, each answering its store faults with `answer()` (wrapping the app the route built, so
     whatever else it carries, middleware or body limits, stays in place)."""
+    sampled = SampledLog(log)
     guarded = list(routes)
     for route in guarded:
         if not isinstance(route, Route):
             raise TypeError(f"cannot guard {route!r} against store faults: only Route is supported")
-        route.app = StoreFaults(route.app, answer, route.path)
+        route.app = StoreFaults(route.app, answer, route.path, sampled)
     return guarded

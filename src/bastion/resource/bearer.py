@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..ops.sampled import SampledLog
 from ..principal import SCOPE_KEY, Principal
 from ..public_url import base_url
 from ..store import StoreUnavailable
@@ -43,6 +44,7 @@ class BearerGate:
         self._required = frozenset(challenges.required_scopes)
         self._cache: OrderedDict[tuple[str, bytes], tuple[Principal, float]] = OrderedDict()
         self._pending: dict[tuple[str, bytes], asyncio.Future[Principal | None]] = {}
+        self.sampled = SampledLog(log)  # anyone can make outages show at will: a flood writes one line per period
         if bus is not None:
             bus.subscribe(GRANT_REVOKED, self.forget)
 
@@ -73,7 +75,7 @@ class BearerGate:
         try:
             principal = await self._principal(authorization[7:].strip().decode("latin-1"), host, scope)
         except (IssuerUnavailable, StoreUnavailable) as exc:  # no verdict on the token: try again later
-            log.warning("token not checked: %s", exc)
+            self.sampled.warning("token not checked: %s", exc)
             await _unavailable(send)
             return
         except Exception:
