@@ -8,6 +8,7 @@ import pytest
 from bastion.settings import Settings
 from tests.browser import walk
 from tests.clients import BASE, asgi_client, local_settings, store_of
+from tests.clocks import Clock
 from tests.mcp.conftest import build_app
 
 __all__ = ["BASE", "store_of"]  # shared with the tests of this folder
@@ -30,6 +31,12 @@ def settings(**auth) -> Settings:
 async def oauth():
     async with asgi_client(build_app(), settings()) as client:
         yield client
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A wall clock the test moves (hand it to a store: `MemoryStore(clock=clock)`)."""
+    return Clock()
 
 
 async def register(client: httpx.AsyncClient, **metadata) -> dict:

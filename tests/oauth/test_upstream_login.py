@@ -9,9 +9,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from bastion.compose import build
+from bastion.identity.login import EXPIRED, STATE_SECONDS
 from bastion.identity.oidc import OIDCProvider
 from bastion.identity.upstream import UpstreamIdentity, UpstreamLoginError
-from bastion.store import keys
+from bastion.store import MemoryStore, keys
 from tests.browser import consent, cookie_header, form_fields, set_cookies
 from tests.clients import asgi_client, records
 from tests.mcp.conftest import build_app
@@ -36,6 +37,7 @@ class FakeProvider:
 
     def __init__(self) -> None:
         self.fail = False
+        self.exchanged: list[str] = []  # every code it was asked to exchange
 
     async def discovery(self):
         return {"authorization_endpoint": "https://idp.example/authorize"}
@@ -44,6 +46,7 @@ class FakeProvider:
         return f"https://idp.example/authorize?state={state}&redirect_uri={redirect_uri}"
 
     async def exchange(self, code, redirect_uri, code_verifier, nonce):
+        self.exchanged.append(code)
         if self.fail:
             raise UpstreamLoginError("fake refused the code exchange")
         return UpstreamIdentity("u-42", {"name": "Fay"}, {"access_token": "fake-at", "scopes": ["read"]})
@@ -56,11 +59,17 @@ class FakeProvider:
 
 
 @pytest.fixture
-async def fake(monkeypatch):
-    # The settings name one sign-in method, "fake"; the test supplies what answers for that provider.
+async def fake(monkeypatch, clock):
+    # The settings name one sign-in method, "fake"; the test supplies what answers for that provider. The store's
+    # clock is the test's, so that the records' lifetimes (the upstream state's among them) pass when it says.
     monkeypatch.setenv(UPSTREAM_SECRET_ENV, "not-used-by-the-fake")
     provider = FakeProvider()
-    asgi = build(build_app(), settings(dev_login=False, upstream=[upstream_entry("fake")]), upstream={"fake": provider})
+    asgi = build(
+        build_app(),
+        settings(dev_login=False, upstream=[upstream_entry("fake")]),
+        store=MemoryStore(clock=clock),
+        upstream={"fake": provider},
+    )
     async with asgi_client(asgi) as client:
         yield client, provider
 
@@ -92,13 +101,26 @@ async def test_the_callback_completes_with_the_provider_identity(fake):
     assert "fake-at" not in json.dumps([await store.get(k) for k in await store.keys("")])
 
 
-async def test_an_expired_state_is_refused(fake, monkeypatch):
-    client, _ = fake
+async def test_a_state_in_its_last_second_still_completes(fake, clock):
+    client, provider = fake
     state, cookies, _ = await to_provider(client)
-    later = time.time() + 601
-    monkeypatch.setattr(time, "time", lambda: later)
+    clock.now += STATE_SECONDS - 1
+    done = await client.get("/callback/fake", params={"code": "c", "state": state}, headers=cookie_header(cookies))
+    assert done.status_code == 302 and done.headers["location"].startswith(REDIRECT)
+    assert "code" in query_of(done) and provider.exchanged == ["c"]
+
+
+async def test_an_expired_state_is_refused(fake, clock):
+    client, provider = fake
+    state, cookies, _ = await to_provider(client)
+    assert await records(client, keys.kind_prefix(keys.UPSTREAM_STATE))  # the state is there until its time is up
+    clock.now += STATE_SECONDS
+    before = await records(client)
     expired = await client.get("/callback/fake", params={"code": "c", "state": state}, headers=cookie_header(cookies))
-    assert expired.status_code == 400 and "expired" in expired.text
+    assert expired.status_code == 400 and EXPIRED in expired.text and "location" not in expired.headers
+    assert provider.exchanged == []  # the code never reached the provider
+    assert await records(client) == before  # nothing written: no grant, no code
+    assert await records(client, keys.kind_prefix(keys.UPSTREAM_STATE)) == {}
 
 
 async def test_a_provider_failure_is_a_clear_page_and_uses_up_the_state(fake):

@@ -1,29 +1,81 @@
 """Every backend keeps the same promises: TTLs, atomic commits, exactly-once consumption under races."""
 
 import asyncio
-import time
+import sqlite3
 
 import pytest
 
 from bastion.store import Commit, MemoryStore, SQLiteStore, Store
+from bastion.store import sqlite as sqlite_backend
+from tests.clocks import Clock
+
+
+@pytest.fixture
+def clock():
+    return Clock()
 
 
 @pytest.fixture(params=["memory", "sqlite"])
-async def store(request, tmp_path):
-    backend: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "bastion.db")
+async def store(request, tmp_path, clock):
+    backend: Store = (
+        MemoryStore(clock=clock) if request.param == "memory" else SQLiteStore(tmp_path / "bastion.db", now=clock)
+    )
     yield backend
     await backend.close()
 
 
-async def test_put_get_and_expiry(store, monkeypatch):
+async def test_put_get_and_expiry(store, clock):
     assert await store.commit(Commit().set("a", {"x": 1}).set("b", {"y": [1, 2]}, ttl=60))
     assert await store.get("a") == {"x": 1}
     assert await store.get("b") == {"y": [1, 2]}
     assert await store.get("missing") is None
-    later = time.time() + 61
-    monkeypatch.setattr(time, "time", lambda: later)
+    clock.now += 59.5
+    assert await store.get("b") == {"y": [1, 2]} and await store.keys("") == ["a", "b"]
+    clock.now += 0.5  # a TTL ends at its last instant: expired from then on
     assert await store.get("b") is None and await store.get("a") == {"x": 1}
+    assert await store.keys("") == ["a"]
     assert not await store.commit(Commit(consume=["b"]))  # expired things cannot be consumed either
+    assert await store.take("b") is None
+    assert await store.get("a") == {"x": 1}  # the failed consume changed nothing
+
+
+async def test_a_ttl_counts_from_the_commit_that_wrote_it(store, clock):
+    await store.commit(Commit().set("state", {"n": 1}, ttl=60))
+    clock.now += 50
+    await store.commit(Commit().set("state", {"n": 2}, ttl=60))  # rewritten: a fresh minute from now
+    clock.now += 50
+    assert await store.get("state") == {"n": 2}
+    clock.now += 10
+    assert await store.get("state") is None
+
+
+async def test_an_unexpired_record_is_consumed_once_and_an_expired_one_never(store, clock):
+    await store.commit(Commit().set("code:1", {"n": 1}, ttl=60).set("code:2", {"n": 2}, ttl=60))
+    assert await store.take("code:1") == {"n": 1}
+    clock.now += 60
+    assert await store.take("code:2") is None
+    assert await store.keys("code:") == []
+
+
+async def test_sqlite_sweeps_out_what_its_clock_says_has_expired(tmp_path, clock, monkeypatch):
+    monkeypatch.setattr(sqlite_backend, "SWEEP_EVERY", 1)  # sweep on every commit
+    path = tmp_path / "bastion.db"
+    store = SQLiteStore(path, now=clock)
+    try:
+        await store.commit(Commit().set("old", {}, ttl=60).set("fresh", {}, ttl=600).set("kept", {}))
+        await store.commit(Commit().set("other", {}))  # a sweep before the minute is up removes nothing
+        assert _rows(path) == ["fresh", "kept", "old", "other"]
+        clock.now += 60
+        await store.commit(Commit().set("another", {}))
+        assert _rows(path) == ["another", "fresh", "kept", "other"]
+    finally:
+        await store.close()
+
+
+def _rows(path) -> list[str]:
+    """Every key in the file, expired or not."""
+    with sqlite3.connect(path) as db:
+        return [row[0] for row in db.execute("SELECT key FROM records ORDER BY key")]
 
 
 async def test_consume_is_all_or_nothing(store):

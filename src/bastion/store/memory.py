@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 
 from .base import Commit, Record, Store
 
 
 class MemoryStore(Store):
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._data: dict[str, tuple[Record, float | None]] = {}
+        self._clock = clock  # wall-clock seconds: when records expire (tests drive it)
 
     def _live(self, key: str) -> Record | None:
         item = self._data.get(key)
         if item is None:
             return None
         record, expires = item
-        if expires is not None and expires <= time.time():
+        if expires is not None and expires <= self._clock():
             del self._data[key]
             return None
         return record
@@ -35,7 +37,7 @@ class MemoryStore(Store):
         for prefix in change.delete_prefix:
             for key in [k for k in self._data if k.startswith(prefix)]:
                 del self._data[key]
-        now = time.time()
+        now = self._clock()
         for key, (record, ttl) in change.put.items():
             self._data[key] = (copy.deepcopy(record), now + ttl if ttl is not None else None)
         return True

@@ -115,6 +115,7 @@ class SQLiteStore(Store):
         path: str | Path,
         busy_seconds: float = BUSY_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.path = str(path)
         if self.path in ("", ":memory:"):
@@ -122,6 +123,8 @@ class SQLiteStore(Store):
             raise ValueError("the sqlite store needs a file path: use the memory backend for a throwaway store")
         self.busy_seconds = busy_seconds
         self._clock = clock  # measures how long a write has waited (tests drive it)
+        # Wall-clock seconds, for TTLs: records outlive the process, so their expiry cannot be monotonic.
+        self._now = now
         self._writes = 0  # touched only on the writer's thread
         try:
             self._writer = _Lane("bastion-sqlite-write", self._open_writer)
@@ -167,7 +170,7 @@ class SQLiteStore(Store):
 
     async def get(self, key: str) -> Record | None:
         def read(db: sqlite3.Connection) -> Record | None:
-            row = db.execute(f"SELECT value FROM records WHERE key = ? AND {LIVE}", (key, time.time())).fetchone()
+            row = db.execute(f"SELECT value FROM records WHERE key = ? AND {LIVE}", (key, self._now())).fetchone()
             return orjson.loads(row[0]) if row else None
 
         return await self._reader.run(read)
@@ -177,7 +180,7 @@ class SQLiteStore(Store):
 
         def read(db: sqlite3.Connection) -> list[str]:
             rows = db.execute(
-                f"SELECT key FROM records WHERE {clause} AND {LIVE} ORDER BY key", (*bounds, time.time())
+                f"SELECT key FROM records WHERE {clause} AND {LIVE} ORDER BY key", (*bounds, self._now())
             ).fetchall()
             return [row[0] for row in rows]
 
@@ -206,7 +209,7 @@ class SQLiteStore(Store):
 
     def _apply(self, db: sqlite3.Connection, change: Commit) -> bool:
         """The change inside an open transaction; False if a key to consume is missing (caller rolls back)."""
-        now = time.time()
+        now = self._now()
         for key in change.consume:
             if db.execute(f"DELETE FROM records WHERE key = ? AND {LIVE}", (key, now)).rowcount != 1:
                 return False
