@@ -1,18 +1,24 @@
 """What the tests of external issuers share: an app with two tools, settings naming tests/jwt_issuer.py's local
-issuer, and calls to /mcp with a bearer token."""
+issuer, calls to /mcp with a bearer token, and a bearer gate put together by hand on a clock the test moves."""
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import httpx
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from bastion import App, Context
+from bastion.resource.bearer import BearerGate
+from bastion.resource.challenge import Challenges
+from bastion.resource.issuer import ExternalIssuer
+from bastion.resource.tokens import TokenVerifier
 from bastion.settings import Settings
-from tests.clients import BASE, local_settings
+from tests.clients import BASE, asgi_client, local_settings
 from tests.jwt_issuer import INTROSPECTION_CLIENT, LocalIssuer
 
 __all__ = ["BASE"]  # the resource tests take it from here
@@ -57,6 +63,33 @@ def introspecting(issuer: LocalIssuer, monkeypatch, **sections) -> Settings:
         "introspection_client_secret_env": "INTROSPECTION_SECRET",
     }
     return local_settings(resource={"issuers": [entry]}, **sections)
+
+
+class Behind:
+    """What a hand-built gate protects: records each request that got through."""
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.ran.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+@asynccontextmanager
+async def gated(settings: Settings, clock: Callable[[], float], behind: Behind) -> AsyncIterator[httpx.AsyncClient]:
+    """The bearer gate, the token router and the settings' first external issuer, put together by hand as app.py
+    does, but with the issuer on `clock`: its metadata and key caches, refusals and rate limit."""
+    async with httpx.AsyncClient() as outbound:
+        verify = TokenVerifier(None, [ExternalIssuer(settings.resource.issuers[0], outbound, clock=clock)])
+        async with asgi_client(BearerGate(behind, verify, Challenges(None, "/mcp"))) as http:
+            yield http
+
+
+async def present(http: httpx.AsyncClient, token: str) -> httpx.Response:
+    """A request to a hand-built gate."""
+    return await http.post("/mcp", headers={"authorization": f"Bearer {token}"}, json={})
 
 
 async def call(http: httpx.AsyncClient, token: str, tool: str = "who_am_i", arguments: dict | None = None, **headers):

@@ -18,18 +18,24 @@ import jwt
 import pytest
 
 from bastion.mcp.errors import FORBIDDEN
+from bastion.resource.discovery import METADATA_SECONDS
+from bastion.resource.jwks import KEYS_SECONDS, REFRESH_SECONDS
 from bastion.worker.auth import mint as mint_worker_token
 from tests.answers import bearer_challenge, jsonrpc_error
 from tests.clients import asgi_client, local_settings
+from tests.clocks import Clock
 from tests.jwt_issuer import local_issuer
 from tests.mcp.conftest import modern_body, modern_headers
 from tests.resource.support import (
     BASE,
     RESOURCE,
+    Behind,
     b64,
     call,
+    gated,
     introspecting,
     issuer_app,
+    present,
     refused,
     settings_for,
     signed_by_hand,
@@ -235,25 +241,55 @@ async def test_an_oversized_token_is_refused_unread(bastion, issuer, ran):
     assert issuer.jwks_fetches == fetches and ran == []
 
 
-async def test_a_flood_of_unknown_kids_fetches_the_keys_a_bounded_number_of_times(issuer):
-    async with asgi_client(issuer_app(), settings_for(issuer)) as http:
+async def test_a_flood_of_unknown_kids_fetches_the_keys_once_per_refresh_pause(issuer):
+    clock, behind = Clock(), Behind()
+    async with gated(settings_for(issuer), clock, behind) as http:
         # A cold start under load: fifty different good tokens at once share one metadata and one key fetch.
         metadata_before, keys_before = issuer.metadata_fetches, issuer.jwks_fetches
         first = [issuer.mint(issuer.claims(RESOURCE, sub=f"user-{i}")) for i in range(50)]
-        for answer in await asyncio.gather(*(call(http, token) for token in first)):
-            who(answer)
+        for answer in await asyncio.gather(*(present(http, token) for token in first)):
+            assert answer.status_code == 200
         assert (issuer.metadata_fetches - metadata_before, issuer.jwks_fetches - keys_before) == (1, 1)
-        before = issuer.jwks_fetches
-        claims = issuer.claims(RESOURCE)
-        for wave in range(3):
-            forged = [issuer.mint(claims, kid=f"forged-{wave}-{i}") for i in range(100)]
-            answers = await asyncio.gather(*(call(http, token) for token in forged))
-            for answer in answers:
+        assert len(behind.ran) == 50
+
+        async def forge(wave: str, count: int) -> None:
+            claims = issuer.claims(RESOURCE)
+            forged = [issuer.mint(claims, kid=f"forged-{wave}-{i}") for i in range(count)]
+            for answer in await asyncio.gather(*(present(http, token) for token in forged)):
                 refused(answer)
+
         # The keys were fetched a moment ago: no unknown kid, however many arrive, fetches them again within
-        # REFRESH_SECONDS. (That one is fetched once the time is up needs a clock the key set does not take yet.)
+        # REFRESH_SECONDS, to its last half second.
+        before, fetched_at = issuer.jwks_fetches, clock.now
+        for elapsed in (0.0, 10.0, 20.0, REFRESH_SECONDS - 0.5):
+            clock.now = fetched_at + elapsed
+            await forge(str(elapsed), 100)
         assert issuer.jwks_fetches == before
-        who(await call(http, issuer.mint(issuer.claims(RESOURCE))))
+        # Once the pause is over, an unknown kid may be a rotation: the keys are fetched again, exactly once for a
+        # hundred such tokens at once, and then not again for another pause.
+        clock.now = fetched_at + REFRESH_SECONDS
+        await forge("after", 100)
+        assert issuer.jwks_fetches == before + 1
+        await forge("again", 100)
+        assert issuer.jwks_fetches == before + 1
+        assert (await present(http, issuer.mint(issuer.claims(RESOURCE)))).status_code == 200
+        assert len(behind.ran) == 51 and issuer.metadata_fetches - metadata_before == 1
+
+
+async def test_keys_and_metadata_are_fetched_again_after_an_hour_once(issuer):
+    clock, behind = Clock(), Behind()
+    async with gated(settings_for(issuer), clock, behind) as http:
+        good = [issuer.mint(issuer.claims(RESOURCE, sub=f"user-{i}")) for i in range(20)]
+        metadata_before, keys_before = issuer.metadata_fetches, issuer.jwks_fetches
+        assert (await present(http, good[0])).status_code == 200
+        clock.now += min(KEYS_SECONDS, METADATA_SECONDS) - 1  # within the hour: what was fetched is used
+        assert (await present(http, good[1])).status_code == 200
+        assert (issuer.metadata_fetches - metadata_before, issuer.jwks_fetches - keys_before) == (1, 1)
+        clock.now += max(KEYS_SECONDS, METADATA_SECONDS) + 1
+        for answer in await asyncio.gather(*(present(http, token) for token in good[2:])):
+            assert answer.status_code == 200
+        assert (issuer.metadata_fetches - metadata_before, issuer.jwks_fetches - keys_before) == (2, 2)
+        assert len(behind.ran) == 20
 
 
 # --- introspection and availability -------------------------------------------------------------------------

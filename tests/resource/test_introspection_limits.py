@@ -1,7 +1,8 @@
 """Introspection under a flood (issue 9, item 2): refusals remembered briefly, calls rate-limited per issuer.
 
-The bearer gate, the token router and the external issuer are put together here by hand, as app.py does, but
-with a clock the test moves, so that limits are counted exactly and nothing depends on how fast this machine is.
+The bearer gate, the token router and the external issuer are put together by hand (support.gated), as app.py
+does, but with a clock the test moves, so that limits are counted exactly and nothing depends on how fast this
+machine is.
 The issuer is tests/jwt_issuer.py, which lists every token it was asked about.
 """
 
@@ -14,34 +15,12 @@ import time
 import httpx
 import pytest
 
-from bastion.resource.bearer import BearerGate
-from bastion.resource.challenge import Challenges
 from bastion.resource.issuer import INTROSPECTION_BURST, INTROSPECTIONS_PER_SECOND, REFUSAL_SECONDS, ExternalIssuer
 from bastion.resource.refusals import RecentRefusals
 from bastion.resource.throttle import TokenBucket
 from bastion.resource.tokens import TokenVerifier
-from tests.clients import asgi_client
-from tests.resource.support import RESOURCE, introspecting, refused, unavailable
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Behind:
-    """What the gate protects: records each request that got through."""
-
-    def __init__(self) -> None:
-        self.ran: list[str] = []
-
-    async def __call__(self, scope, receive, send) -> None:
-        self.ran.append(scope["path"])
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
-        await send({"type": "http.response.body", "body": b"ok"})
+from tests.clocks import Clock
+from tests.resource.support import RESOURCE, Behind, gated, introspecting, present, refused, unavailable
 
 
 @pytest.fixture
@@ -56,16 +35,8 @@ def behind():
 
 @pytest.fixture
 async def gate(issuer, monkeypatch, clock, behind):
-    settings = introspecting(issuer, monkeypatch).resource.issuers[0]
-    async with httpx.AsyncClient() as outbound:
-        verify = TokenVerifier(None, [ExternalIssuer(settings, outbound, clock=clock)])
-        asgi = BearerGate(behind, verify, Challenges(None, "/mcp"))
-        async with asgi_client(asgi) as http:
-            yield http
-
-
-async def present(http: httpx.AsyncClient, token: str) -> httpx.Response:
-    return await http.post("/mcp", headers={"authorization": f"Bearer {token}"}, json={})
+    async with gated(introspecting(issuer, monkeypatch), clock, behind) as http:
+        yield http
 
 
 def live(issuer) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -65,22 +66,23 @@ def metadata_urls(issuer: str) -> list[str]:
 class Metadata:
     """The issuer's metadata, fetched on first use and kept for an hour; a failed fetch is retried soon after."""
 
-    def __init__(self, issuer: str, http: httpx.AsyncClient) -> None:
+    def __init__(self, issuer: str, http: httpx.AsyncClient, clock: Callable[[], float] = time.monotonic) -> None:
         self.issuer = issuer
         self.http = http
+        self._clock = clock  # paces refetches (tests drive it)
         self._document: dict[str, Any] | None = None
         self._fetched_at = 0.0
         self._failed_at = -RETRY_SECONDS
         self._lock = asyncio.Lock()  # requests arriving together share one fetch
 
     async def get(self) -> dict[str, Any]:
-        if self._document is not None and time.monotonic() - self._fetched_at < METADATA_SECONDS:
+        if self._document is not None and self._clock() - self._fetched_at < METADATA_SECONDS:
             return self._document
         async with self._lock:
             return await self._fresh()
 
     async def _fresh(self) -> dict[str, Any]:
-        now = time.monotonic()
+        now = self._clock()
         if self._document is not None and now - self._fetched_at < METADATA_SECONDS:
             return self._document
         if now - self._failed_at < RETRY_SECONDS:

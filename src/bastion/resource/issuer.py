@@ -76,8 +76,9 @@ class ExternalIssuer:
         self.audience = settings.audience
         self.jwks_uri = settings.jwks_uri
         self.http = http
-        self.metadata = Metadata(settings.issuer, http)
-        self.keys = KeySet(self._key_set, set(settings.algorithms), settings.name)
+        # One clock for every cache and limit here, so that a test moves them all at once.
+        self.metadata = Metadata(settings.issuer, http, clock)
+        self.keys = KeySet(self._key_set, set(settings.algorithms), settings.name, clock)
         self.claims = claim_map(settings.preset, settings.scope_claims, settings.subject_claim)
         secret = settings.introspection_secret()
         self.introspection: tuple[str, str] | None = None

@@ -53,10 +53,17 @@ def algorithms_for(jwk: dict[str, Any]) -> set[str]:
 
 
 class KeySet:
-    def __init__(self, load: Callable[[], Awaitable[dict[str, Any]]], allowed: set[str], name: str) -> None:
+    def __init__(
+        self,
+        load: Callable[[], Awaitable[dict[str, Any]]],
+        allowed: set[str],
+        name: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._load = load  # fetches the JWK Set document
         self.allowed = allowed
         self.name = name
+        self._clock = clock  # paces refreshes (tests drive it)
         self._keys: dict[str | None, list[tuple[dict[str, Any], set[str]]]] = {}
         self._built: dict[tuple[int, str], PyJWK] = {}
         self._loaded_at: float | None = None
@@ -67,12 +74,12 @@ class KeySet:
         """The key to check a token signed with `alg` by key `kid`, or None when there is no such usable key."""
         if self._refreshing is not None:
             await asyncio.shield(self._refreshing)  # a fetch is under way: its keys are the ones to use
-        now = time.monotonic()
+        now = self._clock()
         stale = self._loaded_at is None or now - self._loaded_at > KEYS_SECONDS
         if stale and now - self._attempted_at >= REFRESH_SECONDS:
             await self._refresh()
         found = self._find(kid, alg)
-        if found is None and kid not in self._keys and time.monotonic() - self._attempted_at >= REFRESH_SECONDS:
+        if found is None and kid not in self._keys and self._clock() - self._attempted_at >= REFRESH_SECONDS:
             await self._refresh()  # perhaps a rotation: look once more, at most every REFRESH_SECONDS
             found = self._find(kid, alg)
         if found is None and self._loaded_at is None:
@@ -114,7 +121,7 @@ class KeySet:
         await asyncio.shield(self._refreshing)
 
     async def _fetch(self) -> None:
-        self._attempted_at = time.monotonic()
+        self._attempted_at = self._clock()
         try:
             document = await self._load()
         except IssuerUnavailable as exc:
@@ -133,4 +140,4 @@ class KeySet:
             if algorithms and (kid is None or isinstance(kid, str)):
                 usable.setdefault(kid, []).append((jwk, algorithms))
         self._keys, self._built = usable, {}
-        self._loaded_at = time.monotonic()
+        self._loaded_at = self._clock()
