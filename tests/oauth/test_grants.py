@@ -325,3 +325,25 @@ async def test_a_grant_revoked_during_an_upstream_renewal_stays_revoked(grants):
     assert await records_of(grants, grant_of(tokens.access_token)) == {}  # and the grant did not come back
     assert await grants.verify(tokens.access_token, RESOURCE) is None
     assert cleaned_up == ["stale", "fresh"]  # revoked with the grant, and the renewed one nobody holds
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_an_access_token_is_refused_once_its_lifetime_is_over(backend, tmp_path):
+    import time
+
+    from tests.clocks import Clock
+
+    clock = Clock(time.time())
+    store = MemoryStore(clock=clock) if backend == "memory" else SQLiteStore(tmp_path / "g.db", now=clock)
+    grants = Grants(store, Lifetimes(code=300, access=3600, refresh=86400))
+    try:
+        tokens = await redeem(grants, await new_code(grants))
+        clock.now += 3599
+        assert (await grants.verify(tokens.access_token, RESOURCE)).subject == "dev:alice"
+        clock.now += 1
+        assert await grants.verify(tokens.access_token, RESOURCE) is None
+        # The refresh token outlives it, and gets a new access token that works.
+        renewed = await grants.refresh(tokens.refresh_token, client_id="c1", scopes=None, resource=None)
+        assert (await grants.verify(renewed.access_token, RESOURCE)).subject == "dev:alice"
+    finally:
+        await store.close()
