@@ -157,11 +157,14 @@ class _Protection:
         from .store.bus import LocalBus
 
         bus = LocalBus()
+        startup.append(("bus", bus.start))
+        opened.add("bus", bus.close)
         routes: list[BaseRoute] = []
         authorization = None
         if settings.authorization_server.enabled:
             store = store or _open_store(settings)
             opened.add("store", store.close)
+            startup.append(("store", store.start))
             startup.append(("store", _reachable(store)))
             authorization = _authorization_server(app, settings, store, bus, opened, upstream)
             routes += authorization.routes()

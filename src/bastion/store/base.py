@@ -59,5 +59,9 @@ class Store(abc.ABC):
             if await self.commit(Commit(consume=[key])):
                 return record
 
+    async def start(self) -> None:  # noqa: B027 - embedded backends are ready once built
+        """Connect (network backends: open the pool, run migrations); StoreUnavailable if the store cannot be
+        reached. Called once, before the first request (the server's start-up), on the event loop that serves."""
+
     async def close(self) -> None:  # noqa: B027 - backends without resources need nothing here
         """Release connections and threads."""

@@ -21,5 +21,8 @@ class Bus(abc.ABC):
     async def publish(self, topic: str, event: dict[str, Any]) -> None:
         """Tell every subscriber of `topic`; returns once local subscribers have been told."""
 
+    async def start(self) -> None:  # noqa: B027 - the local bus needs no connection
+        """Connect and start listening (network buses); called once at start-up, on the serving event loop."""
+
     async def close(self) -> None:  # noqa: B027 - the local bus holds nothing
         """Release connections."""
