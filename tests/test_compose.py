@@ -112,3 +112,91 @@ async def test_a_revocation_reaches_the_gate_s_cache_through_the_bus(tmp_path):
         assert not asgi.mcp._cache  # forgotten at once, not after the cache's 10 s
         refused = await http.post("/mcp", headers=headers, json=ping)
         assert refused.status_code == 401 and 'error="invalid_token"' in refused.headers["www-authenticate"]
+
+
+def the_bus(asgi: Any) -> Any:
+    """The bus the lifespan starts (its start step is the bus's own bound method)."""
+    [start] = [step for name, step in asgi.lifecycle.startup if name == "bus"]
+    return start.__self__
+
+
+def with_store(tmp_path: Any, backend: str, **store: Any) -> Settings:
+    import secrets
+
+    return Settings.load(
+        env={},
+        state_secret=secrets.token_urlsafe(32),
+        store={"backend": backend, "path": str(tmp_path / "bastion.db"), **store},
+        authorization_server={"enabled": True, "dev_login": True, "cookie_secret": secrets.token_urlsafe(32)},
+    )
+
+
+@pytest.mark.parametrize("backend, kind", [("sqlite", "SQLiteStore"), ("memory", "MemoryStore")])
+async def test_embedded_backends_get_their_store_and_the_local_bus(tmp_path, backend, kind):
+    from bastion.store.bus import LocalBus
+
+    asgi = build(build_app(), with_store(tmp_path, backend))
+    assert type(asgi.store).__name__ == kind and type(the_bus(asgi)) is LocalBus
+    assert (tmp_path / "bastion.db").exists() == (backend == "sqlite")
+    await lifespan(asgi, "startup", "shutdown")
+
+
+@pytest.mark.parametrize(
+    "backend, url, store_class, bus_class",
+    [
+        ("postgres", "postgresql://127.0.0.1:1/bastion", "bastion.store.postgres:PostgresStore", "PostgresBus"),
+        ("redis", "redis://127.0.0.1:1/0", "bastion.store.redis:RedisStore", "RedisBus"),
+    ],
+)
+def test_network_backends_get_their_store_and_a_bus_that_reaches_every_instance(
+    tmp_path, monkeypatch, backend, url, store_class, bus_class
+):
+    module, _, name = store_class.partition(":")
+    store_module = pytest.importorskip(module, reason=f"{module} is not written yet")
+    bus_module = pytest.importorskip(f"bastion.store.bus.{backend}", reason=f"the {backend} bus is not written yet")
+    monkeypatch.setenv("STORE_URL", url)
+    # Building connects to nothing (port 1 answers no one): the lifespan's start() does, on the serving loop.
+    asgi = build(build_app(), with_store(tmp_path, backend, url_env="STORE_URL"))
+    assert type(asgi.store) is getattr(store_module, name)
+    assert type(the_bus(asgi)) is getattr(bus_module, bus_class)
+    assert not (tmp_path / "bastion.db").exists()
+
+
+def test_an_external_issuer_alone_opens_no_store_and_a_local_bus(tmp_path):
+    from bastion.store.bus import LocalBus
+
+    issuer = {"name": "corp", "issuer": "https://corp.example"}
+    # The store section names a network backend, but nothing here revokes grants: no connection is made for it.
+    settings = with_store(tmp_path, "redis", url="redis://127.0.0.1:1/0")
+    settings = settings.model_copy(
+        update={
+            "authorization_server": settings.authorization_server.model_copy(update={"enabled": False}),
+            "resource": Settings.load(env={}, resource={"issuers": [issuer]}).resource,
+        }
+    )
+    asgi = build(build_app(), settings)
+    assert asgi.store is None and type(the_bus(asgi)) is LocalBus
+
+
+def test_servers_that_do_not_use_a_network_store_never_import_a_driver(tmp_path):
+    """Neither an unauthenticated server nor one on SQLite loads the network backends or their drivers."""
+    import subprocess
+    import sys
+
+    program = f"""
+import sys
+from bastion import App
+from bastion.settings import Settings
+
+App("plain").asgi(Settings.load(env={{}}))
+App("sqlite").asgi(Settings.load(env={{}}, store={{"path": {str(tmp_path / "b.db")!r}}},
+                   authorization_server={{"enabled": True, "dev_login": True}}))
+loaded = [name for name in sys.modules
+          if name.split(".")[0] in ("psycopg", "psycopg_pool", "asyncpg", "redis")
+          or name.startswith(("bastion.store.postgres", "bastion.store.redis",
+                              "bastion.store.bus.postgres", "bastion.store.bus.redis"))]
+print(",".join(loaded) or "none")
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "none"

@@ -210,3 +210,121 @@ def test_lists_of_tables_from_the_environment_are_json():
         Settings.load(env={"BASTION_RESOURCE__ISSUERS": "https://corp.example"})
     with pytest.raises(SettingsError, match=r"resource\.issuers\.0\.issuer"):
         Settings.load(env={"BASTION_RESOURCE__ISSUERS": '[{"name": "corp", "issuer": "http://corp.example"}]'})
+
+
+def shared_store(backend: str, **store: object) -> Settings:
+    """A network store with both shared signing keys set (strong, random), so only [store] is in question."""
+    import secrets
+
+    return Settings.load(
+        env={},
+        state_secret=secrets.token_urlsafe(32),
+        authorization_server={"enabled": True, "dev_login": True, "cookie_secret": secrets.token_urlsafe(32)},
+        store={"backend": backend, **store},
+    )
+
+
+def refusal(settings: Settings) -> list[str]:
+    with pytest.raises(SettingsError) as refused:
+        settings.check()
+    return str(refused.value).splitlines()
+
+
+@pytest.mark.parametrize(
+    "backend, url", [("postgres", "postgresql://db.internal/bastion"), ("redis", "rediss://cache.internal:6380/0")]
+)
+def test_a_network_store_url_comes_from_the_variable_named_by_url_env(monkeypatch, backend, url):
+    monkeypatch.setenv("STORE_URL", url.replace("://", "://bastion:pa55word@"))
+    settings = shared_store(backend, url_env="STORE_URL")
+    settings.check()  # a password is welcome in the environment
+    assert settings.store.connection_url() == url.replace("://", "://bastion:pa55word@")
+    assert settings.store.shared
+    # The same, written in the file: without a password it is accepted as it is.
+    assert shared_store(backend, url=url).store.connection_url() == url
+    shared_store(backend, url=url).check()
+
+
+@pytest.mark.parametrize(
+    "store, needle",
+    [
+        ({"backend": "postgres"}, "backend = 'postgres' needs store.url_env"),
+        ({"backend": "redis"}, "backend = 'redis' needs store.url_env"),
+        ({"backend": "redis", "url_env": "NOT_SET_ANYWHERE"}, "store.url_env names NOT_SET_ANYWHERE, which is not set"),
+        (
+            {"backend": "postgres", "url": "redis://cache/0"},
+            "store.url starts with redis://, which is not a postgres URL",
+        ),
+        ({"backend": "redis", "url": "postgresql://db/b"}, "which is not a redis URL: use redis:// or rediss://"),
+        ({"backend": "redis", "url": "cache.internal:6379"}, "not a redis URL"),
+        ({"backend": "postgres", "url": "postgresql://bastion:hunter2@db/b"}, "store.url carries a password"),
+        ({"backend": "postgres", "url": "postgresql://db/b?password=hunter2"}, "store.url carries a password"),
+        ({"backend": "redis", "url": "redis://:hunter2@cache/0"}, "store.url carries a password"),
+        ({"backend": "postgres", "url": "postgresql://db/b", "url_env": "X"}, "both set: keep one"),
+        (
+            {"backend": "postgres", "url": "postgresql://db/b", "cluster": True},
+            "store.cluster is for backend = 'redis'",
+        ),
+        ({"backend": "sqlite", "url": "postgresql://db/b"}, "store.url and store.url_env are for postgres and redis"),
+        ({"backend": "memory", "url_env": "X"}, "not memory: remove them"),
+        ({"backend": "sqlite", "cluster": True}, "store.cluster is for backend"),
+    ],
+)
+def test_a_store_that_cannot_be_reached_as_written_is_refused_naming_the_setting(store, needle):
+    lines = refusal(shared_store(**store))
+    assert any(needle in line for line in lines), lines
+    assert not any("hunter2" in line for line in lines)  # the refusal never repeats the password
+
+
+def test_the_url_from_the_environment_is_checked_too(monkeypatch):
+    monkeypatch.setenv("STORE_URL", "http://db.internal/bastion")
+    [line] = refusal(shared_store("postgres", url_env="STORE_URL"))
+    assert line == (
+        "the URL in STORE_URL starts with http://, which is not a postgres URL: use postgresql:// or postgres://"
+    )
+
+
+@pytest.mark.parametrize("backend", ["postgres", "redis"])
+def test_a_shared_store_needs_both_signing_keys_and_says_why(backend):
+    import secrets
+
+    base = {"store": {"backend": backend, "url": f"{'postgresql' if backend == 'postgres' else 'redis'}://h/0"}}
+    auth = {"enabled": True, "dev_login": True}
+    lines = refusal(Settings.load(env={}, authorization_server=auth, **base))
+    assert len(lines) == 2
+    assert lines[0].startswith(f"backend = {backend!r} is shared by every instance, so state_secret must be set")
+    assert "one instance refuses what another issued" in lines[0] and "token_urlsafe(32)" in lines[0]
+    assert lines[1].startswith(f"backend = {backend!r} is shared by every instance, so authorization_server.cookie")
+    # One key is not enough: the other is still named.
+    [line] = refusal(Settings.load(env={}, state_secret=secrets.token_urlsafe(32), authorization_server=auth, **base))
+    assert "authorization_server.cookie_secret must be set" in line
+    # SQLite and memory are one instance's: a random key per process is right there.
+    Settings.load(env={}, authorization_server=auth).check()
+
+
+def test_store_settings_from_the_environment(monkeypatch):
+    import secrets
+
+    monkeypatch.setenv("DATABASE_URL", "postgres://bastion:pw@db/bastion")
+    env = {
+        "BASTION_STORE__BACKEND": "postgres",
+        "BASTION_STORE__URL_ENV": "DATABASE_URL",
+        "BASTION_STATE_SECRET": secrets.token_urlsafe(32),
+        "BASTION_AUTHORIZATION_SERVER__COOKIE_SECRET": secrets.token_urlsafe(32),
+    }
+    settings = Settings.load(env=env)
+    settings.check()
+    assert settings.store.connection_url() == "postgres://bastion:pw@db/bastion"
+    written = Settings.load(env={"BASTION_STORE__BACKEND": "redis", "BASTION_STORE__URL": "redis://cache/0"})
+    assert "cache" not in repr(written.store)  # a URL written in settings is kept as a secret: never printed
+    with pytest.raises(SettingsError, match=r"store\.backend"):
+        Settings.load(env={"BASTION_STORE__BACKEND": "mysql"})
+
+
+def test_trusted_proxies_are_addresses_or_networks():
+    assert Settings.load(env={}).trusted_proxies == []  # nobody, unless configured
+    settings = Settings.load(env={"BASTION_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/24, ::1"})
+    assert settings.trusted_proxies == ["127.0.0.1", "10.0.0.0/24", "::1"]
+    for bad in ["*", "proxy.internal", "10.0.0.0/33", ""]:
+        with pytest.raises(SettingsError, match="trusted_proxies") as refused:
+            Settings.load(env={}, trusted_proxies=[bad])
+        assert "list the proxies' addresses" in str(refused.value)

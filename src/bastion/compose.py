@@ -154,9 +154,8 @@ class _Protection:
         from .resource import metadata as resource_metadata
         from .resource.challenge import Challenges
         from .resource.tokens import TokenVerifier
-        from .store.bus import LocalBus
 
-        bus = LocalBus()
+        bus = _open_bus(settings)
         startup.append(("bus", bus.start))
         opened.add("bus", bus.close)
         routes: list[BaseRoute] = []
@@ -182,15 +181,28 @@ class _Protection:
 
 
 def _open_store(settings: Settings) -> Store:
+    """The store [store] describes. Network backends are imported only here, when configured."""
     from .store import StoreUnavailable, open_store
 
+    configured = settings.store
     try:
-        return open_store(settings.store.backend, settings.store.path)
+        return open_store(
+            configured.backend, path=configured.path, url=configured.connection_url(), cluster=configured.cluster
+        )
     except StoreUnavailable as exc:
-        raise SettingsError(
-            f"store: {settings.store.backend} at {settings.store.path!r} cannot be used ({exc}); "
-            "set [store] path to a writable file"
-        ) from None
+        where = f"at {configured.path!r} " if configured.backend == "sqlite" else ""
+        fix = "set [store] path to a writable file" if configured.backend == "sqlite" else "check [store]"
+        raise SettingsError(f"store: {configured.backend} {where}cannot be used ({exc}); {fix}") from None
+
+
+def _open_bus(settings: Settings) -> Bus:
+    """Within this process for memory and SQLite; through PostgreSQL or Redis, reaching every instance, for those.
+    Only Bastion's own grants are revoked: without its authorization server there is nothing to carry further."""
+    from .store import open_bus
+
+    configured = settings.store
+    backend = configured.backend if settings.authorization_server.enabled else "memory"
+    return open_bus(backend, url=configured.connection_url(), cluster=configured.cluster)
 
 
 def _reachable(store: Store) -> Callable[[], Awaitable[None]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .secret_strength import weakness
+from .secret_strength import GENERATE, weakness
 
 if TYPE_CHECKING:
     from .model import Settings
@@ -61,6 +61,8 @@ def start_up_problems(settings: Settings) -> list[str]:
     elif settings.worker.only:
         problems.append("worker.only needs worker.secret_env")
     problems += _key_problems(settings)
+    problems += settings.store.problems()
+    problems += _shared_store_problems(settings)
     if settings.authenticated and not settings.binds_loopback and settings.public_url is None:
         problems.append(
             "authentication needs public_url (e.g. https://mcp.example.com) when it is reachable "
@@ -85,3 +87,22 @@ def _key_problems(settings: Settings) -> list[str]:
     ]
     found = [weakness(key.get_secret_value(), label) for label, key in keys if key is not None]
     return [problem for problem in found if problem]
+
+
+def _shared_store_problems(settings: Settings) -> list[str]:
+    """Instances sharing a store must sign with the same keys: a per-process random key would make instance B
+    refuse the request state and approvals cookie that instance A issued."""
+    if not settings.store.shared:
+        return []
+    backend = settings.store.backend
+    keys = [
+        ("state_secret", settings.state_secret, "the request state of multi-round-trip calls"),
+        ("authorization_server.cookie_secret", settings.authorization_server.cookie_secret, "the approvals cookie"),
+    ]
+    return [
+        f"backend = {backend!r} is shared by every instance, so {name} must be set, the same on each: it signs "
+        f"{what}, and with a random key per process one instance refuses what another issued "
+        f"(generate one with {GENERATE})"
+        for name, value, what in keys
+        if value is None
+    ]

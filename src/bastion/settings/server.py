@@ -5,6 +5,7 @@ They sit at the top of bastion.toml (no [server] table), so Settings inherits th
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -63,6 +64,26 @@ class ServerSettings(BaseModel):
         description="The URL clients reach this server at (issuer and resource identifiers), e.g. "
         "https://mcp.example.com. Required off loopback; on loopback the request's Host is used.",
     )
+
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of the reverse proxies in front of this server: only requests "
+        "from them may set the client address and scheme with X-Forwarded-For and X-Forwarded-Proto. Nobody by "
+        "default.",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network: list the proxies' addresses, e.g. "
+                    '["127.0.0.1", "10.0.0.0/24"] (a wildcard would let any client choose its own address)'
+                ) from None
+        return value
 
     @field_validator("path")
     @classmethod
