@@ -1,0 +1,269 @@
+"""The bus through Redis pub/sub: every instance sharing a Redis (or a Redis Cluster) hears every event.
+
+All topics travel on one channel (`bastion:bus` by default) as orjson `{"origin", "topic", "event"}`. On a
+Cluster it is a sharded channel (SPUBLISH / SSUBSCRIBE, Redis 7): the listener subscribes on the master that
+owns the channel's slot and starts again if the slot moves.
+
+- `publish` tells this instance's subscribers at once, then sends the event to Redis. Each bus has an origin id
+  of its own and its listener drops what it sent itself: a local subscriber hears an event exactly once. If
+  Redis cannot take the event, `publish` raises StoreUnavailable after the local subscribers were told: the
+  other instances did not hear it, and the caller answers "try again later" rather than claim it is done.
+- A listener task, started by start(), reads the channel and pings the server every `heartbeat` seconds.
+  When the connection drops, or nothing (not even a pong) came back for two heartbeats and a timeout, it
+  connects again with a growing pause (0.1 s, doubling, at most 2 s) and subscribes again.
+- Pub/sub keeps nothing for a listener that is away: events published while an instance was disconnected never
+  reach it. `healthy` is False from the moment the listener's connection is in doubt until it is subscribed
+  again, so that what depends on hearing events (cached token verifications) can stop trusting itself.
+
+A message on the channel that is not a well-formed event is dropped with a warning that does not quote it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException, RedisError
+from redis.retry import Retry
+
+from ..errors import StoreUnavailable
+from .base import Bus, Handler
+
+log = logging.getLogger("bastion.bus")
+
+CHANNEL = "bastion:bus"
+TIMEOUT_SECONDS = 3.0
+HEARTBEAT_SECONDS = 1.0
+FIRST_PAUSE, LONGEST_PAUSE = 0.1, 2.0
+FAULTS = (RedisError, RedisClusterException, OSError, TimeoutError)
+
+
+class _Lost(Exception):
+    """The subscription ended (a silent server, an unsubscribe from a moved slot)."""
+
+
+def _node_url(url: str, host: str, port: int) -> str:
+    """`url` with another host and port (credentials, TLS and options kept): a connection to one Cluster node."""
+    parts = urlsplit(url)
+    credentials = parts.netloc.rpartition("@")[0]
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return urlunsplit(parts._replace(netloc=f"{credentials}@{address}" if credentials else address))
+
+
+@dataclass
+class _Subscription:
+    client: Redis
+    pubsub: PubSub
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+        with contextlib.suppress(Exception):
+            await self.client.aclose()
+
+
+class RedisBus(Bus):
+    def __init__(
+        self,
+        url: str,
+        *,
+        cluster: bool | None = None,
+        channel: str = CHANNEL,
+        timeout: float = TIMEOUT_SECONDS,
+        heartbeat: float = HEARTBEAT_SECONDS,
+    ) -> None:
+        """`url` as for RedisStore; `cluster`: a Redis Cluster (None: ask the server)."""
+        self.url = url
+        self.cluster = cluster
+        self.channel = channel
+        self.timeout = timeout
+        self.heartbeat = heartbeat
+        self.origin = secrets.token_hex(16)
+        self._handlers: defaultdict[str, list[Handler]] = defaultdict(list)
+        self._publisher: Redis | RedisCluster | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._healthy = False
+
+    @property
+    def healthy(self) -> bool:
+        """Subscribed and answering: events other instances publish reach this one."""
+        return self._healthy
+
+    def _options(self) -> dict[str, Any]:
+        return {"socket_timeout": self.timeout, "socket_connect_timeout": self.timeout, "retry": Retry(NoBackoff(), 0)}
+
+    def subscribe(self, topic: str, handler: Handler) -> None:
+        self._handlers[topic].append(handler)
+
+    async def publish(self, topic: str, event: dict[str, Any]) -> None:
+        self._deliver(topic, event)
+        publisher = self._publisher
+        if publisher is None:
+            raise StoreUnavailable("redis bus: not started, or closed")
+        message = orjson.dumps({"origin": self.origin, "topic": topic, "event": event})
+        try:
+            if isinstance(publisher, RedisCluster):
+                await publisher.execute_command("SPUBLISH", self.channel, message)
+            else:
+                await publisher.publish(self.channel, message)
+        except FAULTS as exc:
+            raise StoreUnavailable(f"redis bus: could not publish ({type(exc).__name__})") from exc
+
+    def _deliver(self, topic: str, event: dict[str, Any]) -> None:
+        for handler in self._handlers.get(topic, ()):
+            try:
+                handler(event)
+            except Exception:
+                log.exception("a %s subscriber failed", topic)
+
+    # --- connecting ---------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._listener is not None:
+            return
+        publisher: Redis | RedisCluster | None = None
+        try:
+            if self.cluster is None:
+                probe = Redis.from_url(self.url, **self._options())
+                try:
+                    self.cluster = bool((await probe.info("cluster")).get("cluster_enabled"))
+                finally:
+                    await probe.aclose()
+            if self.cluster:
+                publisher = RedisCluster.from_url(self.url, **self._options())
+                await publisher.initialize()
+            else:
+                publisher = Redis.from_url(self.url, **self._options())
+            await publisher.ping()
+            subscription = await self._subscribe()
+        except FAULTS as exc:
+            if publisher is not None:
+                with contextlib.suppress(Exception):
+                    await publisher.aclose()
+            raise StoreUnavailable(f"redis bus: cannot connect ({type(exc).__name__})") from exc
+        self._publisher = publisher
+        self._healthy = True
+        self._listener = asyncio.create_task(self._listen(subscription), name="bastion-redis-bus")
+
+    async def _subscribe(self) -> _Subscription:
+        """A connection subscribed to the channel (on the owning master, on a Cluster), the subscription
+        confirmed."""
+        url = self.url
+        if self.cluster:
+            topology = RedisCluster.from_url(self.url, **self._options())
+            try:
+                await topology.initialize()
+                node = topology.get_node_from_key(self.channel)
+                if node is None:
+                    raise RedisClusterException("no master serves the bus channel's slot")
+                url = _node_url(self.url, node.host, int(node.port))
+            finally:
+                await topology.aclose()
+        client = Redis.from_url(url, **self._options())
+        subscription = _Subscription(client, client.pubsub())
+        try:
+            confirmation = "ssubscribe" if self.cluster else "subscribe"
+            if self.cluster:
+                await subscription.pubsub.ssubscribe(self.channel)
+            else:
+                await subscription.pubsub.subscribe(self.channel)
+            async with asyncio.timeout(self.timeout):
+                while True:
+                    message = await subscription.pubsub.get_message(timeout=self.timeout)
+                    if message is not None and _kind(message) == confirmation:
+                        return subscription
+        except BaseException:
+            await subscription.close()
+            raise
+
+    async def _listen(self, subscription: _Subscription | None) -> None:
+        pause = FIRST_PAUSE
+        try:
+            while True:
+                try:
+                    if subscription is None:
+                        subscription = await self._subscribe()
+                        log.info("the redis bus is connected again")
+                        pause = FIRST_PAUSE
+                    self._healthy = True
+                    await self._read(subscription.pubsub)
+                except (*FAULTS, _Lost) as exc:
+                    if self._healthy:
+                        log.warning(
+                            "the redis bus lost its connection (%s): events from other instances are missed until "
+                            "it is back",
+                            type(exc).__name__,
+                        )
+                    self._healthy = False
+                    if subscription is not None:
+                        await subscription.close()
+                        subscription = None
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, LONGEST_PAUSE)
+        finally:
+            self._healthy = False
+            if subscription is not None:
+                await subscription.close()
+
+    async def _read(self, pubsub: PubSub) -> None:
+        loop = asyncio.get_running_loop()
+        last_heard = next_ping = loop.time()
+        while True:
+            if loop.time() >= next_ping:
+                await pubsub.ping()
+                next_ping = loop.time() + self.heartbeat
+            message = await pubsub.get_message(timeout=self.heartbeat)
+            now = loop.time()
+            if message is not None:
+                last_heard = now
+                kind = _kind(message)
+                if kind in ("message", "smessage"):
+                    self._receive(message["data"])
+                elif kind in ("unsubscribe", "sunsubscribe"):
+                    raise _Lost("unsubscribed (the channel's slot moved?)")
+            if now - last_heard > 2 * self.heartbeat + self.timeout:
+                raise _Lost("the server stopped answering")
+
+    def _receive(self, data: Any) -> None:
+        try:
+            message = orjson.loads(data)
+        except (orjson.JSONDecodeError, TypeError):
+            message = None
+        if (
+            not isinstance(message, dict)
+            or not isinstance(message.get("origin"), str)
+            or not isinstance(message.get("topic"), str)
+            or not isinstance(message.get("event"), dict)
+        ):
+            log.warning("a message on the redis bus channel that is not a Bastion event was dropped")
+            return
+        if message["origin"] == self.origin:
+            return  # told already, when it was published
+        self._deliver(message["topic"], message["event"])
+
+    async def close(self) -> None:
+        self._healthy = False
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            with contextlib.suppress(Exception):
+                await publisher.aclose()
+
+
+def _kind(message: dict[str, Any]) -> str:
+    kind = message["type"]
+    return kind.decode() if isinstance(kind, bytes) else str(kind)
