@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .mcp.stdio import serve_stdio as _serve_stdio
 from .settings import Settings, SettingsError
@@ -33,17 +34,73 @@ def serve_stdio(app: App, settings: Settings) -> None:
         uvloop.run(main)
 
 
-def serve_http(app: App, settings: Settings) -> None:
+def serve_http(app: App, settings: Settings, *, workers: int = 1, load_app: Callable[[], App] | None = None) -> None:
+    """Serve over Streamable HTTP until stopped: in this process, or in `workers` processes, each loading the App
+    with `load_app` (picklable: `bastion serve` gives a partial of its loader and the target) and building the
+    application for itself."""
+    configure_logging(settings.log_level)
+    if workers > 1:
+        from .processes import serve_workers, workers_problem
+
+        if load_app is None:
+            _refuse("--workers needs the App's file or module (bastion serve server.py --workers N)")
+        if problem := workers_problem(settings, workers):
+            _refuse(problem)
+        try:
+            settings.check()  # every worker checks again as it builds: refuse here, once, before any starts
+        except SettingsError as exc:
+            _refuse(str(exc))
+        _announce(app, settings, f"; {workers} worker processes")
+        serve_workers(load_app, settings, workers, uvicorn_options(settings))
+        return
+
     import uvicorn
 
     from .security.http_protocol import bounded_httptools
 
-    configure_logging(settings.log_level)
     try:
         asgi = app.asgi(settings)  # the same start-up checks whoever serves the App
     except SettingsError as exc:
-        print(f"bastion: refusing to start:\n{exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _refuse(str(exc))
+    _announce(app, settings)
+    # httptools, bounding each request head while it arrives: 431 before the bytes are ever buffered.
+    uvicorn.run(asgi, http=bounded_httptools(settings.max_header_bytes), **uvicorn_options(settings))
+
+
+def _refuse(problem: str) -> NoReturn:
+    print(f"bastion: refusing to start:\n{problem}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _announce(app: App, settings: Settings, more: str = "") -> None:
+    print(
+        f"bastion: serving {app.name!r} at http://{_url_host(settings.host)}:{settings.port}{settings.path} "
+        f"({_mode(settings)}{more})",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """What every process serving Bastion tells uvicorn, one process or each of --workers (but the app and the
+    HTTP protocol, which each builds for itself)."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "access_log": False,
+        "loop": "uvloop",
+        "lifespan": "on",
+        "server_header": False,
+        "timeout_graceful_shutdown": 5,
+        # X-Forwarded-For and -Proto are believed only from the configured proxies: nobody by default (uvicorn's
+        # own default would believe anything sent from this machine).
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": list(settings.trusted_proxies),
+    }
+
+
+def _mode(settings: Settings) -> str:
     if settings.authenticated:
         sources = [issuer.issuer for issuer in settings.resource.issuers]
         if settings.authorization_server.enabled:
@@ -51,26 +108,8 @@ def serve_http(app: App, settings: Settings) -> None:
         mode = f"OAuth 2.1: tokens from {', '.join(sources)}"
         if settings.authorization_server.dev_login:
             mode += "; DEV LOGIN: anyone signs in without a password"
-    else:
-        mode = "no authentication; loopback only" if settings.binds_loopback else "NO AUTHENTICATION (insecure)"
-    print(
-        f"bastion: serving {app.name!r} at http://{_url_host(settings.host)}:{settings.port}{settings.path} ({mode})",
-        file=sys.stderr,
-        flush=True,
-    )
-    uvicorn.run(
-        asgi,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        loop="uvloop",
-        # httptools, bounding each request head while it arrives: 431 before the bytes are ever buffered.
-        http=bounded_httptools(settings.max_header_bytes),
-        lifespan="on",
-        server_header=False,
-        timeout_graceful_shutdown=5,
-    )
+        return mode
+    return "no authentication; loopback only" if settings.binds_loopback else "NO AUTHENTICATION (insecure)"
 
 
 def _url_host(host: str) -> str:

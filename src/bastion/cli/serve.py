@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 from .command import Command
-from .refuse import load_settings
+from .refuse import load_settings, refuse
 from .target import load_app
 
 
@@ -15,6 +16,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="port (default 8000)")
     parser.add_argument("--config", help="settings file (default ./bastion.toml if present)")
     parser.add_argument("--stdio", action="store_true", help="serve stdio instead of HTTP")
+    parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="HTTP worker processes on this machine (default 1); more than one needs a store they share",
+    )
     parser.add_argument(
         "--insecure-no-auth",
         action="store_true",
@@ -27,11 +34,23 @@ def run(args: argparse.Namespace) -> None:
     from ..serve import serve_http, serve_stdio
 
     settings = load_settings(args.config, host=args.host, port=args.port, insecure_no_auth=args.insecure_no_auth)
+    if args.stdio and args.workers > 1:
+        refuse("--workers is for HTTP: a stdio server has one client, its parent process")
     app = load_app(args.target)
     if args.stdio:
         serve_stdio(app, settings)
     else:
-        serve_http(app, settings)
+        serve_http(app, settings, workers=args.workers, load_app=partial(load_app, args.target))
+
+
+def _workers(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 256:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of processes from 1 to 256")
+    return count
 
 
 COMMAND = Command("serve", "serve an App over Streamable HTTP (or stdio with --stdio)", configure=configure, run=run)

@@ -1,0 +1,90 @@
+"""`bastion serve --workers N`: N processes on one machine, sharing one listening socket.
+
+uvicorn's supervisor starts the workers (a fresh interpreter each, spawned) and replaces any that dies. Each
+worker receives, pickled, a WorkerConfig holding how to load the App (a function and the target it names, as
+`bastion serve` was given it: tools are code, so every worker imports them) and the Settings the parent
+checked, and builds its own application from them: its own store connections and its own bounded HTTP
+protocol. Nothing secret passes through the environment.
+
+Every worker must sign and check with the same keys: a client's next request, or its approval cookie, may reach
+another worker. Keys the settings leave unset are drawn once here, in the parent, for all of them (they last
+as long as this run, as a single process's do).
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+from pydantic import SecretStr
+
+from .settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from .app import App
+
+AppLoader = Callable[[], "App"]  # picklable: a module-level function, or a partial of one
+
+
+def workers_problem(settings: Settings, workers: int) -> str | None:
+    """Why these settings cannot be served by `workers` processes, in one line; None when they can."""
+    if workers > 1 and settings.authorization_server.enabled and settings.store.backend == "memory":
+        return (
+            f"--workers {workers} with store.backend = 'memory': each worker would keep its own grants, clients "
+            "and codes, and refuse the tokens the others issued. Use backend = 'sqlite' (one machine) or "
+            "'postgres' / 'redis'"
+        )
+    return None
+
+
+def with_shared_keys(settings: Settings) -> Settings:
+    """The settings every worker gets: state_secret and cookie_secret set, drawn now if the settings left them
+    unset (a random key per process would make one worker refuse what another signed)."""
+    server = settings.authorization_server
+    cookie = server.cookie_secret or SecretStr(secrets.token_urlsafe(32))
+    return settings.model_copy(
+        update={
+            "state_secret": settings.state_secret or SecretStr(secrets.token_urlsafe(32)),
+            "authorization_server": server.model_copy(update={"cookie_secret": cookie}),
+        }
+    )
+
+
+class WorkerConfig(uvicorn.Config):
+    """uvicorn's configuration, pickled into each worker, where `load` builds Bastion's application."""
+
+    def __init__(self, load_app: AppLoader, settings: Settings, **options: Any) -> None:
+        self.make_app = load_app
+        self.settings = settings
+        # The application and protocol are made in the worker (load): neither can be pickled.
+        super().__init__(app="bastion (built in each worker)", http="httptools", **options)
+
+    def load(self) -> None:
+        from .security.http_protocol import bounded_httptools
+        from .serve import configure_logging
+
+        configure_logging(self.settings.log_level)
+        try:
+            self.app = self.make_app().asgi(self.settings)
+        except SettingsError as exc:
+            print(f"bastion: refusing to start:\n{exc}", file=sys.stderr, flush=True)
+            # uvicorn's supervisor stops on this status instead of starting the worker again and again.
+            raise SystemExit(uvicorn.config.STARTUP_FAILURE) from None
+        # httptools, bounding each request head while it arrives, in every worker as in a single process.
+        self.http = bounded_httptools(self.settings.max_header_bytes)
+        super().load()
+
+
+def serve_workers(load_app: AppLoader, settings: Settings, workers: int, options: dict[str, Any]) -> None:
+    """Serve with `workers` processes until stopped (SIGINT or SIGTERM to this parent stops them all)."""
+    from uvicorn.supervisors import Multiprocess
+
+    config = WorkerConfig(load_app, with_shared_keys(settings), workers=workers, **options)
+    socket = config.bind_socket()
+    try:
+        Multiprocess(config, sockets=[socket]).run()
+    finally:
+        socket.close()

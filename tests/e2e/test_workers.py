@@ -1,0 +1,210 @@
+"""`bastion serve --workers 2` on SQLite: one OAuth flow served by both processes, what is refused, and how long a
+revocation made through one worker takes to reach the other's cache of verified tokens (measured)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bastion.resource.bearer import CACHE_SECONDS
+from tests.browser import walk
+from tests.oauth.conftest import REDIRECT, VERIFIER, challenge, query_of
+
+from .conftest import ROOT, bastion_server
+from .test_sdk_oauth import HeadlessBrowser, MemoryStorage, call_tool_text, provider_for
+
+pytestmark = pytest.mark.e2e
+SERVER = ROOT / "tests" / "e2e" / "servers" / "processes.py"
+TRIES = 3  # revocation windows measured, the largest reported
+
+
+def sqlite_env(tmp_path: Path, **more: str) -> dict[str, str]:
+    return {
+        "BASTION_AUTHORIZATION_SERVER__ENABLED": "true",
+        "BASTION_AUTHORIZATION_SERVER__DEV_LOGIN": "true",
+        "BASTION_STORE__PATH": str(tmp_path / "bastion.db"),
+        **more,
+    }
+
+
+def parent_of(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[1])
+
+
+async def test_two_workers_serve_one_oauth_flow_and_each_accepts_the_others_tokens(tmp_path):
+    with bastion_server(SERVER, "--workers", "2", env=sqlite_env(tmp_path)) as url:
+        storage, browser = MemoryStorage(), HeadlessBrowser()
+        provider = provider_for(url, storage, browser)
+        first = await call_tool_text(url, provider, "who_am_i")
+        assert first.startswith("dev:ada in ")
+        # Each call is a new connection, which either worker may accept: call until both have answered.
+        pids = {int(first.rsplit(" ", 1)[1])}
+        for _ in range(60):
+            pids.add(int(await call_tool_text(url, provider_for(url, storage, browser), "pid")))
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2, f"one worker answered every call: {pids}"
+        assert browser.visits == 1  # one sign-in: the token one worker issued, the other accepted
+        [parent] = {parent_of(pid) for pid in pids}  # both are workers of the one `bastion serve`
+        assert parent not in pids and "--workers" in Path(f"/proc/{parent}/cmdline").read_text()
+
+
+def refused_start(tmp_path: Path, *args: str, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "bastion.cli", "serve", str(SERVER), "--port", "1", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    return done.stderr
+
+
+def test_several_workers_on_the_memory_store_are_refused_saying_why(tmp_path):
+    stderr = refused_start(tmp_path, "--workers", "2", env=sqlite_env(tmp_path, BASTION_STORE__BACKEND="memory"))
+    assert stderr.splitlines() == [
+        "bastion: refusing to start:",
+        "--workers 2 with store.backend = 'memory': each worker would keep its own grants, clients and codes, and "
+        "refuse the tokens the others issued. Use backend = 'sqlite' (one machine) or 'postgres' / 'redis'",
+    ]
+    assert not (tmp_path / "bastion.db").exists()
+
+
+def test_workers_are_for_http_and_counted_from_one(tmp_path):
+    assert "--workers is for HTTP" in refused_start(tmp_path, "--stdio", "--workers", "2", env={})
+    for bad in ("0", "-1", "many"):
+        assert "is not a number of processes from 1 to 256" in refused_start(tmp_path, "--workers", bad, env={})
+
+
+# --- the revocation window on SQLite --------------------------------------------------------------------------
+
+
+class Pinned:
+    """One keep-alive connection to whichever worker accepted it; every answer is checked to have come over that
+    same connection (same local port), so that a request is known to reach that worker."""
+
+    def __init__(self, base: str) -> None:
+        self.http = httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_connections=1), timeout=30)
+        self.port: int | None = None
+        self.pid: int | None = None
+
+    async def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = await self.http.request(method, path, **kwargs)
+        port = response.extensions["network_stream"].get_extra_info("client_addr")[1]
+        assert self.port in (None, port), "the server closed the pinned connection: the worker is unknown"
+        self.port = port
+        return response
+
+    async def call_pid(self, token: str) -> httpx.Response:
+        headers = {
+            "authorization": f"Bearer {token}",
+            "accept": "application/json, text/event-stream",
+            "mcp-protocol-version": "2026-07-28",
+            "mcp-method": "tools/call",
+            "mcp-name": "pid",
+        }
+        meta = {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "workers-test", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "pid", "_meta": meta}}
+        return await self.send("POST", "/mcp", headers=headers, json=body)
+
+
+async def one_per_worker(base: str, token: str) -> tuple[Pinned, Pinned]:
+    """Two pinned connections that reached different workers (each has verified `token`, and cached it)."""
+    found: dict[int, Pinned] = {}
+    for _ in range(60):
+        pinned = Pinned(base)
+        answer = await pinned.call_pid(token)
+        assert answer.status_code == 200, answer.text
+        pinned.pid = int(answer.json()["result"]["content"][0]["text"])
+        if pinned.pid in found:
+            await pinned.http.aclose()
+            continue
+        found[pinned.pid] = pinned
+        if len(found) == 2:
+            a, b = found.values()
+            return a, b
+    raise AssertionError("one worker accepted every connection")
+
+
+async def grant(base: str, client_id: str) -> dict[str, Any]:
+    """A fresh grant, each request of the sign-in on a new connection (so on either worker): the consent form,
+    its cookie and the code cross workers, which works only because every worker signs with the same keys."""
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": REDIRECT,
+        "state": "st4te",
+        "code_challenge": challenge(),
+        "code_challenge_method": "S256",
+        "resource": f"{base}/mcp",
+    }
+    fresh = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(limits=fresh, timeout=30) as browser:
+        back = await walk(browser, str(httpx.URL(f"{base}/authorize", params=params)), "revoked-user")
+        code = query_of(back)["code"]
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "code_verifier": VERIFIER,
+            "client_id": client_id,
+            "resource": f"{base}/mcp",
+        }
+        tokens = await browser.post(f"{base}/token", data=form)
+    assert tokens.status_code == 200, tokens.text
+    return tokens.json()
+
+
+async def test_a_revocation_through_one_worker_reaches_the_other_within_its_cache_lifetime(tmp_path):
+    """SQLite's bus is local to a process: worker A forgets a revoked token at once; worker B keeps its cached
+    verification until the entry expires (CACHE_SECONDS at most). docs/deployment.md quotes the measurement."""
+    env = sqlite_env(tmp_path, BASTION_JSON_RESPONSE="true")
+    with bastion_server(SERVER, "--workers", "2", env=env) as url:
+        base = url.removesuffix("/mcp")
+        async with httpx.AsyncClient(timeout=30) as http:
+            registered = await http.post(
+                f"{base}/register", json={"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}
+            )
+        assert registered.status_code == 201, registered.text
+        client_id = registered.json()["client_id"]
+        windows, stale = [], 0
+        for _ in range(TRIES):
+            tokens = await grant(base, client_id)
+            a, b = await one_per_worker(base, tokens["access_token"])
+            try:
+                revoked_at = time.monotonic()
+                revoked = await a.send(
+                    "POST", "/revoke", data={"client_id": client_id, "token": tokens["refresh_token"]}
+                )
+                assert revoked.status_code == 200
+                on_a = await a.call_pid(tokens["access_token"])
+                assert on_a.status_code == 401  # the revoking worker forgot it at once (its local bus)
+                assert 'error="invalid_token"' in on_a.headers["www-authenticate"]
+                while (on_b := await b.call_pid(tokens["access_token"])).status_code == 200:
+                    stale += 1
+                    assert time.monotonic() - revoked_at < CACHE_SECONDS + 20, "worker B never refused it"
+                    await asyncio.sleep(0.02)  # poll, without flooding a small machine
+                windows.append(time.monotonic() - revoked_at)
+                assert on_b.status_code == 401 and 'error="invalid_token"' in on_b.headers["www-authenticate"]
+            finally:
+                await a.http.aclose()
+                await b.http.aclose()
+        report = ", ".join(f"{w:.2f} s" for w in windows)
+        print(f"\nrevocation window across workers on SQLite: max {max(windows):.2f} s ({report}); {stale} stale 200s")
+        # The bound: a worker's cached verification lasts CACHE_SECONDS (two more for a loaded machine).
+        assert max(windows) <= CACHE_SECONDS + 2
