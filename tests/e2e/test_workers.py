@@ -141,7 +141,7 @@ async def one_per_worker(base: str, token: str) -> tuple[Pinned, Pinned]:
     raise AssertionError("one worker accepted every connection")
 
 
-async def grant(base: str, client_id: str) -> dict[str, Any]:
+async def grant(base: str, client_id: str, verify: Any = True) -> dict[str, Any]:
     """A fresh grant, each request of the sign-in on a new connection (so on either worker): the consent form,
     its cookie and the code cross workers, which works only because every worker signs with the same keys."""
     params = {
@@ -154,7 +154,7 @@ async def grant(base: str, client_id: str) -> dict[str, Any]:
         "resource": f"{base}/mcp",
     }
     fresh = httpx.Limits(max_keepalive_connections=0)
-    async with httpx.AsyncClient(limits=fresh, timeout=30) as browser:
+    async with httpx.AsyncClient(limits=fresh, timeout=30, verify=verify) as browser:
         back = await walk(browser, str(httpx.URL(f"{base}/authorize", params=params)), "revoked-user")
         code = query_of(back)["code"]
         form = {
