@@ -7,6 +7,7 @@ import pytest
 
 from bastion.store import Commit, MemoryStore, SQLiteStore, Store
 from bastion.store import sqlite as sqlite_backend
+from bastion.store.postgres import PostgresStore
 from tests.clocks import Clock
 
 
@@ -15,11 +16,16 @@ def clock():
     return Clock()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(request, tmp_path, clock):
-    backend: Store = (
-        MemoryStore(clock=clock) if request.param == "memory" else SQLiteStore(tmp_path / "bastion.db", now=clock)
-    )
+    backend: Store
+    if request.param == "postgres":
+        backend = PostgresStore(request.getfixturevalue("postgres_url"), now=clock)
+        await backend.start()
+    elif request.param == "sqlite":
+        backend = SQLiteStore(tmp_path / "bastion.db", now=clock)
+    else:
+        backend = MemoryStore(clock=clock)
     yield backend
     await backend.close()
 

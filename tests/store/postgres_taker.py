@@ -1,0 +1,31 @@
+"""One process racing others for the same records: `python -m tests.store.postgres_taker URL KEYS TAKERS`.
+
+Connects, prints "ready", waits for a line on stdin (so that every process starts at once), then runs TAKERS
+concurrent takes of each of the KEYS records code:0 ... and prints every take it won as JSON: [[key, record], ...].
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+from bastion.store.postgres import PostgresStore
+
+
+async def main(url: str, keys: int, takers: int) -> None:
+    store = PostgresStore(url, pool_size=8)
+    await store.start()
+    try:
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        names = [f"code:{i}" for i in range(keys)]
+        results = await asyncio.gather(*(store.take(name) for _ in range(takers) for name in names))
+        won = [[name, record] for name, record in zip(names * takers, results, strict=True) if record is not None]
+        print(json.dumps(won), flush=True)
+    finally:
+        await store.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
