@@ -8,6 +8,7 @@ import pytest
 from bastion.store import Commit, MemoryStore, SQLiteStore, Store
 from bastion.store import sqlite as sqlite_backend
 from bastion.store.postgres import PostgresStore
+from bastion.store.redis import RedisStore
 from tests.clocks import Clock
 
 
@@ -16,20 +17,36 @@ def clock():
     return Clock()
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def store(request, tmp_path, clock):
-    backend: Store
+# Backends whose TTLs follow the test's clock. Redis keeps time itself (native TTLs): the tests that move a
+# clock run on CLOCKED only, and tests/store/test_redis.py checks Redis's TTLs with short real ones.
+CLOCKED = ["memory", "sqlite", "postgres"]
+NETWORK = ["redis", "redis-cluster"]
+
+
+async def _open(request, tmp_path, clock) -> Store:
+    if request.param == "memory":
+        return MemoryStore(clock=clock)
+    if request.param == "sqlite":
+        return SQLiteStore(tmp_path / "bastion.db", now=clock)
     if request.param == "postgres":
         backend = PostgresStore(request.getfixturevalue("postgres_url"), now=clock)
         await backend.start()
-    elif request.param == "sqlite":
-        backend = SQLiteStore(tmp_path / "bastion.db", now=clock)
-    else:
-        backend = MemoryStore(clock=clock)
+        return backend
+    service = request.getfixturevalue("redis_cluster" if request.param == "redis-cluster" else "redis_server")
+    service.flush()
+    backend = RedisStore(service.url, cluster=request.param == "redis-cluster")
+    await backend.start()
+    return backend
+
+
+@pytest.fixture(params=[*CLOCKED, *NETWORK])
+async def store(request, tmp_path, clock):
+    backend = await _open(request, tmp_path, clock)
     yield backend
     await backend.close()
 
 
+@pytest.mark.parametrize("store", CLOCKED, indirect=True)
 async def test_put_get_and_expiry(store, clock):
     assert await store.commit(Commit().set("a", {"x": 1}).set("b", {"y": [1, 2]}, ttl=60))
     assert await store.get("a") == {"x": 1}
@@ -45,6 +62,7 @@ async def test_put_get_and_expiry(store, clock):
     assert await store.get("a") == {"x": 1}  # the failed consume changed nothing
 
 
+@pytest.mark.parametrize("store", CLOCKED, indirect=True)
 async def test_a_ttl_counts_from_the_commit_that_wrote_it(store, clock):
     await store.commit(Commit().set("state", {"n": 1}, ttl=60))
     clock.now += 50
@@ -55,6 +73,7 @@ async def test_a_ttl_counts_from_the_commit_that_wrote_it(store, clock):
     assert await store.get("state") is None
 
 
+@pytest.mark.parametrize("store", CLOCKED, indirect=True)
 async def test_an_unexpired_record_is_consumed_once_and_an_expired_one_never(store, clock):
     await store.commit(Commit().set("code:1", {"n": 1}, ttl=60).set("code:2", {"n": 2}, ttl=60))
     assert await store.take("code:1") == {"n": 1}

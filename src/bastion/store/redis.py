@@ -54,6 +54,7 @@ from .base import Commit, Record, Store
 from .errors import StoreUnavailable
 
 TIMEOUT_SECONDS = 3.0  # for one connection attempt and one reply: a client sees the 503 before its own timeout
+CONNECTIONS = 32
 SCAN_COUNT = 1000
 GRANT_KINDS = frozenset({keys.GRANT, *keys.ISSUED_KINDS})
 RECORD = "rec:"
@@ -253,21 +254,18 @@ def _unavailable(exc: BaseException) -> StoreUnavailable:
     return StoreUnavailable(f"redis: {type(exc).__name__}")
 
 
-@contextlib.asynccontextmanager
-async def _talking() -> AsyncIterator[None]:
-    try:
-        yield
-    except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
-        raise _unavailable(exc) from exc
-
-
 Client = Redis | RedisCluster
 
 
 class RedisStore(Store):
-    def __init__(self, url: str, *, cluster: bool | None = None, timeout: float = TIMEOUT_SECONDS) -> None:
-        """`url`: redis://, rediss:// (TLS) or unix://; `cluster`: a Redis Cluster (None: ask the server)."""
+    def __init__(
+        self, url: str, *, cluster: bool | None = None, timeout: float = TIMEOUT_SECONDS, connections: int = CONNECTIONS
+    ) -> None:
+        """`url`: redis://, rediss:// (TLS) or unix://; `cluster`: a Redis Cluster (None: ask the server);
+        `connections`: at most this many at once (per master on a Cluster); more requests wait for one."""
         self.url = url
+        self.connections = connections
+        self._slots: asyncio.Semaphore | None = None
         self.cluster = cluster
         self.timeout = timeout
         self._client: Client | None = None
@@ -275,12 +273,31 @@ class RedisStore(Store):
         self._starting: asyncio.Lock | None = None
         self._commit: AsyncScript | None = None
 
+    @contextlib.asynccontextmanager
+    async def _talking(self) -> AsyncIterator[None]:
+        """One exchange with Redis: a connection of the pool's (waiting at most the timeout for one), and the
+        driver's errors as StoreUnavailable."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.connections)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise StoreUnavailable("redis: every connection stayed busy for the whole timeout") from None
+        try:
+            yield
+        except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
+            raise _unavailable(exc) from exc
+        finally:
+            self._slots.release()
+
     def _options(self) -> dict[str, Any]:
         # No retries by the driver (see the module's docstring); bounded waits for a dead or stalled server.
         return {
             "socket_timeout": self.timeout,
             "socket_connect_timeout": self.timeout,
             "retry": Retry(NoBackoff(), 0),
+            "max_connections": self.connections,
         }
 
     async def start(self) -> None:
@@ -290,7 +307,7 @@ class RedisStore(Store):
             return
         client: Client | None = None
         try:
-            async with _talking():
+            async with self._talking():
                 cluster = self.cluster
                 if cluster is None:
                     probe = Redis.from_url(self.url, **self._options())
@@ -337,7 +354,7 @@ class RedisStore(Store):
     # --- reads -------------------------------------------------------------------------------------------------
     async def get(self, key: str) -> Record | None:
         client = await self._ready()
-        async with _talking():
+        async with self._talking():
             value = await client.get(locate(key).name)
         return _decode(value) if value is not None else None
 
@@ -350,7 +367,7 @@ class RedisStore(Store):
         client = await self._ready()
         pattern = scan_pattern(prefix)
         found: set[str] = set()
-        async with _talking():
+        async with self._talking():
             if isinstance(client, RedisCluster):
                 for node in client.get_primaries():
                     cursor = 0
@@ -400,7 +417,7 @@ class RedisStore(Store):
         script_keys, args = script.call_args()
         if not script_keys and not script.plan["s"]:
             return [1]  # nothing to do (a Cluster would not know where to send it)
-        async with _talking():
+        async with self._talking():
             assert self._commit is not None
             result = await self._commit(keys=script_keys, args=args, client=client)
         result = cast(list[Any], result)
