@@ -142,23 +142,33 @@ async def test_embedded_backends_get_their_store_and_the_local_bus(tmp_path, bac
 
 
 @pytest.mark.parametrize(
-    "backend, url, store_class, bus_class",
+    "backend, url, cluster",
     [
-        ("postgres", "postgresql://127.0.0.1:1/bastion", "bastion.store.postgres:PostgresStore", "PostgresBus"),
-        ("redis", "redis://127.0.0.1:1/0", "bastion.store.redis:RedisStore", "RedisBus"),
+        ("postgres", "postgresql://127.0.0.1:1/bastion", None),
+        ("redis", "redis://127.0.0.1:1/0", None),
+        ("redis", "redis://127.0.0.1:1/0", True),
+        ("redis", "redis://127.0.0.1:1/0", False),
     ],
 )
 def test_network_backends_get_their_store_and_a_bus_that_reaches_every_instance(
-    tmp_path, monkeypatch, backend, url, store_class, bus_class
+    tmp_path, monkeypatch, backend, url, cluster
 ):
-    module, _, name = store_class.partition(":")
-    store_module = pytest.importorskip(module, reason=f"{module} is not written yet")
-    bus_module = pytest.importorskip(f"bastion.store.bus.{backend}", reason=f"the {backend} bus is not written yet")
+    from bastion.store.bus.postgres import PostgresBus
+    from bastion.store.bus.redis import RedisBus
+    from bastion.store.postgres import PostgresStore
+    from bastion.store.redis import RedisStore
+
     monkeypatch.setenv("STORE_URL", url)
+    settings = with_store(tmp_path, backend, url_env="STORE_URL", **({} if cluster is None else {"cluster": cluster}))
     # Building connects to nothing (port 1 answers no one): the lifespan's start() does, on the serving loop.
-    asgi = build(build_app(), with_store(tmp_path, backend, url_env="STORE_URL"))
-    assert type(asgi.store) is getattr(store_module, name)
-    assert type(the_bus(asgi)) is getattr(bus_module, bus_class)
+    asgi = build(build_app(), settings)
+    store, bus = asgi.store, the_bus(asgi)
+    if backend == "postgres":
+        assert type(store) is PostgresStore and type(bus) is PostgresBus
+    else:
+        assert type(store) is RedisStore and type(bus) is RedisBus
+        assert store.cluster is cluster and bus.cluster is cluster  # unset: each asks the server
+    assert store.url == url and bus.url == url  # the URL from the variable url_env names
     assert not (tmp_path / "bastion.db").exists()
 
 

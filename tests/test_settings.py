@@ -237,6 +237,7 @@ def test_a_network_store_url_comes_from_the_variable_named_by_url_env(monkeypatc
     monkeypatch.setenv("STORE_URL", url.replace("://", "://bastion:pa55word@"))
     settings = shared_store(backend, url_env="STORE_URL")
     settings.check()  # a password is welcome in the environment
+    assert settings.store.cluster is None  # unset: the Redis backend asks the server whether it is a cluster
     assert settings.store.connection_url() == url.replace("://", "://bastion:pa55word@")
     assert settings.store.shared
     # The same, written in the file: without a password it is accepted as it is.
@@ -267,6 +268,7 @@ def test_a_network_store_url_comes_from_the_variable_named_by_url_env(monkeypatc
         ({"backend": "sqlite", "url": "postgresql://db/b"}, "store.url and store.url_env are for postgres and redis"),
         ({"backend": "memory", "url_env": "X"}, "not memory: remove them"),
         ({"backend": "sqlite", "cluster": True}, "store.cluster is for backend"),
+        ({"backend": "memory", "cluster": False}, "store.cluster is for backend"),
     ],
 )
 def test_a_store_that_cannot_be_reached_as_written_is_refused_naming_the_setting(store, needle):

@@ -32,7 +32,9 @@ class StoreSettings(BaseModel):
     url_env: str | None = Field(
         None, description="Environment variable holding the store URL (use it when the URL carries a password)."
     )
-    cluster: bool = Field(False, description="redis: the URL names a node of a Redis Cluster.")
+    cluster: bool | None = Field(
+        None, description="redis: whether the URL names a node of a Redis Cluster (unset: asked of the server)."
+    )
 
     @property
     def shared(self) -> bool:
@@ -47,7 +49,7 @@ class StoreSettings(BaseModel):
     def problems(self) -> list[str]:
         """Why this section cannot be used, one line each naming the setting and the fix."""
         lines = []
-        if self.cluster and self.backend != "redis":
+        if self.cluster is not None and self.backend != "redis":
             lines.append("store.cluster is for backend = 'redis' only: remove it")
         if not self.shared:
             if self.url is not None or self.url_env:

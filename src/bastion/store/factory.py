@@ -6,16 +6,13 @@ server on SQLite (or one without authentication, which opens no store) never loa
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from .base import Store
 from .bus.base import Bus
 
 BACKENDS = ("sqlite", "memory", "postgres", "redis")
 
 
-def open_store(backend: str, *, path: str | None = None, url: str | None = None, cluster: bool = False) -> Store:
+def open_store(backend: str, *, path: str | None = None, url: str | None = None, cluster: bool | None = None) -> Store:
     """The store for `backend`: `path` is SQLite's file, `url` a network backend's address. Network backends
     connect in start(), on the serving loop; building them opens nothing."""
     if backend == "memory":
@@ -27,13 +24,17 @@ def open_store(backend: str, *, path: str | None = None, url: str | None = None,
 
         return SQLiteStore(path or "bastion.db")
     if backend == "postgres":
-        return _store(".postgres", "PostgresStore", _needed(backend, url))
+        from .postgres import PostgresStore
+
+        return PostgresStore(_needed(backend, url))
     if backend == "redis":
-        return _store(".redis", "RedisStore", _needed(backend, url), cluster=cluster)
+        from .redis import RedisStore
+
+        return RedisStore(_needed(backend, url), cluster=cluster)
     raise ValueError(f"unknown store backend {backend!r}: use one of {', '.join(BACKENDS)}")
 
 
-def open_bus(backend: str, *, url: str | None = None, cluster: bool = False) -> Bus:
+def open_bus(backend: str, *, url: str | None = None, cluster: bool | None = None) -> Bus:
     """The bus between the parts of Bastion that share `backend`'s store: within this process for the embedded
     backends (one instance per store), through the store's server for the network ones (every instance)."""
     if backend in ("memory", "sqlite"):
@@ -41,9 +42,13 @@ def open_bus(backend: str, *, url: str | None = None, cluster: bool = False) -> 
 
         return LocalBus()
     if backend == "postgres":
-        return _bus(".bus.postgres", "PostgresBus", _needed(backend, url))
+        from .bus.postgres import PostgresBus
+
+        return PostgresBus(_needed(backend, url))
     if backend == "redis":
-        return _bus(".bus.redis", "RedisBus", _needed(backend, url), cluster=cluster)
+        from .bus.redis import RedisBus
+
+        return RedisBus(_needed(backend, url), cluster=cluster)
     raise ValueError(f"unknown store backend {backend!r}: use one of {', '.join(BACKENDS)}")
 
 
@@ -51,23 +56,3 @@ def _needed(backend: str, url: str | None) -> str:
     if not url:
         raise ValueError(f"the {backend} backend needs a URL")
     return url
-
-
-def _store(module: str, name: str, *args: Any, **kwargs: Any) -> Store:
-    built = _built(module, name, *args, **kwargs)
-    if not isinstance(built, Store):
-        raise TypeError(f"{module}.{name} is not a Store")
-    return built
-
-
-def _bus(module: str, name: str, *args: Any, **kwargs: Any) -> Bus:
-    built = _built(module, name, *args, **kwargs)
-    if not isinstance(built, Bus):
-        raise TypeError(f"{module}.{name} is not a Bus")
-    return built
-
-
-def _built(module: str, name: str, *args: Any, **kwargs: Any) -> object:
-    """`name` from `module` (relative to this package), imported now and not before, built with the arguments."""
-    made: object = getattr(importlib.import_module(module, __package__), name)(*args, **kwargs)
-    return made
