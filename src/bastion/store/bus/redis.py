@@ -5,15 +5,17 @@ Cluster it is a sharded channel (SPUBLISH / SSUBSCRIBE, Redis 7): the listener s
 owns the channel's slot and starts again if the slot moves.
 
 - `publish` tells this instance's subscribers at once, then sends the event to Redis. Each bus has an origin id
-  of its own and its listener drops what it sent itself: a local subscriber hears an event exactly once. If
-  Redis cannot take the event, `publish` raises StoreUnavailable after the local subscribers were told: the
-  other instances did not hear it, and the caller answers "try again later" rather than claim it is done.
+  of its own and its listener drops what it sent itself: a local subscriber hears an event exactly once. What
+  Redis cannot take now waits in an outbox (the newest OUTBOX_LIMIT events, in order), sent once the bus is
+  connected again (and tried again at every heartbeat), to the instances listening then; `publish` does not
+  raise for it, as on the PostgreSQL bus.
 - A listener task, started by start(), reads the channel and pings the server every `heartbeat` seconds.
   When the connection drops, or nothing (not even a pong) came back for two heartbeats and a timeout, it
   connects again with a growing pause (0.1 s, doubling, at most 2 s) and subscribes again.
 - Pub/sub keeps nothing for a listener that is away: events published while an instance was disconnected never
-  reach it. `healthy` is False from the moment the listener's connection is in doubt until it is subscribed
-  again, so that what depends on hearing events (cached token verifications) can stop trusting itself.
+  reach it. `healthy` is False (and `disconnected_since` the monotonic time it became so) from the moment the
+  listener's connection is in doubt until it is subscribed again, so that what depends on hearing events
+  (cached token verifications) can stop trusting itself.
 
 A message on the channel that is not a well-formed event is dropped with a warning that does not quote it.
 """
@@ -24,7 +26,8 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections import defaultdict
+import time
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -45,6 +48,7 @@ log = logging.getLogger("bastion.bus")
 CHANNEL = "bastion:bus"
 TIMEOUT_SECONDS = 3.0
 HEARTBEAT_SECONDS = 1.0
+OUTBOX_LIMIT = 1000
 FIRST_PAUSE, LONGEST_PAUSE = 0.1, 2.0
 FAULTS = (RedisError, RedisClusterException, OSError, TimeoutError)
 
@@ -93,12 +97,20 @@ class RedisBus(Bus):
         self._handlers: defaultdict[str, list[Handler]] = defaultdict(list)
         self._publisher: Redis | RedisCluster | None = None
         self._listener: asyncio.Task[None] | None = None
-        self._healthy = False
+        self._outbox: deque[bytes] = deque(maxlen=OUTBOX_LIMIT)
+        self._sending = asyncio.Lock()
+        self.disconnected_since: float | None = time.monotonic()  # None while subscribed
 
     @property
     def healthy(self) -> bool:
         """Subscribed and answering: events other instances publish reach this one."""
-        return self._healthy
+        return self.disconnected_since is None
+
+    def _set_healthy(self, healthy: bool) -> None:
+        if healthy:
+            self.disconnected_since = None
+        elif self.disconnected_since is None:
+            self.disconnected_since = time.monotonic()
 
     def _options(self) -> dict[str, Any]:
         return {"socket_timeout": self.timeout, "socket_connect_timeout": self.timeout, "retry": Retry(NoBackoff(), 0)}
@@ -108,17 +120,22 @@ class RedisBus(Bus):
 
     async def publish(self, topic: str, event: dict[str, Any]) -> None:
         self._deliver(topic, event)
-        publisher = self._publisher
-        if publisher is None:
-            raise StoreUnavailable("redis bus: not started, or closed")
-        message = orjson.dumps({"origin": self.origin, "topic": topic, "event": event})
-        try:
-            if isinstance(publisher, RedisCluster):
-                await publisher.execute_command("SPUBLISH", self.channel, message)
-            else:
-                await publisher.publish(self.channel, message)
-        except FAULTS as exc:
-            raise StoreUnavailable(f"redis bus: could not publish ({type(exc).__name__})") from exc
+        self._outbox.append(orjson.dumps({"origin": self.origin, "topic": topic, "event": event}))
+        await self._flush()
+
+    async def _flush(self) -> None:
+        """Send what waits to be sent, oldest first; what Redis cannot take now waits for the next try."""
+        async with self._sending:
+            while self._outbox and self._publisher is not None:
+                try:
+                    if isinstance(self._publisher, RedisCluster):
+                        await self._publisher.execute_command("SPUBLISH", self.channel, self._outbox[0])
+                    else:
+                        await self._publisher.publish(self.channel, self._outbox[0])
+                except FAULTS as exc:
+                    log.warning("redis bus: publishing deferred until Redis answers again (%s)", type(exc).__name__)
+                    return
+                self._outbox.popleft()
 
     def _deliver(self, topic: str, event: dict[str, Any]) -> None:
         for handler in self._handlers.get(topic, ()):
@@ -152,7 +169,7 @@ class RedisBus(Bus):
                     await publisher.aclose()
             raise StoreUnavailable(f"redis bus: cannot connect ({type(exc).__name__})") from exc
         self._publisher = publisher
-        self._healthy = True
+        self._set_healthy(True)
         self._listener = asyncio.create_task(self._listen(subscription), name="bastion-redis-bus")
 
     async def _subscribe(self) -> _Subscription:
@@ -195,23 +212,24 @@ class RedisBus(Bus):
                         subscription = await self._subscribe()
                         log.info("the redis bus is connected again")
                         pause = FIRST_PAUSE
-                    self._healthy = True
+                    self._set_healthy(True)
+                    await self._flush()
                     await self._read(subscription.pubsub)
                 except (*FAULTS, _Lost) as exc:
-                    if self._healthy:
+                    if self.healthy:
                         log.warning(
                             "the redis bus lost its connection (%s): events from other instances are missed until "
                             "it is back",
                             type(exc).__name__,
                         )
-                    self._healthy = False
+                    self._set_healthy(False)
                     if subscription is not None:
                         await subscription.close()
                         subscription = None
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, LONGEST_PAUSE)
         finally:
-            self._healthy = False
+            self._set_healthy(False)
             if subscription is not None:
                 await subscription.close()
 
@@ -222,6 +240,7 @@ class RedisBus(Bus):
             if loop.time() >= next_ping:
                 await pubsub.ping()
                 next_ping = loop.time() + self.heartbeat
+                await self._flush()
             message = await pubsub.get_message(timeout=self.heartbeat)
             now = loop.time()
             if message is not None:
@@ -252,7 +271,7 @@ class RedisBus(Bus):
         self._deliver(message["topic"], message["event"])
 
     async def close(self) -> None:
-        self._healthy = False
+        self._set_healthy(False)
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.cancel()
