@@ -42,9 +42,11 @@ class BearerGate:
         self.resource_path = challenges.resource_path
         self.required_scopes = challenges.required_scopes
         self._required = frozenset(challenges.required_scopes)
-        self._cache: OrderedDict[tuple[str, bytes], tuple[Principal, float]] = OrderedDict()
+        # token, Host -> (principal, until, bus generation it was verified under)
+        self._cache: OrderedDict[tuple[str, bytes], tuple[Principal, float, int]] = OrderedDict()
         self._pending: dict[tuple[str, bytes], asyncio.Future[Principal | None]] = {}
         self.sampled = SampledLog(log)  # anyone can make outages show at will: a flood writes one line per period
+        self.bus = bus
         if bus is not None:
             bus.subscribe(GRANT_REVOKED, self.forget)
 
@@ -94,11 +96,16 @@ class BearerGate:
 
     async def _principal(self, token: str, host: bytes, scope: Any) -> Principal | None:
         now = time.time()
+        # A remembered verification is only as good as the bus that would say it was revoked: while the bus is
+        # down nothing is remembered, and what was remembered before it went down is not used after.
+        bus = self.bus
+        trusted = bus is None or bus.healthy
+        generation = bus.generation if bus is not None else 0
         # Keyed by the Host too: without public_url, the resource (and so a token's validity) follows it.
         key = (token, host)
         cached = self._cache.get(key)
         if cached is not None:
-            if cached[1] > now:
+            if trusted and cached[1] > now and cached[2] == generation:
                 return cached[0]
             del self._cache[key]
         resource = base_url(scope, self.public_url) + self.resource_path
@@ -109,9 +116,9 @@ class BearerGate:
             self._pending[key] = pending
             pending.add_done_callback(lambda _: self._pending.pop(key, None))
         principal = await asyncio.shield(pending)
-        if principal is not None:
+        if principal is not None and trusted:
             until = min(now + CACHE_SECONDS, principal.expires_at or now + CACHE_SECONDS)
-            self._cache[key] = (principal, until)
+            self._cache[key] = (principal, until, generation)
             if len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
         return principal

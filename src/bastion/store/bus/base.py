@@ -13,6 +13,15 @@ GRANT_REVOKED = "grant.revoked"
 
 
 class Bus(abc.ABC):
+    # Network buses count their (re)connections: events published while one was down never reach it, so what a
+    # subscriber cached under an earlier generation (or while `healthy` is False) is not to be trusted.
+    generation: int = 0
+
+    @property
+    def healthy(self) -> bool:
+        """Events other instances publish reach this one (always, for the in-process bus)."""
+        return True
+
     @abc.abstractmethod
     def subscribe(self, topic: str, handler: Handler) -> None:
         """Call `handler(event)` for every event published on `topic` from now on."""

@@ -107,6 +107,7 @@ class PostgresBus(Bus):
         conn.add_termination_listener(self._lost)
         self._conn = conn
         self.disconnected_since = None
+        self.generation += 1
         await self._flush_outbox()
 
     def _lost(self, conn: Any) -> None:

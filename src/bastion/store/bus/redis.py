@@ -108,6 +108,8 @@ class RedisBus(Bus):
 
     def _set_healthy(self, healthy: bool) -> None:
         if healthy:
+            if self.disconnected_since is not None:
+                self.generation += 1  # what was missed meanwhile is gone: caches from before are stale
             self.disconnected_since = None
         elif self.disconnected_since is None:
             self.disconnected_since = time.monotonic()
