@@ -10,62 +10,16 @@ authenticated row's requests/s within 10% of unauthenticated (ratio >= 0.90).
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import re
-import secrets
 import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
-import httpx
+from sign_in import access_token
 from tools_call import BASTION, ROOT, Target, arguments, measure
 
 sys.path.insert(0, str(ROOT))
 from tests.jwt_issuer import LocalIssuer, local_issuer
-
-
-def access_token(base: str) -> str:
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    redirect = "http://127.0.0.1:1/callback"
-    with httpx.Client(base_url=base, timeout=10) as http:
-        client_id = http.post(
-            "/register", json={"redirect_uris": [redirect], "token_endpoint_auth_method": "none"}
-        ).json()["client_id"]
-        start = http.get(
-            "/authorize",
-            params={
-                "response_type": "code",
-                "client_id": client_id,
-                "redirect_uri": redirect,
-                "code_challenge": challenge,
-                "code_challenge_method": "S256",
-            },
-        )
-        # The consent screen: its CSRF token comes in the form and in a __Host- cookie, sent by hand because
-        # Python's cookie jar keeps Secure cookies from plain-http loopback (browsers send them there).
-        page = http.get(start.headers["location"])
-        fields = dict(re.findall(r'name="(transaction|csrf_token)" value="([^"]*)"', page.text))
-        cookie = page.headers["set-cookie"].split(";", 1)[0]
-        approved = http.post("/consent", data={**fields, "decision": "approve"}, headers={"cookie": cookie})
-        form = http.get(approved.headers["location"])
-        transaction = re.search(r'name="transaction" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
-        back = http.post("/login/dev", data={"transaction": transaction, "username": "bench"})
-        code = parse_qs(urlsplit(back.headers["location"]).query)["code"][0]
-        tokens = http.post(
-            "/token",
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "client_id": client_id,
-                "redirect_uri": redirect,
-                "code_verifier": verifier,
-            },
-        ).json()
-        return str(tokens["access_token"])
 
 
 def external_jwt(issuer: LocalIssuer):

@@ -11,19 +11,21 @@ throughput >= 0.6 of raw, p99 <= 2x raw, peak RSS <= 60 MB.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,10 +52,18 @@ def call_body(tool: str, modern: bool = True) -> str:
     return json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params})
 
 
-def post(url: str, body: str, headers: dict[str, str]) -> tuple[dict, dict[str, str]]:
+def post(
+    url: str, body: str, headers: dict[str, str], tls: ssl.SSLContext | None = None
+) -> tuple[dict, dict[str, str]]:
     request = urllib.request.Request(url, body.encode(), {"content-type": "application/json", **headers})
-    with urllib.request.urlopen(request, timeout=5) as response:
+    with urllib.request.urlopen(request, timeout=5, context=tls) as response:
         return json.loads(response.read() or b"null"), dict(response.headers)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc (the fields after the command's closing parenthesis)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -69,12 +79,22 @@ class Target:
     bearer: Callable[[str], str] | None = None  # obtains an access token from the server at this base URL
     process: subprocess.Popen | None = None
     port: int = 0
+    tls: ssl.SSLContext | None = None  # what a check over https trusts (wrk does not verify certificates)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/mcp"
+        return f"{self.base}/mcp"
 
     def start(self) -> None:
+        self.launch()
+        self.prepare()
+
+    def launch(self) -> None:
+        """Start the process and wait until its port accepts connections."""
         self.port = free_port()
         command = [part.replace("{port}", str(self.port)) for part in self.command]
         self.process = subprocess.Popen(
@@ -89,14 +109,18 @@ class Target:
         while time.monotonic() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                break
+                return
             except OSError:
+                if self.process.poll() is not None:
+                    break
                 time.sleep(0.1)
-        else:
-            raise RuntimeError(f"{self.name} did not start")
+        raise RuntimeError(f"{self.name} did not start")
+
+    def prepare(self) -> None:
+        """Headers and body of the call (a token and a session first, where the target needs them); one check."""
         self.headers = {"accept": "application/json, text/event-stream"}
         if self.bearer is not None:
-            self.headers["authorization"] = f"Bearer {self.bearer(f'http://127.0.0.1:{self.port}')}"
+            self.headers["authorization"] = f"Bearer {self.bearer(self.base)}"
         if self.legacy:
             init = json.dumps(
                 {
@@ -110,7 +134,7 @@ class Target:
                     },
                 }
             )
-            _, response_headers = post(self.url, init, self.headers)
+            _, response_headers = post(self.url, init, self.headers, self.tls)
             session = {k.lower(): v for k, v in response_headers.items()}["mcp-session-id"]
             self.headers.update({"mcp-session-id": session, "mcp-protocol-version": "2025-11-25"})
             self.body = call_body(self.tool, modern=False)
@@ -119,8 +143,13 @@ class Target:
                 {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": self.tool}
             )
             self.body = call_body(self.tool)
-        answer, _ = post(self.url, self.body, self.headers)
+        answer, _ = post(self.url, self.body, self.headers, self.tls)
         assert answer["result"]["structuredContent"] == {"result": 42}, answer
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the serving process has used so far (all its threads)."""
+        assert self.process is not None
+        return process_cpu_seconds(self.process.pid)
 
     def peak_rss_mb(self) -> float:
         assert self.process is not None
@@ -154,15 +183,23 @@ def to_ms(value: str) -> float:
     return float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[match.group(2)]
 
 
-def load(wrk: str, target: Target, seconds: int, connections: int, workdir: Path) -> dict[str, float]:
-    script = workdir / f"{target.name}.lua"
+def call_script(target: Target) -> str:
+    """wrk's Lua for the target's call: the same POST on every request."""
     headers = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in target.headers.items())
-    script.write_text(
+    return (
         f'wrk.method = "POST"\nwrk.body = {json.dumps(target.body)}\n'
         f'wrk.headers["content-type"] = "application/json"\n{headers}'
     )
+
+
+def load(
+    wrk: str, target: Target, seconds: int, connections: int, workdir: Path, script: str | None = None, url: str = ""
+) -> dict[str, float]:
+    """One wrk run against the target (its call, or `script` against `url`): requests/s, p50 and p99 in ms."""
+    path = workdir / f"{target.name}.lua"
+    path.write_text(script if script is not None else call_script(target))
     out = subprocess.run(
-        [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), target.url],
+        [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(path), url or target.url],
         capture_output=True,
         text=True,
         check=True,
@@ -176,36 +213,61 @@ def load(wrk: str, target: Target, seconds: int, connections: int, workdir: Path
     }
 
 
-def arguments(description: str) -> argparse.Namespace:
+def options(description: str) -> argparse.ArgumentParser:
+    """The options every wrk benchmark takes (a script may add its own)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
-    return parser.parse_args()
+    return parser
+
+
+def arguments(description: str) -> argparse.Namespace:
+    return options(description).parse_args()
+
+
+@contextlib.contextmanager
+def started(targets: list[Target]) -> Iterator[None]:
+    """Every target started (and checked) for the block, stopped after it."""
+    try:
+        for target in targets:
+            target.start()
+        yield
+    finally:
+        for target in targets:
+            target.stop()
+
+
+Load = Callable[[Target, int], dict[str, float]]  # one run against a target for some seconds: its figures
+WARM_UP = 2
+
+
+def in_turn(targets: list[Target], rounds: int, seconds: int, run: Load) -> dict[str, dict[str, float]]:
+    """`run` on each target in turn, round after round (a short warm-up first); medians by name.
+
+    Each round starts with a different target, so no target always runs after the same neighbour.
+    """
+    results: dict[str, list[dict[str, float]]] = {t.name: [] for t in targets}
+    for target in targets:
+        run(target, WARM_UP)
+    for round_ in range(rounds):
+        shift = round_ % len(targets)
+        for target in targets[shift:] + targets[:shift]:
+            results[target.name].append(run(target, seconds))
+    return {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in results.items()}
 
 
 def measure(targets: list[Target], args: argparse.Namespace) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """Start every target, warm each up, load them in turn round after round; medians and peak RSS by name."""
+    """Start every target, load them in turn round after round; medians and peak RSS by name."""
     wrk = ensure_wrk()
-    results: dict[str, list[dict[str, float]]] = {t.name: [] for t in targets}
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            for target in targets:
-                target.start()
-                load(wrk, target, 2, args.connections, Path(tmp))  # warm-up
-            for round_ in range(args.rounds):
-                # Each round starts with a different target, so no target always runs after the same neighbour.
-                shift = round_ % len(targets)
-                for target in targets[shift:] + targets[:shift]:
-                    results[target.name].append(load(wrk, target, args.seconds, args.connections, Path(tmp)))
-            rss = {t.name: t.peak_rss_mb() for t in targets}
-        finally:
-            for target in targets:
-                target.stop()
-    summary = {
-        name: {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99")}
-        for name, runs in results.items()
-    }
+    with tempfile.TemporaryDirectory() as tmp, started(targets):
+        summary = in_turn(
+            targets,
+            args.rounds,
+            args.seconds,
+            lambda target, seconds: load(wrk, target, seconds, args.connections, Path(tmp)),
+        )
+        rss = {t.name: t.peak_rss_mb() for t in targets}
     return summary, rss
 
 
