@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import secrets
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from sign_in import access_token, grants
+from sign_in import access_token, authorization_server, grants
 from tools_call import BASTION, ROOT, Target, ensure_wrk, in_turn, load, options, process_cpu_seconds, started
 
 sys.path.insert(0, str(ROOT))
@@ -104,12 +103,7 @@ def main() -> int:
     wrk = ensure_wrk()
     with tempfile.TemporaryDirectory() as tmp, stores(Path(tmp)) as backends:
         workdir = Path(tmp)
-        shared = {
-            "BASTION_AUTHORIZATION_SERVER__ENABLED": "true",
-            "BASTION_AUTHORIZATION_SERVER__DEV_LOGIN": "true",
-            "BASTION_STATE_SECRET": secrets.token_urlsafe(32),
-            "BASTION_AUTHORIZATION_SERVER__COOKIE_SECRET": secrets.token_urlsafe(32),
-        }
+        shared = authorization_server()
         targets = [
             Target(name, BASTION, env={**shared, **env}, bearer=access_token) for name, (env, _) in backends.items()
         ]

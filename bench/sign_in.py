@@ -75,3 +75,13 @@ def grants(base: str, count: int, parallel: int = 8) -> tuple[str, list[str]]:
         return client_id, list(await asyncio.gather(*(one() for _ in range(count))))
 
     return asyncio.run(flow())
+
+
+def authorization_server() -> dict[str, str]:
+    """Settings (environment) for instances running the authorization server with dev login, sharing secrets."""
+    return {
+        "BASTION_AUTHORIZATION_SERVER__ENABLED": "true",
+        "BASTION_AUTHORIZATION_SERVER__DEV_LOGIN": "true",
+        "BASTION_STATE_SECRET": secrets.token_urlsafe(32),
+        "BASTION_AUTHORIZATION_SERVER__COOKIE_SECRET": secrets.token_urlsafe(32),
+    }
