@@ -73,10 +73,21 @@ def build(
     opened.add("tool threads", server.close)
     routes: list[BaseRoute] = []
 
+    # One bus per instance, opened when something uses it: the bearer gate (revocations) and, on a shared store,
+    # the relay that tells clients of every instance about list changes and resource updates raised on any.
+    bus = None
+    if not settings.worker.only and (settings.authenticated or settings.store.shared):
+        bus = _open_bus(settings, opened, startup)
     protection = None
-    if settings.authenticated and not settings.worker.only:
-        protection = _Protection.build(app, settings, opened, startup, store, upstream)
+    if settings.authenticated and bus is not None:
+        protection = _Protection.build(app, settings, opened, startup, store, upstream, bus)
         routes += protection.routes
+    if settings.store.shared and bus is not None:
+        from .relay import Relay
+
+        relay = Relay(app.broadcaster, bus)
+        startup.append(("notification relay", relay.start))
+        opened.add("notification relay", relay.close)
 
     sessions = SessionTable(settings.max_sessions, settings.session_idle_seconds, app.broadcaster)
     endpoint = StreamableHTTP(
@@ -150,14 +161,17 @@ class _Protection:
         startup: list[Step],
         store: Store | None,
         upstream: Mapping[str, UpstreamProvider] | None,
+        bus: Bus,
     ) -> _Protection:
         from .resource import metadata as resource_metadata
         from .resource.challenge import Challenges
         from .resource.tokens import TokenVerifier
+        from .store.bus import LocalBus
 
-        bus = _open_bus(settings)
-        startup.append(("bus", bus.start))
-        opened.add("bus", bus.close)
+        if not settings.authorization_server.enabled:
+            # Only Bastion's own grants are revoked: without its authorization server the gate has nothing to hear,
+            # and its cache of external verifications need not depend on the shared bus being up.
+            bus = LocalBus()
         routes: list[BaseRoute] = []
         authorization = None
         if settings.authorization_server.enabled:
@@ -195,14 +209,16 @@ def _open_store(settings: Settings) -> Store:
         raise SettingsError(f"store: {configured.backend} {where}cannot be used ({exc}); {fix}") from None
 
 
-def _open_bus(settings: Settings) -> Bus:
-    """Within this process for memory and SQLite; through PostgreSQL or Redis, reaching every instance, for those.
-    Only Bastion's own grants are revoked: without its authorization server there is nothing to carry further."""
+def _open_bus(settings: Settings, opened: _Opened, startup: list[Step]) -> Bus:
+    """Within this process for memory and SQLite; through PostgreSQL or Redis, reaching every instance, for those
+    (also without authentication: the relay of list changes needs it)."""
     from .store import open_bus
 
     configured = settings.store
-    backend = configured.backend if settings.authorization_server.enabled else "memory"
-    return open_bus(backend, url=configured.connection_url(), cluster=configured.cluster)
+    bus = open_bus(configured.backend, url=configured.connection_url(), cluster=configured.cluster)
+    startup.append(("bus", bus.start))
+    opened.add("bus", bus.close)
+    return bus
 
 
 def _reachable(store: Store) -> Callable[[], Awaitable[None]]:

@@ -2,6 +2,10 @@
 
 Listeners are legacy sessions (their GET stream, or stdout for stdio) and 2026-07-28 `subscriptions/listen`
 streams; each says which notifications it wants.
+
+A change raised here (`list_changed`, `resource_updated`) is told to this process's listeners and handed to each
+forwarder (the relay to other instances); one heard from elsewhere goes through `deliver`: listeners only, never
+handed on, so that nothing travels in a loop.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from .jsonrpc import notification_message
 
@@ -21,6 +25,18 @@ LIST_CHANGED = {
     "resources": "notifications/resources/list_changed",
     "prompts": "notifications/prompts/list_changed",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A list changed (`subject` is "tools", "resources" or "prompts"), or a resource (`subject` its URI) was
+    updated."""
+
+    what: Literal["list_changed", "resource_updated"]
+    subject: str
+
+
+Forwarder = Callable[[Change], Awaitable[None]]
 
 
 @dataclass(eq=False, slots=True)
@@ -36,16 +52,27 @@ class Broadcaster:
         self._listeners: set[Listener] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._forwarders: list[Forwarder] = []
 
     def add(self, listener: Listener) -> None:
         self._loop = asyncio.get_running_loop()
         self._listeners.add(listener)
 
+    def forward(self, forwarder: Forwarder) -> None:
+        """Hand every change raised here to `forwarder` too, after this process's listeners have been told.
+        Called on the serving loop, so that changes raised before anyone here listens still go out."""
+        self._loop = asyncio.get_running_loop()
+        self._forwarders.append(forwarder)
+
+    def stop_forwarding(self, forwarder: Forwarder) -> None:
+        if forwarder in self._forwarders:
+            self._forwarders.remove(forwarder)
+
     def list_changed_soon(self, kind: str) -> None:
         """Schedule list_changed from any thread (tools may register tools from a worker thread)."""
         loop = self._loop
         if loop is None or loop.is_closed():
-            return  # nobody has listened yet: nothing to tell
+            return  # nobody has listened or forwarded yet: nothing to tell
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -64,15 +91,32 @@ class Broadcaster:
         self._listeners.discard(listener)
 
     async def list_changed(self, kind: str) -> None:
-        method = LIST_CHANGED[kind]
-        for listener in list(self._listeners):
-            if kind in listener.lists:
-                await self._deliver(listener, method, {})
+        """A list changed here: tell this process's listeners, then the forwarders."""
+        await self._raised(Change("list_changed", kind))
 
     async def resource_updated(self, uri: str) -> None:
-        for listener in list(self._listeners):
-            if uri in listener.resources:
-                await self._deliver(listener, "notifications/resources/updated", {"uri": uri})
+        """A resource changed here: tell this process's listeners subscribed to it, then the forwarders."""
+        await self._raised(Change("resource_updated", uri))
+
+    async def _raised(self, change: Change) -> None:
+        await self.deliver(change)
+        for forwarder in list(self._forwarders):
+            try:
+                await forwarder(change)
+            except Exception:  # the listeners here were told; another instance missing it must not fail the caller
+                log.warning("a change could not be forwarded to other instances", exc_info=True)
+
+    async def deliver(self, change: Change) -> None:
+        """Tell this process's listeners only: for a change raised elsewhere (never handed to the forwarders)."""
+        if change.what == "list_changed":
+            method = LIST_CHANGED[change.subject]
+            for listener in list(self._listeners):
+                if change.subject in listener.lists:
+                    await self._deliver(listener, method, {})
+        else:
+            for listener in list(self._listeners):
+                if change.subject in listener.resources:
+                    await self._deliver(listener, "notifications/resources/updated", {"uri": change.subject})
 
     async def _deliver(self, listener: Listener, method: str, params: dict[str, Any]) -> None:
         if listener.meta:
