@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -23,24 +24,30 @@ __all__ = ["free_port"]  # the e2e tests take it from here
 
 @contextmanager
 def bastion_server(
-    target: Path | str, *args: str, env: dict[str, str] | None = None, port: int | None = None
+    target: Path | str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    log: Path | None = None,
 ) -> Iterator[str]:
-    """Run `bastion serve target` on a free port (or `port`); yields the MCP URL, stops the server afterwards."""
+    """Run `bastion serve target` on a free port (or `port`); yields the MCP URL, stops the server afterwards.
+    With `log`, its output goes to that file (for a test to read, and so that a long run never fills a pipe)."""
     port = port or free_port()
     command = [sys.executable, "-m", "bastion.cli", "serve", str(target), "--port", str(port), *args]
-    process = subprocess.Popen(
-        command,
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-        start_new_session=True,
-    )
+    with open(log, "wb") if log else contextlib.nullcontext(subprocess.PIPE) as output:
+        process = subprocess.Popen(
+            command,
+            env={**os.environ, **(env or {})},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
         if process.poll() is not None:
-            output = process.stdout.read().decode() if process.stdout else ""
+            output = log.read_text() if log else process.stdout.read().decode() if process.stdout else ""
             raise RuntimeError(f"server exited with {process.returncode}:\n{output}")
         return healthy(base)
 

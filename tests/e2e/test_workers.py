@@ -18,6 +18,7 @@ from bastion.resource.bearer import CACHE_SECONDS
 from tests.browser import walk
 from tests.oauth.conftest import REDIRECT, VERIFIER, challenge, query_of
 
+from .calls import pid_call
 from .conftest import ROOT, bastion_server
 from .test_sdk_oauth import HeadlessBrowser, MemoryStorage, call_tool_text, provider_for
 
@@ -107,20 +108,7 @@ class Pinned:
         return response
 
     async def call_pid(self, token: str) -> httpx.Response:
-        headers = {
-            "authorization": f"Bearer {token}",
-            "accept": "application/json, text/event-stream",
-            "mcp-protocol-version": "2026-07-28",
-            "mcp-method": "tools/call",
-            "mcp-name": "pid",
-        }
-        meta = {
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientInfo": {"name": "workers-test", "version": "1"},
-            "io.modelcontextprotocol/clientCapabilities": {},
-        }
-        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "pid", "_meta": meta}}
-        return await self.send("POST", "/mcp", headers=headers, json=body)
+        return await self.send("POST", "/mcp", **pid_call(token, "workers-test"))
 
 
 async def one_per_worker(base: str, token: str) -> tuple[Pinned, Pinned]:
@@ -141,9 +129,9 @@ async def one_per_worker(base: str, token: str) -> tuple[Pinned, Pinned]:
     raise AssertionError("one worker accepted every connection")
 
 
-async def grant(base: str, client_id: str, verify: Any = True) -> dict[str, Any]:
-    """A fresh grant, each request of the sign-in on a new connection (so on either worker): the consent form,
-    its cookie and the code cross workers, which works only because every worker signs with the same keys."""
+async def authorization_code(base: str, client_id: str, verify: Any = True) -> str:
+    """A fresh code, each request of the sign-in on a new connection (so on any worker or instance): the consent
+    form, its cookie and the code cross processes, which works only because every one signs with the same keys."""
     params = {
         "response_type": "code",
         "client_id": client_id,
@@ -156,16 +144,27 @@ async def grant(base: str, client_id: str, verify: Any = True) -> dict[str, Any]
     fresh = httpx.Limits(max_keepalive_connections=0)
     async with httpx.AsyncClient(limits=fresh, timeout=30, verify=verify) as browser:
         back = await walk(browser, str(httpx.URL(f"{base}/authorize", params=params)), "revoked-user")
-        code = query_of(back)["code"]
-        form = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT,
-            "code_verifier": VERIFIER,
-            "client_id": client_id,
-            "resource": f"{base}/mcp",
-        }
-        tokens = await browser.post(f"{base}/token", data=form)
+    return query_of(back)["code"]
+
+
+def redemption(base: str, client_id: str, code: str) -> dict[str, str]:
+    """The /token form redeeming `code` (from `authorization_code`, for the resource at `base`)."""
+    return {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT,
+        "code_verifier": VERIFIER,
+        "client_id": client_id,
+        "resource": f"{base}/mcp",
+    }
+
+
+async def grant(base: str, client_id: str, verify: Any = True) -> dict[str, Any]:
+    """A fresh grant: a code from `authorization_code`, redeemed on a new connection too."""
+    code = await authorization_code(base, client_id, verify)
+    fresh = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(limits=fresh, timeout=30, verify=verify) as http:
+        tokens = await http.post(f"{base}/token", data=redemption(base, client_id, code))
     assert tokens.status_code == 200, tokens.text
     return tokens.json()
 

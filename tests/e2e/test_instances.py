@@ -1,0 +1,295 @@
+"""Three `bastion serve` instances on one shared store (PostgreSQL, then a single Redis) behind HAProxy round robin
+without affinity, as docs/deployment.md describes: the official SDK client's OAuth flow and tool calls served by
+all three, a revocation reaching every instance through the bus, one-time codes and refresh tokens raced across
+instances, and the store stopped under them and started again.
+
+Only the 2026-07-28 era is tested here: a legacy session lives in the process that opened it, so its requests
+must all reach that instance (docs/deployment.md, "Not yet across instances")."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import ssl
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.auth import OAuthToken
+
+from bastion.resource.bearer import CACHE_SECONDS
+from mcp import Client
+from tests.oauth.conftest import REDIRECT
+from tests.services import postgres, redis
+from tests.waiting import eventually
+
+from .calls import pid_call, served_by
+from .conftest import bastion_server, free_port
+from .haproxy import example_env, example_for, proxy
+from .test_sdk_oauth import HeadlessBrowser, MemoryStorage, provider_for
+from .test_workers import SERVER, authorization_code, grant, redemption
+
+pytestmark = pytest.mark.e2e
+INSTANCES = 3
+CODE_RACE = 200
+REFRESH_RACE = 50
+CLIENT = "instances-test"
+RECORD = re.compile(r"(?m)^(?=\d{4}-\d\d-\d\d |INFO:|WARNING:|ERROR:)")  # where each log record starts
+# asyncpg's pool logs this, with a full traceback, each time it fails to reconnect its floor of one connection.
+DRIVER_NOISE = "asyncpg.pool: Failed to restore the pool connection floor"
+
+
+@dataclass
+class Deployment:
+    backend: str
+    base: str  # HAProxy's https URL, the public_url every instance shares
+    direct: list[str]  # each instance's own http://127.0.0.1:<port>, bypassing the proxy
+    logs: list[Path]
+    trust: Path
+    store_down: Callable[[], None]
+    store_up: Callable[[], None]
+
+    @property
+    def verify(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.trust)
+
+    def assert_clean(self) -> int:
+        """No instance answered a 500 or wrote a traceback, whatever the test did to it. Returns how many log
+        records were asyncpg's own pool warning with its traceback (a known fault, reported: see the last test)."""
+        noise = 0
+        for log in self.logs:
+            records = RECORD.split(log.read_text(errors="replace"))
+            noise += sum(DRIVER_NOISE in r for r in records)
+            text = "".join(r for r in records if DRIVER_NOISE not in r)
+            assert "Traceback" not in text and not re.search(r'" 500\b', text), f"{log.name}:\n{text[-4000:]}"
+        return noise
+
+
+@pytest.fixture(scope="module", params=["postgres", "redis"])
+def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """The store of the tests' own, three instances sharing it (same secrets, same public URL), HAProxy in front."""
+    backend: str = request.param
+    folder = tmp_path_factory.mktemp(backend)
+    with ExitStack() as stack:
+        if backend == "postgres":
+            cluster = stack.enter_context(postgres.running_cluster())
+            url, down, up = cluster.database(), cluster.stop, cluster.start
+        else:
+            server = stack.enter_context(redis.running_server())
+            url, down, up = server.url, server.kill, server.start  # killed: a crash, not a clean shutdown
+        listen, ports = free_port(), [free_port() for _ in range(INSTANCES)]
+        env = example_env(folder, listen, ports)
+        shared = {
+            "BASTION_AUTHORIZATION_SERVER__ENABLED": "true",
+            "BASTION_AUTHORIZATION_SERVER__DEV_LOGIN": "true",
+            "BASTION_STORE__BACKEND": backend,
+            "BASTION_STORE__URL_ENV": "SHARED_STORE_URL",
+            "SHARED_STORE_URL": url,
+            "BASTION_STATE_SECRET": secrets.token_urlsafe(32),
+            "BASTION_AUTHORIZATION_SERVER__COOKIE_SECRET": secrets.token_urlsafe(32),
+            "BASTION_PUBLIC_URL": f"https://localhost:{listen}",
+            "BASTION_TRUSTED_PROXIES": "127.0.0.1",
+            "BASTION_JSON_RESPONSE": "true",
+        }
+        logs = [folder / f"instance{i}.log" for i in range(INSTANCES)]
+        for port, log in zip(ports, logs, strict=True):
+            stack.enter_context(bastion_server(SERVER, env=shared, port=port, log=log))
+        trust = folder / "trust.pem"
+        base = stack.enter_context(proxy(env, trust, listen, example_for(folder, INSTANCES)))
+        yield Deployment(backend, base, [f"http://127.0.0.1:{p}" for p in ports], logs, trust, down, up)
+
+
+async def register(http: httpx.AsyncClient, base: str) -> str:
+    answer = await http.post(
+        f"{base}/register", json={"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}
+    )
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["client_id"])
+
+
+def refresh_form(client_id: str, refresh_token: str) -> dict[str, str]:
+    return {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": client_id}
+
+
+async def refused_everywhere(http: httpx.AsyncClient, d: Deployment, client_id: str, tokens: dict[str, Any]) -> None:
+    """Every instance, asked directly, refuses the access token (401 invalid_token) and the refresh token
+    (invalid_grant): nothing of the grant still works anywhere."""
+    for instance in d.direct:
+        call = await http.post(f"{instance}/mcp", **pid_call(tokens["access_token"], CLIENT))
+        assert call.status_code == 401 and 'error="invalid_token"' in call.headers["www-authenticate"], call.text
+        renewed = await http.post(f"{instance}/token", data=refresh_form(client_id, tokens["refresh_token"]))
+        assert renewed.status_code == 400 and renewed.json()["error"] == "invalid_grant", renewed.text
+
+
+async def test_the_sdk_client_is_served_by_all_three_and_a_revocation_reaches_each_over_the_bus(
+    deployment, monkeypatch
+):
+    d = deployment
+    monkeypatch.setenv("SSL_CERT_FILE", str(d.trust))  # the SDK client and the headless browser trust the proxy
+    url = f"{d.base}/mcp"
+    storage, browser = MemoryStorage(), HeadlessBrowser()
+    pids: set[int] = set()
+    async with (
+        httpx2.AsyncClient(auth=provider_for(url, storage, browser), timeout=30) as http,
+        Client(streamable_http_client(url, http_client=http), mode="2026-07-28") as client,
+    ):
+        for _ in range(3 * INSTANCES):  # round robin: each instance gets some of the calls
+            pids.add(int((await client.call_tool("pid", {})).content[0].text))
+    assert len(pids) == INSTANCES, pids
+    first = storage.tokens
+    assert first is not None and first.refresh_token and browser.visits == 1
+
+    # The access token has run out: the SDK refreshes it (on whichever instance) without the browser.
+    storage.tokens = OAuthToken(
+        access_token="expired.token", token_type="Bearer", expires_in=-1, refresh_token=first.refresh_token
+    )
+    provider = provider_for(url, storage, browser)
+    provider.context.token_expiry_time = 1.0
+    async with (
+        httpx2.AsyncClient(auth=provider, timeout=30) as http,
+        Client(streamable_http_client(url, http_client=http), mode="2026-07-28") as client,
+    ):
+        assert int((await client.call_tool("pid", {})).content[0].text) in pids
+    renewed = storage.tokens
+    assert browser.visits == 1 and renewed.refresh_token not in (None, first.refresh_token)
+    assert storage.client is not None
+
+    async with httpx.AsyncClient(timeout=30) as direct:
+        # Each instance verifies the renewed token itself, and so remembers it for CACHE_SECONDS.
+        served = {served_by(await direct.post(f"{i}/mcp", **pid_call(renewed.access_token, CLIENT))) for i in d.direct}
+        assert served == pids
+        revoked_at = time.monotonic()
+        async with httpx.AsyncClient(verify=d.verify, timeout=30) as public:
+            form = {"client_id": storage.client.client_id, "token": renewed.refresh_token}
+            assert (await public.post(f"{d.base}/revoke", data=form)).status_code == 200
+
+        async def refused_by(instance: str) -> float:
+            async def refused() -> bool:
+                answer = await direct.post(f"{instance}/mcp", **pid_call(renewed.access_token, CLIENT))
+                assert answer.status_code in (200, 401), answer.text
+                return answer.status_code == 401
+
+            await eventually(refused, f"{instance} refusing the revoked token")
+            return time.monotonic() - revoked_at
+
+        took = await asyncio.gather(*(refused_by(i) for i in d.direct))
+    print(
+        f"\n{d.backend}: revocation refused by the 3 instances after "
+        + ", ".join(f"{t * 1000:.0f}" for t in took)
+        + " ms"
+    )
+    # Not a timing bound: every instance let go before its cache would have, so the bus told each of them.
+    assert max(took) < CACHE_SECONDS
+    assert d.assert_clean() == 0
+
+
+async def test_one_code_redeemed_200_times_across_instances_wins_once_and_the_replays_revoke_it(deployment):
+    d = deployment
+    limits = httpx.Limits(max_connections=CODE_RACE + 10)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        client_id = await register(http, d.direct[0])
+        code = await authorization_code(d.base, client_id, d.verify)
+        form = redemption(d.base, client_id, code)
+        answers = await asyncio.gather(
+            *(http.post(f"{d.direct[n % INSTANCES]}/token", data=form) for n in range(CODE_RACE))
+        )
+        statuses = Counter(a.status_code for a in answers)
+        assert statuses == {200: 1, 400: CODE_RACE - 1}, statuses
+        refusals = [a for a in answers if a.status_code == 400]
+        assert {a.json()["error"] for a in refusals} == {"invalid_grant"}
+        assert all("access_token" not in a.text for a in refusals)
+        [won] = [a.json() for a in answers if a.status_code == 200]
+        assert won["access_token"] and won["refresh_token"]
+        # A replay by the client the code was issued to revokes what the code issued (docs/authorization.md).
+        await refused_everywhere(http, d, client_id, won)
+    assert d.assert_clean() == 0
+
+
+async def test_one_refresh_token_used_50_times_across_instances_renews_once_and_the_reuse_revokes_the_grant(
+    deployment,
+):
+    d = deployment
+    limits = httpx.Limits(max_connections=REFRESH_RACE + 10)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        client_id = await register(http, d.direct[1])
+        tokens = await grant(d.base, client_id, d.verify)
+        for instance in d.direct:  # each instance remembers the first access token as verified
+            served_by(await http.post(f"{instance}/mcp", **pid_call(tokens["access_token"], CLIENT)))
+        form = refresh_form(client_id, tokens["refresh_token"])
+        started = time.monotonic()
+        answers = await asyncio.gather(
+            *(http.post(f"{d.direct[n % INSTANCES]}/token", data=form) for n in range(REFRESH_RACE))
+        )
+        statuses = Counter(a.status_code for a in answers)
+        assert statuses == {200: 1, 400: REFRESH_RACE - 1}, statuses
+        assert {a.json()["error"] for a in answers if a.status_code == 400} == {"invalid_grant"}
+        [renewed] = [a.json() for a in answers if a.status_code == 200]
+        assert renewed["refresh_token"] != tokens["refresh_token"]
+
+        # The rotated token came back: the grant is revoked, so the one new pair is dead everywhere, and every
+        # instance lets go of the first access token it had cached (the bus, before its cache would expire).
+        await refused_everywhere(http, d, client_id, renewed)
+
+        async def old_refused() -> bool:
+            answers = [await http.post(f"{i}/mcp", **pid_call(tokens["access_token"], CLIENT)) for i in d.direct]
+            return all(a.status_code == 401 for a in answers)
+
+        await eventually(old_refused, "every instance refusing the first access token", seconds=CACHE_SECONDS)
+        assert time.monotonic() - started < CACHE_SECONDS
+        await refused_everywhere(http, d, client_id, tokens)
+    assert d.assert_clean() == 0
+
+
+def assert_unavailable(answer: httpx.Response) -> None:
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"] == "temporarily_unavailable"
+    assert not re.search(r"redis|postgres|connect|refused|127\.0\.0\.1", answer.text, re.I)  # nothing leaked
+    assert answer.headers["retry-after"].isdigit()
+
+
+async def test_the_store_stops_under_the_instances_they_answer_503_and_serve_again_when_it_is_back(deployment):
+    d = deployment
+    async with httpx.AsyncClient(timeout=60) as http:
+        client_id = await register(http, d.direct[2])
+        tokens = await grant(d.base, client_id, d.verify)  # never presented to /mcp: no instance has verified it
+        registration = {"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}
+        d.store_down()
+        try:
+            for instance in d.direct:
+                renewal, registered, call = await asyncio.gather(
+                    http.post(f"{instance}/token", data=refresh_form(client_id, tokens["refresh_token"])),
+                    http.post(f"{instance}/register", json=registration),
+                    http.post(f"{instance}/mcp", **pid_call(tokens["access_token"], CLIENT)),
+                )
+                assert_unavailable(renewal)
+                assert_unavailable(registered)
+                assert call.status_code == 503 and call.headers["retry-after"].isdigit(), call.text
+                assert "result" not in call.text  # the tool never ran
+        finally:
+            d.store_up()
+
+        # Back without a restart: each instance registers, issues and verifies again (polled: reconnection).
+        async def serving(instance: str) -> bool:
+            answer = await http.post(f"{instance}/register", json=registration)
+            assert answer.status_code in (201, 503), answer.text
+            return answer.status_code == 201
+
+        for instance in d.direct:
+            await eventually(lambda i=instance: serving(i), f"{instance} registering clients again")
+        # A new client: a crashed Redis may have lost the last second of writes (appendfsync everysec).
+        fresh = await grant(d.base, await register(http, d.direct[0]), d.verify)
+        for instance in d.direct:
+            served_by(await http.post(f"{instance}/mcp", **pid_call(fresh["access_token"], CLIENT)))
+    if noise := d.assert_clean():
+        # Known fault, src/bastion/store/postgres.py: the pool keeps min_size=1, and asyncpg logs every failed
+        # reconnection of that floor as a WARNING with a traceback, unsampled, on every instance.
+        pytest.xfail(f"{noise} asyncpg pool warnings with tracebacks in the instances' logs during the outage")
