@@ -66,6 +66,12 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def run_queue_seconds(pid: int) -> float:
+    """Time the process's threads have spent runnable but waiting for a CPU (/proc schedstat): on a shared
+    machine, what tells a server that is slow from one that is starved."""
+    return sum(int(task.read_text().split()[1]) for task in Path(f"/proc/{pid}/task").glob("*/schedstat")) / 1e9
+
+
 @dataclass
 class Target:
     name: str
@@ -150,6 +156,10 @@ class Target:
         """User plus system CPU time the serving process has used so far (all its threads)."""
         assert self.process is not None
         return process_cpu_seconds(self.process.pid)
+
+    def waited_seconds(self) -> float:
+        assert self.process is not None
+        return run_queue_seconds(self.process.pid)
 
     def peak_rss_mb(self) -> float:
         assert self.process is not None
