@@ -1,0 +1,195 @@
+"""Two Bastion instances on one shared store (PostgreSQL, Redis), each with its own App object as in a real
+deployment: a tool added on A, and `notify_resource_updated` called on A, reach the streams clients hold open on
+B (a legacy session's GET stream and a 2026-07-28 subscriptions/listen stream), each exactly once, and only to the
+streams that asked for them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import orjson
+import pytest
+
+from bastion.compose import build
+from bastion.settings import Settings
+from tests.clients import BASE, asgi_client
+from tests.mcp.conftest import ACCEPT, build_app, modern_body, modern_headers, open_session
+from tests.services.postgres import postgres_cluster, postgres_url  # noqa: F401 - fixtures
+from tests.services.redis import redis_server  # noqa: F401 - fixtures
+from tests.waiting import eventually
+
+STATE_SECRET = "s" * 8 + "Zq7!pL2@xV9#mK4$wR6%tY8^uJ3&nB5*"
+COOKIE_SECRET = "c" * 8 + "Hq7!pL2@xV9#mK4$wR6%tY8^uJ3&nB5*"
+WATCHED, UNWATCHED = "test://doc", "test://other"
+TOOLS_CHANGED, UPDATED = "notifications/tools/list_changed", "notifications/resources/updated"
+
+
+def shared(backend: str, url: str, monkeypatch: pytest.MonkeyPatch, **sections: Any) -> Settings:
+    monkeypatch.setenv("SHARED_STORE_URL", url)
+    return Settings.load(
+        env={},
+        state_secret=STATE_SECRET,
+        store={"backend": backend, "url_env": "SHARED_STORE_URL"},
+        authorization_server={"cookie_secret": COOKIE_SECRET, **sections.pop("authorization_server", {})},
+        **sections,
+    )
+
+
+@pytest.fixture(params=["postgres", "redis"])
+def store_url(request: pytest.FixtureRequest) -> tuple[str, str]:
+    if request.param == "postgres":
+        return "postgres", request.getfixturevalue("postgres_url")
+    server = request.getfixturevalue("redis_server")
+    server.flush()
+    return "redis", server.url
+
+
+class Stream:
+    """One HTTP request to an ASGI app held open, its server-sent events collected as they come (the in-process
+    httpx transport would wait for a stream's end)."""
+
+    def __init__(self, asgi: Any, method: str, headers: dict[str, str], body: bytes = b"") -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.status: int | None = None
+        self._buffer = b""
+        self._body = body
+        self._closed = asyncio.Event()
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": "/mcp",
+            "raw_path": b"/mcp",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(k.encode(), v.encode()) for k, v in {"host": BASE.split("//")[1], **headers}.items()],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+        }
+        self._task = asyncio.create_task(asgi(scope, self._receive, self._send))
+
+    async def _receive(self) -> dict[str, Any]:
+        if self._body is not None:
+            body, self._body = self._body, None
+            return {"type": "http.request", "body": body, "more_body": False}
+        await self._closed.wait()
+        return {"type": "http.disconnect"}
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        elif message["type"] == "http.response.body":
+            self._buffer += message.get("body", b"")
+            while b"\n\n" in self._buffer:
+                event, self._buffer = self._buffer.split(b"\n\n", 1)
+                data = b"".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
+                if data:
+                    self.messages.append(orjson.loads(data))
+
+    def methods(self) -> list[str]:
+        return [message.get("method", "") for message in self.messages]
+
+    async def has(self, method: str, count: int = 1) -> None:
+        async def there() -> bool:
+            return self.methods().count(method) >= count
+
+        await eventually(there, f"{method} on the stream")
+
+    async def close(self) -> None:
+        self._closed.set()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(self._task, 10)
+
+
+async def test_changes_made_on_one_instance_reach_streams_open_on_the_other_exactly_once(store_url, monkeypatch):
+    backend, url = store_url
+    settings = shared(backend, url, monkeypatch)  # no authentication: the bus is opened for the relay alone
+    app_a, app_b = build_app(), build_app()  # the app code runs in each process
+    a, b = build(app_a, settings), build(app_b, settings)
+    await a.lifecycle.start()
+    await b.lifecycle.start()
+    streams: list[Stream] = []
+    try:
+        async with asgi_client(b) as via_b:
+            session = await open_session(via_b)
+            in_session = {**ACCEPT, "mcp-session-id": session, "mcp-protocol-version": "2025-11-25"}
+            subscribe = {"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe", "params": {"uri": WATCHED}}
+            assert (await via_b.post("/mcp", headers=in_session, json=subscribe)).status_code == 200
+            legacy = Stream(b, "GET", {**in_session, "accept": "text/event-stream"})
+            wanted = {"toolsListChanged": True, "resourceSubscriptions": [WATCHED]}
+            listen = Stream(
+                b,
+                "POST",
+                {**modern_headers("subscriptions/listen"), "content-type": "application/json"},
+                orjson.dumps(modern_body("subscriptions/listen", {"notifications": wanted})),
+            )
+            # Prompts only: it must hear neither the tool list nor the resource.
+            deaf = Stream(
+                b,
+                "POST",
+                {**modern_headers("subscriptions/listen"), "content-type": "application/json"},
+                orjson.dumps(modern_body("subscriptions/listen", {"notifications": {"promptsListChanged": True}})),
+            )
+            streams += [legacy, listen, deaf]
+            await listen.has("notifications/subscriptions/acknowledged")
+            await deaf.has("notifications/subscriptions/acknowledged")
+
+            @app_a.tool(name="added_on_a")
+            def added() -> str:
+                return "new"
+
+            await legacy.has(TOOLS_CHANGED)
+            await listen.has(TOOLS_CHANGED)
+            assert "added_on_a" not in app_b.registry.tools  # B's clients are told; B's own list is its app's
+
+            await app_a.notify_resource_updated(UNWATCHED)
+            await app_a.notify_resource_updated(WATCHED)
+            await legacy.has(UPDATED)
+            await listen.has(UPDATED)
+            # The bus keeps order: whatever else was coming (an echo, a duplicate, the unwatched URI) came first.
+            for stream in (legacy, listen):
+                assert stream.methods().count(TOOLS_CHANGED) == 1
+                updates = [message["params"]["uri"] for message in stream.messages if message["method"] == UPDATED]
+                assert updates == [WATCHED]
+            listened = [
+                message
+                for message in listen.messages
+                if message["method"] != "notifications/subscriptions/acknowledged"
+            ]
+            assert all(message["params"]["_meta"] for message in listened)  # the subscription id rides along
+
+            # A change on B goes the other way, and the prompts-only stream hears that one alone.
+            await app_b.notify_list_changed("prompts")
+            await deaf.has("notifications/prompts/list_changed")
+            assert deaf.methods() == ["notifications/subscriptions/acknowledged", "notifications/prompts/list_changed"]
+            assert legacy.status == listen.status == deaf.status == 200
+    finally:
+        for stream in streams:
+            await stream.close()
+        await a.lifecycle.stop()
+        await b.lifecycle.stop()
+
+
+def test_every_server_on_a_shared_store_relays_changes_and_others_do_not(monkeypatch, tmp_path):
+    """Built (not started) for each kind of server: the relay's start-up step is there exactly when the store is
+    shared and /mcp is served."""
+    url = "postgresql://127.0.0.1:1/bastion"  # nothing is connected to by building
+    on_postgres = shared("postgres", url, monkeypatch)
+    authenticated = shared("postgres", url, monkeypatch, authorization_server={"enabled": True, "dev_login": True})
+    on_sqlite = Settings.load(env={}, store={"path": str(tmp_path / "b.db")})
+    with_auth_on_sqlite = Settings.load(
+        env={}, store={"path": str(tmp_path / "b.db")}, authorization_server={"enabled": True, "dev_login": True}
+    )
+
+    def steps(settings: Settings) -> list[str]:
+        return [name for name, _ in build(build_app(), settings).lifecycle.startup]
+
+    assert steps(on_postgres) == ["bus", "notification relay"]
+    assert steps(authenticated)[0] == "bus" and steps(authenticated)[-1] == "notification relay"
+    assert steps(authenticated).count("bus") == 1  # one bus carries revocations and changes
+    assert "notification relay" not in steps(on_sqlite) and "bus" not in steps(on_sqlite)
+    assert "notification relay" not in steps(with_auth_on_sqlite)
