@@ -22,7 +22,7 @@ from tests.waiting import eventually
 
 STATE_SECRET = "s" * 8 + "Zq7!pL2@xV9#mK4$wR6%tY8^uJ3&nB5*"
 COOKIE_SECRET = "c" * 8 + "Hq7!pL2@xV9#mK4$wR6%tY8^uJ3&nB5*"
-WATCHED, UNWATCHED = "test://doc", "test://other"
+WATCHED, UNWATCHED, MARKER = "test://doc", "test://other", "test://marker"
 TOOLS_CHANGED, UPDATED = "notifications/tools/list_changed", "notifications/resources/updated"
 
 
@@ -162,11 +162,35 @@ async def test_changes_made_on_one_instance_reach_streams_open_on_the_other_exac
             ]
             assert all(message["params"]["_meta"] for message in listened)  # the subscription id rides along
 
-            # A change on B goes the other way, and the prompts-only stream hears that one alone.
+            # A change on B goes the other way too; the prompts-only streams (on B and on A) hear that one alone.
+            on_a = Stream(
+                a,
+                "POST",
+                {**modern_headers("subscriptions/listen"), "content-type": "application/json"},
+                orjson.dumps(
+                    modern_body(
+                        "subscriptions/listen",
+                        {"notifications": {"promptsListChanged": True, "resourceSubscriptions": [MARKER]}},
+                    )
+                ),
+            )
+            streams.append(on_a)
+            await on_a.has("notifications/subscriptions/acknowledged")
             await app_b.notify_list_changed("prompts")
+            await on_a.has("notifications/prompts/list_changed")
             await deaf.has("notifications/prompts/list_changed")
-            assert deaf.methods() == ["notifications/subscriptions/acknowledged", "notifications/prompts/list_changed"]
-            assert legacy.status == listen.status == deaf.status == 200
+            # Markers sent after it through each instance's relay, in order: a duplicate would have come first.
+            await app_a.notify_resource_updated(WATCHED)
+            await listen.has(UPDATED, 2)
+            await app_b.notify_resource_updated(MARKER)
+            await on_a.has(UPDATED)
+            acknowledged_then_prompts = [
+                "notifications/subscriptions/acknowledged",
+                "notifications/prompts/list_changed",
+            ]
+            assert deaf.methods() == acknowledged_then_prompts
+            assert on_a.methods() == [*acknowledged_then_prompts, UPDATED]
+            assert legacy.status == listen.status == deaf.status == on_a.status == 200
     finally:
         for stream in streams:
             await stream.close()
