@@ -30,6 +30,10 @@ LAYOUTS = [
     (keys.access_token("g_1-A", HASH), f"access:g_1-A:{HASH}"),
     (keys.refresh_token("g_1-A", HASH), f"refresh:g_1-A:{HASH}"),
     (keys.rotated_refresh("g_1-A", HASH), f"rotated:g_1-A:{HASH}"),
+    (keys.upstream_lease("g_1-A", "corp"), "lease:g_1-A:corp"),
+    (keys.upstream_lease("g_1-A", "https://idp.example"), "lease:g_1-A:https://idp.example"),
+    (keys.rate_limit(HASH, 28333333, 0), f"ratelimit:{HASH}:28333333:0"),
+    (keys.rate_limit(HASH, 0, 9), f"ratelimit:{HASH}:0:9"),
 ]
 
 
@@ -39,7 +43,19 @@ def test_each_builder_writes_the_stored_layout(built, stored):
 
 
 def test_the_kinds_are_exactly_these():
-    assert keys.KINDS == ("client", "authz", "upstream", "grant", "access", "refresh", "code", "rotated", "usedcode")
+    assert keys.KINDS == (
+        "client",
+        "authz",
+        "upstream",
+        "grant",
+        "access",
+        "refresh",
+        "code",
+        "rotated",
+        "usedcode",
+        "lease",
+        "ratelimit",
+    )
     assert {stored.split(":")[0] for _, stored in LAYOUTS} == set(keys.KINDS)
     assert [keys.kind_prefix(kind) for kind in keys.KINDS] == [f"{kind}:" for kind in keys.KINDS]
 
@@ -60,7 +76,8 @@ def _per_grant_builders():
 
 
 def test_the_grant_prefixes_cover_every_record_a_grant_issued():
-    builders = [b for b in _per_grant_builders() if b is not keys.grant]
+    # A renewal lease is not the grant's to delete: it lasts 30 s and expires by itself.
+    builders = [b for b in _per_grant_builders() if b not in (keys.grant, keys.upstream_lease)]
     assert {b.__name__ for b in builders} == {"code", "used_code", "access_token", "refresh_token", "rotated_refresh"}
     prefixes = keys.issued_under("ab")
     for builder in builders:
@@ -99,6 +116,27 @@ def test_a_malformed_hash_is_refused(bad):
             single(bad)
 
 
+@pytest.mark.parametrize("bad", ["", "ab:", "ab:c", None])
+def test_a_lease_for_a_grant_id_that_could_reach_into_another_is_refused(bad):
+    with pytest.raises(ValueError):
+        keys.upstream_lease(bad, "corp")
+
+
+@pytest.mark.parametrize("bad", ["", None, 7])
+def test_a_lease_needs_a_provider(bad):
+    with pytest.raises(ValueError):
+        keys.upstream_lease("g_1", bad)
+
+
+@pytest.mark.parametrize(
+    ("address", "window", "hit"),
+    [("", 1, 0), ("a:b", 1, 0), (HASH, -1, 0), (HASH, 1, -1), (HASH, 1.5, 0), (HASH, True, 0)],
+)
+def test_a_malformed_rate_limit_key_is_refused(address, window, hit):
+    with pytest.raises(ValueError):
+        keys.rate_limit(address, window, hit)
+
+
 def test_an_empty_client_id_or_unknown_kind_is_refused():
     with pytest.raises(ValueError):
         keys.client("")
@@ -118,10 +156,12 @@ async def test_revoking_a_grant_in_a_store_removes_its_records_and_no_other(stor
     """What Grants.revoke_grant commits, against every backend: grant "ab" beside "abc", "a" and "AB"."""
 
     def records_of(grant_id):
-        return [keys.grant(grant_id)] + [b(grant_id, HASH) for b in _per_grant_builders() if b is not keys.grant]
+        issued = [b(grant_id, HASH) for b in _per_grant_builders() if b not in (keys.grant, keys.upstream_lease)]
+        return [keys.grant(grant_id), *issued]
 
     others = [k for g in ["abc", "a", "AB", "ab_"] for k in records_of(g)]
     others += [keys.client("ab"), keys.transaction(HASH), keys.upstream_state(HASH)]
+    others += [keys.upstream_lease("ab", "corp"), keys.rate_limit(HASH, 1, 0)]  # not the grant's: they expire
     change = Commit()
     for key in records_of("ab") + others:
         change.set(key, {"k": key})

@@ -59,7 +59,33 @@ def test_four_processes_racing_for_the_same_codes_get_one_winner_each(postgres_u
     keys, takers, processes = 10, 50, 4
     setup = asyncio.run(_seed(postgres_url, keys))
     assert setup == keys
-    command = [sys.executable, "-m", "tests.store.postgres_taker", postgres_url, str(keys), str(takers)]
+    won = _race(postgres_url, keys, takers, processes)
+    # Every code taken exactly once in all (counted: a double take is not hidden by a lost one), with its record.
+    assert Counter(key for key, _ in won) == {f"code:{i}": 1 for i in range(keys)}
+    assert sorted(won) == sorted([f"code:{i}", {"i": i}] for i in range(keys))
+
+
+def test_four_processes_creating_the_same_keys_get_one_winner_each(postgres_url):
+    keys, creators, processes = 10, 25, 4
+    won = _race(postgres_url, keys, creators, processes, "create")
+    assert Counter(key for key, _ in won) == {f"lease:{i}:p": 1 for i in range(keys)}
+    stored = asyncio.run(_read(postgres_url, [key for key, _ in won]))
+    assert stored == [record for _, record in won]  # each key holds its one winner's record
+
+
+async def _read(url: str, names: list[str]) -> list[object]:
+    store = await opened(url)
+    try:
+        found = [await store.get(name) for name in names]
+        await store.commit(Commit(delete_prefix=["lease:"]))
+        return found
+    finally:
+        await store.close()
+
+
+def _race(postgres_url: str, keys: int, takers: int, processes: int, *mode: str) -> list:
+    """What every racing process won (tests/store/postgres_taker.py), all started at once."""
+    command = [sys.executable, "-m", "tests.store.postgres_taker", postgres_url, str(keys), str(takers), *mode]
     racers = [
         subprocess.Popen(
             command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True
@@ -81,9 +107,7 @@ def test_four_processes_racing_for_the_same_codes_get_one_winner_each(postgres_u
     finally:
         for racer in racers:
             stop(racer)
-    # Every code taken exactly once in all (counted: a double take is not hidden by a lost one), with its record.
-    assert Counter(key for key, _ in won) == {f"code:{i}": 1 for i in range(keys)}
-    assert sorted(won) == sorted([f"code:{i}", {"i": i}] for i in range(keys))
+    return won
 
 
 async def _seed(url: str, keys: int) -> int:

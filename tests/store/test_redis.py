@@ -271,6 +271,34 @@ async def test_a_consume_over_two_slots_puts_back_what_it_took_when_the_other_is
         await store.close()
 
 
+async def test_a_create_over_several_slots_undoes_its_creates_when_a_later_slot_refuses(redis_cluster):
+    redis_cluster.flush()
+    store = RedisStore(redis_cluster.url, cluster=True)
+    try:
+        fresh = ["lease:a:p", "lease:b:p", "lease:c:p", "lease:d:p"]
+        await store.commit(Commit().set("authz:a", {"n": 1}, ttl=600))
+        await store.commit(Commit().set("someone", {"theirs": 1}, ttl=600))
+        # Whichever slot the taken key has (first, last, between), nothing of the commit stays.
+        for taken in ("someone", "lease:taken:p"):
+            if taken != "someone":
+                await store.commit(Commit().set(taken, {"theirs": 2}, ttl=600))
+            change = Commit(consume=["authz:a"]).add(taken, {"mine": 1}, 30).set("token", {})
+            for key in fresh:
+                change.add(key, {"mine": 1}, 30)
+            assert not await store.commit(change)
+            assert sorted(await store.keys("")) == sorted(
+                ["authz:a", "someone", *([taken] if taken != "someone" else [])]
+            )
+        assert await store.get("someone") == {"theirs": 1} and await store.get("lease:taken:p") == {"theirs": 2}
+        change = Commit(consume=["authz:a"])
+        for key in fresh:
+            change.add(key, {"mine": 1}, 30)
+        assert await store.commit(change)
+        assert await store.keys("lease:") == sorted([*fresh, "lease:taken:p"]) and await store.get("authz:a") is None
+    finally:
+        await store.close()
+
+
 async def test_a_master_lost_between_the_steps_leaves_the_transaction_spent_and_no_code():
     # A cluster of its own: a node is killed.
     with running_cluster() as cluster:

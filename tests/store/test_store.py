@@ -23,25 +23,27 @@ CLOCKED = ["memory", "sqlite", "postgres"]
 NETWORK = ["redis", "redis-cluster"]
 
 
-async def _open(request, tmp_path, clock) -> Store:
-    if request.param == "memory":
+async def _open(name, request, tmp_path, clock, *, fresh=True) -> Store:
+    """A store of backend `name`; fresh=False: another connection to the same one (its data kept)."""
+    if name == "memory":
         return MemoryStore(clock=clock)
-    if request.param == "sqlite":
+    if name == "sqlite":
         return SQLiteStore(tmp_path / "bastion.db", now=clock)
-    if request.param == "postgres":
+    if name == "postgres":
         backend = PostgresStore(request.getfixturevalue("postgres_url"), now=clock)
         await backend.start()
         return backend
-    service = request.getfixturevalue("redis_cluster" if request.param == "redis-cluster" else "redis_server")
-    service.flush()
-    backend = RedisStore(service.url, cluster=request.param == "redis-cluster")
+    service = request.getfixturevalue("redis_cluster" if name == "redis-cluster" else "redis_server")
+    if fresh:
+        service.flush()
+    backend = RedisStore(service.url, cluster=name == "redis-cluster")
     await backend.start()
     return backend
 
 
 @pytest.fixture(params=[*CLOCKED, *NETWORK])
 async def store(request, tmp_path, clock):
-    backend = await _open(request, tmp_path, clock)
+    backend = await _open(request.param, request, tmp_path, clock)
     yield backend
     await backend.close()
 
@@ -216,3 +218,82 @@ async def test_sqlite_survives_reopening(tmp_path):
         assert await reopened.get("kept") == {"v": 1}
     finally:
         await reopened.close()
+
+
+# --- create: put if absent ---------------------------------------------------------------------------------------
+async def test_create_writes_an_absent_key_and_refuses_a_live_one(store):
+    assert await store.commit(Commit().add("lease:g:corp", {"owner": "first"}, ttl=30))
+    assert await store.get("lease:g:corp") == {"owner": "first"}
+    refused = Commit().add("lease:g:corp", {"owner": "second"}, ttl=30).set("other", {"v": 1})
+    assert not await store.commit(refused)
+    # Nothing of the refused commit happened: the record is the first's, and its other part was not written.
+    assert await store.get("lease:g:corp") == {"owner": "first"} and await store.get("other") is None
+    assert await store.commit(Commit().add("kept", {"v": 1}))  # no TTL: created for good
+    assert not await store.commit(Commit().add("kept", {"v": 2}))
+    assert await store.get("kept") == {"v": 1}
+
+
+@pytest.mark.parametrize("store", CLOCKED, indirect=True)
+async def test_create_replaces_an_expired_record(store, clock):
+    assert await store.commit(Commit().add("lease:g:corp", {"owner": "crashed"}, ttl=30))
+    clock.now += 29.9
+    assert not await store.commit(Commit().add("lease:g:corp", {"owner": "next"}, ttl=30))
+    clock.now += 0.1  # expired from its last instant on: the key counts as absent
+    assert await store.commit(Commit().add("lease:g:corp", {"owner": "next"}, ttl=30))
+    assert await store.get("lease:g:corp") == {"owner": "next"}
+    clock.now += 29.9  # the new record's TTL counts from its own commit
+    assert await store.get("lease:g:corp") == {"owner": "next"}
+
+
+async def test_create_is_all_or_nothing_with_consume_and_put(store):
+    await store.commit(Commit().set("code", {"n": 1}).set("taken", {"n": 2}))
+    # One key to create is taken: the consume, the put and the other create do not happen either.
+    blocked = Commit(consume=["code"]).set("token", {"t": 1}).add("free", {"f": 1}).add("taken", {"n": 3})
+    assert not await store.commit(blocked)
+    assert await store.get("code") == {"n": 1} and await store.get("token") is None
+    assert await store.get("free") is None and await store.get("taken") == {"n": 2}
+    # A key to consume is missing: the creates do not happen.
+    assert not await store.commit(Commit(consume=["absent"]).add("free", {"f": 1}))
+    assert await store.get("free") is None
+    # Everything in place: all of it at once.
+    assert await store.commit(Commit(consume=["code"], delete=["taken"]).set("token", {"t": 1}).add("free", {"f": 1}))
+    assert await store.get("code") is None and await store.get("taken") is None
+    assert await store.get("token") == {"t": 1} and await store.get("free") == {"f": 1}
+
+
+async def test_a_key_to_create_cannot_also_be_written_otherwise_in_the_same_commit(store):
+    await store.commit(Commit().set("k", {"v": 0}))
+    for change in [
+        Commit(consume=["k"]).add("k", {"v": 1}),
+        Commit(delete=["k"]).add("k", {"v": 1}),
+        Commit().set("k", {"v": 1}).add("k", {"v": 2}),
+        Commit(delete_prefix=["k"]).add("k", {"v": 1}),
+    ]:
+        with pytest.raises(ValueError):
+            await store.commit(change)
+    assert await store.keys("") == ["k"] and await store.get("k") == {"v": 0}
+
+
+async def test_exactly_one_concurrent_creator_wins(store):
+    for round_ in range(5):
+        key = f"lease:g{round_}:corp"
+        attempts = [Commit().add(key, {"who": i}, ttl=30) for i in range(50)]
+        results = await asyncio.gather(*(store.commit(change) for change in attempts))
+        assert results.count(True) == 1
+        assert await store.get(key) == {"who": results.index(True)}  # the winner's record, not a loser's
+
+
+async def test_exactly_one_creator_wins_across_two_connections(store, request, tmp_path, clock):
+    # A second store on the same backend (file, database or server) stands for a second instance.
+    if request.node.callspec.params["store"] == "memory":
+        pytest.skip("a memory store is one process's own")
+    other = await _open(request.node.callspec.params["store"], request, tmp_path, clock, fresh=False)
+    try:
+        for round_ in range(5):
+            key = f"lease:g{round_}:corp"
+            attempts = [(s, Commit().add(key, {"who": i}, ttl=30)) for i in range(20) for s in (store, other)]
+            results = await asyncio.gather(*(s.commit(change) for s, change in attempts))
+            assert results.count(True) == 1
+            assert await other.get(key) == {"who": results.index(True) // 2}
+    finally:
+        await other.close()

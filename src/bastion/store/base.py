@@ -4,7 +4,10 @@ Records are JSON objects under string keys, each with an optional time to live. 
 `commit`, which applies a whole change atomically: either every part happens or none does. A commit may
 *consume* keys: it succeeds only if every one of them exists (and is not expired), and deletes them as part of
 the same change. That is how one-time things (authorization codes, refresh tokens, transaction state) are
-used exactly once, even when two requests race for them.
+used exactly once, even when two requests race for them. A commit may also *create* keys: it succeeds only if
+none of them exists (an expired record counts as absent), and writes them as part of the same change. That is how
+one instance among many takes something for itself (a lease, the next slot of a counter): of many concurrent
+creates of one key, exactly one commit succeeds. A commit that fails either check changes nothing.
 
 Prefixes (`delete_prefix`, `keys`) match exactly: case-sensitive, character by character, with no wildcard in
 them ("grant:a_" does not match "grant:A_" or "grant:ab").
@@ -31,10 +34,25 @@ class Commit:
     delete: list[str] = field(default_factory=list)  # deleted if present
     delete_prefix: list[str] = field(default_factory=list)  # every key starting with one of these, deleted
     put: dict[str, tuple[Record, float | None]] = field(default_factory=dict)  # key -> (record, ttl seconds)
+    create: dict[str, tuple[Record, float | None]] = field(default_factory=dict)  # must all be absent; written
 
     def set(self, key: str, record: Record, ttl: float | None = None) -> Commit:
         self.put[key] = (record, ttl)
         return self
+
+    def add(self, key: str, record: Record, ttl: float | None = None) -> Commit:
+        """Create `key`: the whole commit fails if it exists (and has not expired)."""
+        self.create[key] = (record, ttl)
+        return self
+
+    def check(self) -> None:
+        """ValueError if a key to create is also consumed, deleted (by key or prefix) or put by this commit: what
+        such a commit should mean would depend on the order of its parts, which backends are free to choose."""
+        for key in self.create:
+            if key in self.put or key in self.consume or key in self.delete:
+                raise ValueError("a key to create cannot also be consumed, deleted or put in the same commit")
+            if any(key.startswith(prefix) for prefix in self.delete_prefix):
+                raise ValueError("a key to create cannot also be under a prefix deleted in the same commit")
 
 
 class Store(abc.ABC):
@@ -44,7 +62,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def commit(self, change: Commit) -> bool:
-        """Apply `change` atomically; False, with nothing changed, if a key to consume was missing."""
+        """Apply `change` atomically; False, with nothing changed, if a key to consume was missing or a key to
+        create was present. ValueError (nothing changed) for a commit `Commit.check` refuses."""
 
     @abc.abstractmethod
     async def keys(self, prefix: str) -> list[str]:

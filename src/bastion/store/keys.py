@@ -9,6 +9,8 @@
   access:<grant id>:<sha256(token)>       an access token
   refresh:<grant id>:<sha256(token)>      a refresh token
   rotated:<grant id>:<sha256(token)>      a refresh token used once: its reuse revokes the grant
+  lease:<grant id>:<provider>             the instance renewing a grant's upstream token (expires by itself)
+  ratelimit:<sha256(address)>:<window>:<n>  the n-th registration from one address in one window
 
 These layouts are a compatibility contract: a database written by one version is read by the next, so changing
 a layout orphans every record already stored under it (tests/store/test_keys.py pins each one).
@@ -35,10 +37,12 @@ USED_CODE = "usedcode"
 ACCESS = "access"
 REFRESH = "refresh"
 ROTATED = "rotated"
+UPSTREAM_LEASE = "lease"
+RATE_LIMIT = "ratelimit"
 
 # Kinds stored under a grant id, and so deleted with the grant.
 ISSUED_KINDS = (ACCESS, REFRESH, CODE, ROTATED, USED_CODE)
-KINDS = (CLIENT, TRANSACTION, UPSTREAM_STATE, GRANT, *ISSUED_KINDS)
+KINDS = (CLIENT, TRANSACTION, UPSTREAM_STATE, GRANT, *ISSUED_KINDS, UPSTREAM_LEASE, RATE_LIMIT)
 
 
 def _segment(value: str, what: str) -> str:
@@ -91,6 +95,22 @@ def refresh_token(grant_id: str, token_hash: str) -> str:
 
 def rotated_refresh(grant_id: str, token_hash: str) -> str:
     return _issued(ROTATED, grant_id, token_hash)
+
+
+def upstream_lease(grant_id: str, provider: str) -> str:
+    """Held by the one instance renewing a grant's token at `provider`. Not under the grant's prefixes: it is
+    short-lived and expires by itself. The provider is the last part, so it may be any non-empty string."""
+    if not isinstance(provider, str) or not provider:
+        raise ValueError("a provider in a storage key must be a non-empty string")
+    return f"{UPSTREAM_LEASE}{SEPARATOR}{_segment(grant_id, 'grant id')}{SEPARATOR}{provider}"
+
+
+def rate_limit(address_hash: str, window: int, hit: int) -> str:
+    """The `hit`-th (from 0) request counted against one client address in one fixed window (its number)."""
+    for number, what in ((window, "window"), (hit, "hit number")):
+        if not isinstance(number, int) or isinstance(number, bool) or number < 0:
+            raise ValueError(f"a {what} in a storage key must be a non-negative integer")
+    return f"{RATE_LIMIT}{SEPARATOR}{_segment(address_hash, 'hash')}{SEPARATOR}{window}{SEPARATOR}{hit}"
 
 
 def kind_prefix(kind: str) -> str:

@@ -30,7 +30,10 @@ class MemoryStore(Store):
 
     async def commit(self, change: Commit) -> bool:
         # No await inside: on one event loop this whole block is atomic.
+        change.check()
         if any(self._live(key) is None for key in change.consume):
+            return False
+        if any(self._live(key) is not None for key in change.create):
             return False
         for key in (*change.consume, *change.delete):
             self._data.pop(key, None)
@@ -38,7 +41,7 @@ class MemoryStore(Store):
             for key in [k for k in self._data if k.startswith(prefix)]:
                 del self._data[key]
         now = self._clock()
-        for key, (record, ttl) in change.put.items():
+        for key, (record, ttl) in (*change.put.items(), *change.create.items()):
             self._data[key] = (copy.deepcopy(record), now + ttl if ttl is not None else None)
         return True
 

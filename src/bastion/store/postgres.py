@@ -8,6 +8,8 @@ prefix is a range of the primary key's index: exact, case-sensitive, no wildcard
 - A commit is one transaction: consume is `DELETE ... WHERE key = ANY(...) AND <live> RETURNING key`, rolled
   back unless every key came back. Two instances racing for one code both run that DELETE; PostgreSQL's row
   lock makes the second wait for the first and then find the row gone, so exactly one commit succeeds.
+- Create is `INSERT ... ON CONFLICT DO UPDATE ... WHERE <expired> RETURNING key` in the same transaction,
+  rolled back unless every key came back: a live row is left alone, an expired one is replaced.
 - Expiry uses this instance's wall clock (`now`), as SQLite does: every instance's clock must be kept in step
   (NTP), which token lifetimes on several machines need anyway. A record past its expiry is invisible at once;
   a sweeper task clears expired rows every `sweep_seconds`, in small batches.
@@ -55,6 +57,14 @@ UPSERT = (
     f"INSERT INTO {TABLE} (key, value, expires_at) SELECT * FROM unnest($1::text[], $2::bytea[], $3::float8[])"
     " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at"
 )
+# Writes each key unless a live row holds it; the keys it wrote come back. Two instances creating one key: the
+# second's INSERT waits on the first's row until that transaction ends, then finds it (and writes nothing).
+CREATE = (
+    f"INSERT INTO {TABLE} AS r (key, value, expires_at)"
+    " SELECT * FROM unnest($1::text[], $2::bytea[], $3::float8[])"
+    " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at"
+    " WHERE r.expires_at IS NOT NULL AND r.expires_at <= $4 RETURNING key"
+)
 SWEEP = (
     f"DELETE FROM {TABLE} WHERE key IN"
     f" (SELECT key FROM {TABLE} WHERE expires_at IS NOT NULL AND expires_at <= $1 LIMIT $2)"
@@ -87,7 +97,7 @@ def _unavailable(exc: BaseException) -> StoreUnavailable:
 
 
 class _Missing(Exception):
-    """A key to consume was absent or expired: roll the transaction back."""
+    """A key to consume was absent or expired, or one to create was present: roll the transaction back."""
 
 
 class PostgresStore(Store):
@@ -199,10 +209,11 @@ class PostgresStore(Store):
         return [row[0] for row in rows]
 
     async def commit(self, change: Commit) -> bool:
+        change.check()
         consume = sorted(set(change.consume))  # a fixed order: two commits lock their rows in the same order
         if any("\0" in key for key in consume):
             return False  # it cannot exist
-        if any("\0" in key for key in change.put):
+        if any("\0" in key for key in (*change.put, *change.create)):
             raise ValueError("postgres: a storage key cannot contain NUL")
         delete = [key for key in change.delete if "\0" not in key]
         bounded: list[tuple[str, str]] = []
@@ -219,10 +230,18 @@ class PostgresStore(Store):
         put_keys = list(change.put)
         values = [orjson.dumps(record) for record, _ in change.put.values()]
         expiries = [now + ttl if ttl is not None else None for _, ttl in change.put.values()]
+        create_keys = sorted(change.create)  # a fixed order, as for consume
+        created = [change.create[key] for key in create_keys]
+        create_values = [orjson.dumps(record) for record, _ in created]
+        create_expiries = [now + ttl if ttl is not None else None for _, ttl in created]
         try:
             async with self._connection() as conn, conn.transaction():
                 if consume and len(await conn.fetch(CONSUME, consume, now)) != len(consume):
                     raise _Missing
+                if create_keys:
+                    written = await conn.fetch(CREATE, create_keys, create_values, create_expiries, now)
+                    if len(written) != len(create_keys):
+                        raise _Missing
                 if delete:
                     await conn.execute(DELETE, delete)
                 if bounded:

@@ -14,9 +14,10 @@ A commit is one Lua script (COMMIT below, run by EVALSHA, loaded again after a r
 every key to consume exists, then deletes, deletes by prefix and writes, all or nothing, since Redis runs a
 script alone. On a single server every commit is one script. On a Cluster a script may only touch one slot,
 so a commit whose keys span slots (consuming a transaction while writing a grant, for one) runs in steps,
-see `_commit_spread`: first what it consumes, slot by slot in slot order, putting back what it took if a
-later slot refuses; then the rest, slot by slot. A failure between the steps leaves the consumed records
-consumed and nothing written: the one-time thing is spent and nothing was issued (fail closed; never twice).
+see `_commit_spread`: first what it consumes and creates, slot by slot in slot order, putting back what it took
+and deleting what it created if a later slot refuses; then the rest, slot by slot. A failure between the steps
+leaves the consumed records consumed and nothing written: the one-time thing is spent and nothing was issued
+(fail closed; never twice). While a spread commit is under way, another may briefly see its first slots' creates.
 
 A prefix that names one grant's records (`<kind>:<grant id>:`, kind one of the grant's) is deleted through the
 grant's index. Any other prefix (no Bastion code deletes by one; the admin and tests may) is found by SCAN:
@@ -63,12 +64,14 @@ INDEX = "idx:"
 # KEYS and ARGV are described by ARGV[1], a JSON plan of small integers (positions in KEYS and ARGV), so that no
 # key or value is ever parsed as JSON by the script:
 #   c consume  [key, member, index]        every one must exist, or nothing happens and {0} is returned
+#   a absent   [key]                       every one must not exist (create: its record is a `p` entry too)
 #   d delete   [key, member, index]
 #   g grant prefix delete  [index, prefix, home]   home: where the index's members live ("rec:{tag}")
 #   s scanned prefix delete [pattern, prefix]      single server only
 #   p put      [key, member, index, ttl ms (0: none), value, home]
 #   t 1: return the consumed records' values and remaining TTLs, to put them back if a later slot refuses
 #   x 1: put only where absent (putting back)
+#   u undo a create [key, member, index, value]   deleted if it still holds `value`
 # `index` is 0 for a key no grant owns. The index set outlives its members (its TTL is the longest of theirs);
 # members whose records expired are pruned each time the set doubles in size.
 COMMIT = """
@@ -95,6 +98,9 @@ end
 for _, e in ipairs(plan.c) do
   if redis.call('EXISTS', KEYS[e[1]]) == 0 then return {0} end
 end
+for _, e in ipairs(plan.a) do
+  if redis.call('EXISTS', KEYS[e[1]]) == 1 then return {0} end
+end
 local result = {1}
 for _, e in ipairs(plan.c) do
   if plan.t == 1 then
@@ -107,6 +113,12 @@ end
 for _, e in ipairs(plan.d) do
   redis.call('DEL', KEYS[e[1]])
   unindex(e)
+end
+for _, e in ipairs(plan.u) do
+  if redis.call('GET', KEYS[e[1]]) == ARGV[e[4]] then
+    redis.call('DEL', KEYS[e[1]])
+    unindex(e)
+  end
 end
 for _, e in ipairs(plan.g) do
   local idx, prefix, home = KEYS[e[1]], ARGV[e[2]], ARGV[e[3]]
@@ -209,7 +221,9 @@ class _Script:
 
     keys: list[str] = field(default_factory=list)
     args: list[str | bytes] = field(default_factory=lambda: [""])
-    plan: dict[str, Any] = field(default_factory=lambda: {"c": [], "d": [], "g": [], "s": [], "p": [], "t": 0, "x": 0})
+    plan: dict[str, Any] = field(
+        default_factory=lambda: {"c": [], "a": [], "d": [], "u": [], "g": [], "s": [], "p": [], "t": 0, "x": 0}
+    )
     _key_at: dict[str, int] = field(default_factory=dict)
 
     def key(self, name: str | None) -> int:
@@ -229,6 +243,15 @@ class _Script:
         entry = [self.key(where.name), self.arg(key), self.key(where.index)]
         self.plan[section].append(entry)
         return entry
+
+    def create(self, key: str, value: bytes, ttl: float | None) -> None:
+        self.plan["a"].append([self.key(locate(key).name)])
+        if ttl is None or ttl > 0:  # born expired: checked, and nothing written
+            self.put(key, value, _ttl_ms(ttl) if ttl is not None else 0)
+
+    def undo_create(self, key: str, value: bytes) -> None:
+        entry = self.entry("u", key)
+        entry.append(self.arg(value))
 
     def grant_prefix(self, grant: str, prefix: str) -> None:
         where = grant_index(grant)
@@ -386,6 +409,7 @@ class RedisStore(Store):
 
     # --- commits -----------------------------------------------------------------------------------------------
     async def commit(self, change: Commit) -> bool:
+        change.check()
         client = await self._ready()
         if isinstance(client, RedisCluster):
             return await self._commit_cluster(client, change)
@@ -397,6 +421,8 @@ class RedisStore(Store):
         """Everything of `change` into one script (the caller knows it fits one slot, or one server)."""
         for key in change.consume:
             script.entry("c", key)
+        for key, (record, ttl) in change.create.items():
+            script.create(key, orjson.dumps(record), ttl)
         for key in change.delete:
             script.entry("d", key)
         for prefix in change.delete_prefix:
@@ -432,8 +458,10 @@ class RedisStore(Store):
                 delete=[*change.delete, *sorted({k for p in scanned for k in await self._scan(p) if k.startswith(p)})],
                 delete_prefix=[p for p in change.delete_prefix if grant_scope(p) is not None],
                 put=change.put,
+                create=change.create,
             )
-        slots = {key_slot(locate(k).name.encode()) for k in (*change.consume, *change.delete, *change.put)}
+        keys_named = (*change.consume, *change.create, *change.delete, *change.put)
+        slots = {key_slot(locate(k).name.encode()) for k in keys_named}
         slots |= {key_slot(grant_index(g).name.encode()) for p in change.delete_prefix if (g := grant_scope(p))}
         if len(slots) <= 1:
             script = _Script()
@@ -442,22 +470,29 @@ class RedisStore(Store):
         return await self._commit_spread(client, change)
 
     async def _commit_spread(self, client: RedisCluster, change: Commit) -> bool:
-        """A commit over several slots: consume slot by slot (putting back on refusal), then the rest."""
+        """A commit over several slots: consume and create slot by slot (undoing the slots before on refusal),
+        then the rest."""
         taken: list[tuple[list[str], list[Any]]] = []
-        for group in _by_slot(change.consume):
+        made: list[tuple[str, bytes]] = []
+        for group in _by_slot([*change.consume, *change.create]):
+            consumed = [key for key in group if key not in change.create]
             script = _Script()
-            for key in group:
+            for key in consumed:
                 script.entry("c", key)
+            values = {key: orjson.dumps(change.create[key][0]) for key in group if key in change.create}
+            for key, value in values.items():
+                script.create(key, value, change.create[key][1])
             script.plan["t"] = 1
             try:
                 result = await self._run(client, script)
             except StoreUnavailable:
-                await self._put_back(client, taken)
+                await self._undo(client, taken, made)
                 raise
             if result is None:
-                await self._put_back(client, taken)
+                await self._undo(client, taken, made)
                 return False
-            taken.append((group, result[1:]))
+            taken.append((consumed, result[1:]))
+            made.extend(values.items())
         rest = Commit(delete=change.delete, delete_prefix=change.delete_prefix, put=change.put)
         parts: defaultdict[int, Commit] = defaultdict(Commit)
         for key in rest.delete:
@@ -473,6 +508,18 @@ class RedisStore(Store):
             self._fill(script, parts[slot], scanned=())
             await self._run(client, script)
         return True
+
+    async def _undo(
+        self, client: RedisCluster, taken: list[tuple[list[str], list[Any]]], made: list[tuple[str, bytes]]
+    ) -> None:
+        """Put back what earlier slots consumed and delete what they created (where it still holds our record)."""
+        await self._put_back(client, taken)
+        for group in _by_slot([key for key, _ in made]):
+            script = _Script()
+            for key in group:
+                script.undo_create(key, dict(made)[key])
+            with contextlib.suppress(StoreUnavailable):
+                await self._run(client, script)
 
     async def _put_back(self, client: RedisCluster, taken: list[tuple[list[str], list[Any]]]) -> None:
         """Restore what earlier slots consumed for a commit that then failed, unless a newer record took the key

@@ -187,6 +187,7 @@ class SQLiteStore(Store):
         return await self._reader.run(read)
 
     async def commit(self, change: Commit) -> bool:
+        change.check()
         deadline = self._clock() + self.busy_seconds
 
         def write(db: sqlite3.Connection) -> bool:
@@ -208,8 +209,12 @@ class SQLiteStore(Store):
         return await self._writer.run(write)
 
     def _apply(self, db: sqlite3.Connection, change: Commit) -> bool:
-        """The change inside an open transaction; False if a key to consume is missing (caller rolls back)."""
+        """The change inside an open transaction; False if a key to consume is missing or one to create is present
+        (the caller rolls back)."""
         now = self._now()
+        for key in change.create:  # the write lock is held: nobody can write it between this check and ours
+            if db.execute(f"SELECT 1 FROM records WHERE key = ? AND {LIVE}", (key, now)).fetchone():
+                return False
         for key in change.consume:
             if db.execute(f"DELETE FROM records WHERE key = ? AND {LIVE}", (key, now)).rowcount != 1:
                 return False
@@ -221,7 +226,7 @@ class SQLiteStore(Store):
             "INSERT OR REPLACE INTO records (key, value, expires_at) VALUES (?, ?, ?)",
             [
                 (key, orjson.dumps(record), now + ttl if ttl is not None else None)
-                for key, (record, ttl) in change.put.items()
+                for key, (record, ttl) in (*change.put.items(), *change.create.items())
             ],
         )
         self._writes += 1
