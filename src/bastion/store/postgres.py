@@ -135,7 +135,9 @@ class PostgresStore(Store):
             pool = await asyncio.wait_for(
                 asyncpg.create_pool(
                     self.url,
-                    min_size=1,
+                    # No floor of idle connections: asyncpg would keep restoring it during an outage, logging a
+                    # traceback a second; connections are opened on demand (and kept while in use).
+                    min_size=0,
                     max_size=self.pool_size,
                     timeout=self.connect_timeout,
                     command_timeout=self.statement_timeout,
