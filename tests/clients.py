@@ -11,6 +11,7 @@ import httpx
 
 from bastion import App
 from bastion.settings import Settings
+from bastion.store import keys
 
 BASE = "http://127.0.0.1:8000"
 
@@ -44,6 +45,9 @@ def store_of(client: httpx.AsyncClient) -> Any:
 
 async def records(holder: httpx.AsyncClient | Any, prefix: str = "") -> dict[str, Any]:
     """Every live record (key and value) under `prefix`, in the store itself or the one behind a client:
-    equal before and after a refused request when it wrote nothing."""
+    equal before and after a refused request when it wrote nothing. The registration limit's counters are left
+    out unless asked for by prefix: every /register attempt counts, refused or not (tests/oauth/test_rate_limit.py)."""
     store = store_of(holder) if isinstance(holder, httpx.AsyncClient) else holder
-    return {key: await store.get(key) for key in await store.keys(prefix)}
+    counters = keys.kind_prefix(keys.RATE_LIMIT)
+    listed = [key for key in await store.keys(prefix) if prefix.startswith(counters) or not key.startswith(counters)]
+    return {key: await store.get(key) for key in listed}

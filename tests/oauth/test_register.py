@@ -129,7 +129,7 @@ async def test_registration_is_rate_limited_and_can_be_turned_off():
         assert [a.status_code for a in answers] == [201, 201, 201, 429, 429]
         for refused in answers[3:]:
             assert "try again" in oauth_error(refused, 429, "temporarily_unavailable")["error_description"]
-            assert refused.headers["retry-after"] == "60"
+            assert 1 <= int(refused.headers["retry-after"]) <= 60  # the rest of the minute (test_rate_limit.py)
         assert len(await records(client, keys.kind_prefix("client"))) == 3  # the refused ones registered nothing
     async with asgi_client(build_app(), settings(registration=False)) as client:
         closed = await client.post("/register", json={"redirect_uris": ["https://a.example/cb"]})

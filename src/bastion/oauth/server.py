@@ -117,7 +117,7 @@ class AuthorizationServer:
         self.documents = documents
         self.public_url = public_url
         self.resource_path = resource_path
-        self.registrations = RateLimiter(settings.registrations_per_minute, 60.0)
+        self.registrations = RateLimiter(store, settings.registrations_per_minute, 60.0)  # shared by every instance
         self.consent = ConsentScreen(self)
 
     # --- identifiers -----------------------------------------------------------------------------------------
@@ -183,8 +183,8 @@ class AuthorizationServer:
 
     async def register(self, request: Request) -> Response:
         address = request.client.host if request.client else "unknown"
-        if not self.registrations.allow(address):
-            retry = {"Retry-After": str(int(self.registrations.window))}
+        if not await self.registrations.allow(address):
+            retry = {"Retry-After": str(self.registrations.retry_after())}
             error = OAuthError("temporarily_unavailable", "too many registrations; try again in a minute", 429, retry)
             return oauth_error(error)
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
