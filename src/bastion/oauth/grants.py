@@ -12,6 +12,7 @@ Records (store/keys.py builds every key; docs/storage.md has the full list):
   access:<g>:<hash>          an access token: client, subject, scopes, resource, expiry, wrapped key
   refresh:<g>:<hash>         a refresh token: client, scopes, resource, wrapped key
   rotated:<g>:<hash>         a refresh token already used once and its client, so that its reuse revokes the grant
+  lease:<g>:<provider>       held by the one instance renewing the grant's token at that provider (30 s at most)
 
 A replay revokes only when the client the code or token was issued to presents it: another client (which may
 register freely) cannot end someone else's grant by replaying what it saw. Markers written before they named
@@ -22,10 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -33,11 +35,15 @@ import orjson
 
 from ..principal import Principal
 from ..security.crypto import new_key, new_token, open_data, same, seal_data, token_hash, unwrap_key, wrap_key
-from ..store import Commit, Store, keys
+from ..store import Commit, Store, StoreUnavailable, keys
 from ..store.bus import GRANT_REVOKED, Bus
 from .errors import OAuthError, invalid_grant
 
 GRANT_ID_BYTES = 16
+# An upstream renewal holds the grant's lease at most this long; a lease its crashed holder left expires then.
+LEASE_SECONDS = 30.0
+# How often a caller waiting for another instance's renewal looks at the grant again.
+LEASE_POLL_SECONDS = 0.1
 
 # A one-time record's key, and the key of the marker left once it is used (whose replay revokes the grant).
 _ONE_TIME: dict[str, tuple[Callable[[str, str], str], Callable[[str, str], str]]] = {
@@ -104,13 +110,20 @@ class Grants:
         *,
         bus: Bus | None = None,
         upstream: UpstreamTokens | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.store = store
         self.lifetimes = lifetimes or Lifetimes()
         # Told of every revocation, so that caches of verified tokens forget at once.
         self.bus = bus
         self.upstream = upstream
-        # One lock per (grant, provider) being renewed; a lock disappears once nobody holds or awaits it.
+        # Wall-clock seconds (upstream tokens' expiries are wall-clock) and the pause between two looks at a grant
+        # another instance is renewing: tests drive both.
+        self._clock = clock
+        self._sleep = sleep
+        # One lock per (grant, provider) being renewed; a lock disappears once nobody holds or awaits it. Within
+        # one instance it spares the store the lease round trips; across instances the lease decides.
         self._refreshing: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def _revoked(self, grant_id: str) -> None:
@@ -355,35 +368,79 @@ class Grants:
         opened = open_data(key, grant["props"], grant_id.encode()) if grant else None
         return (grant, orjson.loads(opened)) if grant and opened else None
 
+    async def _upstream_token(
+        self, grant_id: str, key: bytes, provider: str
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | None:
+        """The grant, its opened props and its token at `provider`; None if any is gone."""
+        found = await self._open_props(grant_id, key)
+        if found is None:
+            return None
+        grant, props = found
+        token = (props.get("upstream") or {}).get(provider)
+        return (grant, props, token) if isinstance(token, dict) else None
+
+    def _fresh(self, token: dict[str, Any]) -> bool:
+        expires_at = token.get("expires_at")
+        return isinstance(expires_at, int | float) and expires_at - 60 > self._clock()
+
     async def _refresh_upstream(self, grant_id: str, key: bytes, provider: str) -> dict[str, Any] | None:
-        """Renew a grant's upstream token: one refresh at a time per grant and provider; callers that waited
-        get the token the first one obtained."""
+        """Renew a grant's upstream token: one refresh at a time per grant and provider, across every instance on
+        the store; callers that waited get the token the renewing one obtained.
+
+        The instance that creates `lease:<grant>:<provider>` renews; the others look at the grant every
+        LEASE_POLL_SECONDS until the renewed token appears, or take the lease once its holder let it go (or
+        crashed and it expired). A caller waits at most about LEASE_SECONDS, then returns the token it finds."""
         lock = self._refreshing.get((grant_id, provider))
         if lock is None:
             lock = self._refreshing[(grant_id, provider)] = asyncio.Lock()
         async with lock:
-            found = await self._open_props(grant_id, key)
-            if found is None:
-                return None
-            grant, props = found
-            token = (props.get("upstream") or {}).get(provider)
-            if not isinstance(token, dict):
-                return None
-            expires_at = token.get("expires_at")
-            if isinstance(expires_at, int | float) and expires_at - 60 > time.time():
-                return token  # someone renewed it while we waited
-            assert self.upstream is not None
-            renewed = await self.upstream.refresh(provider, token)
-            if renewed is None:
-                return None
-            props["upstream"][provider] = renewed
-            grant["props"] = seal_data(key, orjson.dumps(props), grant_id.encode())
-            # Written back only if the grant still exists: one revoked while the provider answered stays revoked.
-            grant_key = keys.grant(grant_id)
-            if not await self.store.commit(Commit(consume=[grant_key]).set(grant_key, grant, self.lifetimes.refresh)):
-                await self.upstream.revoke(provider, renewed)  # nothing holds it any more
-                return None
-            return renewed
+            found = await self._upstream_token(grant_id, key, provider)
+            if found is None or self._fresh(found[2]):
+                return found[2] if found else None  # someone renewed it while we waited
+            lease = keys.upstream_lease(grant_id, provider)
+            deadline = self._clock() + LEASE_SECONDS + 2 * LEASE_POLL_SECONDS
+            while not await self.store.commit(Commit().add(lease, {}, LEASE_SECONDS)):
+                if self._clock() >= deadline:
+                    return found[2]  # its holder neither renewed nor let go in time: what there is
+                await self._sleep(LEASE_POLL_SECONDS)
+                found = await self._upstream_token(grant_id, key, provider)
+                if found is None or self._fresh(found[2]):
+                    return found[2] if found else None
+            taken_at = self._clock()
+            try:
+                # Read again under the lease: another instance may have renewed between our look and the lease.
+                found = await self._upstream_token(grant_id, key, provider)
+                if found is None or self._fresh(found[2]):
+                    return found[2] if found else None
+                return await self._renew(grant_id, key, provider, *found)
+            finally:
+                # Let the next one go now, unless the lease may have expired and be someone else's already. If
+                # this fails, the lease expires by itself and waiters find the renewed token meanwhile.
+                if self._clock() - taken_at < LEASE_SECONDS - 1:
+                    with contextlib.suppress(StoreUnavailable):
+                        await self.store.commit(Commit(consume=[lease]))
+
+    async def _renew(
+        self,
+        grant_id: str,
+        key: bytes,
+        provider: str,
+        grant: dict[str, Any],
+        props: dict[str, Any],
+        token: dict[str, Any],
+    ) -> dict[str, Any] | None:
+        assert self.upstream is not None
+        renewed = await self.upstream.refresh(provider, token)
+        if renewed is None:
+            return None
+        props["upstream"][provider] = renewed
+        grant["props"] = seal_data(key, orjson.dumps(props), grant_id.encode())
+        # Written back only if the grant still exists: one revoked while the provider answered stays revoked.
+        grant_key = keys.grant(grant_id)
+        if not await self.store.commit(Commit(consume=[grant_key]).set(grant_key, grant, self.lifetimes.refresh)):
+            await self.upstream.revoke(provider, renewed)  # nothing holds it any more
+            return None
+        return renewed
 
 
 def _valid_verifier(verifier: str) -> bool:
