@@ -20,6 +20,10 @@ class LocalBus(Bus):
         self._handlers[topic].append(handler)
 
     async def publish(self, topic: str, event: dict[str, Any]) -> None:
+        self.deliver(topic, event)
+
+    def deliver(self, topic: str, event: dict[str, Any]) -> None:
+        """Tell this process's subscribers of `topic`, in order (network buses use it for what they hear)."""
         for handler in self._handlers.get(topic, ()):
             try:
                 handler(event)

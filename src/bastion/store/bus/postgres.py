@@ -19,13 +19,14 @@ import contextlib
 import logging
 import secrets
 import time
-from collections import defaultdict, deque
+from collections import deque
 from typing import Any
 
 import orjson
 
 from ..errors import StoreUnavailable
 from .base import Bus, Handler
+from .local import LocalBus
 
 log = logging.getLogger("bastion.bus")
 
@@ -50,7 +51,7 @@ class PostgresBus(Bus):
         self.max_backoff = max_backoff
         self.heartbeat_seconds = heartbeat_seconds
         self.sender = secrets.token_hex(8)  # tells this instance's own notifications apart
-        self._handlers: defaultdict[str, list[Handler]] = defaultdict(list)
+        self._local = LocalBus()  # this instance's subscribers
         self._conn: Any = None
         self._lock = asyncio.Lock()  # one statement at a time on the connection
         self._outbox: deque[bytes] = deque(maxlen=OUTBOX_LIMIT)
@@ -65,7 +66,7 @@ class PostgresBus(Bus):
         return self._conn is not None and not self._conn.is_closed()
 
     def subscribe(self, topic: str, handler: Handler) -> None:
-        self._handlers[topic].append(handler)
+        self._local.subscribe(topic, handler)
 
     async def start(self) -> None:
         """Connect and LISTEN; StoreUnavailable if the database cannot be reached."""
@@ -138,20 +139,13 @@ class PostgresBus(Bus):
             log.warning("bus: ignored a malformed notification on %s", channel)
             return
         if sender != self.sender and isinstance(topic, str) and isinstance(event, dict):
-            self._deliver(topic, event)
-
-    def _deliver(self, topic: str, event: dict[str, Any]) -> None:
-        for handler in self._handlers.get(topic, ()):
-            try:
-                handler(event)
-            except Exception:
-                log.exception("a %s subscriber failed", topic)
+            self._local.deliver(topic, event)
 
     async def publish(self, topic: str, event: dict[str, Any]) -> None:
         payload = orjson.dumps({"s": self.sender, "t": topic, "e": event})
         if len(payload) > PAYLOAD_LIMIT:
             raise ValueError(f"bus: an event of {len(payload)} bytes is too large for NOTIFY")
-        self._deliver(topic, event)
+        self._local.deliver(topic, event)
         self._outbox.append(payload)
         await self._flush_outbox()
 

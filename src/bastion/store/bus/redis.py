@@ -27,7 +27,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections import defaultdict, deque
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -42,6 +42,7 @@ from redis.retry import Retry
 
 from ..errors import StoreUnavailable
 from .base import Bus, Handler
+from .local import LocalBus
 
 log = logging.getLogger("bastion.bus")
 
@@ -94,7 +95,7 @@ class RedisBus(Bus):
         self.timeout = timeout
         self.heartbeat = heartbeat
         self.origin = secrets.token_hex(16)
-        self._handlers: defaultdict[str, list[Handler]] = defaultdict(list)
+        self._local = LocalBus()  # this instance's subscribers
         self._publisher: Redis | RedisCluster | None = None
         self._listener: asyncio.Task[None] | None = None
         self._outbox: deque[bytes] = deque(maxlen=OUTBOX_LIMIT)
@@ -118,10 +119,10 @@ class RedisBus(Bus):
         return {"socket_timeout": self.timeout, "socket_connect_timeout": self.timeout, "retry": Retry(NoBackoff(), 0)}
 
     def subscribe(self, topic: str, handler: Handler) -> None:
-        self._handlers[topic].append(handler)
+        self._local.subscribe(topic, handler)
 
     async def publish(self, topic: str, event: dict[str, Any]) -> None:
-        self._deliver(topic, event)
+        self._local.deliver(topic, event)
         self._outbox.append(orjson.dumps({"origin": self.origin, "topic": topic, "event": event}))
         await self._flush()
 
@@ -138,13 +139,6 @@ class RedisBus(Bus):
                     log.warning("redis bus: publishing deferred until Redis answers again (%s)", type(exc).__name__)
                     return
                 self._outbox.popleft()
-
-    def _deliver(self, topic: str, event: dict[str, Any]) -> None:
-        for handler in self._handlers.get(topic, ()):
-            try:
-                handler(event)
-            except Exception:
-                log.exception("a %s subscriber failed", topic)
 
     # --- connecting ---------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -270,7 +264,7 @@ class RedisBus(Bus):
             return
         if message["origin"] == self.origin:
             return  # told already, when it was published
-        self._deliver(message["topic"], message["event"])
+        self._local.deliver(message["topic"], message["event"])
 
     async def close(self) -> None:
         self._set_healthy(False)
