@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.services.running import running
 from tests.waiting import free_port, wait_until
 
 SEARCHED = "/usr/lib/postgresql"  # Debian: /usr/lib/postgresql/<version>/bin
@@ -201,14 +202,8 @@ class PostgresCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def running_cluster() -> Iterator[PostgresCluster]:
-    cluster = PostgresCluster()
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.remove()
+def running_cluster() -> contextlib.AbstractContextManager[PostgresCluster]:
+    return running(PostgresCluster())
 
 
 @pytest.fixture(scope="session")

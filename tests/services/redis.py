@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.services.running import running
 from tests.waiting import free_port, wait_until
 
 CLUSTER_MASTERS = 3
@@ -188,24 +189,12 @@ class RedisCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def running_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.remove()
+def running_server() -> contextlib.AbstractContextManager[RedisServer]:
+    return running(RedisServer())
 
 
-@contextlib.contextmanager
-def running_cluster() -> Iterator[RedisCluster]:
-    cluster = RedisCluster()
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.remove()
+def running_cluster() -> contextlib.AbstractContextManager[RedisCluster]:
+    return running(RedisCluster())
 
 
 @pytest.fixture(scope="session")
