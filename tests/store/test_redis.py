@@ -332,15 +332,6 @@ async def test_a_master_lost_between_the_steps_leaves_the_transaction_spent_and_
 # --- durability and faults -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def own_server(tmp_path):
-    server = RedisServer(tmp_path / "redis")
-    server.root.mkdir()
-    server.start()
-    yield server
-    server.remove()
-
-
 async def test_records_survive_a_restart_through_the_append_only_file(own_server):
     store = RedisStore(own_server.url)
     try:

@@ -11,7 +11,7 @@ from redis.asyncio.cluster import RedisCluster as ClusterClient
 from bastion.store.bus import GRANT_REVOKED
 from bastion.store.bus.redis import CHANNEL, RedisBus, _node_url
 from bastion.store.errors import StoreUnavailable
-from tests.services.redis import RedisCluster, RedisServer
+from tests.services.redis import RedisCluster
 from tests.waiting import eventually
 
 
@@ -103,15 +103,6 @@ async def test_a_message_that_is_not_an_event_is_dropped_and_the_next_one_heard(
         await raw.aclose()
         await first.close()
         await second.close()
-
-
-@pytest.fixture
-def own_server(tmp_path):
-    server = RedisServer(tmp_path / "redis")
-    server.root.mkdir()
-    server.start()
-    yield server
-    server.remove()
 
 
 async def test_the_bus_says_it_is_deaf_while_redis_is_gone_and_listens_again_when_it_is_back(own_server):
