@@ -5,24 +5,19 @@ outages (StoreUnavailable, bounded, then recovery without a restart), migrations
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from bastion.store import Commit, StoreUnavailable
 from bastion.store.postgres import MIGRATIONS, PostgresStore
 from tests.clocks import Clock
-from tests.processes import stop
 from tests.services.postgres import PostgresCluster
+from tests.store.racing import race
 from tests.store.test_store import PREFIX_KEYS, PREFIXES
 from tests.waiting import eventually, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 # A guard against a hang, not a timing claim: every wait in the store is bounded far below this.
 HANG = 60
 
@@ -85,29 +80,7 @@ async def _read(url: str, names: list[str]) -> list[object]:
 
 def _race(postgres_url: str, keys: int, takers: int, processes: int, *mode: str) -> list:
     """What every racing process won (tests/store/postgres_taker.py), all started at once."""
-    command = [sys.executable, "-m", "tests.store.postgres_taker", postgres_url, str(keys), str(takers), *mode]
-    racers = [
-        subprocess.Popen(
-            command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True
-        )
-        for _ in range(processes)
-    ]
-    try:
-        for racer in racers:  # all connected before any starts
-            assert racer.stdout is not None and racer.stdout.readline().strip() == "ready"
-        for racer in racers:
-            assert racer.stdin is not None
-            racer.stdin.write("go\n")
-            racer.stdin.flush()
-        won = []
-        for racer in racers:
-            out, _ = racer.communicate(timeout=HANG)
-            assert racer.returncode == 0
-            won.extend(json.loads(out))
-    finally:
-        for racer in racers:
-            stop(racer)
-    return won
+    return race("tests.store.postgres_taker", [postgres_url, str(keys), str(takers), *mode], processes)
 
 
 async def _seed(url: str, keys: int) -> int:

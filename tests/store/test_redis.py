@@ -6,11 +6,8 @@ per-grant index, the Cluster's commits over several slots, durability with the a
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
 from redis.asyncio import Redis
@@ -20,6 +17,7 @@ from bastion.store import Commit, keys
 from bastion.store.errors import StoreUnavailable
 from bastion.store.redis import RedisStore, grant_index, locate
 from tests.services.redis import RedisCluster, RedisServer, running_cluster
+from tests.store.racing import race
 from tests.waiting import eventually, wait_until
 
 KINDS = ("redis", "redis-cluster")
@@ -177,32 +175,7 @@ async def test_processes_racing_for_the_same_records_each_win_a_record_once(serv
     for i in range(records):
         await store.commit(Commit().set(f"code:g{i}:h", {"i": i}))
     mode = "cluster" if _is_cluster(service) else "single"
-    racers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests.store.redis_taker", service.url, mode, str(records), "4"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
-    try:
-        for racer in racers:
-            assert racer.stdout is not None and racer.stdout.readline().strip() == "ready"
-        for racer in racers:
-            assert racer.stdin is not None
-            racer.stdin.write("go\n")
-            racer.stdin.flush()
-        won = []
-        for racer in racers:
-            out, _ = racer.communicate(timeout=60)
-            assert racer.returncode == 0
-            won += json.loads(out)
-    finally:
-        for racer in racers:
-            if racer.poll() is None:
-                racer.kill()
-                racer.wait()
+    won = race("tests.store.redis_taker", [service.url, mode, str(records), "4"], 4)
     assert sorted(won, key=lambda w: w[1]["i"]) == [[f"code:g{i}:h", {"i": i}] for i in range(records)]
     assert await store.keys("code:") == []
 
