@@ -10,7 +10,6 @@ import contextlib
 from typing import Any
 
 import orjson
-import pytest
 
 from bastion.compose import build
 from bastion.settings import Settings
@@ -18,32 +17,11 @@ from tests.clients import BASE, asgi_client
 from tests.mcp.conftest import ACCEPT, build_app, modern_body, modern_headers, open_session
 from tests.services.postgres import postgres_cluster, postgres_url  # noqa: F401 - fixtures
 from tests.services.redis import redis_server  # noqa: F401 - fixtures
+from tests.shared_stores import shared, store_url  # noqa: F401 - store_url is a fixture
 from tests.waiting import eventually
 
-STATE_SECRET = "s" * 8 + "Zq7!pL2@xV9#mK4$wR6%tY8^uJ3&nB5*"
-COOKIE_SECRET = "c" * 8 + "Hq7!pL2@xV9#mK4$wR6%tY8^uJ3&nB5*"
 WATCHED, UNWATCHED, MARKER = "test://doc", "test://other", "test://marker"
 TOOLS_CHANGED, UPDATED = "notifications/tools/list_changed", "notifications/resources/updated"
-
-
-def shared(backend: str, url: str, monkeypatch: pytest.MonkeyPatch, **sections: Any) -> Settings:
-    monkeypatch.setenv("SHARED_STORE_URL", url)
-    return Settings.load(
-        env={},
-        state_secret=STATE_SECRET,
-        store={"backend": backend, "url_env": "SHARED_STORE_URL"},
-        authorization_server={"cookie_secret": COOKIE_SECRET, **sections.pop("authorization_server", {})},
-        **sections,
-    )
-
-
-@pytest.fixture(params=["postgres", "redis"])
-def store_url(request: pytest.FixtureRequest) -> tuple[str, str]:
-    if request.param == "postgres":
-        return "postgres", request.getfixturevalue("postgres_url")
-    server = request.getfixturevalue("redis_server")
-    server.flush()
-    return "redis", server.url
 
 
 class Stream:
@@ -105,7 +83,7 @@ class Stream:
             await asyncio.wait_for(self._task, 10)
 
 
-async def test_changes_made_on_one_instance_reach_streams_open_on_the_other_exactly_once(store_url, monkeypatch):
+async def test_changes_made_on_one_instance_reach_streams_open_on_the_other_exactly_once(store_url, monkeypatch):  # noqa: F811
     backend, url = store_url
     settings = shared(backend, url, monkeypatch)  # no authentication: the bus is opened for the relay alone
     app_a, app_b = build_app(), build_app()  # the app code runs in each process

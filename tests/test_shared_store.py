@@ -6,48 +6,24 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
-
 from bastion.compose import build
 from bastion.resource.bearer import CACHE_SECONDS
-from bastion.settings import Settings
 from tests.clients import asgi_client
 from tests.mcp.conftest import build_app, modern_body, modern_headers
 from tests.oauth.conftest import BASE, register, tokens_for
 from tests.services.postgres import postgres_cluster, postgres_url  # noqa: F401 - fixtures
 from tests.services.redis import redis_server  # noqa: F401 - fixtures
+from tests.shared_stores import shared, store_url  # noqa: F401 - store_url is a fixture
 from tests.waiting import eventually
-
-STATE_SECRET = "s" * 8 + "Zq7!pL2@xV9#mK4$wR6%tY8^uJ3&nB5*"
-COOKIE_SECRET = "c" * 8 + "Hq7!pL2@xV9#mK4$wR6%tY8^uJ3&nB5*"
-
-
-def shared(backend: str, url: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("SHARED_STORE_URL", url)
-    return Settings.load(
-        env={},
-        state_secret=STATE_SECRET,
-        store={"backend": backend, "url_env": "SHARED_STORE_URL"},
-        authorization_server={"enabled": True, "dev_login": True, "cookie_secret": COOKIE_SECRET},
-    )
-
-
-@pytest.fixture(params=["postgres", "redis"])
-def store_url(request: pytest.FixtureRequest) -> tuple[str, str]:
-    if request.param == "postgres":
-        return "postgres", request.getfixturevalue("postgres_url")
-    server = request.getfixturevalue("redis_server")
-    server.flush()
-    return "redis", server.url
 
 
 async def started(asgi: Any) -> None:
     await asgi.lifecycle.start()
 
 
-async def test_a_revocation_through_one_instance_reaches_the_other_through_the_bus(store_url, monkeypatch):
+async def test_a_revocation_through_one_instance_reaches_the_other_through_the_bus(store_url, monkeypatch):  # noqa: F811
     backend, url = store_url
-    settings = shared(backend, url, monkeypatch)
+    settings = shared(backend, url, monkeypatch, authorization_server={"enabled": True, "dev_login": True})
     a, b = build(build_app(), settings), build(build_app(), settings)
     await started(a)
     await started(b)
