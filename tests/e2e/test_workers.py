@@ -16,7 +16,7 @@ import pytest
 
 from bastion.resource.bearer import CACHE_SECONDS
 from tests.browser import walk
-from tests.oauth.conftest import REDIRECT, VERIFIER, challenge, query_of
+from tests.oauth.conftest import REDIRECT, authorize_params, code_exchange, query_of
 
 from .calls import pid_call
 from .conftest import ROOT, bastion_server
@@ -132,15 +132,7 @@ async def one_per_worker(base: str, token: str) -> tuple[Pinned, Pinned]:
 async def authorization_code(base: str, client_id: str, verify: Any = True) -> str:
     """A fresh code, each request of the sign-in on a new connection (so on any worker or instance): the consent
     form, its cookie and the code cross processes, which works only because every one signs with the same keys."""
-    params = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": REDIRECT,
-        "state": "st4te",
-        "code_challenge": challenge(),
-        "code_challenge_method": "S256",
-        "resource": f"{base}/mcp",
-    }
+    params = authorize_params(client_id, resource=f"{base}/mcp")
     fresh = httpx.Limits(max_keepalive_connections=0)
     async with httpx.AsyncClient(limits=fresh, timeout=30, verify=verify) as browser:
         back = await walk(browser, str(httpx.URL(f"{base}/authorize", params=params)), "revoked-user")
@@ -149,14 +141,7 @@ async def authorization_code(base: str, client_id: str, verify: Any = True) -> s
 
 def redemption(base: str, client_id: str, code: str) -> dict[str, str]:
     """The /token form redeeming `code` (from `authorization_code`, for the resource at `base`)."""
-    return {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": REDIRECT,
-        "code_verifier": VERIFIER,
-        "client_id": client_id,
-        "resource": f"{base}/mcp",
-    }
+    return code_exchange(code, client_id, resource=f"{base}/mcp")
 
 
 async def grant(base: str, client_id: str, verify: Any = True) -> dict[str, Any]:
