@@ -172,13 +172,14 @@ def test_network_backends_get_their_store_and_a_bus_that_reaches_every_instance(
     assert not (tmp_path / "bastion.db").exists()
 
 
-def test_an_external_issuer_alone_opens_no_store_and_its_gate_hears_no_shared_bus(tmp_path):
+def test_an_external_issuer_alone_keeps_no_grants_and_its_gate_hears_no_shared_bus(tmp_path):
     from bastion.store.bus import LocalBus
     from bastion.store.bus.redis import RedisBus
 
     issuer = {"name": "corp", "issuer": "https://corp.example"}
-    # The store section names a network backend: nothing here revokes grants, so no store is opened and the gate's
-    # cache does not depend on the shared bus; the bus itself is opened for the relay of list changes.
+    # The store section names a network backend: nothing here revokes grants, so the gate's cache does not depend
+    # on the shared bus and no authorization server uses the store; the store holds the shared sessions, and the
+    # bus carries their events and the relay of list changes.
     settings = with_store(tmp_path, "redis", url="redis://127.0.0.1:1/0")
     settings = settings.model_copy(
         update={
@@ -189,7 +190,8 @@ def test_an_external_issuer_alone_opens_no_store_and_its_gate_hears_no_shared_bu
     asgi = build(build_app(), settings)
     assert asgi.store is None and type(asgi.mcp.bus) is LocalBus
     assert type(the_bus(asgi)) is RedisBus
-    assert [name for name, _ in asgi.lifecycle.startup] == ["bus", "notification relay"]
+    assert [name for name, _ in asgi.lifecycle.startup] == ["bus", "store", "store", "notification relay"]
+    assert asgi.mcp.app.sessions.shared is not None
 
 
 def test_servers_that_do_not_use_a_network_store_never_import_a_driver(tmp_path):

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bastion.mcp.notify import Broadcaster, Change, Listener
-from bastion.relay import TOPIC, URI_LIMIT, Relay
+from bastion.cluster.relay import TOPIC, URI_LIMIT, Relay
 from bastion.store.bus import Bus, Handler, LocalBus
 from tests.waiting import eventually
 

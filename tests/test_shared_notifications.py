@@ -5,82 +5,19 @@ streams that asked for them."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from typing import Any
-
 import orjson
 
 from bastion.compose import build
 from bastion.settings import Settings
-from tests.clients import BASE, asgi_client
+from tests.clients import asgi_client
 from tests.mcp.conftest import ACCEPT, build_app, modern_body, modern_headers, open_session
 from tests.services.postgres import postgres_cluster, postgres_url  # noqa: F401 - fixtures
 from tests.services.redis import redis_server  # noqa: F401 - fixtures
 from tests.shared_stores import shared, store_url  # noqa: F401 - store_url is a fixture
-from tests.waiting import eventually
+from tests.sse import Stream
 
 WATCHED, UNWATCHED, MARKER = "test://doc", "test://other", "test://marker"
 TOOLS_CHANGED, UPDATED = "notifications/tools/list_changed", "notifications/resources/updated"
-
-
-class Stream:
-    """One HTTP request to an ASGI app held open, its server-sent events collected as they come (the in-process
-    httpx transport would wait for a stream's end)."""
-
-    def __init__(self, asgi: Any, method: str, headers: dict[str, str], body: bytes = b"") -> None:
-        self.messages: list[dict[str, Any]] = []
-        self.status: int | None = None
-        self._buffer = b""
-        self._body = body
-        self._closed = asyncio.Event()
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": "/mcp",
-            "raw_path": b"/mcp",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(k.encode(), v.encode()) for k, v in {"host": BASE.split("//")[1], **headers}.items()],
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 8000),
-        }
-        self._task = asyncio.create_task(asgi(scope, self._receive, self._send))
-
-    async def _receive(self) -> dict[str, Any]:
-        if self._body is not None:
-            body, self._body = self._body, None
-            return {"type": "http.request", "body": body, "more_body": False}
-        await self._closed.wait()
-        return {"type": "http.disconnect"}
-
-    async def _send(self, message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-        elif message["type"] == "http.response.body":
-            self._buffer += message.get("body", b"")
-            while b"\n\n" in self._buffer:
-                event, self._buffer = self._buffer.split(b"\n\n", 1)
-                data = b"".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
-                if data:
-                    self.messages.append(orjson.loads(data))
-
-    def methods(self) -> list[str]:
-        return [message.get("method", "") for message in self.messages]
-
-    async def has(self, method: str, count: int = 1) -> None:
-        async def there() -> bool:
-            return self.methods().count(method) >= count
-
-        await eventually(there, f"{method} on the stream")
-
-    async def close(self) -> None:
-        self._closed.set()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.wait_for(self._task, 10)
 
 
 async def test_changes_made_on_one_instance_reach_streams_open_on_the_other_exactly_once(store_url, monkeypatch):  # noqa: F811
@@ -190,7 +127,7 @@ def test_every_server_on_a_shared_store_relays_changes_and_others_do_not(monkeyp
     def steps(settings: Settings) -> list[str]:
         return [name for name, _ in build(build_app(), settings).lifecycle.startup]
 
-    assert steps(on_postgres) == ["bus", "notification relay"]
+    assert steps(on_postgres) == ["bus", "store", "store", "notification relay"]  # the store: shared sessions
     assert steps(authenticated)[0] == "bus" and steps(authenticated)[-1] == "notification relay"
     assert steps(authenticated).count("bus") == 1  # one bus carries revocations and changes
     assert "notification relay" not in steps(on_sqlite) and "bus" not in steps(on_sqlite)

@@ -78,18 +78,29 @@ def build(
     bus = None
     if not settings.worker.only and (settings.authenticated or settings.store.shared):
         bus = _open_bus(settings, opened, startup)
+    # On a shared store legacy sessions are shared too, so that any instance serves any request of a session.
+    shares_sessions = settings.store.shared and settings.stateful and bus is not None
+    own_grants = settings.authenticated and settings.authorization_server.enabled
+    if bus is not None and (shares_sessions or own_grants):
+        store = store or _open_store(settings)
+        opened.add("store", store.close)
+        startup.append(("store", store.start))
+        startup.append(("store", _reachable(store)))
     protection = None
     if settings.authenticated and bus is not None:
-        protection = _Protection.build(app, settings, opened, startup, store, upstream, bus)
+        protection = _Protection.build(app, settings, opened, store, upstream, bus)
         routes += protection.routes
     if settings.store.shared and bus is not None:
-        from .relay import Relay
+        from .cluster.relay import Relay
 
         relay = Relay(app.broadcaster, bus)
         startup.append(("notification relay", relay.start))
         opened.add("notification relay", relay.close)
+    shared = None
+    if shares_sessions and store is not None and bus is not None:
+        shared = _shared_sessions(settings, store, bus, opened)
 
-    sessions = SessionTable(settings.max_sessions, settings.session_idle_seconds, app.broadcaster)
+    sessions = SessionTable(settings.max_sessions, settings.session_idle_seconds, app.broadcaster, shared)
     endpoint = StreamableHTTP(
         server,
         app.broadcaster,
@@ -158,7 +169,6 @@ class _Protection:
         app: App,
         settings: Settings,
         opened: _Opened,
-        startup: list[Step],
         store: Store | None,
         upstream: Mapping[str, UpstreamProvider] | None,
         bus: Bus,
@@ -174,11 +184,7 @@ class _Protection:
             bus = LocalBus()
         routes: list[BaseRoute] = []
         authorization = None
-        if settings.authorization_server.enabled:
-            store = store or _open_store(settings)
-            opened.add("store", store.close)
-            startup.append(("store", store.start))
-            startup.append(("store", _reachable(store)))
+        if settings.authorization_server.enabled and store is not None:
             authorization = _authorization_server(app, settings, store, bus, opened, upstream)
             routes += authorization.routes()
         issuers = _external_issuers(settings, opened)
@@ -219,6 +225,16 @@ def _open_bus(settings: Settings, opened: _Opened, startup: list[Step]) -> Bus:
     startup.append(("bus", bus.start))
     opened.add("bus", bus.close)
     return bus
+
+
+def _shared_sessions(settings: Settings, store: Store, bus: Bus, opened: _Opened) -> Any:
+    from .cluster.sessions import StoreSessions
+
+    # settings.check() refuses a shared store without a state secret: every instance must make the same MACs.
+    secret = settings.state_secret.get_secret_value().encode() if settings.state_secret else b""
+    shared = StoreSessions(store, bus, secret, idle_seconds=settings.session_idle_seconds)
+    opened.add("shared sessions", shared.close)
+    return shared
 
 
 def _reachable(store: Store) -> Callable[[], Awaitable[None]]:

@@ -113,8 +113,9 @@ async def test_every_refusal_gets_its_status_and_a_json_rpc_body():
             assert body["id"] == (1 if refusal is Refusal.SESSION_NOT_FOUND else None), refusal
             assert body["error"]["code"] == INVALID_REQUEST, refusal
             assert response.headers["content-type"] == "application/json"
-        # A second GET stream needs the first one held open: test_a_second_stream_is_a_conflict below.
-        assert seen | {Refusal.STREAM_CONFLICT} == set(Refusal)
+        # A second GET stream needs the first one held open: test_a_second_stream_is_a_conflict below; shared
+        # sessions whose store is down: tests/test_shared_sessions.py.
+        assert seen | {Refusal.STREAM_CONFLICT, Refusal.SESSIONS_UNAVAILABLE} == set(Refusal)
         # Refused requests changed nothing: the one session is still the only one, and still works.
         still = await client.post("/mcp", headers={**ACCEPT, "mcp-session-id": session}, json=LIST)
         assert still.status_code == 200 and still.json()["result"]["tools"]

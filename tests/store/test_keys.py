@@ -34,6 +34,12 @@ LAYOUTS = [
     (keys.upstream_lease("g_1-A", "https://idp.example"), "lease:g_1-A:https://idp.example"),
     (keys.rate_limit(HASH, 28333333, 0), f"ratelimit:{HASH}:28333333:0"),
     (keys.rate_limit(HASH, 0, 9), f"ratelimit:{HASH}:0:9"),
+    (keys.mcp_session(HASH), f"mcpsession:{HASH}"),
+    (keys.mcp_revision(HASH, 0), f"mcprev:{HASH}:0"),
+    (keys.mcp_revision(HASH, 12), f"mcprev:{HASH}:12"),
+    (keys.mcp_answer(HASH, HASH), f"mcpanswer:{HASH}:{HASH}"),
+    (keys.mcp_stream(HASH, "Ab-9_x"), f"mcpstream:{HASH}:Ab-9_x"),
+    (keys.mcp_event(HASH, "Ab-9_x", 3), f"mcpevent:{HASH}:Ab-9_x:3"),
 ]
 
 
@@ -55,6 +61,11 @@ def test_the_kinds_are_exactly_these():
         "usedcode",
         "lease",
         "ratelimit",
+        "mcpsession",
+        "mcprev",
+        "mcpanswer",
+        "mcpstream",
+        "mcpevent",
     )
     assert {stored.split(":")[0] for _, stored in LAYOUTS} == set(keys.KINDS)
     assert [keys.kind_prefix(kind) for kind in keys.KINDS] == [f"{kind}:" for kind in keys.KINDS]
@@ -62,6 +73,33 @@ def test_the_kinds_are_exactly_these():
 
 def test_a_grant_issues_under_these_prefixes():
     assert keys.issued_under("g_1") == ["access:g_1:", "refresh:g_1:", "code:g_1:", "rotated:g_1:", "usedcode:g_1:"]
+
+
+def test_a_session_owns_under_these_prefixes_and_nothing_of_another_session():
+    mine = keys.session_under("ab")
+    assert mine == ["mcprev:ab:", "mcpanswer:ab:", "mcpstream:ab:", "mcpevent:ab:"]
+    records = [
+        keys.mcp_revision("ab", 1),
+        keys.mcp_answer("ab", HASH),
+        keys.mcp_stream("ab", "s"),
+        keys.mcp_event("ab", "s", 1),
+    ]
+    assert all(sum(r.startswith(p) for p in mine) == 1 for r in records)
+    assert not any(keys.mcp_session("ab").startswith(p) for p in mine)  # deleted by its exact key
+    for other in ["abc", "a", "AB"]:
+        theirs = [keys.mcp_revision(other, 1), keys.mcp_answer(other, HASH), keys.mcp_event(other, "s", 1)]
+        assert not [key for key in theirs for p in mine if key.startswith(p)]
+    # One stream's events, and no other stream's ("s" does not cover "s2").
+    assert not keys.mcp_event("ab", "s2", 1).startswith(keys.mcp_events("ab", "s"))
+
+
+@pytest.mark.parametrize("bad", [("", 0), ("a:b", 0), ("ab", -1), ("ab", True), ("ab", 1.5)])
+def test_a_malformed_session_key_is_refused(bad):
+    session, number = bad
+    with pytest.raises(ValueError):
+        keys.mcp_revision(session, number)
+    with pytest.raises(ValueError):
+        keys.mcp_event(session, "s", number) if session in ("", "a:b") else keys.mcp_event("ab", "a:b", 0)
 
 
 def _per_grant_builders():

@@ -39,6 +39,7 @@ class Refusal(enum.Enum):
     STREAM_NOT_FOUND = "stream not found"
     STREAM_CONFLICT = "stream already open"
     TOO_MANY_SESSIONS = "too many sessions"
+    SESSIONS_UNAVAILABLE = "shared sessions unavailable"
 
 
 # The one table from an MCP error to its HTTP status. Every status the endpoint gives an error comes from here.
@@ -63,6 +64,7 @@ HTTP_STATUS: Mapping[int | Refusal, int] = MappingProxyType(
         Refusal.STREAM_NOT_FOUND: 404,
         Refusal.STREAM_CONFLICT: 409,
         Refusal.TOO_MANY_SESSIONS: 503,
+        Refusal.SESSIONS_UNAVAILABLE: 503,
     }
 )
 # A code the table does not name (a tool's own McpError, say) is an ordinary JSON-RPC answer.

@@ -8,18 +8,24 @@ Event ids are "<stream>.<sequence>", so an id names its stream.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .session.shared import StreamSink
 
 MAX_EVENTS_PER_STREAM = 1000
 MAX_STREAMS_PER_SESSION = 64
 
 
 class StreamLog:
-    __slots__ = ("_changed", "events", "finished", "id", "seq")
+    __slots__ = ("_changed", "events", "finished", "id", "seq", "sink")
 
-    def __init__(self, stream_id: str) -> None:
+    def __init__(self, stream_id: str, sink: StreamSink | None = None) -> None:
         self.id = stream_id
+        self.sink = sink
         self.events: list[tuple[int, bytes]] = []
         self.seq = 0
         self.finished = False
@@ -30,12 +36,21 @@ class StreamLog:
         self.events.append((self.seq, data))
         if len(self.events) > MAX_EVENTS_PER_STREAM:
             del self.events[: len(self.events) - MAX_EVENTS_PER_STREAM]
+        if self.sink is not None:
+            self.sink.append(self.seq, data)
         self._wake()
         return f"{self.id}.{self.seq}"
 
     def finish(self) -> None:
+        if not self.finished and self.sink is not None:
+            self.sink.finish()
         self.finished = True
         self._wake()
+
+    async def kept(self) -> None:
+        """Once the events so far can be resumed on another instance (at once on one instance)."""
+        if self.sink is not None:
+            await self.sink.kept()
 
     def _wake(self) -> None:
         self._changed.set()
@@ -59,13 +74,13 @@ class StreamLog:
 class StreamLogs:
     """A session's recent streams, oldest forgotten first."""
 
-    def __init__(self) -> None:
+    def __init__(self, sink: Callable[[str], StreamSink] | None = None) -> None:
         self._logs: OrderedDict[str, StreamLog] = OrderedDict()
-        self._count = 0
+        self._sink = sink
 
     def new(self) -> StreamLog:
-        self._count += 1
-        log = StreamLog(f"s{self._count}")
+        stream_id = secrets.token_urlsafe(9)
+        log = StreamLog(stream_id, self._sink(stream_id) if self._sink is not None else None)
         self._logs[log.id] = log
         while len(self._logs) > MAX_STREAMS_PER_SESSION:
             self._logs.popitem(last=False)

@@ -11,6 +11,11 @@
   rotated:<grant id>:<sha256(token)>      a refresh token used once: its reuse revokes the grant
   lease:<grant id>:<provider>             the instance renewing a grant's upstream token (expires by itself)
   ratelimit:<sha256(address)>:<window>:<n>  the n-th registration from one address in one window
+  mcpsession:<sha256(session id)>         a legacy MCP session shared by every instance (what initialize agreed)
+  mcprev:<sha256(session id)>:<n>         the session record's current revision (consumed to change it)
+  mcpanswer:<sha256(session id)>:<sha256(request id)>  a client's answer, on its way to the instance that asked
+  mcpstream:<sha256(session id)>:<stream>  how far one resumable SSE stream of a session has been written
+  mcpevent:<sha256(session id)>:<stream>:<n>  the n-th event of that stream, for a client resuming elsewhere
 
 These layouts are a compatibility contract: a database written by one version is read by the next, so changing
 a layout orphans every record already stored under it (tests/store/test_keys.py pins each one).
@@ -19,6 +24,10 @@ Every record a grant issued sits under `<kind>:<grant id>:`, so revoking a grant
 `grant:<grant id>` and the prefixes from `issued_under`. The trailing separator keeps grants apart
 ("access:ab:" does not cover "access:abc:..."), which is why a grant id (and any part before the last) may not
 contain ":". `kind_prefix` is the prefix listing every record of one kind.
+
+A shared MCP session owns its records the same way, under `<kind>:<sha256(session id)>:` (`session_under`), so
+ending it is one commit. `OWNED_KINDS` names every kind whose second part is its owner (a grant or a session):
+a store that groups records by owner (Redis, one hash slot per owner) reads it from here.
 
 Like the rest of store/, this module imports nothing of Bastion's: callers pass parts already hashed (with
 security.crypto.token_hash), and no secret is ever given to a builder here.
@@ -39,10 +48,28 @@ REFRESH = "refresh"
 ROTATED = "rotated"
 UPSTREAM_LEASE = "lease"
 RATE_LIMIT = "ratelimit"
+MCP_SESSION = "mcpsession"
+MCP_REVISION = "mcprev"
+MCP_ANSWER = "mcpanswer"
+MCP_STREAM = "mcpstream"
+MCP_EVENT = "mcpevent"
 
 # Kinds stored under a grant id, and so deleted with the grant.
 ISSUED_KINDS = (ACCESS, REFRESH, CODE, ROTATED, USED_CODE)
-KINDS = (CLIENT, TRANSACTION, UPSTREAM_STATE, GRANT, *ISSUED_KINDS, UPSTREAM_LEASE, RATE_LIMIT)
+# Kinds stored under a session's hash, and so deleted with the session.
+SESSION_KINDS = (MCP_REVISION, MCP_ANSWER, MCP_STREAM, MCP_EVENT)
+OWNED_KINDS = (GRANT, *ISSUED_KINDS, MCP_SESSION, *SESSION_KINDS)
+KINDS = (
+    CLIENT,
+    TRANSACTION,
+    UPSTREAM_STATE,
+    GRANT,
+    *ISSUED_KINDS,
+    UPSTREAM_LEASE,
+    RATE_LIMIT,
+    MCP_SESSION,
+    *SESSION_KINDS,
+)
 
 
 def _segment(value: str, what: str) -> str:
@@ -107,10 +134,46 @@ def upstream_lease(grant_id: str, provider: str) -> str:
 
 def rate_limit(address_hash: str, window: int, hit: int) -> str:
     """The `hit`-th (from 0) request counted against one client address in one fixed window (its number)."""
-    for number, what in ((window, "window"), (hit, "hit number")):
-        if not isinstance(number, int) or isinstance(number, bool) or number < 0:
-            raise ValueError(f"a {what} in a storage key must be a non-negative integer")
+    _number(window, "window")
+    _number(hit, "hit number")
     return f"{RATE_LIMIT}{SEPARATOR}{_segment(address_hash, 'hash')}{SEPARATOR}{window}{SEPARATOR}{hit}"
+
+
+def mcp_session(session_hash: str) -> str:
+    return f"{MCP_SESSION}{SEPARATOR}{_segment(session_hash, 'session hash')}"
+
+
+def mcp_revision(session_hash: str, revision: int) -> str:
+    _number(revision, "revision")
+    return f"{MCP_REVISION}{SEPARATOR}{_segment(session_hash, 'session hash')}{SEPARATOR}{revision}"
+
+
+def mcp_answer(session_hash: str, request_hash: str) -> str:
+    return _issued(MCP_ANSWER, session_hash, request_hash)
+
+
+def mcp_stream(session_hash: str, stream_id: str) -> str:
+    return _issued(MCP_STREAM, session_hash, _segment(stream_id, "stream id"))
+
+
+def mcp_event(session_hash: str, stream_id: str, seq: int) -> str:
+    _number(seq, "event number")
+    return f"{mcp_events(session_hash, stream_id)}{seq}"
+
+
+def mcp_events(session_hash: str, stream_id: str) -> str:
+    """The prefix of every event of one stream."""
+    return f"{_issued(MCP_EVENT, session_hash, _segment(stream_id, 'stream id'))}{SEPARATOR}"
+
+
+def session_under(session_hash: str) -> list[str]:
+    """The prefixes covering every record a shared session owns besides its own (revision, answers, streams)."""
+    return [f"{kind}{SEPARATOR}{_segment(session_hash, 'session hash')}{SEPARATOR}" for kind in SESSION_KINDS]
+
+
+def _number(value: int, what: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"a {what} in a storage key must be a non-negative integer")
 
 
 def kind_prefix(kind: str) -> str:

@@ -57,7 +57,8 @@ from .errors import StoreUnavailable
 TIMEOUT_SECONDS = 3.0  # for one connection attempt and one reply: a client sees the 503 before its own timeout
 CONNECTIONS = 32
 SCAN_COUNT = 1000
-GRANT_KINDS = frozenset({keys.GRANT, *keys.ISSUED_KINDS})
+# Records grouped by their owner (a grant, or a shared MCP session): one hash slot and one index per owner.
+GRANT_KINDS = frozenset(keys.OWNED_KINDS)
 RECORD = "rec:"
 INDEX = "idx:"
 

@@ -94,6 +94,8 @@ class Reply:
         if not self.allow_stream or self.new_log is None or self.detached:
             return False
         await self.start_stream()
+        if self.log is not None:
+            await self.log.kept()  # a client resuming at once, on another instance, must find the stream
         assert self._lock is not None
         async with self._lock:
             self.detached = True

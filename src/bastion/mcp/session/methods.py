@@ -10,6 +10,9 @@ from ..errors import INVALID_PARAMS, INVALID_REQUEST, McpError
 from ..jsonrpc import Notification, Request
 from .state import Session
 
+# The methods that change what a session keeps (on many instances, its shared record).
+STATE_METHODS = frozenset({"logging/setLevel", "resources/subscribe", "resources/unsubscribe"})
+
 
 def legacy_session_method(session: Session, message: Request) -> dict[str, Any] | None:
     """Answer the methods that only touch session state; None for everything else."""

@@ -21,8 +21,8 @@ import secrets
 from collections import deque
 from typing import Any
 
-from .mcp.notify import LIST_CHANGED, Broadcaster, Change
-from .store.bus import Bus
+from ..mcp.notify import LIST_CHANGED, Broadcaster, Change
+from ..store.bus import Bus
 
 log = logging.getLogger("bastion.relay")
 
