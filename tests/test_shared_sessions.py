@@ -403,3 +403,46 @@ async def test_a_stream_cut_on_one_instance_is_resumed_on_the_other(pair):
 
 async def _true(value: bool) -> bool:
     return value
+
+
+@pytest.mark.services
+async def test_while_the_store_is_down_sessions_answer_503_and_recover_by_themselves(monkeypatch):
+    from tests.services import redis
+
+    with redis.running_server() as server:  # its own: killed and started again (append-only file on)
+        async with service_pair("redis", server.url, monkeypatch) as (a, b, app_a, _, _):
+            RAN.clear()
+            async with asgi_client(a) as http_a, asgi_client(b) as http_b:
+                session = await open_session(Instance(a, app_a, http_a))
+                assert (
+                    await http_b.post("/mcp", headers=in_session(session), json=call("add", {"a": 1, "b": 2}))
+                ).status_code == 200
+                server.kill()
+
+                # B stops trusting its copy as soon as its bus connection drops; then it cannot read the record.
+                async def refused() -> bool:
+                    return (
+                        await http_b.post("/mcp", headers=in_session(session), json=request("ping", {}))
+                    ).status_code == 503
+
+                await eventually(refused, "B refusing the session while Redis is down")
+                ran = list(RAN)
+                answer = await http_b.post("/mcp", headers=in_session(session), json=call("add", {"a": 1, "b": 1}, 4))
+                assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
+                assert answer.json()["id"] == 4 and answer.json()["error"]["code"] == -32600
+                opened = await http_a.post("/mcp", headers=ACCEPT, json=initialize(VERSION))
+                assert opened.status_code == 503 and "mcp-session-id" not in opened.headers
+                deleted = await http_a.delete("/mcp", headers=in_session(session))
+                assert deleted.status_code == 503
+                assert ran == RAN  # no tool ran
+
+                server.start()
+
+                async def served() -> bool:
+                    again = await http_b.post(
+                        "/mcp", headers=in_session(session), json=call("add", {"a": 2, "b": 2}, 5)
+                    )
+                    return again.status_code == 200
+
+                await eventually(served, "the session served again once Redis is back")
+                assert RAN[-1] == "add"
