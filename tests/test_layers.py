@@ -55,7 +55,7 @@ RULES = (
     Rule("security imports nothing else of Bastion's", ("bastion.security",), (ROOT,), own="bastion.security"),
     Rule("settings imports nothing else of Bastion's", ("bastion.settings",), (ROOT,), own="bastion.settings"),
     Rule(
-        "mcp knows no OAuth, sign-in, protected resource, worker, store or app",
+        "mcp knows no OAuth, sign-in, protected resource, worker, store, cluster or app",
         ("bastion.mcp",),
         (
             "bastion.oauth",
@@ -63,9 +63,15 @@ RULES = (
             "bastion.resource",
             "bastion.worker",
             "bastion.store",
+            "bastion.cluster",
             "bastion.app",
             "bastion.compose",
         ),
+    ),
+    Rule(
+        "cluster joins the engine to the store and bus, and knows nothing of OAuth, the app or the composition root",
+        ("bastion.cluster",),
+        ("bastion.oauth", "bastion.identity", "bastion.resource", "bastion.app", "bastion.compose", "bastion.cli"),
     ),
     Rule("oauth does not know MCP exists", ("bastion.oauth",), ("bastion.mcp",)),
     Rule(
@@ -202,6 +208,8 @@ BREAKERS = [  # (rule, module, its source, line, what it imports)
     ("settings imports", "bastion.settings.fake", "def f():\n    from ..security import x\n", 2, "bastion.security"),
     ("mcp knows", "bastion.mcp.fake", "from ..store.base import Store\n", 1, "bastion.store.base"),
     ("mcp knows", "bastion.mcp.fake", "from ..resource import bearer\n", 1, "bastion.resource"),
+    ("mcp knows", "bastion.mcp.fake", "from ..cluster import sessions\n", 1, "bastion.cluster"),
+    ("cluster joins", "bastion.cluster.fake", "from ..oauth.server import x\n", 1, "bastion.oauth.server"),
     ("oauth does not", "bastion.oauth.fake", "from ..mcp.server import Server\n", 1, "bastion.mcp.server"),
     ("resource, identity", "bastion.identity.fake", "from ..compose import build\n", 1, "bastion.compose"),
     ("resource, identity", "bastion.resource.fake", "from ..cli import main\n", 1, "bastion.cli"),
