@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from bastion.mcp.notify import Broadcaster, Change, Listener
 from bastion.cluster.relay import TOPIC, URI_LIMIT, Relay
+from bastion.mcp.notify import Broadcaster, Change, Listener
 from bastion.store.bus import Bus, Handler, LocalBus
 from tests.waiting import eventually
 

@@ -3,21 +3,16 @@ without affinity, as docs/deployment.md describes: the official SDK client's OAu
 all three, a revocation reaching every instance through the bus, one-time codes and refresh tokens raced across
 instances, and the store stopped under them and started again.
 
-Only the 2026-07-28 era is tested here: a legacy session lives in the process that opened it, so its requests
-must all reach that instance (docs/deployment.md, "Not yet across instances")."""
+The 2026-07-28 era is tested here; a legacy session spread over the instances is in test_instances_sessions.py,
+a crash in test_instances_crash.py, a Redis Cluster in test_instances_cluster.py."""
 
 from __future__ import annotations
 
 import asyncio
 import re
-import secrets
-import ssl
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -29,88 +24,24 @@ from mcp.shared.auth import OAuthToken
 from bastion.resource.bearer import CACHE_SECONDS
 from mcp import Client
 from tests.oauth.conftest import REDIRECT
-from tests.services import postgres, redis
 from tests.waiting import eventually
 
 from .calls import pid_call, served_by
-from .conftest import bastion_server, free_port
-from .haproxy import example_env, example_for, proxy
+from .instances import INSTANCES, Deployment, deployed, refresh_form, register
 from .test_sdk_oauth import HeadlessBrowser, MemoryStorage, provider_for
-from .test_workers import SERVER, authorization_code, grant, redemption
+from .test_workers import authorization_code, grant, redemption
 
 pytestmark = pytest.mark.e2e
-INSTANCES = 3
 CODE_RACE = 200
 REFRESH_RACE = 50
 CLIENT = "instances-test"
 
 
-@dataclass
-class Deployment:
-    backend: str
-    base: str  # HAProxy's https URL, the public_url every instance shares
-    direct: list[str]  # each instance's own http://127.0.0.1:<port>, bypassing the proxy
-    logs: list[Path]
-    trust: Path
-    store_down: Callable[[], None]
-    store_up: Callable[[], None]
-
-    @property
-    def verify(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=self.trust)
-
-    def assert_clean(self) -> None:
-        """No instance answered a 500 or wrote a traceback, whatever the test did to it (the store going away
-        included: asyncpg's pool used to log a traceback a second while it could not restore its idle floor)."""
-        for log in self.logs:
-            text = log.read_text(errors="replace")
-            assert "Traceback" not in text and not re.search(r'" 500\b', text), f"{log.name}:\n{text[-4000:]}"
-
-
 @pytest.fixture(scope="module", params=["postgres", "redis"])
 def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """The store of the tests' own, three instances sharing it (same secrets, same public URL), HAProxy in front."""
-    backend: str = request.param
-    folder = tmp_path_factory.mktemp(backend)
-    with ExitStack() as stack:
-        if backend == "postgres":
-            cluster = stack.enter_context(postgres.running_cluster())
-            url, down, up = cluster.database(), cluster.stop, cluster.start
-        else:
-            server = stack.enter_context(redis.running_server())
-            url, down, up = server.url, server.kill, server.start  # killed: a crash, not a clean shutdown
-        listen, ports = free_port(), [free_port() for _ in range(INSTANCES)]
-        env = example_env(folder, listen, ports)
-        shared = {
-            "BASTION_AUTHORIZATION_SERVER__ENABLED": "true",
-            "BASTION_AUTHORIZATION_SERVER__DEV_LOGIN": "true",
-            "BASTION_STORE__BACKEND": backend,
-            "BASTION_STORE__URL_ENV": "SHARED_STORE_URL",
-            "SHARED_STORE_URL": url,
-            "BASTION_STATE_SECRET": secrets.token_urlsafe(32),
-            "BASTION_AUTHORIZATION_SERVER__COOKIE_SECRET": secrets.token_urlsafe(32),
-            "BASTION_PUBLIC_URL": f"https://localhost:{listen}",
-            "BASTION_TRUSTED_PROXIES": "127.0.0.1",
-            "BASTION_JSON_RESPONSE": "true",
-        }
-        logs = [folder / f"instance{i}.log" for i in range(INSTANCES)]
-        for port, log in zip(ports, logs, strict=True):
-            stack.enter_context(bastion_server(SERVER, env=shared, port=port, log=log))
-        trust = folder / "trust.pem"
-        base = stack.enter_context(proxy(env, trust, listen, example_for(folder, INSTANCES)))
-        yield Deployment(backend, base, [f"http://127.0.0.1:{p}" for p in ports], logs, trust, down, up)
-
-
-async def register(http: httpx.AsyncClient, base: str) -> str:
-    answer = await http.post(
-        f"{base}/register", json={"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}
-    )
-    assert answer.status_code == 201, answer.text
-    return str(answer.json()["client_id"])
-
-
-def refresh_form(client_id: str, refresh_token: str) -> dict[str, str]:
-    return {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": client_id}
+    with deployed(request.param, tmp_path_factory.mktemp(request.param)) as d:
+        yield d
 
 
 async def refused_everywhere(http: httpx.AsyncClient, d: Deployment, client_id: str, tokens: dict[str, Any]) -> None:
