@@ -113,11 +113,11 @@ class Deployment:
 
 @contextmanager
 def deployed(
-    backend: str, folder: Path, instances: int = INSTANCES, env: dict[str, str] | None = None
+    backend: str, folder: Path, instances: int = INSTANCES, settings: dict[str, str] | None = None
 ) -> Iterator[Deployment]:
     """The store of the tests' own, `instances` instances of tests/e2e/servers/processes.py sharing it (same
     secrets, same public URL, HAProxy trusted), HAProxy in front; everything stopped and removed afterwards.
-    `env` adds to (or replaces) the settings every instance gets."""
+    `settings` (BASTION_* variables) add to, or replace, what every instance gets."""
     with ExitStack() as stack:
         store = stack.enter_context(shared_store(backend))
         listen, ports = free_port(), [free_port() for _ in range(instances)]
@@ -134,7 +134,7 @@ def deployed(
             "BASTION_PUBLIC_URL": f"https://localhost:{listen}",
             "BASTION_TRUSTED_PROXIES": "127.0.0.1",
             "BASTION_JSON_RESPONSE": "true",
-            **(env or {}),
+            **(settings or {}),
         }
         logs = [folder / f"instance{i}.log" for i in range(instances)]
         for port, log in zip(ports, logs, strict=True):

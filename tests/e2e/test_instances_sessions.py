@@ -28,7 +28,9 @@ SESSION_KINDS = ("mcpsession:", "mcprev:", "mcpanswer:", "mcpstream:", "mcpevent
 @pytest.fixture(scope="module", params=["postgres", "redis"])
 def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     # Event streams on: a legacy call's elicitation rides on its POST's stream.
-    with deployed(request.param, tmp_path_factory.mktemp(request.param), env={"BASTION_JSON_RESPONSE": "false"}) as d:
+    with deployed(
+        request.param, tmp_path_factory.mktemp(request.param), settings={"BASTION_JSON_RESPONSE": "false"}
+    ) as d:
         yield d
 
 
