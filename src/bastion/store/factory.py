@@ -34,9 +34,14 @@ def open_store(backend: str, *, path: str | None = None, url: str | None = None,
     raise ValueError(f"unknown store backend {backend!r}: use one of {', '.join(BACKENDS)}")
 
 
-def open_bus(backend: str, *, url: str | None = None, cluster: bool | None = None) -> Bus:
-    """The bus between the parts of Bastion that share `backend`'s store: within this process for the embedded
-    backends (one instance per store), through the store's server for the network ones (every instance)."""
+def open_bus(backend: str, *, path: str | None = None, url: str | None = None, cluster: bool | None = None) -> Bus:
+    """The bus between the parts of Bastion that share `backend`'s store: through the file for SQLite given its
+    `path` (every process on it: --workers), within this process for memory (or SQLite without a path), through
+    the store's server for the network ones (every instance)."""
+    if backend == "sqlite" and path:
+        from .bus.sqlite import SQLiteBus
+
+        return SQLiteBus(path)
     if backend in ("memory", "sqlite"):
         from .bus.local import LocalBus
 
