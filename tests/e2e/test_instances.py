@@ -1,10 +1,12 @@
-"""Three `bastion serve` instances on one shared store (PostgreSQL, then a single Redis) behind HAProxy round robin
+"""Three `bastion serve` instances on one shared store (PostgreSQL, a single Redis, a 3-master Redis Cluster that
+each instance recognises by asking the server) behind HAProxy round robin
 without affinity, as docs/deployment.md describes: the official SDK client's OAuth flow and tool calls served by
 all three, a revocation reaching every instance through the bus, one-time codes and refresh tokens raced across
-instances, and the store stopped under them and started again.
+instances, a revocation through each instance refused by every instance within a second (measured), and the store
+stopped under them and started again.
 
 The 2026-07-28 era is tested here; a legacy session spread over the instances is in test_instances_sessions.py,
-a crash in test_instances_crash.py, a Redis Cluster in test_instances_cluster.py."""
+a crash in test_instances_crash.py."""
 
 from __future__ import annotations
 
@@ -35,9 +37,11 @@ pytestmark = pytest.mark.e2e
 CODE_RACE = 200
 REFRESH_RACE = 50
 CLIENT = "instances-test"
+REVOCATION_SECONDS = 1.0  # every instance refuses a revoked token within this
+NEVER_SECONDS = 15.0  # a poll for the refusal gives up after this (past the bearer cache's 10 s)
 
 
-@pytest.fixture(scope="module", params=["postgres", "redis"])
+@pytest.fixture(scope="module", params=["postgres", "redis", "redis-cluster"])
 def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """The store of the tests' own, three instances sharing it (same secrets, same public URL), HAProxy in front."""
     with deployed(request.param, tmp_path_factory.mktemp(request.param)) as d:
@@ -113,6 +117,50 @@ async def test_the_sdk_client_is_served_by_all_three_and_a_revocation_reaches_ea
     )
     # Not a timing bound: every instance let go before its cache would have, so the bus told each of them.
     assert max(took) < CACHE_SECONDS
+    d.assert_clean()
+
+
+async def refused_after(http: httpx.AsyncClient, instance: str, token: str, since: float) -> float:
+    """Seconds from `since` until `instance` refuses `token` (401 invalid_token), polled as fast as it answers."""
+    while True:
+        answer = await http.post(f"{instance}/mcp", **pid_call(token, CLIENT))
+        if answer.status_code == 401:
+            assert 'error="invalid_token"' in answer.headers["www-authenticate"]
+            return time.monotonic() - since
+        served_by(answer)  # until then it is served, nothing else
+        assert time.monotonic() - since < NEVER_SECONDS, f"{instance} never refused the revoked token"
+        await asyncio.sleep(0.005)
+
+
+async def test_a_revocation_through_any_instance_is_refused_by_every_instance_within_a_second(deployment):
+    d = deployment
+    took: list[list[float]] = []  # per revocation, seconds from sending it until each instance refused
+    answered: list[float] = []  # per revocation, seconds until /revoke itself answered
+    async with httpx.AsyncClient(timeout=30) as http:
+        client_id = await register(http, d.direct[0])
+        for origin in d.direct:  # revoked through each instance in turn
+            tokens = await grant(d.base, client_id, d.verify)
+            for instance in d.direct:  # each verifies the token, and so would trust it for CACHE_SECONDS
+                served_by(await http.post(f"{instance}/mcp", **pid_call(tokens["access_token"], CLIENT)))
+            revoked_at = time.monotonic()
+            form = {"client_id": client_id, "token": tokens["refresh_token"]}
+            assert (await http.post(f"{origin}/revoke", data=form)).status_code == 200
+            answered.append(time.monotonic() - revoked_at)
+            took.append(
+                await asyncio.gather(*(refused_after(http, i, tokens["access_token"], revoked_at) for i in d.direct))
+            )
+            for instance in d.direct:  # the refresh token is dead everywhere too
+                renewal = await http.post(f"{instance}/token", data=refresh_form(client_id, tokens["refresh_token"]))
+                assert renewal.status_code == 400 and renewal.json()["error"] == "invalid_grant", renewal.text
+    print(
+        f"\n{d.backend}: a revocation refused by the 3 instances after (ms from sending it, the revoking one first) "
+        + "; ".join(
+            ", ".join(f"{row[(n + k) % INSTANCES] * 1000:.0f}" for k in range(INSTANCES)) for n, row in enumerate(took)
+        )
+        + "; /revoke itself answered after "
+        + ", ".join(f"{a * 1000:.0f}" for a in answered)
+    )
+    assert max(max(row) for row in took) < REVOCATION_SECONDS, took
     d.assert_clean()
 
 

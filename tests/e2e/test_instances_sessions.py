@@ -1,5 +1,5 @@
 """A legacy (2025-11-25) session of the official SDK client, signed in through Bastion's OAuth, served by three
-`bastion serve` instances behind HAProxy round robin without affinity (PostgreSQL, Redis): every request of the one
+`bastion serve` instances behind HAProxy round robin without affinity (PostgreSQL, Redis, a Redis Cluster): every request of the one
 session lands on whichever instance is next, and the session works as on one server. The client's GET stream,
 held by one instance, hears resource updates raised on each of the others; elicitations asked by a call on one
 instance are answered by POSTs that land on another; ending the session leaves nothing of it in the store."""
@@ -25,7 +25,7 @@ BOARD = "test://board"
 SESSION_KINDS = ("mcpsession:", "mcprev:", "mcpanswer:", "mcpstream:", "mcpevent:")
 
 
-@pytest.fixture(scope="module", params=["postgres", "redis"])
+@pytest.fixture(scope="module", params=["postgres", "redis", "redis-cluster"])
 def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     # Event streams on: a legacy call's elicitation rides on its POST's stream.
     with deployed(
