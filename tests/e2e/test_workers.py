@@ -1,5 +1,6 @@
-"""`bastion serve --workers 2` on SQLite: one OAuth flow served by both processes, what is refused, and how long a
-revocation made through one worker takes to reach the other's cache of verified tokens (measured)."""
+"""`bastion serve --workers N` on SQLite: one OAuth flow served by two processes, what is refused, and how long a
+revocation made through one worker takes to reach the others' caches of verified tokens (measured: the SQLite
+bus, not the caches' expiry)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ from .test_sdk_oauth import HeadlessBrowser, MemoryStorage, call_tool_text, prov
 
 pytestmark = pytest.mark.e2e
 SERVER = ROOT / "tests" / "e2e" / "servers" / "processes.py"
-TRIES = 3  # revocation windows measured, the largest reported
+TRIES = 3  # revocations measured, the largest window reported
+WORKERS = 3  # one revokes, two others must hear it
+WINDOW_SECONDS = 1.0  # the promise (docs/deployment.md): well under it with a bus polled every 0.1 s
 
 
 def sqlite_env(tmp_path: Path, **more: str) -> dict[str, str]:
@@ -111,10 +114,10 @@ class Pinned:
         return await self.send("POST", "/mcp", **pid_call(token, "workers-test"))
 
 
-async def one_per_worker(base: str, token: str) -> tuple[Pinned, Pinned]:
-    """Two pinned connections that reached different workers (each has verified `token`, and cached it)."""
+async def one_per_worker(base: str, token: str, workers: int) -> list[Pinned]:
+    """A pinned connection to each of `workers` processes (each has verified `token`, and cached it)."""
     found: dict[int, Pinned] = {}
-    for _ in range(60):
+    for _ in range(40 * workers):
         pinned = Pinned(base)
         answer = await pinned.call_pid(token)
         assert answer.status_code == 200, answer.text
@@ -123,10 +126,11 @@ async def one_per_worker(base: str, token: str) -> tuple[Pinned, Pinned]:
             await pinned.http.aclose()
             continue
         found[pinned.pid] = pinned
-        if len(found) == 2:
-            a, b = found.values()
-            return a, b
-    raise AssertionError("one worker accepted every connection")
+        if len(found) == workers:
+            return list(found.values())
+    for pinned in found.values():
+        await pinned.http.aclose()
+    raise AssertionError(f"only {len(found)} of {workers} workers accepted a connection")
 
 
 async def authorization_code(base: str, client_id: str, verify: Any = True) -> str:
@@ -154,11 +158,26 @@ async def grant(base: str, client_id: str, verify: Any = True) -> dict[str, Any]
     return tokens.json()
 
 
-async def test_a_revocation_through_one_worker_reaches_the_other_within_its_cache_lifetime(tmp_path):
-    """SQLite's bus is local to a process: worker A forgets a revoked token at once; worker B keeps its cached
-    verification until the entry expires (CACHE_SECONDS at most). docs/deployment.md quotes the measurement."""
+async def refused(worker: Pinned, token: str, since: float) -> tuple[float, int]:
+    """Call on `worker` until it refuses `token`: the seconds from `since` (monotonic) to its 401, and how many
+    calls it still accepted."""
+    accepted = 0
+    while (answer := await worker.call_pid(token)).status_code == 200:
+        accepted += 1
+        # Bounded: a worker that never hears stops trusting its cache after CACHE_SECONDS anyway.
+        assert time.monotonic() - since < CACHE_SECONDS + 20, f"worker {worker.pid} never refused the token"
+        await asyncio.sleep(0.01)  # poll, without flooding a small machine
+    assert answer.status_code == 401 and 'error="invalid_token"' in answer.headers["www-authenticate"]
+    return time.monotonic() - since, accepted
+
+
+async def test_a_token_revoked_through_one_worker_is_refused_by_every_worker_within_a_second(tmp_path):
+    """Every worker has verified (and cached) the token; it is revoked through one of them. That one refuses it at
+    once; each other worker must refuse it within WINDOW_SECONDS of the /revoke request being sent (the SQLite
+    bus tells it), not after its cached verification expires (CACHE_SECONDS). docs/deployment.md quotes the
+    printed measurement."""
     env = sqlite_env(tmp_path, BASTION_JSON_RESPONSE="true")
-    with bastion_server(SERVER, "--workers", "2", env=env) as url:
+    with bastion_server(SERVER, "--workers", str(WORKERS), env=env) as url:
         base = url.removesuffix("/mcp")
         async with httpx.AsyncClient(timeout=30) as http:
             registered = await http.post(
@@ -166,29 +185,29 @@ async def test_a_revocation_through_one_worker_reaches_the_other_within_its_cach
             )
         assert registered.status_code == 201, registered.text
         client_id = registered.json()["client_id"]
-        windows, stale = [], 0
+        windows: list[float] = []
+        stale = 0
         for _ in range(TRIES):
             tokens = await grant(base, client_id)
-            a, b = await one_per_worker(base, tokens["access_token"])
+            revoking, *others = await one_per_worker(base, tokens["access_token"], WORKERS)
             try:
                 revoked_at = time.monotonic()
-                revoked = await a.send(
+                revoked = await revoking.send(
                     "POST", "/revoke", data={"client_id": client_id, "token": tokens["refresh_token"]}
                 )
                 assert revoked.status_code == 200
-                on_a = await a.call_pid(tokens["access_token"])
-                assert on_a.status_code == 401  # the revoking worker forgot it at once (its local bus)
-                assert 'error="invalid_token"' in on_a.headers["www-authenticate"]
-                while (on_b := await b.call_pid(tokens["access_token"])).status_code == 200:
-                    stale += 1
-                    assert time.monotonic() - revoked_at < CACHE_SECONDS + 20, "worker B never refused it"
-                    await asyncio.sleep(0.02)  # poll, without flooding a small machine
-                windows.append(time.monotonic() - revoked_at)
-                assert on_b.status_code == 401 and 'error="invalid_token"' in on_b.headers["www-authenticate"]
+                on_revoking = await revoking.call_pid(tokens["access_token"])
+                assert on_revoking.status_code == 401  # the revoking worker forgot it at once (its local subscribers)
+
+                done = await asyncio.gather(*(refused(worker, tokens["access_token"], revoked_at) for worker in others))
+                windows += [window for window, _ in done]
+                stale += sum(count for _, count in done)
             finally:
-                await a.http.aclose()
-                await b.http.aclose()
-        report = ", ".join(f"{w:.2f} s" for w in windows)
-        print(f"\nrevocation window across workers on SQLite: max {max(windows):.2f} s ({report}); {stale} stale 200s")
-        # The bound: a worker's cached verification lasts CACHE_SECONDS (two more for a loaded machine).
-        assert max(windows) <= CACHE_SECONDS + 2
+                for pinned in (revoking, *others):
+                    await pinned.http.aclose()
+        report = ", ".join(f"{w * 1000:.0f}" for w in windows)
+        print(
+            f"\nrevocation window across {WORKERS} workers on SQLite: max {max(windows) * 1000:.0f} ms ({report} ms, "
+            f"from sending /revoke to each other worker's 401); {stale} stale 200s"
+        )
+        assert max(windows) < WINDOW_SECONDS
