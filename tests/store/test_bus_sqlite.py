@@ -167,6 +167,28 @@ async def test_a_bus_that_cannot_read_says_so_and_counts_a_new_generation_when_b
         assert second.generation == generation + 1
 
 
+async def test_what_cannot_be_written_now_is_written_once_the_file_can_be(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, "bastion.bus")
+    path = tmp_path / "bastion.db"
+    first, second = SQLiteBus(path, busy_seconds=0.05), SQLiteBus(path)
+    here, there = Heard(first), Heard(second)
+    async with started(first, second):
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+            await first.publish(GRANT_REVOKED, {"grant": "g1"})  # does not raise
+            await first.publish(GRANT_REVOKED, {"grant": "g2"})
+            assert here.events == [{"grant": "g1"}, {"grant": "g2"}] and rows(path) == []  # told here only
+
+            # Both writes failed (each publish tries at once), with one warning; a task tries again every poll.
+            assert caplog.text.count("publishing deferred") == 1
+            assert first._retry is not None and not first._retry.done()
+            assert second.healthy  # reading does not need the write lock
+            other.execute("ROLLBACK")
+        await there.until(2, "the deferred events, once written")
+        assert there.events == [{"grant": "g1"}, {"grant": "g2"}] and len(rows(path)) == 2
+        assert caplog.text.count("publishing deferred") == 1 and "deferred events are written" in caplog.text
+
+
 async def test_a_bus_whose_last_read_is_too_old_is_not_healthy_until_it_reads_again(tmp_path):
     clock = Clock(0.0)
     bus = SQLiteBus(tmp_path / "bastion.db", clock=clock, stale_seconds=1.0)

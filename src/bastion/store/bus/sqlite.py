@@ -96,6 +96,7 @@ class SQLiteBus(Bus):
         self._sending = asyncio.Lock()
         self._outbox: deque[bytes] = deque(maxlen=OUTBOX_LIMIT)
         self._retry: asyncio.Task[None] | None = None
+        self._deferring = False  # the last write failed: what is published waits in the outbox
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
         # Written by the poller thread only (after start): the newest id read, the monotonic time of the last
@@ -205,10 +206,15 @@ class SQLiteBus(Bus):
             try:
                 await writer.run(lambda db: self._insert(db, bodies))
             except StoreUnavailable as exc:
-                log.warning("sqlite bus: publishing deferred until the file can be written (%s)", exc)
+                if not self._deferring:  # once per outage, not at every try
+                    log.warning("sqlite bus: publishing deferred until the file can be written (%s)", exc)
+                self._deferring = True
                 if self._retry is None or self._retry.done():
                     self._retry = asyncio.get_running_loop().create_task(self._again(), name="bastion-bus-retry")
                 return
+            if self._deferring:
+                log.warning("sqlite bus: the deferred events are written")
+            self._deferring = False
             for _ in bodies:
                 self._outbox.popleft()
 
