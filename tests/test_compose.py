@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -35,6 +37,21 @@ async def lifespan(asgi: Any, *events: str) -> list[dict[str, Any]]:
 
     await asyncio.wait_for(asgi({"type": "lifespan"}, inbox.get, send), 60)  # a hang is a failure, not a bound
     return sent
+
+
+@contextlib.asynccontextmanager
+async def running(asgi: Any) -> AsyncIterator[None]:
+    """`asgi` started through its lifespan (its bus listening) for the block, shut down after it."""
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    started: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    inbox.put_nowait({"type": "lifespan.startup"})
+    task = asyncio.create_task(asgi({"type": "lifespan"}, inbox.get, started.put))
+    assert (await asyncio.wait_for(started.get(), 60))["type"] == "lifespan.startup.complete"
+    try:
+        yield
+    finally:
+        inbox.put_nowait({"type": "lifespan.shutdown"})
+        await asyncio.wait_for(task, 60)
 
 
 def opened_names(asgi: Any) -> list[str]:
@@ -99,7 +116,8 @@ async def test_a_revocation_reaches_the_gate_s_cache_through_the_bus(tmp_path):
     from tests.oauth.conftest import BASE, register, tokens_for
 
     asgi = build(build_app(), authenticated(tmp_path))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url=BASE) as http:
+    transport = httpx.ASGITransport(app=asgi)
+    async with running(asgi), httpx.AsyncClient(transport=transport, base_url=BASE) as http:
         client = await register(http)
         tokens = await tokens_for(http, client)
         bearer = {"authorization": f"Bearer {tokens['access_token']}", "accept": "application/json"}
@@ -131,12 +149,12 @@ def with_store(tmp_path: Any, backend: str, **store: Any) -> Settings:
     )
 
 
-@pytest.mark.parametrize("backend, kind", [("sqlite", "SQLiteStore"), ("memory", "MemoryStore")])
-async def test_embedded_backends_get_their_store_and_the_local_bus(tmp_path, backend, kind):
-    from bastion.store.bus import LocalBus
-
+@pytest.mark.parametrize(
+    "backend, kind, bus", [("sqlite", "SQLiteStore", "SQLiteBus"), ("memory", "MemoryStore", "LocalBus")]
+)
+async def test_embedded_backends_get_their_store_and_a_bus_reaching_every_process_on_it(tmp_path, backend, kind, bus):
     asgi = build(build_app(), with_store(tmp_path, backend))
-    assert type(asgi.store).__name__ == kind and type(the_bus(asgi)) is LocalBus
+    assert type(asgi.store).__name__ == kind and type(the_bus(asgi)).__name__ == bus
     assert (tmp_path / "bastion.db").exists() == (backend == "sqlite")
     await lifespan(asgi, "startup", "shutdown")
 

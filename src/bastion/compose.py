@@ -216,12 +216,16 @@ def _open_store(settings: Settings) -> Store:
 
 
 def _open_bus(settings: Settings, opened: _Opened, startup: list[Step]) -> Bus:
-    """Within this process for memory and SQLite; through PostgreSQL or Redis, reaching every instance, for those
-    (also without authentication: the relay of list changes needs it)."""
+    """Within this process for memory; through the file for SQLite when the grants are kept there (every process
+    on it hears revocations: --workers); through PostgreSQL or Redis, reaching every instance, for those (also
+    without authentication: the relay of list changes needs it)."""
     from .store import open_bus
 
     configured = settings.store
-    bus = open_bus(configured.backend, url=configured.connection_url(), cluster=configured.cluster)
+    # Without grants of its own on the file (an external issuer alone), no other process revokes anything here.
+    own_grants = settings.authenticated and settings.authorization_server.enabled
+    path = configured.path if configured.backend == "sqlite" and own_grants else None
+    bus = open_bus(configured.backend, path=path, url=configured.connection_url(), cluster=configured.cluster)
     startup.append(("bus", bus.start))
     opened.add("bus", bus.close)
     return bus

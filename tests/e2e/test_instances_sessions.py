@@ -1,8 +1,9 @@
 """A legacy (2025-11-25) session of the official SDK client, signed in through Bastion's OAuth, served by three
-`bastion serve` instances behind HAProxy round robin without affinity (PostgreSQL, Redis, a Redis Cluster): every request of the one
-session lands on whichever instance is next, and the session works as on one server. The client's GET stream,
-held by one instance, hears resource updates raised on each of the others; elicitations asked by a call on one
-instance are answered by POSTs that land on another; ending the session leaves nothing of it in the store."""
+`bastion serve` instances behind HAProxy round robin without affinity (PostgreSQL, Redis, a Redis Cluster): every
+request of the one session lands on whichever instance is next, and the session works as on one server. The
+client's GET stream, held by one instance, hears resource updates raised on each of the others; elicitations asked
+by a call on one instance are answered by POSTs that land on another; ending the session leaves nothing of it in
+the store."""
 
 from __future__ import annotations
 
