@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from bastion.store import Commit, MemoryStore, SQLiteStore, Store
+from bastion.store import Commit, MemoryStore, SQLiteStore, Store, keys
 from bastion.store import sqlite as sqlite_backend
 from bastion.store.postgres import PostgresStore
 from bastion.store.redis import RedisStore
@@ -62,6 +62,38 @@ async def test_put_get_and_expiry(store, clock):
     assert not await store.commit(Commit(consume=["b"]))  # expired things cannot be consumed either
     assert await store.take("b") is None
     assert await store.get("a") == {"x": 1}  # the failed consume changed nothing
+
+
+@pytest.mark.parametrize("store", CLOCKED, indirect=True)
+async def test_get_many_answers_each_key_in_order_and_skips_expired_ones(store, clock):
+    grant, refresh = keys.grant("g1"), keys.refresh_token("g1", "h" * 64)
+    assert await store.commit(Commit().set(grant, {"g": 1}).set(refresh, {"r": 2}, ttl=10).set("Grant:g1", {"G": 3}))
+    assert await store.get_many([refresh, "missing", grant, refresh]) == [{"r": 2}, None, {"g": 1}, {"r": 2}]
+    assert await store.get_many([]) == []
+    assert await store.get_many(["grant:G1", "gr%", "\0"]) == [None, None, None]  # exact keys, no patterns
+    clock.now += 10
+    assert await store.get_many([grant, refresh]) == [{"g": 1}, None]
+
+
+async def test_get_many_on_every_backend_reads_one_grant_and_keys_elsewhere(store):
+    own = [keys.grant("g2"), keys.refresh_token("g2", "a" * 64), keys.access_token("g2", "b" * 64)]
+    spread = [keys.client("c1"), keys.grant("g3"), *own]  # on a Cluster, several slots
+    assert await store.commit(Commit().set(own[0], {"n": 0}).set(own[2], {"n": 2}).set(spread[0], {"c": 1}))
+    assert await store.get_many(own) == [{"n": 0}, None, {"n": 2}]
+    assert await store.get_many(spread) == [{"c": 1}, None, {"n": 0}, None, {"n": 2}]
+
+
+async def test_sqlite_get_many_past_one_statements_bound_still_answers_every_key(tmp_path):
+    store = SQLiteStore(tmp_path / "many.db")
+    try:
+        names = [f"k{i}" for i in range(sqlite_backend.MAX_VARIABLES + 5)]
+        change = Commit()
+        for i, name in enumerate(names[::2]):
+            change.set(name, {"i": i})
+        assert await store.commit(change)
+        assert await store.get_many(names) == [{"i": i // 2} if i % 2 == 0 else None for i in range(len(names))]
+    finally:
+        await store.close()
 
 
 @pytest.mark.parametrize("store", CLOCKED, indirect=True)

@@ -186,7 +186,7 @@ class Grants:
         code_verifier: str | None,
         resource: str | None,
     ) -> TokenSet:
-        grant_id, code_hash, code_key, record = await self._redeemable(code, "code", client_id)
+        grant_id, code_hash, code_key, record, _ = await self._redeemable(code, "code", client_id)
         # Every binding is checked before anything changes: a failed attempt leaves the code as it was.
         if redirect_uri is None or redirect_uri != record["redirect_uri"]:
             raise invalid_grant("redirect_uri does not match the authorization request")
@@ -209,7 +209,7 @@ class Grants:
     async def refresh(
         self, refresh_token: str, *, client_id: str, scopes: list[str] | None, resource: str | None
     ) -> TokenSet:
-        grant_id, hashed, key_name, record = await self._redeemable(refresh_token, "refresh", client_id)
+        grant_id, hashed, key_name, record, grant = await self._redeemable(refresh_token, "refresh", client_id)
         if resource is not None and resource != record["resource"]:
             raise OAuthError("invalid_target", "resource does not match the grant")
         granted = record["scopes"]
@@ -224,7 +224,6 @@ class Grants:
         )
         change.consume.append(key_name)
         change.set(keys.rotated_refresh(grant_id, hashed), {"client_id": client_id}, self.lifetimes.refresh)
-        grant = await self.store.get(keys.grant(grant_id))
         if grant is None:
             raise invalid_grant("the grant was revoked")
         change.set(keys.grant(grant_id), grant, self.lifetimes.refresh)  # a used grant lives on
@@ -233,8 +232,9 @@ class Grants:
 
     async def _redeemable(
         self, token: str, kind: Literal["code", "refresh"], client_id: str
-    ) -> tuple[str, str, str, dict[str, Any]]:
-        """(grant id, hash, key, record) of a live one-time code or refresh token issued to this client.
+    ) -> tuple[str, str, str, dict[str, Any], dict[str, Any] | None]:
+        """(grant id, hash, key, record, grant record or None) of a live one-time code or refresh token issued to
+        this client. The token's record and its grant's are read together: one round trip to the store.
 
         One already used (its used-code or rotated marker exists) is a replay, and revokes its whole grant when the
         client it was issued to presents it; any other client is only refused.
@@ -245,13 +245,13 @@ class Grants:
         grant_id, hashed = parsed
         live_key, used_key = _ONE_TIME[kind]
         key = live_key(grant_id, hashed)
-        record = await self.store.get(key)
+        record, grant = await self.store.get_many([key, keys.grant(grant_id)])
         if record is None:
             await self._revoke_if_replayed(used_key(grant_id, hashed), grant_id, client_id)
             raise invalid_grant(f"the {kind} token is invalid, expired or already used")
         if record["client_id"] != client_id:
             raise invalid_grant(f"the {kind} token was issued to another client")
-        return grant_id, hashed, key, record
+        return grant_id, hashed, key, record, grant
 
     async def _commit_or_revoke(self, change: Commit, grant_id: str) -> None:
         """Apply a redemption; if its one-time record is gone, someone used it a moment ago: a replay."""

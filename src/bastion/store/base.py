@@ -20,6 +20,7 @@ nothing. The memory store never raises it.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +60,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def get(self, key: str) -> Record | None:
         """The record, or None if absent or expired."""
+
+    async def get_many(self, keys: Sequence[str]) -> list[Record | None]:
+        """`get` of each key, in order. Not a snapshot: a commit may land between two of them. Backends that can
+        answer in one round trip do (a hot path reads a refresh token and its grant together)."""
+        return [await self.get(key) for key in keys]
 
     @abc.abstractmethod
     async def commit(self, change: Commit) -> bool:

@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -43,6 +43,7 @@ log = logging.getLogger("bastion.store")
 TABLE = "bastion_records"
 LIVE = "(expires_at IS NULL OR expires_at > $2)"
 GET = f"SELECT value FROM {TABLE} WHERE key = $1 AND {LIVE}"
+GET_MANY = f"SELECT key, value FROM {TABLE} WHERE key = ANY($1::text[]) AND {LIVE}"
 KEYS_BETWEEN = f"SELECT key FROM {TABLE} WHERE key >= $1 AND key < $3 AND {LIVE} ORDER BY key"
 KEYS_FROM = f"SELECT key FROM {TABLE} WHERE key >= $1 AND {LIVE} ORDER BY key"
 CONSUME = f"DELETE FROM {TABLE} WHERE key = ANY($1::text[]) AND {LIVE} RETURNING key"
@@ -198,6 +199,15 @@ class PostgresStore(Store):
         async with self._connection() as conn:
             value = await conn.fetchval(GET, key, self._now())
         return orjson.loads(value) if value is not None else None
+
+    async def get_many(self, keys: Sequence[str]) -> list[Record | None]:
+        wanted = [key for key in dict.fromkeys(keys) if "\0" not in key]
+        if not wanted:
+            return [None for _ in keys]
+        async with self._connection() as conn:
+            rows = await conn.fetch(GET_MANY, wanted, self._now())
+        found = {row[0]: row[1] for row in rows}
+        return [orjson.loads(found[key]) if key in found else None for key in keys]
 
     async def keys(self, prefix: str) -> list[str]:
         if "\0" in prefix:

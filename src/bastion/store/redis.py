@@ -37,7 +37,7 @@ import contextlib
 import hashlib
 import math
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -381,6 +381,15 @@ class RedisStore(Store):
         async with self._talking():
             value = await client.get(locate(key).name)
         return _decode(value) if value is not None else None
+
+    async def get_many(self, keys: Sequence[str]) -> list[Record | None]:
+        names = [locate(key).name for key in keys]
+        client = await self._ready()
+        if not names or (isinstance(client, RedisCluster) and len({key_slot(n.encode()) for n in names}) > 1):
+            return await super().get_many(keys)  # MGET cannot span slots
+        async with self._talking():
+            values = await client.mget(names)
+        return [_decode(value) if value is not None else None for value in values]
 
     async def keys(self, prefix: str) -> list[str]:
         found = {key for key in await self._scan(prefix) if key.startswith(prefix)}
