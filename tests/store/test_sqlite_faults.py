@@ -134,14 +134,30 @@ async def test_a_read_completes_while_a_write_waits_for_the_lock(tmp_path):
         await store.close()
 
 
+class WriterLate(WriterStarts):
+    """Stands at 0 on the event loop; on the writer's thread, the first write reads 0 and every later one 100."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writer_reads = 0
+
+    def __call__(self) -> float:
+        super().__call__()
+        if not threading.current_thread().name.startswith("bastion-sqlite-write"):
+            return 0.0
+        self.writer_reads += 1
+        return 0.0 if self.writer_reads == 1 else 100.0
+
+
 async def test_a_write_queued_behind_a_blocked_one_gives_up_when_its_own_time_is_out(tmp_path):
-    # Both writes are asked for at t=0; the first reads t=0 when it starts and waits for the lock (50 ms); the
-    # second starts after it, reads t=100, past its deadline, and gives up without waiting a second time.
-    ticks = iter([0.0, 0.0, 0.0, 100.0])
-    store = SQLiteStore(tmp_path / "bastion.db", busy_seconds=0.05, clock=lambda: next(ticks))
+    # The first write starts at t=0 and waits for the lock (50 ms); the second, asked for while it waits, starts
+    # after it at t=100, past its deadline, and gives up without waiting a second time.
+    clock = WriterLate()
+    store = SQLiteStore(tmp_path / "bastion.db", busy_seconds=0.05, clock=clock)
     try:
         with locked(tmp_path / "bastion.db"):
             first = asyncio.ensure_future(store.commit(Commit().set("a", {})))
+            await asyncio.to_thread(clock.started.wait)
             second = asyncio.ensure_future(store.commit(Commit().set("b", {})))
             results = await asyncio.gather(first, second, return_exceptions=True)
         assert [str(r) for r in results] == [
@@ -150,6 +166,56 @@ async def test_a_write_queued_behind_a_blocked_one_gives_up_when_its_own_time_is
         ]
         assert all(isinstance(r, StoreUnavailable) for r in results)
         assert rows(tmp_path / "bastion.db") == []
+    finally:
+        await store.close()
+
+
+async def test_commits_asked_for_together_share_one_transaction_each_whole_or_refused(tmp_path):
+    store = SQLiteStore(tmp_path / "bastion.db")
+    try:
+        await store.commit(Commit().set("code:1", {"n": 1}))
+        commits = [
+            *(Commit(consume=["code:1"]).set(f"token:{i}", {"t": i}) for i in range(10)),
+            *(Commit().set(f"other:{i}", {"o": i}) for i in range(10)),
+            Commit().add("other:3", {"late": True}),  # already written by a commit before it in the group
+        ]
+        results = await asyncio.gather(*(store.commit(c) for c in commits))
+        assert results == [True] + [False] * 9 + [True] * 10 + [False]
+        assert await store.keys("") == sorted(["token:0", *(f"other:{i}" for i in range(10))])
+        assert await store.get("other:3") == {"o": 3}
+    finally:
+        await store.close()
+
+
+async def test_a_change_that_fails_inside_a_group_fails_alone(tmp_path):
+    store = SQLiteStore(tmp_path / "bastion.db")
+    try:
+        await store.commit(Commit().set("code:1", {"n": 1}))
+        good = [Commit(consume=["code:1"]).set("token:1", {"t": 1}), Commit().set("other:1", {"o": 1})]
+        bad = Commit().set("broken", {"value": object()})  # cannot be encoded
+        results = await asyncio.gather(
+            store.commit(good[0]), store.commit(bad), store.commit(good[1]), return_exceptions=True
+        )
+        assert results[0] is True and results[2] is True
+        assert isinstance(results[1], TypeError)
+        assert await store.keys("") == ["other:1", "token:1"]
+    finally:
+        await store.close()
+
+
+async def test_a_commit_given_up_before_the_writer_reaches_it_is_not_applied(tmp_path):
+    clock = WriterStarts()
+    store = SQLiteStore(tmp_path / "bastion.db", busy_seconds=60, clock=clock)
+    try:
+        with locked(tmp_path / "bastion.db"):
+            first = asyncio.ensure_future(store.commit(Commit().set("a", {})))
+            await asyncio.to_thread(clock.started.wait)  # the writer waits for the lock with the first
+            second = asyncio.ensure_future(store.commit(Commit().set("b", {})))
+            await asyncio.sleep(0)
+            second.cancel()
+        assert await first is True
+        await store.commit(Commit().set("c", {}))  # queued after the cancelled one: it has been passed over
+        assert await store.keys("") == ["a", "c"]
     finally:
         await store.close()
 

@@ -1,9 +1,14 @@
 """The embedded default: one SQLite file, in WAL mode with synchronous=FULL.
 
 Two connections, each used only by a thread of its own, off the event loop:
-- the writer applies commits one at a time, in the order they were asked for. A commit is one IMMEDIATE
-  transaction, so it is atomic and, once `commit` returns, durable: a SIGKILL (or a power cut) at any moment
-  leaves either the whole change or none of it;
+- the writer applies commits in the order they were asked for, in groups: the commits asked for while it was
+  busy with the last group go into one IMMEDIATE transaction, each inside a savepoint of its own, so that a
+  change refused (a key to consume gone) leaves the others whole, and one fsync makes them all durable. Each is
+  atomic and, once its `commit` returns, durable: a SIGKILL (or a power cut) at any moment leaves either the
+  whole change or none of it. A group costs one hop to the writer's thread and one fsync instead of one each,
+  which under load is most of a commit's cost. If a change fails inside a group (a full disk, a record that
+  cannot be encoded), the group is rolled back and its changes are applied one transaction each, so that the
+  error reaches only the commit that caused it;
 - the reader answers `get` and `keys`. In WAL mode a reader sees the last committed state while a writer (this
   process's or another's) holds the write lock, so a write waiting for that lock never holds up the token
   checks behind it.
@@ -21,11 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -47,6 +54,7 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_at) WHERE expires_at IS NOT NULL;
 """
 LIVE = "(expires_at IS NULL OR expires_at > ?)"
+WAITED_OUT = "sqlite: the write waited its whole busy timeout behind other writes"
 
 
 def prefix_bounds(prefix: str) -> tuple[str, str | None]:
@@ -74,6 +82,15 @@ def _unavailable(exc: sqlite3.Error) -> StoreUnavailable:
     # SQLite's messages name conditions ("database is locked"), never values.
     name = getattr(exc, "sqlite_errorname", None)
     return StoreUnavailable(f"sqlite: {exc}" + (f" ({name})" if name else ""))
+
+
+@dataclass(eq=False)
+class _Pending:
+    """A commit waiting for the writer."""
+
+    change: Commit
+    deadline: float  # on the store's clock: past it, the write gives up rather than wait for the lock
+    done: asyncio.Future[bool]
 
 
 class _Lane:
@@ -127,6 +144,8 @@ class SQLiteStore(Store):
         # Wall-clock seconds, for TTLs: records outlive the process, so their expiry cannot be monotonic.
         self._now = now
         self._writes = 0  # touched only on the writer's thread
+        self._queue: list[_Pending] = []  # commits not yet handed to the writer
+        self._flusher: asyncio.Task[None] | None = None
         try:
             self._writer = _Lane("bastion-sqlite-write", self._open_writer)
             try:
@@ -204,25 +223,78 @@ class SQLiteStore(Store):
 
     async def commit(self, change: Commit) -> bool:
         change.check()
-        deadline = self._clock() + self.busy_seconds
+        loop = asyncio.get_running_loop()
+        pending = _Pending(change, self._clock() + self.busy_seconds, loop.create_future())
+        self._queue.append(pending)
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush())
+        return await pending.done
 
-        def write(db: sqlite3.Connection) -> bool:
-            waited_out = deadline - self._clock()
-            if waited_out <= 0:
-                raise StoreUnavailable("sqlite: the write waited its whole busy timeout behind other writes")
+    async def _flush(self) -> None:
+        """Hand the writer what has been asked for, group after group, until nothing is left."""
+        batch: list[_Pending] = []
+        try:
+            while self._queue:
+                batch = [p for p in self._queue if not p.done.cancelled()]  # nobody waits for those: skip them
+                self._queue = []
+                if not batch:
+                    continue
+                try:
+                    outcomes = await self._writer.run(functools.partial(self._write, batch=batch))
+                except StoreUnavailable as exc:  # the store was closed
+                    outcomes = [StoreUnavailable(str(exc)) for _ in batch]
+                except Exception as exc:  # a bug: its callers hear of it rather than wait for ever
+                    outcomes = [exc for _ in batch]
+                for pending, outcome in zip(batch, outcomes, strict=True):
+                    if pending.done.done():
+                        continue
+                    if isinstance(outcome, BaseException):
+                        pending.done.set_exception(outcome)
+                    else:
+                        pending.done.set_result(outcome)
+        except asyncio.CancelledError:  # the loop is going away: nobody will hear an answer
+            for pending in (*batch, *self._queue):
+                pending.done.cancel()
+            raise
+        finally:
+            self._flusher = None
+
+    def _write(self, db: sqlite3.Connection, batch: list[_Pending]) -> list[bool | Exception]:
+        """On the writer's thread: each change's outcome (applied, refused, or the error for its caller)."""
+        now = self._clock()
+        ready = [p for p in batch if p.deadline > now]
+        outcomes: dict[int, bool | Exception] = {
+            id(p): StoreUnavailable(WAITED_OUT) for p in batch if p.deadline <= now
+        }
+        if ready:
             if db.in_transaction:  # a rollback that failed earlier: start clean
-                db.execute("ROLLBACK")
-            db.execute(f"PRAGMA busy_timeout={self._busy_ms(waited_out)}")
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                applied = self._apply(db, change)
-                db.execute("COMMIT" if applied else "ROLLBACK")
-            except BaseException:
                 _roll_back(db)
-                raise
-            return applied
+            try:
+                db.execute(f"PRAGMA busy_timeout={self._busy_ms(min(p.deadline for p in ready) - now)}")
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:  # no lock (or no file): nothing was applied, each of them waited for it
+                outcomes.update((id(p), _unavailable(exc)) for p in ready)
+                return [outcomes[id(p)] for p in batch]
+            try:
+                applied = [self._apply_alone(db, p.change) for p in ready]
+                db.execute("COMMIT")
+                outcomes.update((id(p), done) for p, done in zip(ready, applied, strict=True))
+            except Exception as exc:
+                _roll_back(db)
+                if len(ready) == 1:
+                    outcomes[id(ready[0])] = _unavailable(exc) if isinstance(exc, sqlite3.Error) else exc
+                else:  # one transaction each: the error reaches only the change that caused it
+                    outcomes.update((id(p), self._write(db, [p])[0]) for p in ready)
+        return [outcomes[id(p)] for p in batch]
 
-        return await self._writer.run(write)
+    def _apply_alone(self, db: sqlite3.Connection, change: Commit) -> bool:
+        """One change of a group, inside a savepoint: all of it, or (refused) none of it."""
+        db.execute("SAVEPOINT change")
+        applied = self._apply(db, change)
+        if not applied:
+            db.execute("ROLLBACK TO change")
+        db.execute("RELEASE change")
+        return applied
 
     def _apply(self, db: sqlite3.Connection, change: Commit) -> bool:
         """The change inside an open transaction; False if a key to consume is missing or one to create is present
@@ -253,6 +325,9 @@ class SQLiteStore(Store):
         return True
 
     async def close(self) -> None:
+        if self._flusher is not None:  # commits asked for before closing are applied
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._flusher)
         await self._reader.close()
         await self._writer.close()
 
