@@ -238,6 +238,28 @@ async def test_migrations_run_once_when_stores_start_together(postgres_cluster, 
             await store.close()
 
 
+async def test_a_database_at_the_first_schema_version_is_brought_up_to_date_with_its_records(
+    postgres_cluster, postgres_url
+):
+    store = await opened(postgres_url)
+    await store.commit(Commit().set("kept", {"v": 1}).set("code:1", {"c": 1}))
+    await store.close()
+    database = postgres_url.rsplit("/", 1)[1]
+    # As the first release left it: the table, version 1, no commit function.
+    postgres_cluster.sql("DROP FUNCTION bastion_commit; UPDATE bastion_schema SET version = 1", database=database)
+    store = await opened(postgres_url)
+    try:
+        assert postgres_cluster.sql("SELECT version FROM bastion_schema", database=database).split() == [
+            str(len(MIGRATIONS))
+        ]
+        assert await store.get("kept") == {"v": 1}
+        assert await store.commit(Commit(consume=["code:1"]).set("token:1", {"t": 1}))
+        assert not await store.commit(Commit(consume=["code:1"]).set("token:2", {"t": 2}))
+        assert rows(postgres_cluster, postgres_url) == ["kept", "token:1"]
+    finally:
+        await store.close()
+
+
 async def test_a_schema_newer_than_this_version_is_refused(postgres_cluster, postgres_url):
     store = await opened(postgres_url)
     await store.commit(Commit().set("kept", {"v": 1}))

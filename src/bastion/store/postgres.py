@@ -5,11 +5,14 @@ values are the records' JSON as orjson writes it (bytea takes any record as it i
 "\\u0000" in a string and parse what Bastion only stores), and keys compare byte by byte (COLLATE "C"), so a
 prefix is a range of the primary key's index: exact, case-sensitive, no wildcard (`prefix_bounds`).
 
-- A commit is one transaction: consume is `DELETE ... WHERE key = ANY(...) AND <live> RETURNING key`, rolled
-  back unless every key came back. Two instances racing for one code both run that DELETE; PostgreSQL's row
-  lock makes the second wait for the first and then find the row gone, so exactly one commit succeeds.
-- Create is `INSERT ... ON CONFLICT DO UPDATE ... WHERE <expired> RETURNING key` in the same transaction,
-  rolled back unless every key came back: a live row is left alone, an expired one is replaced.
+- A commit is one call of the function `bastion_commit` (migration 2): one round trip and one transaction,
+  where BEGIN, a statement per part and COMMIT took four or more (a refresh's commit went from four round trips
+  to one). Consume is `DELETE ... WHERE key = ANY(...) AND <live>`, rolled back unless it deleted every key. Two
+  instances racing for one code both run that DELETE; PostgreSQL's row lock makes the second wait for the first
+  and then find the row gone, so exactly one commit succeeds.
+- Create is `INSERT ... ON CONFLICT DO UPDATE ... WHERE <expired>` in the same transaction, rolled back unless
+  it wrote every key: a live row is left alone, an expired one is replaced. A refused commit is rolled back
+  inside the function (an exception block) and answers false: no error reaches the server's log.
 - Expiry uses this instance's wall clock (`now`), as SQLite does: every instance's clock must be kept in step
   (NTP), which token lifetimes on several machines need anyway. A record past its expiry is invisible at once;
   a sweeper task clears expired rows every `sweep_seconds`, in small batches.
@@ -46,25 +49,10 @@ GET = f"SELECT value FROM {TABLE} WHERE key = $1 AND {LIVE}"
 GET_MANY = f"SELECT key, value FROM {TABLE} WHERE key = ANY($1::text[]) AND {LIVE}"
 KEYS_BETWEEN = f"SELECT key FROM {TABLE} WHERE key >= $1 AND key < $3 AND {LIVE} ORDER BY key"
 KEYS_FROM = f"SELECT key FROM {TABLE} WHERE key >= $1 AND {LIVE} ORDER BY key"
-CONSUME = f"DELETE FROM {TABLE} WHERE key = ANY($1::text[]) AND {LIVE} RETURNING key"
-DELETE = f"DELETE FROM {TABLE} WHERE key = ANY($1::text[])"
-# One statement for every bounded prefix: each (low, high) pair is a range scan of the primary key.
-DELETE_RANGES = (
-    f"DELETE FROM {TABLE} r USING unnest($1::text[], $2::text[]) AS p(low, high)"
-    " WHERE r.key >= p.low AND r.key < p.high"
-)
-DELETE_FROM = f"DELETE FROM {TABLE} WHERE key >= $1"
-UPSERT = (
-    f"INSERT INTO {TABLE} (key, value, expires_at) SELECT * FROM unnest($1::text[], $2::bytea[], $3::float8[])"
-    " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at"
-)
-# Writes each key unless a live row holds it; the keys it wrote come back. Two instances creating one key: the
-# second's INSERT waits on the first's row until that transaction ends, then finds it (and writes nothing).
-CREATE = (
-    f"INSERT INTO {TABLE} AS r (key, value, expires_at)"
-    " SELECT * FROM unnest($1::text[], $2::bytea[], $3::float8[])"
-    " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at"
-    " WHERE r.expires_at IS NOT NULL AND r.expires_at <= $4 RETURNING key"
+# One round trip: the function applies the whole change, or (false) none of it.
+COMMIT = (
+    "SELECT bastion_commit($1::text[], $2::text[], $3::bytea[], $4::float8[], $5::text[], $6::text[],"
+    " $7::text[], $8::text[], $9::text[], $10::bytea[], $11::float8[], $12::float8)"
 )
 SWEEP = (
     f"DELETE FROM {TABLE} WHERE key IN"
@@ -82,6 +70,56 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX {TABLE}_expiry ON {TABLE} (expires_at) WHERE expires_at IS NOT NULL;
     """,
+    # A commit in one round trip. Consume and create run first, their keys sorted (the caller sorts them), so
+    # that two commits wait for each other's rows rather than deadlock; a key missing (or present) raises, and
+    # the handler rolls back everything done so far and answers false.
+    f"""
+    CREATE FUNCTION bastion_commit(
+        consume_keys text[], create_keys text[], create_values bytea[], create_expiries float8[],
+        delete_keys text[], range_lows text[], range_highs text[], tail_lows text[],
+        put_keys text[], put_values bytea[], put_expiries float8[], at double precision
+    ) RETURNS boolean LANGUAGE plpgsql AS $fn$
+    DECLARE
+        done integer;
+    BEGIN
+        IF cardinality(consume_keys) > 0 THEN
+            DELETE FROM {TABLE} WHERE key = ANY(consume_keys) AND (expires_at IS NULL OR expires_at > at);
+            GET DIAGNOSTICS done = ROW_COUNT;
+            IF done <> cardinality(consume_keys) THEN
+                RAISE EXCEPTION USING ERRCODE = 'BA001';
+            END IF;
+        END IF;
+        IF cardinality(create_keys) > 0 THEN
+            INSERT INTO {TABLE} AS r (key, value, expires_at)
+                SELECT * FROM unnest(create_keys, create_values, create_expiries)
+                ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at
+                WHERE r.expires_at IS NOT NULL AND r.expires_at <= at;
+            GET DIAGNOSTICS done = ROW_COUNT;
+            IF done <> cardinality(create_keys) THEN
+                RAISE EXCEPTION USING ERRCODE = 'BA001';
+            END IF;
+        END IF;
+        IF cardinality(delete_keys) > 0 THEN
+            DELETE FROM {TABLE} WHERE key = ANY(delete_keys);
+        END IF;
+        IF cardinality(range_lows) > 0 THEN  -- each (low, high) pair: a range scan of the primary key
+            DELETE FROM {TABLE} r USING unnest(range_lows, range_highs) AS p(low, high)
+                WHERE r.key >= p.low AND r.key < p.high;
+        END IF;
+        IF cardinality(tail_lows) > 0 THEN
+            DELETE FROM {TABLE} WHERE key >= (SELECT min(low) FROM unnest(tail_lows) AS t(low));
+        END IF;
+        IF cardinality(put_keys) > 0 THEN
+            INSERT INTO {TABLE} (key, value, expires_at)
+                SELECT * FROM unnest(put_keys, put_values, put_expiries)
+                ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at;
+        END IF;
+        RETURN true;
+    EXCEPTION WHEN SQLSTATE 'BA001' THEN
+        RETURN false;
+    END;
+    $fn$;
+    """,
 )
 # Held for the migration's transaction: one instance migrates while the others wait, then find nothing to do.
 MIGRATION_LOCK = 0x62617374696F6E  # "bastion"
@@ -95,10 +133,6 @@ def _unavailable(exc: BaseException) -> StoreUnavailable:
         return StoreUnavailable("postgres: timed out")
     code = getattr(exc, "sqlstate", None)
     return StoreUnavailable(f"postgres: {type(exc).__name__}" + (f" ({code})" if code else ""))
-
-
-class _Missing(Exception):
-    """A key to consume was absent or expired, or one to create was present: roll the transaction back."""
 
 
 class PostgresStore(Store):
@@ -170,8 +204,6 @@ class PostgresStore(Store):
         try:
             async with pool.acquire(timeout=self.connect_timeout) as conn:
                 yield conn
-        except _Missing:
-            raise
         except (TimeoutError, Exception) as exc:
             raise _unavailable(exc) from exc
 
@@ -246,25 +278,23 @@ class PostgresStore(Store):
         created = [change.create[key] for key in create_keys]
         create_values = [orjson.dumps(record) for record, _ in created]
         create_expiries = [now + ttl if ttl is not None else None for _, ttl in created]
-        try:
-            async with self._connection() as conn, conn.transaction():
-                if consume and len(await conn.fetch(CONSUME, consume, now)) != len(consume):
-                    raise _Missing
-                if create_keys:
-                    written = await conn.fetch(CREATE, create_keys, create_values, create_expiries, now)
-                    if len(written) != len(create_keys):
-                        raise _Missing
-                if delete:
-                    await conn.execute(DELETE, delete)
-                if bounded:
-                    await conn.execute(DELETE_RANGES, [b[0] for b in bounded], [b[1] for b in bounded])
-                for low in unbounded:
-                    await conn.execute(DELETE_FROM, low)
-                if put_keys:
-                    await conn.execute(UPSERT, put_keys, values, expiries)
-        except _Missing:
-            return False
-        return True
+        async with self._connection() as conn:
+            applied: bool = await conn.fetchval(
+                COMMIT,
+                consume,
+                create_keys,
+                create_values,
+                create_expiries,
+                delete,
+                [b[0] for b in bounded],
+                [b[1] for b in bounded],
+                unbounded,
+                put_keys,
+                values,
+                expiries,
+                now,
+            )
+        return applied
 
     async def sweep(self) -> int:
         """Delete expired rows now (in batches, each its own short transaction); how many."""
