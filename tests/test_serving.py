@@ -17,6 +17,7 @@ from bastion.processes import WorkerConfig, with_shared_keys, workers_problem
 from bastion.security.http_protocol import BoundedHttpToolsProtocol
 from bastion.serve import uvicorn_options
 from bastion.settings import Settings
+from bastion.settings.check import start_up_problems
 from tests.mcp.conftest import build_app
 
 FORWARDED = {"x-forwarded-for": "203.0.113.9", "x-forwarded-proto": "https"}
@@ -71,13 +72,30 @@ async def test_forwarded_headers_from_a_peer_outside_the_list_are_ignored(tmp_pa
 
 
 def test_a_memory_store_is_refused_for_several_workers():
-    memory = Settings.load(env={}, store={"backend": "memory"}, authorization_server={"enabled": True})
-    problem = workers_problem(memory, 2)
-    assert problem is not None and "\n" not in problem
-    assert problem.startswith("--workers 2 with store.backend = 'memory': each worker would keep its own grants")
-    assert workers_problem(memory, 1) is None
-    assert workers_problem(Settings.load(env={}, store={"backend": "memory"}), 4) is None  # no store in use
-    assert workers_problem(Settings.load(env={}, authorization_server={"enabled": True}), 4) is None  # sqlite
+    def problem(workers: int, **settings: object) -> str | None:
+        return workers_problem(Settings.load(env={}, workers=workers, **settings))
+
+    memory = {"store": {"backend": "memory"}}
+    grants = problem(2, authorization_server={"enabled": True}, **memory)
+    assert grants is not None and "\n" not in grants
+    assert grants.startswith("--workers 2 with store.backend = 'memory': each worker would keep its own grants")
+    sessions = problem(3, **memory)  # legacy sessions are kept by default
+    assert sessions is not None and "\n" not in sessions
+    assert sessions.startswith("--workers 3 with store.backend = 'memory': each worker would keep its own sessions")
+    assert problem(1, authorization_server={"enabled": True}, **memory) is None
+    assert problem(4, stateful=False, **memory) is None  # nothing kept: stateless requests, no grants
+    assert problem(4, authorization_server={"enabled": True}) is None  # sqlite
+
+
+def test_workers_on_one_sqlite_file_share_it_and_need_the_same_keys():
+    alone = Settings.load(env={})
+    assert not alone.shared_by_processes and not Settings.load(env={}, store={"backend": "memory"}).shared_by_processes
+    workers = Settings.load(env={}, workers=3)
+    assert workers.shared_by_processes
+    problems = [line for line in start_up_problems(workers) if line.startswith("workers = 3")]
+    assert len(problems) == 2 and "state_secret must be set" in problems[0] and "bastion.db" in problems[0]
+    assert "authorization_server.cookie_secret must be set" in problems[1]
+    with_shared_keys(workers).check()  # what `bastion serve --workers` hands its workers passes
 
 
 def test_every_worker_gets_the_same_signing_keys():

@@ -73,13 +73,15 @@ def build(
     opened.add("tool threads", server.close)
     routes: list[BaseRoute] = []
 
-    # One bus per instance, opened when something uses it: the bearer gate (revocations) and, on a shared store,
-    # the relay that tells clients of every instance about list changes and resource updates raised on any.
+    # One bus per process, opened when something uses it: the bearer gate (revocations) and, on a store other
+    # processes share, the relay that tells clients of every instance (or worker) about list changes and
+    # resource updates raised on any.
+    shared = settings.shared_by_processes
     bus = None
-    if not settings.worker.only and (settings.authenticated or settings.store.shared):
+    if not settings.worker.only and (settings.authenticated or shared):
         bus = _open_bus(settings, opened, startup)
-    # On a shared store legacy sessions are shared too, so that any instance serves any request of a session.
-    shares_sessions = settings.store.shared and settings.stateful and bus is not None
+    # On a shared store legacy sessions are shared too, so that any process serves any request of a session.
+    shares_sessions = shared and settings.stateful and bus is not None
     own_grants = settings.authenticated and settings.authorization_server.enabled
     if bus is not None and (shares_sessions or own_grants):
         store = store or _open_store(settings)
@@ -90,17 +92,17 @@ def build(
     if settings.authenticated and bus is not None:
         protection = _Protection.build(app, settings, opened, store, upstream, bus)
         routes += protection.routes
-    if settings.store.shared and bus is not None:
+    if shared and bus is not None:
         from .cluster.relay import Relay
 
         relay = Relay(app.broadcaster, bus)
         startup.append(("notification relay", relay.start))
         opened.add("notification relay", relay.close)
-    shared = None
+    stored_sessions = None
     if shares_sessions and store is not None and bus is not None:
-        shared = _shared_sessions(settings, store, bus, opened)
+        stored_sessions = _shared_sessions(settings, store, bus, opened)
 
-    sessions = SessionTable(settings.max_sessions, settings.session_idle_seconds, app.broadcaster, shared)
+    sessions = SessionTable(settings.max_sessions, settings.session_idle_seconds, app.broadcaster, stored_sessions)
     endpoint = StreamableHTTP(
         server,
         app.broadcaster,
@@ -216,15 +218,16 @@ def _open_store(settings: Settings) -> Store:
 
 
 def _open_bus(settings: Settings, opened: _Opened, startup: list[Step]) -> Bus:
-    """Within this process for memory; through the file for SQLite when the grants are kept there (every process
-    on it hears revocations: --workers); through PostgreSQL or Redis, reaching every instance, for those (also
-    without authentication: the relay of list changes needs it)."""
+    """Within this process for memory; through the file for SQLite when the grants are kept there or workers share
+    it (every process on it hears revocations, session events and list changes: --workers); through PostgreSQL or
+    Redis, reaching every instance, for those (also without authentication: the relay of list changes needs it)."""
     from .store import open_bus
 
     configured = settings.store
-    # Without grants of its own on the file (an external issuer alone), no other process revokes anything here.
+    # An external issuer's tokens alone, in one process, need nobody else to hear.
     own_grants = settings.authenticated and settings.authorization_server.enabled
-    path = configured.path if configured.backend == "sqlite" and own_grants else None
+    through_file = own_grants or settings.shared_by_processes
+    path = configured.path if configured.backend == "sqlite" and through_file else None
     bus = open_bus(configured.backend, path=path, url=configured.connection_url(), cluster=configured.cluster)
     startup.append(("bus", bus.start))
     opened.add("bus", bus.close)

@@ -29,13 +29,19 @@ if TYPE_CHECKING:
 AppLoader = Callable[[], "App"]  # picklable: a module-level function, or a partial of one
 
 
-def workers_problem(settings: Settings, workers: int) -> str | None:
-    """Why these settings cannot be served by `workers` processes, in one line; None when they can."""
-    if workers > 1 and settings.authorization_server.enabled and settings.store.backend == "memory":
+def workers_problem(settings: Settings) -> str | None:
+    """Why these settings cannot be served by `settings.workers` processes, in one line; None when they can."""
+    workers = settings.workers
+    if workers > 1 and settings.store.backend == "memory":
+        if settings.authorization_server.enabled:
+            kept = "grants, clients and codes, and refuse the tokens the others issued"
+        elif settings.stateful:
+            kept = "sessions, and answer 404 to a session's requests that reach another"
+        else:
+            return None
         return (
-            f"--workers {workers} with store.backend = 'memory': each worker would keep its own grants, clients "
-            "and codes, and refuse the tokens the others issued. Use backend = 'sqlite' (one machine) or "
-            "'postgres' / 'redis'"
+            f"--workers {workers} with store.backend = 'memory': each worker would keep its own {kept}. Use "
+            "backend = 'sqlite' (one machine) or 'postgres' / 'redis'"
         )
     return None
 
@@ -78,11 +84,12 @@ class WorkerConfig(uvicorn.Config):
         super().load()
 
 
-def serve_workers(load_app: AppLoader, settings: Settings, workers: int, options: dict[str, Any]) -> None:
-    """Serve with `workers` processes until stopped (SIGINT or SIGTERM to this parent stops them all)."""
+def serve_workers(load_app: AppLoader, settings: Settings, options: dict[str, Any]) -> None:
+    """Serve with `settings.workers` processes (given their shared keys: `with_shared_keys`) until stopped (SIGINT
+    or SIGTERM to this parent stops them all)."""
     from uvicorn.supervisors import Multiprocess
 
-    config = WorkerConfig(load_app, with_shared_keys(settings), workers=workers, **options)
+    config = WorkerConfig(load_app, settings, workers=settings.workers, **options)
     socket = config.bind_socket()
     try:
         Multiprocess(config, sockets=[socket]).run()

@@ -34,24 +34,25 @@ def serve_stdio(app: App, settings: Settings) -> None:
         uvloop.run(main)
 
 
-def serve_http(app: App, settings: Settings, *, workers: int = 1, load_app: Callable[[], App] | None = None) -> None:
-    """Serve over Streamable HTTP until stopped: in this process, or in `workers` processes, each loading the App
-    with `load_app` (picklable: `bastion serve` gives a partial of its loader and the target) and building the
-    application for itself."""
+def serve_http(app: App, settings: Settings, *, load_app: Callable[[], App] | None = None) -> None:
+    """Serve over Streamable HTTP until stopped: in this process, or in `settings.workers` processes, each loading
+    the App with `load_app` (picklable: `bastion serve` gives a partial of its loader and the target) and building
+    the application for itself."""
     configure_logging(settings.log_level)
-    if workers > 1:
-        from .processes import serve_workers, workers_problem
+    if settings.workers > 1:
+        from .processes import serve_workers, with_shared_keys, workers_problem
 
         if load_app is None:
             _refuse("--workers needs the App's file or module (bastion serve server.py --workers N)")
-        if problem := workers_problem(settings, workers):
+        if problem := workers_problem(settings):
             _refuse(problem)
+        settings = with_shared_keys(settings)
         try:
             settings.check()  # every worker checks again as it builds: refuse here, once, before any starts
         except SettingsError as exc:
             _refuse(str(exc))
-        _announce(app, settings, f"; {workers} worker processes")
-        serve_workers(load_app, settings, workers, uvicorn_options(settings))
+        _announce(app, settings, f"; {settings.workers} worker processes")
+        serve_workers(load_app, settings, uvicorn_options(settings))
         return
 
     import uvicorn

@@ -73,12 +73,12 @@ async def test_one_legacy_session_is_served_by_all_three_instances(deployment, m
     ):
         assert client.protocol_version == "2025-11-25"
         # One session, every instance: round robin sends each request to the next.
-        pids = {int(_text(await client.call_tool("pid", {}))) for _ in range(2 * INSTANCES)}
+        pids = {int(tool_text(await client.call_tool("pid", {}))) for _ in range(2 * INSTANCES)}
         assert len(pids) == INSTANCES, pids
 
         # The GET stream is held by one instance; updates raised on each instance reach it, once each.
         await client.subscribe_resource(BOARD)
-        touched = [int(_text(await client.call_tool("touch_board", {}))) for _ in range(INSTANCES)]
+        touched = [int(tool_text(await client.call_tool("touch_board", {}))) for _ in range(INSTANCES)]
         assert set(touched) == pids
         with anyio.fail_after(DEADLINE_SECONDS):
             while len(seen.updates) < INSTANCES:
@@ -88,7 +88,7 @@ async def test_one_legacy_session_is_served_by_all_three_instances(deployment, m
         # Each question is asked on one instance's stream; the answer is POSTed to the next instance.
         askers = set()
         for _ in range(INSTANCES):
-            said, _, pid = _text(await client.call_tool("ask_name", {})).partition(" in ")
+            said, _, pid = tool_text(await client.call_tool("ask_name", {})).partition(" in ")
             assert said == "Ada"
             askers.add(int(pid))
         assert seen.asked == INSTANCES and askers == pids
@@ -102,6 +102,6 @@ async def test_one_legacy_session_is_served_by_all_three_instances(deployment, m
     d.assert_clean()
 
 
-def _text(result: types.CallToolResult) -> str:
+def tool_text(result: types.CallToolResult) -> str:
     assert not result.is_error and isinstance(result.content[0], types.TextContent), result
     return result.content[0].text

@@ -5,22 +5,30 @@ bus, not the caches' expiry)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
+import httpx2
 import pytest
+from mcp.client.streamable_http import streamable_http_client
 
 from bastion.resource.bearer import CACHE_SECONDS
+from mcp import Client
 from tests.browser import walk
 from tests.oauth.conftest import REDIRECT, authorize_params, code_exchange, query_of
+from tests.waiting import DEADLINE_SECONDS, wait_until
 
 from .calls import pid_call
 from .conftest import ROOT, bastion_server
+from .test_instances_sessions import BOARD, SESSION_KINDS, Seen, tool_text
 from .test_sdk_oauth import HeadlessBrowser, MemoryStorage, call_tool_text, provider_for
 
 pytestmark = pytest.mark.e2e
@@ -211,3 +219,86 @@ async def test_a_token_revoked_through_one_worker_is_refused_by_every_worker_wit
             f"from sending /revoke to each other worker's 401); {stale} stale 200s"
         )
         assert max(windows) < WINDOW_SECONDS
+
+
+# --- legacy sessions across workers ---------------------------------------------------------------------------
+
+
+async def test_one_legacy_session_is_served_by_every_worker_on_sqlite(tmp_path, monkeypatch):
+    """The official SDK client's 2025-11-25 session, every request on a new connection (so on whichever worker
+    accepts it): every worker serves the session; the GET stream, held by one, hears resource updates raised on
+    each; questions asked on one worker's stream are answered by POSTs that land on any; ending the session
+    leaves nothing of it in the file."""
+    env = sqlite_env(tmp_path, BASTION_JSON_RESPONSE="false")  # a legacy call's elicitation rides on its stream
+    with bastion_server(SERVER, "--workers", str(WORKERS), env=env, log=tmp_path / "workers.log") as url:
+        seen = Seen()
+        fresh = httpx2.Limits(max_keepalive_connections=0)
+        provider = provider_for(url, MemoryStorage(), HeadlessBrowser())
+        async with (
+            httpx2.AsyncClient(auth=provider, limits=fresh, timeout=30) as http,
+            Client(
+                streamable_http_client(url, http_client=http),
+                mode="legacy",
+                elicitation_callback=seen.elicit,
+                message_handler=seen.message,
+            ) as client,
+        ):
+            assert client.protocol_version == "2025-11-25"
+            pids: set[int] = set()
+            for _ in range(40 * WORKERS):  # the kernel picks the worker: call until each has served one
+                pids.add(int(tool_text(await client.call_tool("pid", {}))))
+                if len(pids) == WORKERS:
+                    break
+            assert len(pids) == WORKERS, f"only {len(pids)} of {WORKERS} workers served the session"
+
+            # The GET stream is held by one worker, which hears of the subscription (made on any) through the
+            # bus: within its latency (0.1 s polls), an update raised meanwhile passes it by (docs/deployment.md).
+            # So touch, a second apart, until one update arrives: that worker knows the subscription from then on.
+            await client.subscribe_resource(BOARD)
+            for _ in range(int(DEADLINE_SECONDS)):
+                await client.call_tool("touch_board", {})
+                with anyio.move_on_after(1.0):
+                    while not seen.updates:
+                        await anyio.sleep(0.02)
+                if seen.updates:
+                    break
+            assert seen.updates, "no resource update ever reached the session's GET stream"
+            # Then an update raised on any worker reaches it: on two at least, so one of them is not the stream's
+            # (the kernel, not the test, picks who accepts each connection). One at a time: identical updates
+            # heard together from the bus are told once.
+            touched: set[int] = set()
+            for _ in range(40 * WORKERS):
+                before = len(seen.updates)
+                touched.add(int(tool_text(await client.call_tool("touch_board", {}))))
+                with anyio.fail_after(DEADLINE_SECONDS):
+                    while len(seen.updates) == before:
+                        await anyio.sleep(0.02)
+                assert seen.updates == [BOARD] * (before + 1)
+                if len(touched) >= 2:
+                    break
+            assert len(touched) >= 2, f"every update was raised on one worker: {touched}"
+
+            askers: list[int] = []
+            for _ in range(40 * WORKERS):  # questions asked on at least two workers
+                said, _, pid = tool_text(await client.call_tool("ask_name", {})).partition(" in ")
+                assert said == "Ada"
+                askers.append(int(pid))
+                if len(set(askers)) >= 2:
+                    break
+            assert len(set(askers)) >= 2 and seen.asked == len(askers)
+            assert session_rows(tmp_path, "mcpanswer:") == []  # each answer taken once
+
+        # Closing the client ended the session (DELETE, on whichever worker): nothing of it is left.
+        def gone() -> bool:
+            return all(session_rows(tmp_path, kind) == [] for kind in SESSION_KINDS)
+
+        wait_until(gone, "the session's records deleted from the file")
+
+
+def session_rows(tmp_path: Path, prefix: str) -> list[str]:
+    """The live keys under `prefix` in the workers' SQLite file."""
+    with contextlib.closing(sqlite3.connect(tmp_path / "bastion.db")) as db:
+        rows = db.execute(
+            "SELECT key FROM records WHERE expires_at IS NULL OR expires_at > ?", (time.time(),)
+        ).fetchall()
+    return [key for (key,) in rows if key.startswith(prefix)]

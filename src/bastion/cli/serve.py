@@ -19,8 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=_workers,
-        default=1,
-        help="HTTP worker processes on this machine (default 1); more than one needs a store they share",
+        help="HTTP worker processes on this machine (default: the workers setting, 1); more than one needs a store "
+        "they share",
     )
     parser.add_argument(
         "--insecure-no-auth",
@@ -33,14 +33,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from ..serve import serve_http, serve_stdio
 
-    settings = load_settings(args.config, host=args.host, port=args.port, insecure_no_auth=args.insecure_no_auth)
-    if args.stdio and args.workers > 1:
+    if args.stdio and args.workers is not None and args.workers > 1:
         refuse("--workers is for HTTP: a stdio server has one client, its parent process")
+    settings = load_settings(
+        args.config,
+        host=args.host,
+        port=args.port,
+        insecure_no_auth=args.insecure_no_auth,
+        workers=None if args.stdio else args.workers,
+    )
     app = load_app(args.target)
     if args.stdio:
         serve_stdio(app, settings)
     else:
-        serve_http(app, settings, workers=args.workers, load_app=partial(load_app, args.target))
+        serve_http(app, settings, load_app=partial(load_app, args.target))
 
 
 def _workers(value: str) -> int:

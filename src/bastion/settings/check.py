@@ -92,13 +92,21 @@ def _key_problems(settings: Settings) -> list[str]:
 def _shared_store_problems(settings: Settings) -> list[str]:
     """Instances sharing a store must sign with the same keys: a per-process random key would make instance B
     refuse the request state and approvals cookie that instance A issued."""
-    if not settings.store.shared:
+    if not settings.shared_by_processes:
         return []
     backend = settings.store.backend
     keys = [
         ("state_secret", settings.state_secret, "the request state of multi-round-trip calls"),
         ("authorization_server.cookie_secret", settings.authorization_server.cookie_secret, "the approvals cookie"),
     ]
+    if not settings.store.shared:  # workers on one SQLite file; `bastion serve --workers` draws these for them
+        return [
+            f"workers = {settings.workers} processes share {settings.store.path}, so {name} must be set: it signs "
+            f"{what}, and with a random key per process one worker refuses what another issued (bastion serve "
+            f"--workers draws one for its workers; else generate one with {GENERATE})"
+            for name, value, what in keys
+            if value is None
+        ]
     return [
         f"backend = {backend!r} is shared by every instance, so {name} must be set, the same on each: it signs "
         f"{what}, and with a random key per process one instance refuses what another issued "

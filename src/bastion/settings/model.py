@@ -32,6 +32,12 @@ class Settings(ServerSettings):
     def authenticated(self) -> bool:
         return self.authorization_server.enabled or bool(self.resource.issuers)
 
+    @property
+    def shared_by_processes(self) -> bool:
+        """Whether other processes serve from the same store: other instances (postgres, redis), or the other
+        workers on the one SQLite file. Then sessions, notifications and revocations go through it."""
+        return self.store.shared or (self.store.backend == "sqlite" and self.workers > 1)
+
     def check(self) -> None:
         """Refuse combinations that would expose an unauthenticated server (settings/check.py)."""
         if problems := start_up_problems(self):

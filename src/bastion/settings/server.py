@@ -20,6 +20,13 @@ class ServerSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Address to bind. Loopback unless authentication is on.")
     port: int = Field(8000, ge=1, le=65535, description="TCP port.")
     path: str = Field("/mcp", description="Path of the MCP endpoint.")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="HTTP processes serving on this machine (bastion serve --workers sets it); more than one shares "
+        "the sqlite file (or a postgres or redis store) between them.",
+    )
     insecure_no_auth: bool = Field(
         False, description="Serve without authentication on a non-loopback address. Never in production."
     )
