@@ -7,7 +7,8 @@ the store."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import anyio
 import httpx2
@@ -52,6 +53,25 @@ class Seen:
             self.updates.append(str(root.params.uri))
 
 
+@asynccontextmanager
+async def legacy_session(url: str, seen: Seen, limits: httpx2.Limits | None = None) -> AsyncIterator[Client]:
+    """The official SDK client's 2025-11-25 session at `url`, signed in through Bastion's OAuth, telling `seen`
+    what it hears; `limits` for its connections (none kept alive: every request on whichever process accepts)."""
+    provider = provider_for(url, MemoryStorage(), HeadlessBrowser())
+    pool = {"limits": limits} if limits is not None else {}
+    async with (
+        httpx2.AsyncClient(auth=provider, timeout=30, **pool) as http,
+        Client(
+            streamable_http_client(url, http_client=http),
+            mode="legacy",
+            elicitation_callback=seen.elicit,
+            message_handler=seen.message,
+        ) as client,
+    ):
+        assert client.protocol_version == "2025-11-25"
+        yield client
+
+
 async def session_records(d: Deployment) -> list[str]:
     async with d.records() as store:
         return [key for prefix in SESSION_KINDS for key in await store.keys(prefix)]
@@ -62,16 +82,7 @@ async def test_one_legacy_session_is_served_by_all_three_instances(deployment, m
     monkeypatch.setenv("SSL_CERT_FILE", str(d.trust))  # the SDK client and the headless browser trust the proxy
     url = f"{d.base}/mcp"
     seen = Seen()
-    async with (
-        httpx2.AsyncClient(auth=provider_for(url, MemoryStorage(), HeadlessBrowser()), timeout=30) as http,
-        Client(
-            streamable_http_client(url, http_client=http),
-            mode="legacy",
-            elicitation_callback=seen.elicit,
-            message_handler=seen.message,
-        ) as client,
-    ):
-        assert client.protocol_version == "2025-11-25"
+    async with legacy_session(url, seen) as client:
         # One session, every instance: round robin sends each request to the next.
         pids = {int(tool_text(await client.call_tool("pid", {}))) for _ in range(2 * INSTANCES)}
         assert len(pids) == INSTANCES, pids

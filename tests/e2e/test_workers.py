@@ -18,17 +18,15 @@ import anyio
 import httpx
 import httpx2
 import pytest
-from mcp.client.streamable_http import streamable_http_client
 
 from bastion.resource.bearer import CACHE_SECONDS
-from mcp import Client
 from tests.browser import walk
 from tests.oauth.conftest import REDIRECT, authorize_params, code_exchange, query_of
 from tests.waiting import DEADLINE_SECONDS, wait_until
 
 from .calls import pid_call
 from .conftest import ROOT, bastion_server
-from .test_instances_sessions import BOARD, SESSION_KINDS, Seen, tool_text
+from .test_instances_sessions import BOARD, SESSION_KINDS, Seen, legacy_session, tool_text
 from .test_sdk_oauth import HeadlessBrowser, MemoryStorage, call_tool_text, provider_for
 
 pytestmark = pytest.mark.e2e
@@ -232,18 +230,7 @@ async def test_one_legacy_session_is_served_by_every_worker_on_sqlite(tmp_path, 
     env = sqlite_env(tmp_path, BASTION_JSON_RESPONSE="false")  # a legacy call's elicitation rides on its stream
     with bastion_server(SERVER, "--workers", str(WORKERS), env=env, log=tmp_path / "workers.log") as url:
         seen = Seen()
-        fresh = httpx2.Limits(max_keepalive_connections=0)
-        provider = provider_for(url, MemoryStorage(), HeadlessBrowser())
-        async with (
-            httpx2.AsyncClient(auth=provider, limits=fresh, timeout=30) as http,
-            Client(
-                streamable_http_client(url, http_client=http),
-                mode="legacy",
-                elicitation_callback=seen.elicit,
-                message_handler=seen.message,
-            ) as client,
-        ):
-            assert client.protocol_version == "2025-11-25"
+        async with legacy_session(url, seen, httpx2.Limits(max_keepalive_connections=0)) as client:
             pids: set[int] = set()
             for _ in range(40 * WORKERS):  # the kernel picks the worker: call until each has served one
                 pids.add(int(tool_text(await client.call_tool("pid", {}))))
