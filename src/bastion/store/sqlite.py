@@ -226,7 +226,7 @@ class SQLiteStore(Store):
         loop = asyncio.get_running_loop()
         pending = _Pending(change, self._clock() + self.busy_seconds, loop.create_future())
         self._queue.append(pending)
-        if self._flusher is None:
+        if self._flusher is None or self._flusher.done():  # done: its loop went away before it could say so
             self._flusher = loop.create_task(self._flush())
         return await pending.done
 
