@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Router
 
 from .mcp.http import StreamableHTTP
 from .mcp.session import SessionTable
+from .ops.access import AccessLog
 from .security.limits import HeaderLimit
 from .security.origin import OriginGate, OriginPolicy
 from .settings import Settings, SettingsError
@@ -131,8 +132,13 @@ def build(
         mcp,
         set() if settings.worker.only else {settings.path, settings.path + "/"},
         Router(routes),
-        # Outermost first: the cheapest refusal (an oversized head) before any header is interpreted.
-        guards=[lambda inner: HeaderLimit(inner, settings.max_header_bytes), lambda inner: OriginGate(inner, origins)],
+        # Outermost first: the access log sees every request and its answer; then the cheapest refusal (an
+        # oversized head) before any header is interpreted.
+        guards=[
+            *([AccessLog] if settings.access_log else []),
+            lambda inner: HeaderLimit(inner, settings.max_header_bytes),
+            lambda inner: OriginGate(inner, origins),
+        ],
         lifecycle=Lifecycle(startup, opened.shutdown()),
         store=protection.store if protection else None,
     )

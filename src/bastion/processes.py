@@ -14,6 +14,7 @@ as long as this run, as a single process's do).
 from __future__ import annotations
 
 import secrets
+import socket
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -69,10 +70,10 @@ class WorkerConfig(uvicorn.Config):
         super().__init__(app="bastion (built in each worker)", http="httptools", **options)
 
     def load(self) -> None:
+        from .ops.logs import configure_logging
         from .security.http_protocol import bounded_httptools
-        from .serve import configure_logging
 
-        configure_logging(self.settings.log_level)
+        configure_logging(self.settings.log_level, self.settings.log_format)
         try:
             self.app = self.make_app().asgi(self.settings)
         except SettingsError as exc:
@@ -84,14 +85,13 @@ class WorkerConfig(uvicorn.Config):
         super().load()
 
 
-def serve_workers(load_app: AppLoader, settings: Settings, options: dict[str, Any]) -> None:
-    """Serve with `settings.workers` processes (given their shared keys: `with_shared_keys`) until stopped (SIGINT
-    or SIGTERM to this parent stops them all)."""
+def serve_workers(load_app: AppLoader, settings: Settings, options: dict[str, Any], listening: socket.socket) -> None:
+    """Serve with `settings.workers` processes (given their shared keys: `with_shared_keys`), each accepting on
+    `listening`, until stopped (SIGINT or SIGTERM to this parent stops them all)."""
     from uvicorn.supervisors import Multiprocess
 
     config = WorkerConfig(load_app, settings, workers=settings.workers, **options)
-    socket = config.bind_socket()
     try:
-        Multiprocess(config, sockets=[socket]).run()
+        Multiprocess(config, sockets=[listening]).run()
     finally:
-        socket.close()
+        listening.close()

@@ -4,26 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .mcp.stdio import serve_stdio as _serve_stdio
+from .ops.logs import FIELDS, configure_logging
 from .settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from .app import App
 
-
-def configure_logging(level: str) -> None:
-    # stderr only: on stdio, stdout belongs to the protocol.
-    logging.basicConfig(
-        stream=sys.stderr, level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+log = logging.getLogger("bastion")
 
 
 def serve_stdio(app: App, settings: Settings) -> None:
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     server = app.server(settings)
     main = _serve_stdio(server, app.broadcaster, settings.max_body_bytes)
     try:
@@ -38,7 +35,7 @@ def serve_http(app: App, settings: Settings, *, load_app: Callable[[], App] | No
     """Serve over Streamable HTTP until stopped: in this process, or in `settings.workers` processes, each loading
     the App with `load_app` (picklable: `bastion serve` gives a partial of its loader and the target) and building
     the application for itself."""
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if settings.workers > 1:
         from .processes import serve_workers, with_shared_keys, workers_problem
 
@@ -51,8 +48,9 @@ def serve_http(app: App, settings: Settings, *, load_app: Callable[[], App] | No
             settings.check()  # every worker checks again as it builds: refuse here, once, before any starts
         except SettingsError as exc:
             _refuse(str(exc))
+        listening = _bind(settings)
         _announce(app, settings, f"; {settings.workers} worker processes")
-        serve_workers(load_app, settings, uvicorn_options(settings))
+        serve_workers(load_app, settings, uvicorn_options(settings), listening)
         return
 
     import uvicorn
@@ -63,9 +61,46 @@ def serve_http(app: App, settings: Settings, *, load_app: Callable[[], App] | No
         asgi = app.asgi(settings)  # the same start-up checks whoever serves the App
     except SettingsError as exc:
         _refuse(str(exc))
-    _announce(app, settings)
+    listening = _bind(settings)
     # httptools, bounding each request head while it arrives: 431 before the bytes are ever buffered.
-    uvicorn.run(asgi, http=bounded_httptools(settings.max_header_bytes), **uvicorn_options(settings))
+    config = uvicorn.Config(asgi, http=bounded_httptools(settings.max_header_bytes), **uvicorn_options(settings))
+    _announcing_server()(config, lambda: _announce(app, settings)).run(sockets=[listening])
+
+
+def _bind(settings: Settings) -> socket.socket:
+    """The listening socket, bound before anything is announced; a port in use (or an address this machine does
+    not have) ends the start in one line naming it and the fix."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((settings.host, settings.port))
+    except OSError as exc:
+        listening.close()
+        _refuse(
+            f"cannot listen on {_url_host(settings.host)}:{settings.port}: {exc.strerror or exc}; choose another "
+            "port (--port, or port in bastion.toml) or host (--host, or host)"
+        )
+    listening.set_inheritable(True)  # --workers: each worker process accepts on it
+    return listening
+
+
+def _announcing_server() -> type:
+    import uvicorn
+
+    class Announcing(uvicorn.Server):
+        """uvicorn's server, saying where Bastion serves once it does: bound, started up, accepting."""
+
+        def __init__(self, config: uvicorn.Config, announce: Callable[[], None]) -> None:
+            super().__init__(config)
+            self._announce = announce
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                self._announce()
+
+    return Announcing
 
 
 def _refuse(problem: str) -> NoReturn:
@@ -74,12 +109,12 @@ def _refuse(problem: str) -> NoReturn:
 
 
 def _announce(app: App, settings: Settings, more: str = "") -> None:
-    print(
-        f"bastion: serving {app.name!r} at http://{_url_host(settings.host)}:{settings.port}{settings.path} "
-        f"({_mode(settings)}{more})",
-        file=sys.stderr,
-        flush=True,
-    )
+    url = f"http://{_url_host(settings.host)}:{settings.port}{settings.path}"
+    mode = f"{_mode(settings)}{more}"
+    # Through the log's own format (a JSON line when log_format is json), whatever the log level.
+    line = f"serving {app.name!r} at {url} ({mode})"
+    fields = {FIELDS: {"app": app.name, "url": url, "mode": mode}}
+    log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, line, (), None, extra=fields))
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -89,7 +124,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
-        "access_log": False,
+        "log_config": None,  # Bastion's own format (configure_logging), uvicorn's lines included
+        "access_log": False,  # Bastion's access log (ops/access.py) says more
         "loop": "uvloop",
         "lifespan": "on",
         "server_header": False,

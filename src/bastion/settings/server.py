@@ -66,6 +66,12 @@ class ServerSettings(BaseModel):
     )
     env_file: str | None = Field(".env", description="File from which declared tool secrets are read.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Server log level (stderr).")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as text, or as JSON lines with stable field names (docs/operations.md)."
+    )
+    access_log: bool = Field(
+        True, description="One log line per HTTP request (logger bastion.access): status, duration, caller, MCP method."
+    )
     public_url: str | None = Field(
         None,
         description="The URL clients reach this server at (issuer and resource identifiers), e.g. "

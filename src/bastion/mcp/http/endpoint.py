@@ -6,6 +6,7 @@ and everything else to the legacy one, which keeps sessions. GET and DELETE exis
 
 from __future__ import annotations
 
+from ...ops.access import note_of
 from ...principal import SCOPE_KEY
 from .. import versions
 from ..errors import McpError, Refusal, Refused
@@ -21,6 +22,14 @@ from .wire import Receive, Scope, Send, accepts, read_body, read_headers, reject
 
 UNSUPPORTED_MEDIA_TYPE = "Unsupported Media Type: Content-Type must be application/json"
 NOT_ACCEPTABLE = "Not Acceptable: Accept must include application/json and text/event-stream"
+# The parameter that names what a request is about (the access log's mcp_target).
+TARGETS = {
+    "tools/call": "name",
+    "prompts/get": "name",
+    "resources/read": "uri",
+    "resources/subscribe": "uri",
+    "resources/unsubscribe": "uri",
+}
 
 
 class StreamableHTTP:
@@ -81,6 +90,8 @@ class StreamableHTTP:
         except McpError as exc:
             await reject(send, exc)
             return
+        if (note := note_of(scope)) is not None and isinstance(message, Request):
+            note.mcp_method, note.mcp_target = message.method, _target(message)
         version = headers.get("mcp-protocol-version")
         principal = scope.get(SCOPE_KEY)
         if version in versions.MODERN:
@@ -108,3 +119,10 @@ def _is_modern_body(message: Request) -> bool:
     return message.method == "server/discover" or (
         isinstance(meta, dict) and meta.get(versions.META_PROTOCOL_VERSION) in versions.MODERN
     )
+
+
+def _target(message: Request) -> str | None:
+    """What a request names, for the access log: the tool or prompt, or the resource's URI."""
+    key = TARGETS.get(message.method)
+    value = message.params.get(key) if key else None
+    return value if isinstance(value, str) else None

@@ -1,0 +1,110 @@
+"""The access log: one line per HTTP request (logger `bastion.access`, level info), written when it ends.
+
+JSON fields: `request_id`, `method`, `path` (never the query string: codes and states travel there), `status`,
+`duration_ms`, `client_addr`, `subject` and `client_id` (the authenticated principal, when there is one), and
+for MCP requests `mcp_method` and `mcp_target` (the tool or prompt name, or the resource URI). A text line says
+the same in one readable line.
+
+The request id is the caller's `X-Request-Id` when it is a plain token of at most 64 characters (a proxy's, so
+that its log and Bastion's meet), else a fresh one; either way it goes back in the response's `X-Request-Id`, so
+that a user's report can be found in the log. A request whose application fails before answering is logged
+with status 500. Successful health checks (`/healthz`) are logged at debug level only.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..principal import SCOPE_KEY
+from .logs import FIELDS, clean
+
+NOTE_KEY = "bastion.note"  # where inner layers find the RequestNote of the request they serve
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+HEALTH = "/healthz"
+
+
+@dataclass(slots=True)
+class RequestNote:
+    """What inner layers tell the access log about a request: the MCP engine, its method and target."""
+
+    mcp_method: str | None = None
+    mcp_target: str | None = None
+
+
+def note_of(scope: MutableMapping[str, Any]) -> RequestNote | None:
+    """The request's note, when an access log is listening."""
+    note = scope.get(NOTE_KEY)
+    return note if isinstance(note, RequestNote) else None
+
+
+class AccessLog:
+    def __init__(self, app: Any, logger: logging.Logger | None = None) -> None:
+        self.app = app
+        self.log = logger or logging.getLogger("bastion.access")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not self.log.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        echo = (b"x-request-id", request_id.encode())
+        note = RequestNote()
+        scope[NOTE_KEY] = note
+        status = 500  # unless the application answers
+
+        async def noted(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), echo]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noted)
+        finally:
+            self._write(scope, note, request_id, status, (time.perf_counter() - started) * 1000)
+
+    def _write(self, scope: Any, note: RequestNote, request_id: str, status: int, ms: float) -> None:
+        client = scope.get("client")
+        address = client[0] if client else None
+        method, path = scope["method"], clean(scope["path"])
+        fields: dict[str, Any] = {
+            "request_id": request_id,
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": round(ms, 2),
+            "client_addr": address,
+        }
+        line = f'{address or "-"} "{clean(method, 16)} {path}" {status} {ms:.1f}ms id={request_id}'
+        principal = scope.get(SCOPE_KEY)
+        if principal is not None:
+            subject, client_id = clean(principal.subject), clean(principal.client_id)
+            fields["subject"], fields["client_id"] = subject, client_id
+            line += f" sub={subject} client={client_id}"
+        if note.mcp_method is not None:
+            fields["mcp_method"] = mcp_method = clean(note.mcp_method, 64)
+            line += f" mcp={mcp_method}"
+            if note.mcp_target is not None:
+                fields["mcp_target"] = target = clean(note.mcp_target)
+                line += f" {target}"
+        # Health checks come every few seconds from every load balancer: kept out of the log unless at debug.
+        level = logging.DEBUG if path == HEALTH and status == 200 else logging.INFO
+        self.log.log(level, line, extra={FIELDS: fields})
+
+
+def _request_id(scope: Any) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            text: str = value.decode("latin-1")
+            if REQUEST_ID.fullmatch(text):
+                return text
+            break
+    return secrets.token_hex(8)
