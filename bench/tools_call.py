@@ -86,6 +86,7 @@ class Target:
     process: subprocess.Popen | None = None
     port: int = 0
     tls: ssl.SSLContext | None = None  # what a check over https trusts (wrk does not verify certificates)
+    log: Path | None = None  # where the server's stderr (its log) goes; nowhere by default
 
     @property
     def base(self) -> str:
@@ -103,14 +104,17 @@ class Target:
         """Start the process and wait until its port accepts connections."""
         self.port = free_port()
         command = [part.replace("{port}", str(self.port)) for part in self.command]
+        stderr = self.log.open("ab") if self.log else subprocess.DEVNULL
         self.process = subprocess.Popen(
             command,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=stderr,
             start_new_session=True,
             env={**os.environ, **self.env},
         )
+        if not isinstance(stderr, int):
+            stderr.close()  # the child has its own copy
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:

@@ -72,6 +72,7 @@ class WorkerConfig(uvicorn.Config):
     def load(self) -> None:
         from .ops.logs import configure_logging
         from .security.http_protocol import bounded_httptools
+        from .serve import settle
 
         configure_logging(self.settings.log_level, self.settings.log_format)
         try:
@@ -83,6 +84,7 @@ class WorkerConfig(uvicorn.Config):
         # httptools, bounding each request head while it arrives, in every worker as in a single process.
         self.http = bounded_httptools(self.settings.max_header_bytes)
         super().load()
+        settle()  # the application is built: what start-up made lives on, out of the collector's sight
 
 
 def serve_workers(load_app: AppLoader, settings: Settings, options: dict[str, Any], listening: socket.socket) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 import sys
@@ -67,6 +68,14 @@ def serve_http(app: App, settings: Settings, *, load_app: Callable[[], App] | No
     _announcing_server()(config, lambda: _announce(app, settings)).run(sockets=[listening])
 
 
+def settle() -> None:
+    """Once started: what start-up built (modules, the app, settings: about 50,000 objects) lives as long as the
+    process, so it is moved out of the garbage collector's sight. A full collection then takes microseconds
+    instead of about 16 ms, which were the p99 of a busy server (docs/performance.md)."""
+    gc.collect()
+    gc.freeze()
+
+
 def _bind(settings: Settings) -> socket.socket:
     """The listening socket, bound before anything is announced; a port in use (or an address this machine does
     not have) ends the start in one line naming it and the fix."""
@@ -98,6 +107,7 @@ def _announcing_server() -> type:
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
             if self.started:
+                settle()
                 self._announce()
 
     return Announcing

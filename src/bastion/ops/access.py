@@ -13,6 +13,7 @@ with status 500. Successful health checks (`/healthz`) are logged at debug level
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import secrets
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..principal import SCOPE_KEY
-from .logs import FIELDS, clean
+from .logs import FIELDS, clean, direct_writer
 
 NOTE_KEY = "bastion.note"  # where inner layers find the RequestNote of the request they serve
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -47,6 +48,9 @@ class AccessLog:
     def __init__(self, app: Any, logger: logging.Logger | None = None) -> None:
         self.app = app
         self.log = logger or logging.getLogger("bastion.access")
+        # Straight to the process's log writer when Bastion configured the log (bastion serve): a line then costs
+        # a tuple, formatted with others when written; through `logging` otherwise (an embedding server's setup).
+        self._direct = direct_writer(self.log)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not self.log.isEnabledFor(logging.INFO):
@@ -97,7 +101,15 @@ class AccessLog:
                 line += f" {target}"
         # Health checks come every few seconds from every load balancer: kept out of the log unless at debug.
         level = logging.DEBUG if path == HEALTH and status == 200 else logging.INFO
-        self.log.log(level, line, extra={FIELDS: fields})
+        if self._direct is None:
+            self.log.log(level, line, extra={FIELDS: fields})
+        elif level == logging.INFO or self.log.isEnabledFor(level):
+            self._direct.add((time.time(), logging.getLevelName(level), self.log.name, line, fields))
+
+
+# Fresh ids: this process's random prefix and a counter. Unique and cheap; an id is a name, never a credential.
+_PREFIX = secrets.token_hex(4)
+_NEXT = itertools.count(1)
 
 
 def _request_id(scope: Any) -> str:
@@ -107,4 +119,4 @@ def _request_id(scope: Any) -> str:
             if REQUEST_ID.fullmatch(text):
                 return text
             break
-    return secrets.token_hex(8)
+    return f"{_PREFIX}{next(_NEXT) & 0xFFFFFFFF:08x}"
