@@ -16,6 +16,7 @@ describe; everything else follows from the settings.
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -85,7 +86,7 @@ def build(
     shares_sessions = shared and settings.stateful and bus is not None
     own_grants = settings.authenticated and settings.authorization_server.enabled
     if bus is not None and (shares_sessions or own_grants):
-        store = store or _open_store(settings)
+        store = store or configured_store(settings)
         opened.add("store", store.close)
         startup.append(("store", store.start))
         startup.append(("store", _reachable(store)))
@@ -135,7 +136,7 @@ def build(
         # Outermost first: the access log sees every request and its answer; then the cheapest refusal (an
         # oversized head) before any header is interpreted.
         guards=[
-            *([AccessLog] if settings.access_log else []),
+            lambda inner: AccessLog(inner, lines=settings.access_log),
             lambda inner: HeaderLimit(inner, settings.max_header_bytes),
             lambda inner: OriginGate(inner, origins),
         ],
@@ -208,7 +209,7 @@ class _Protection:
         return cls(verify, challenges, bus, routes, store if own else None)
 
 
-def _open_store(settings: Settings) -> Store:
+def configured_store(settings: Settings) -> Store:
     """The store [store] describes. Network backends are imported only here, when configured."""
     from .store import StoreUnavailable, open_store
 
@@ -276,8 +277,14 @@ def _authorization_server(
 
     configured = settings.authorization_server
     providers = dict(upstream) if upstream is not None else _upstream_providers(settings, opened)
+    trail = _audit_trail(settings, store, opened)
+    audit = trail.record if trail is not None else None
     grants = Grants(
-        store, oauth.lifetimes(configured), bus=bus, upstream=ProviderTokens(providers) if providers else None
+        store,
+        oauth.lifetimes(configured),
+        bus=bus,
+        upstream=ProviderTokens(providers) if providers else None,
+        audit=audit,
     )
     approvals = oauth.approvals(configured)
     transactions = Transactions(store, grants, approvals, settings.public_url)
@@ -296,7 +303,22 @@ def _authorization_server(
         oauth.metadata_documents(offered),
         settings.public_url,
         settings.path,
+        audit=audit,
     )
+
+
+def _audit_trail(settings: Settings, store: Store, opened: _Opened) -> Any:
+    """The audit trail on the authorization server's store, with its sink; None when turned off."""
+    if not settings.audit.enabled:
+        return None
+    from .ops.audit import AuditTrail, sink_for
+
+    sink = settings.audit.sink
+    if sink and sink != "stdout" and not os.access(os.path.dirname(os.path.abspath(sink)), os.W_OK):
+        raise SettingsError(f"audit.sink: cannot write a file in the folder of {sink!r}: create it, or choose another")
+    trail = AuditTrail(store, retention_seconds=settings.audit.retention_days * 86400, sink=sink_for(sink))
+    opened.add("audit trail", trail.close)
+    return trail
 
 
 def _upstream_providers(settings: Settings, opened: _Opened) -> dict[str, UpstreamProvider]:

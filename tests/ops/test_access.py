@@ -115,8 +115,8 @@ async def test_an_application_that_fails_is_logged_as_a_500(caplog):
     assert getattr(record, FIELDS)["status"] == 500
 
 
-async def test_the_access_log_can_be_turned_off(caplog):
+async def test_the_access_log_can_be_turned_off_and_requests_keep_their_ids(caplog):
     caplog.set_level(logging.DEBUG, "bastion.access")
     async with asgi_client(build_app(), local_settings(access_log=False)) as client:
-        answer = await client.get("/nowhere")
-    assert access_records(caplog) == [] and "x-request-id" not in answer.headers
+        answer = await client.get("/nowhere", headers={"x-request-id": "from-the-proxy"})
+    assert access_records(caplog) == [] and answer.headers["x-request-id"] == "from-the-proxy"

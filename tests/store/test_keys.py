@@ -40,6 +40,10 @@ LAYOUTS = [
     (keys.mcp_answer(HASH, HASH), f"mcpanswer:{HASH}:{HASH}"),
     (keys.mcp_stream(HASH, "Ab-9_x"), f"mcpstream:{HASH}:Ab-9_x"),
     (keys.mcp_event(HASH, "Ab-9_x", 3), f"mcpevent:{HASH}:Ab-9_x:3"),
+    (keys.audit_tip("main"), "audittip:main"),
+    (keys.audit_revision("main", 0), "auditrev:main:0"),
+    (keys.audit_revision("main", 1234), "auditrev:main:1234"),
+    (keys.audit_event("main", 7), "audit:main:000000000007"),
 ]
 
 
@@ -66,6 +70,9 @@ def test_the_kinds_are_exactly_these():
         "mcpanswer",
         "mcpstream",
         "mcpevent",
+        "audittip",
+        "auditrev",
+        "audit",
     )
     assert {stored.split(":")[0] for _, stored in LAYOUTS} == set(keys.KINDS)
     assert [keys.kind_prefix(kind) for kind in keys.KINDS] == [f"{kind}:" for kind in keys.KINDS]

@@ -33,6 +33,7 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
+from ..ops.audit import AuditEvent
 from ..principal import Principal
 from ..security.crypto import new_key, new_token, open_data, same, seal_data, token_hash, unwrap_key, wrap_key
 from ..store import Commit, Store, StoreUnavailable, keys
@@ -59,12 +60,17 @@ class Lifetimes:
     refresh: int = 30 * 86400
 
 
+REVOKED = {"grant_revoked": True}  # an audit event's details: what a replay cost its grant
+
+
 @dataclass
 class TokenSet:
     access_token: str
     refresh_token: str | None
     expires_in: int
     scope: str
+    grant_id: str = ""  # for the audit trail, never in the response
+    subject: str = ""
 
     def response(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -112,8 +118,10 @@ class Grants:
         upstream: UpstreamTokens | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        audit: Callable[[AuditEvent], None] | None = None,
     ) -> None:
         self.store = store
+        self.audit = audit  # told of replays and revocations (ops/audit.py)
         self.lifetimes = lifetimes or Lifetimes()
         # Told of every revocation, so that caches of verified tokens forget at once.
         self.bus = bus
@@ -202,7 +210,7 @@ class Grants:
         tokens, change = self._issue(grant_id, key, record, record["scopes"])
         change.consume.append(code_key)
         change.set(keys.used_code(grant_id, code_hash), {"client_id": client_id}, self.lifetimes.refresh)
-        await self._commit_or_revoke(change, grant_id)
+        await self._commit_or_revoke(change, grant_id, "code", client_id)
         return tokens
 
     # --- refresh ---------------------------------------------------------------------------------------------
@@ -227,7 +235,7 @@ class Grants:
         if grant is None:
             raise invalid_grant("the grant was revoked")
         change.set(keys.grant(grant_id), grant, self.lifetimes.refresh)  # a used grant lives on
-        await self._commit_or_revoke(change, grant_id)
+        await self._commit_or_revoke(change, grant_id, "refresh", client_id)
         return tokens
 
     async def _redeemable(
@@ -247,17 +255,25 @@ class Grants:
         key = live_key(grant_id, hashed)
         record, grant = await self.store.get_many([key, keys.grant(grant_id)])
         if record is None:
-            await self._revoke_if_replayed(used_key(grant_id, hashed), grant_id, client_id)
+            await self._revoke_if_replayed(used_key(grant_id, hashed), grant_id, client_id, kind)
             raise invalid_grant(f"the {kind} token is invalid, expired or already used")
         if record["client_id"] != client_id:
             raise invalid_grant(f"the {kind} token was issued to another client")
         return grant_id, hashed, key, record, grant
 
-    async def _commit_or_revoke(self, change: Commit, grant_id: str) -> None:
+    async def _commit_or_revoke(
+        self, change: Commit, grant_id: str, kind: Literal["code", "refresh"], client_id: str
+    ) -> None:
         """Apply a redemption; if its one-time record is gone, someone used it a moment ago: a replay."""
         if not await self.store.commit(change):
             await self.revoke_grant(grant_id)
+            self._replayed(kind, grant_id, client_id)
             raise invalid_grant("the token was already used")
+
+    def _replayed(self, kind: Literal["code", "refresh"], grant_id: str, client_id: str) -> None:
+        if self.audit is not None:
+            what = "code.replayed" if kind == "code" else "refresh.reused"
+            self.audit(AuditEvent(what, "failure", client_id=client_id, grant_id=grant_id, details=REVOKED))
 
     def _issue(
         self,
@@ -286,14 +302,17 @@ class Grants:
             {**base, "scopes": refresh_scopes or scopes, "wrapped_key": wrap_key(key, refresh)},
             self.lifetimes.refresh,
         )
-        return TokenSet(access, refresh, self.lifetimes.access, " ".join(scopes)), change
+        tokens = TokenSet(access, refresh, self.lifetimes.access, " ".join(scopes), grant_id, source["subject"])
+        return tokens, change
 
     # --- revocation -----------------------------------------------------------------------------------------
     async def revoke_grant(self, grant_id: str) -> None:
         await self.store.commit(Commit(delete=[keys.grant(grant_id)], delete_prefix=keys.issued_under(grant_id)))
         await self._revoked(grant_id)
 
-    async def _revoke_if_replayed(self, marker: str, grant_id: str, client_id: str) -> None:
+    async def _revoke_if_replayed(
+        self, marker: str, grant_id: str, client_id: str, kind: Literal["code", "refresh"]
+    ) -> None:
         used = await self.store.get(marker)
         if used is None:
             return
@@ -301,6 +320,7 @@ class Grants:
         owner = used.get("client_id")
         if owner is None or owner == client_id:
             await self.revoke_grant(grant_id)
+            self._replayed(kind, grant_id, client_id)
 
     async def revoke_token(self, token: str, client_id: str) -> None:
         """RFC 7009: a client's refresh token ends its grant; its access token ends only itself.
@@ -315,6 +335,9 @@ class Grants:
             found = await self._open_props(grant_id, key) if key is not None else None
             # Revoked here first: a provider that cannot be reached must not leave the grant alive.
             await self.revoke_grant(grant_id)
+            if self.audit is not None:
+                subject = refresh.get("subject")
+                self.audit(AuditEvent("grant.revoked", subject=subject, client_id=client_id, grant_id=grant_id))
             if self.upstream is not None:
                 for provider, upstream_token in ((found[1].get("upstream") or {}) if found else {}).items():
                     await self.upstream.revoke(provider, upstream_token)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -18,6 +18,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ..ops.access import note_of
+from ..ops.audit import AuditEvent, bind_request
+from ..ops.logs import clean
 from ..public_url import base_path, base_url
 from ..security.crypto import new_key
 from ..security.fetch import SafeFetcher
@@ -106,8 +109,10 @@ class AuthorizationServer:
         documents: MetadataDocuments | None,
         public_url: str | None,
         resource_path: str,
+        audit: Callable[[AuditEvent], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.audit = audit  # told of registrations, tokens issued, refreshed, refused and revoked (ops/audit.py)
         self.store = store
         self.grants = grants
         self.transactions = transactions
@@ -182,6 +187,7 @@ class AuthorizationServer:
         return Client.from_record(record) if record else None
 
     async def register(self, request: Request) -> Response:
+        self._bind(request)
         address = request.client.host if request.client else "unknown"
         if not await self.registrations.allow(address):
             retry = {"Retry-After": str(self.registrations.retry_after())}
@@ -204,6 +210,7 @@ class AuthorizationServer:
         if secret is not None:
             response["client_secret"] = secret
             response["client_secret_expires_at"] = client.expires_at
+        self._record(AuditEvent("client.registered", client_id=client.client_id, details={"public": secret is None}))
         return json_response(response, 201)
 
     # --- authorize -------------------------------------------------------------------------------------------
@@ -321,8 +328,11 @@ class AuthorizationServer:
 
     # --- token -----------------------------------------------------------------------------------------------
     async def token(self, request: Request) -> Response:
+        self._bind(request)
+        client_id = grant_type = None
         try:
             params = await forms.form(request)
+            client_id, grant_type = params.get("client_id"), params.get("grant_type")
             client = await self._authenticated_client(request, params)
             grant_type = params.get("grant_type")
             if grant_type not in client.grant_types:
@@ -353,7 +363,13 @@ class AuthorizationServer:
                     scopes=self._scope_list(scope) if scope is not None else None,
                 )
         except OAuthError as exc:
+            # What the client sent is bounded and made safe for a line: it may be anything.
+            details = {"error": exc.error, "grant_type": clean(grant_type, 40) if grant_type else None}
+            sender = clean(client_id) if client_id else None
+            self._record(AuditEvent("token.refused", "failure", client_id=sender, details=details))
             return oauth_error(exc)
+        kind = "token.issued" if grant_type == "authorization_code" else "token.refreshed"
+        self._record(AuditEvent(kind, subject=tokens.subject, client_id=client.client_id, grant_id=tokens.grant_id))
         body = tokens.response()
         if "refresh_token" not in client.grant_types:
             body.pop("refresh_token", None)
@@ -369,6 +385,7 @@ class AuthorizationServer:
 
     # --- revoke (RFC 7009) -----------------------------------------------------------------------------------
     async def revoke(self, request: Request) -> Response:
+        self._bind(request)
         try:
             params = await forms.form(request)
             client = await self._authenticated_client(request, params)
@@ -379,6 +396,15 @@ class AuthorizationServer:
             return oauth_error(exc)
         await self.grants.revoke_token(token, client.client_id)
         return Response(status_code=200, headers=NO_STORE)
+
+    def _bind(self, request: Request) -> None:
+        if self.audit is not None:
+            note = note_of(request.scope)
+            bind_request(request.client.host if request.client else None, note.request_id if note else None)
+
+    def _record(self, event: AuditEvent) -> None:
+        if self.audit is not None:
+            self.audit(event)
 
 
 def _prompts(prompt: str | None) -> list[str]:

@@ -5,10 +5,11 @@ JSON fields: `request_id`, `method`, `path` (never the query string: codes and s
 for MCP requests `mcp_method` and `mcp_target` (the tool or prompt name, or the resource URI). A text line says
 the same in one readable line.
 
-The request id is the caller's `X-Request-Id` when it is a plain token of at most 64 characters (a proxy's, so
-that its log and Bastion's meet), else a fresh one; either way it goes back in the response's `X-Request-Id`, so
-that a user's report can be found in the log. A request whose application fails before answering is logged
-with status 500. Successful health checks (`/healthz`) are logged at debug level only.
+Every request gets an id, written or not (`access_log = false` turns the lines off, not the ids: the audit
+trail names them). It is the caller's `X-Request-Id` when that is a plain token of at most 64 characters (a
+proxy's, so that its log and Bastion's meet), else a fresh one; either way it goes back in the response's
+`X-Request-Id`, so that a user's report can be found in the log. A request whose application fails before
+answering is logged with status 500. Successful health checks (`/healthz`) are logged at debug level only.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ HEALTH = "/healthz"
 class RequestNote:
     """What inner layers tell the access log about a request: the MCP engine, its method and target."""
 
+    request_id: str = ""
     mcp_method: str | None = None
     mcp_target: str | None = None
 
@@ -45,21 +47,22 @@ def note_of(scope: MutableMapping[str, Any]) -> RequestNote | None:
 
 
 class AccessLog:
-    def __init__(self, app: Any, logger: logging.Logger | None = None) -> None:
+    def __init__(self, app: Any, logger: logging.Logger | None = None, *, lines: bool = True) -> None:
         self.app = app
         self.log = logger or logging.getLogger("bastion.access")
+        self.lines = lines  # access_log: without it, requests still get their id (the audit trail names it)
         # Straight to the process's log writer when Bastion configured the log (bastion serve): a line then costs
         # a tuple, formatted with others when written; through `logging` otherwise (an embedding server's setup).
         self._direct = direct_writer(self.log)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not self.log.isEnabledFor(logging.INFO):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
         request_id = _request_id(scope)
         echo = (b"x-request-id", request_id.encode())
-        note = RequestNote()
+        note = RequestNote(request_id)
         scope[NOTE_KEY] = note
         status = 500  # unless the application answers
 
@@ -73,7 +76,8 @@ class AccessLog:
         try:
             await self.app(scope, receive, noted)
         finally:
-            self._write(scope, note, request_id, status, (time.perf_counter() - started) * 1000)
+            if self.lines and self.log.isEnabledFor(logging.INFO):
+                self._write(scope, note, request_id, status, (time.perf_counter() - started) * 1000)
 
     def _write(self, scope: Any, note: RequestNote, request_id: str, status: int, ms: float) -> None:
         client = scope.get("client")

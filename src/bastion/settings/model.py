@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import Field
 
+from .audit import AuditSettings
 from .authorization import AuthorizationServerSettings
 from .check import start_up_problems
 from .errors import SettingsError
@@ -27,6 +28,7 @@ class Settings(ServerSettings):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     resource: ResourceSettings = Field(default_factory=ResourceSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @property
     def authenticated(self) -> bool:

@@ -16,6 +16,9 @@
   mcpanswer:<sha256(session id)>:<sha256(request id)>  a client's answer, on its way to the instance that asked
   mcpstream:<sha256(session id)>:<stream>  how far one resumable SSE stream of a session has been written
   mcpevent:<sha256(session id)>:<stream>:<n>  the n-th event of that stream, for a client resuming elsewhere
+  audittip:<chain>                        the audit chain's newest event: its number and hash
+  auditrev:<chain>:<n>                    the chain's current length (consumed to append to it)
+  audit:<chain>:<n, 12 digits>            the n-th audit event (numbers sort as text)
 
 These layouts are a compatibility contract: a database written by one version is read by the next, so changing
 a layout orphans every record already stored under it (tests/store/test_keys.py pins each one).
@@ -53,12 +56,17 @@ MCP_REVISION = "mcprev"
 MCP_ANSWER = "mcpanswer"
 MCP_STREAM = "mcpstream"
 MCP_EVENT = "mcpevent"
+AUDIT_TIP = "audittip"
+AUDIT_REVISION = "auditrev"
+AUDIT_EVENT = "audit"
 
 # Kinds stored under a grant id, and so deleted with the grant.
 ISSUED_KINDS = (ACCESS, REFRESH, CODE, ROTATED, USED_CODE)
 # Kinds stored under a session's hash, and so deleted with the session.
 SESSION_KINDS = (MCP_REVISION, MCP_ANSWER, MCP_STREAM, MCP_EVENT)
-OWNED_KINDS = (GRANT, *ISSUED_KINDS, MCP_SESSION, *SESSION_KINDS)
+# Kinds of the audit trail, owned by their chain (one commit appends to one chain: one hash slot).
+AUDIT_KINDS = (AUDIT_TIP, AUDIT_REVISION, AUDIT_EVENT)
+OWNED_KINDS = (GRANT, *ISSUED_KINDS, MCP_SESSION, *SESSION_KINDS, *AUDIT_KINDS)
 KINDS = (
     CLIENT,
     TRANSACTION,
@@ -69,6 +77,7 @@ KINDS = (
     RATE_LIMIT,
     MCP_SESSION,
     *SESSION_KINDS,
+    *AUDIT_KINDS,
 )
 
 
@@ -169,6 +178,25 @@ def mcp_events(session_hash: str, stream_id: str) -> str:
 def session_under(session_hash: str) -> list[str]:
     """The prefixes covering every record a shared session owns besides its own (revision, answers, streams)."""
     return [f"{kind}{SEPARATOR}{_segment(session_hash, 'session hash')}{SEPARATOR}" for kind in SESSION_KINDS]
+
+
+def audit_tip(chain: str) -> str:
+    return f"{AUDIT_TIP}{SEPARATOR}{_segment(chain, 'audit chain')}"
+
+
+def audit_revision(chain: str, length: int) -> str:
+    _number(length, "audit chain length")
+    return f"{AUDIT_REVISION}{SEPARATOR}{_segment(chain, 'audit chain')}{SEPARATOR}{length}"
+
+
+def audit_event(chain: str, seq: int) -> str:
+    _number(seq, "audit event number")
+    return f"{audit_events(chain)}{seq:012d}"
+
+
+def audit_events(chain: str) -> str:
+    """The prefix of every event of one audit chain, which lists them in order."""
+    return f"{AUDIT_EVENT}{SEPARATOR}{_segment(chain, 'audit chain')}{SEPARATOR}"
 
 
 def _number(value: int, what: str) -> None:
