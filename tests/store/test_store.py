@@ -329,3 +329,26 @@ async def test_exactly_one_creator_wins_across_two_connections(store, request, t
             assert await other.get(key) == {"who": results.index(True) // 2}
     finally:
         await other.close()
+
+
+async def test_two_audit_trails_on_two_connections_make_one_whole_chain(store, request, tmp_path, clock):
+    # The audit trail's append (ops/audit.py) on every backend: a consumed length, events and tip in one commit
+    # (one hash slot on a Cluster), two writers racing.
+    from bastion.ops.audit import AuditEvent, AuditTrail, verify
+
+    backend = request.node.callspec.params["store"]
+    # A memory store is one process's own: its two writers share it.
+    other = store if backend == "memory" else await _open(backend, request, tmp_path, clock, fresh=False)
+    try:
+        trails = [AuditTrail(s, retention_seconds=3600) for s in (store, other)]
+        for n in range(30):
+            for who, trail in enumerate(trails):
+                trail.record(AuditEvent("token.issued", subject=f"u{n}", details={"writer": who}))
+            if n % 5 == 0:
+                await asyncio.sleep(0)
+        await asyncio.gather(*(t.flush() for t in trails))
+        verdict = await verify(store)
+        assert verdict.whole and verdict.events == 60 and (verdict.first, verdict.last) == (1, 60)
+    finally:
+        if other is not store:
+            await other.close()
