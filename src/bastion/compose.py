@@ -287,7 +287,7 @@ def _authorization_server(
         audit=audit,
     )
     approvals = oauth.approvals(configured)
-    transactions = Transactions(store, grants, approvals, settings.public_url)
+    transactions = Transactions(store, grants, approvals, settings.public_url, audit=audit)
     desk: SignInDesk = transactions
     methods: list[oauth.Authenticator] = [DevLogin(desk)] if configured.dev_login else []
     labels = {entry.name: entry.button_label() for entry in configured.upstream}

@@ -173,23 +173,33 @@ async def test_an_oauth_session_leaves_its_security_events_with_address_and_requ
         assert issued.status_code == 200 and replayed.status_code == 400
         store = store_of(client)
 
-        async def four() -> bool:
-            return len(await chain(store)) >= 4
+        async def all_of_them() -> bool:
+            return len(await chain(store)) >= 8
 
-        await eventually(four, "four audit events stored")
+        await eventually(all_of_them, "the session's eight audit events stored")
         records = await chain(store)
     summary = [(r["type"], r["outcome"], r["subject"], r["client_id"]) for r in records]
     assert summary == [
         ("client.registered", "success", None, client_id),
+        ("consent.shown", "success", None, client_id),
+        ("consent.approved", "success", None, client_id),
+        ("signin.succeeded", "success", "dev:alice", client_id),
+        ("code.issued", "success", "dev:alice", client_id),
         ("token.issued", "success", "dev:alice", client_id),
         ("code.replayed", "failure", None, client_id),
         ("token.refused", "failure", None, client_id),
     ]
-    assert records[1]["request_id"] == issued.headers["x-request-id"]
-    assert records[2]["request_id"] == records[3]["request_id"] == replayed.headers["x-request-id"]
-    assert all(r["client_addr"] == "127.0.0.1" for r in records)
-    assert records[2]["grant_id"] == records[1]["grant_id"] and records[2]["details"] == {"grant_revoked": True}
-    assert records[3]["details"] == {"error": "invalid_grant", "grant_type": "authorization_code"}
+    by_type = {r["type"]: r for r in records}
+    assert by_type["token.issued"]["request_id"] == issued.headers["x-request-id"]
+    replay_ids = {by_type["code.replayed"]["request_id"], by_type["token.refused"]["request_id"]}
+    assert replay_ids == {replayed.headers["x-request-id"]}
+    assert all(r["client_addr"] == "127.0.0.1" and r["request_id"] for r in records)
+    grant = by_type["code.issued"]["grant_id"]
+    assert grant and by_type["token.issued"]["grant_id"] == by_type["code.replayed"]["grant_id"] == grant
+    assert by_type["code.replayed"]["details"] == {"grant_revoked": True}
+    assert by_type["signin.succeeded"]["details"] == {"method": "dev"}
+    assert by_type["consent.approved"]["details"] == {"method": "dev"}
+    assert by_type["token.refused"]["details"] == {"error": "invalid_grant", "grant_type": "authorization_code"}
     text = orjson.dumps(records).decode()
     assert back["code"] not in text and issued.json()["access_token"] not in text
 

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ..ops.audit import AuditEvent
 from ..security.cookies import clear_cookie, host_cookie, read_host_cookie
 from ..security.crypto import new_token, token_hash
 from . import forms
@@ -58,6 +59,7 @@ class ConsentScreen:
         return [Route(PATH, self.show, methods=["GET"]), Route(PATH, self.decide, methods=["POST"])]
 
     async def show(self, request: Request) -> Response:
+        self.server.audit_request(request)
         try:
             transaction = forms.query(request).get("transaction", "")
         except OAuthError as exc:
@@ -83,6 +85,7 @@ class ConsentScreen:
             action=PATH,
         )
         response.headers.append("Set-Cookie", host_cookie(cookie_name, token, int(self.transactions.remaining(record))))
+        self.server.record_event(AuditEvent("consent.shown", client_id=client.client_id))
         return response
 
     def _view(self, request: Request, client: Client, record: dict[str, Any]) -> dict[str, Any]:
@@ -102,6 +105,7 @@ class ConsentScreen:
         }
 
     async def decide(self, request: Request) -> Response:
+        self.server.audit_request(request)
         # A cross-site POST is refused outright, whatever tokens it carries.
         if request.headers.get("sec-fetch-site", "same-origin") != "same-origin":
             return error_page("This form can only be submitted from this site.", 403)
@@ -130,10 +134,13 @@ class ConsentScreen:
         if decision.startswith("approve") and method in self.server.authenticators:
             if not await self.transactions.approve(transaction, record):
                 return error_page("This sign-in request was already answered.")
+            approved = AuditEvent("consent.approved", client_id=record["client_id"], details={"method": method})
+            self.server.record_event(approved)
             response = await self.server.begin_sign_in(request, transaction, method)
         elif decision == "deny":
             if not await self.transactions.abandon(transaction):
                 return error_page("This sign-in request was already answered.")
+            self.server.record_event(AuditEvent("consent.denied", "failure", client_id=record["client_id"]))
             response = denied(record)
         else:
             return error_page("Choose Allow or Deny.")

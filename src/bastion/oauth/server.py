@@ -187,7 +187,7 @@ class AuthorizationServer:
         return Client.from_record(record) if record else None
 
     async def register(self, request: Request) -> Response:
-        self._bind(request)
+        self.audit_request(request)
         address = request.client.host if request.client else "unknown"
         if not await self.registrations.allow(address):
             retry = {"Retry-After": str(self.registrations.retry_after())}
@@ -210,7 +210,8 @@ class AuthorizationServer:
         if secret is not None:
             response["client_secret"] = secret
             response["client_secret_expires_at"] = client.expires_at
-        self._record(AuditEvent("client.registered", client_id=client.client_id, details={"public": secret is None}))
+        registered = AuditEvent("client.registered", client_id=client.client_id, details={"public": secret is None})
+        self.record_event(registered)
         return json_response(response, 201)
 
     # --- authorize -------------------------------------------------------------------------------------------
@@ -328,7 +329,7 @@ class AuthorizationServer:
 
     # --- token -----------------------------------------------------------------------------------------------
     async def token(self, request: Request) -> Response:
-        self._bind(request)
+        self.audit_request(request)
         client_id = grant_type = None
         try:
             params = await forms.form(request)
@@ -366,10 +367,11 @@ class AuthorizationServer:
             # What the client sent is bounded and made safe for a line: it may be anything.
             details = {"error": exc.error, "grant_type": clean(grant_type, 40) if grant_type else None}
             sender = clean(client_id) if client_id else None
-            self._record(AuditEvent("token.refused", "failure", client_id=sender, details=details))
+            self.record_event(AuditEvent("token.refused", "failure", client_id=sender, details=details))
             return oauth_error(exc)
         kind = "token.issued" if grant_type == "authorization_code" else "token.refreshed"
-        self._record(AuditEvent(kind, subject=tokens.subject, client_id=client.client_id, grant_id=tokens.grant_id))
+        grant = tokens.grant_id
+        self.record_event(AuditEvent(kind, subject=tokens.subject, client_id=client.client_id, grant_id=grant))
         body = tokens.response()
         if "refresh_token" not in client.grant_types:
             body.pop("refresh_token", None)
@@ -385,7 +387,7 @@ class AuthorizationServer:
 
     # --- revoke (RFC 7009) -----------------------------------------------------------------------------------
     async def revoke(self, request: Request) -> Response:
-        self._bind(request)
+        self.audit_request(request)
         try:
             params = await forms.form(request)
             client = await self._authenticated_client(request, params)
@@ -397,12 +399,14 @@ class AuthorizationServer:
         await self.grants.revoke_token(token, client.client_id)
         return Response(status_code=200, headers=NO_STORE)
 
-    def _bind(self, request: Request) -> None:
+    def audit_request(self, request: Request) -> None:
+        """Name the request being served (address, request id) for the audit events it raises."""
         if self.audit is not None:
             note = note_of(request.scope)
             bind_request(request.client.host if request.client else None, note.request_id if note else None)
 
-    def _record(self, event: AuditEvent) -> None:
+    def record_event(self, event: AuditEvent) -> None:
+        """Tell the audit trail, if there is one."""
         if self.audit is not None:
             self.audit(event)
 

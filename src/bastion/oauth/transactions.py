@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from ..ops.audit import AuditEvent
 from ..public_url import base_url
 from ..security.crypto import new_token, token_hash
 from ..store import Commit, Store, keys
@@ -64,8 +65,10 @@ class Transactions:
         public_url: str | None,
         seconds: int = TRANSACTION_SECONDS,
         clock: Callable[[], float] = time.time,
+        audit: Callable[[AuditEvent], None] | None = None,
     ) -> None:
         self.store = store
+        self.audit = audit  # told of each sign-in that ends in a code
         self.grants = grants
         self.approvals = approvals
         self.public_url = public_url
@@ -139,6 +142,11 @@ class Transactions:
         change.consume.append(key)
         if not await self.store.commit(change):
             return error_page(EXPIRED)
+        if self.audit is not None:
+            method = claims.get("provider") if isinstance(claims.get("provider"), str) else None
+            who = {"subject": subject, "client_id": record["client_id"], "grant_id": code.partition(".")[0]}
+            self.audit(AuditEvent("signin.succeeded", **who, details={"method": method}))
+            self.audit(AuditEvent("code.issued", **who))
         response = redirect_with(
             record["redirect_uri"], {"code": code, "state": record["state"], "iss": record["issuer"]}
         )
