@@ -46,8 +46,13 @@ def store_of(client: httpx.AsyncClient) -> Any:
 async def records(holder: httpx.AsyncClient | Any, prefix: str = "") -> dict[str, Any]:
     """Every live record (key and value) under `prefix`, in the store itself or the one behind a client:
     equal before and after a refused request when it wrote nothing. The registration limit's counters are left
-    out unless asked for by prefix: every /register attempt counts, refused or not (tests/oauth/test_rate_limit.py)."""
+    out unless asked for by prefix: every /register attempt counts, refused or not (tests/oauth/test_rate_limit.py);
+    so is the audit trail, whose business is to record refusals too (tests/ops/test_audit.py)."""
     store = store_of(holder) if isinstance(holder, httpx.AsyncClient) else holder
-    counters = keys.kind_prefix(keys.RATE_LIMIT)
-    listed = [key for key in await store.keys(prefix) if prefix.startswith(counters) or not key.startswith(counters)]
+    kept_apart = [keys.kind_prefix(kind) for kind in (keys.RATE_LIMIT, *keys.AUDIT_KINDS)]
+    listed = [
+        key
+        for key in await store.keys(prefix)
+        if not any(key.startswith(apart) and not prefix.startswith(apart) for apart in kept_apart)
+    ]
     return {key: await store.get(key) for key in listed}

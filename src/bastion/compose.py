@@ -291,7 +291,9 @@ def _authorization_server(
     desk: SignInDesk = transactions
     methods: list[oauth.Authenticator] = [DevLogin(desk)] if configured.dev_login else []
     labels = {entry.name: entry.button_label() for entry in configured.upstream}
-    methods += [UpstreamLogin(desk, store, provider, labels.get(name)) for name, provider in providers.items()]
+    methods += [
+        UpstreamLogin(desk, store, provider, labels.get(name), audit=audit) for name, provider in providers.items()
+    ]
     offered = configured.model_copy(update={"scopes": app.scopes(settings)})
     return oauth.AuthorizationServer(
         offered,

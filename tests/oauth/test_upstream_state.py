@@ -5,6 +5,7 @@ import httpx
 
 from tests.browser import cookie_header, set_cookies
 from tests.clients import records
+from tests.waiting import eventually
 
 from .conftest import REDIRECT, code_exchange
 from .test_upstream_login import fake, to_provider  # noqa: F401 - the in-process app with a fake provider
@@ -89,3 +90,20 @@ async def test_a_callback_without_a_state_is_refused(fake):  # noqa: F811
         refused = await client.get("/callback/fake", params=params, headers=cookie_header(cookies))
         assert refused.status_code == 400 and "started in another browser" in refused.text
     assert await records(client) == before
+
+
+async def test_a_callback_refused_here_is_a_failed_sign_in_in_the_audit_trail(fake):  # noqa: F811
+    client, _ = fake
+    state, _, _ = await to_provider(client)
+    refused = await callback(client, state, {})  # no cookie: another browser, or a forwarded link
+
+    async def failed() -> list[dict]:
+        return [r for r in (await records(client, "audit:")).values() if r["type"] == "signin.failed"]
+
+    async def recorded() -> bool:
+        return bool(await failed())
+
+    await eventually(recorded, "the failed sign-in recorded")
+    [event] = await failed()
+    assert event["outcome"] == "failure" and event["details"] == {"method": "fake", "reason": "another browser"}
+    assert event["client_addr"] == "127.0.0.1" and event["request_id"] == refused.headers["x-request-id"]

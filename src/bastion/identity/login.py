@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
@@ -22,6 +23,8 @@ from starlette.routing import BaseRoute, Route
 from ..oauth import forms
 from ..oauth.errors import OAuthError
 from ..oauth.pages import error_page
+from ..ops.access import note_of
+from ..ops.audit import AuditEvent, bind_request
 from ..security.cookies import clear_cookie, host_cookie, read_host_cookie
 from ..security.crypto import new_token, same, token_hash
 from ..store import Commit, Store, keys
@@ -40,8 +43,16 @@ def _challenge(verifier: str) -> str:
 
 
 class UpstreamLogin:
-    def __init__(self, desk: SignInDesk, store: Store, provider: UpstreamProvider, label: str | None = None) -> None:
+    def __init__(
+        self,
+        desk: SignInDesk,
+        store: Store,
+        provider: UpstreamProvider,
+        label: str | None = None,
+        audit: Callable[[AuditEvent], None] | None = None,
+    ) -> None:
         self.desk = desk
+        self.audit = audit  # told of sign-ins that fail here (ops/audit.py)
         self.store = store
         self.provider = provider
         self.name = provider.name
@@ -85,6 +96,9 @@ class UpstreamLogin:
         if not state:
             return error_page(OTHER_BROWSER)
         cookie = self.cookie_name(state)
+        if self.audit is not None:
+            note = note_of(request.scope)
+            bind_request(request.client.host if request.client else None, note.request_id if note else None)
         response = await self._callback(request, params, state, read_host_cookie(request.scope, cookie))
         # Whatever the outcome, this browser's cookie for this state has nothing left to do.
         response.headers.append("Set-Cookie", clear_cookie(cookie))
@@ -94,30 +108,37 @@ class UpstreamLogin:
         key = keys.upstream_state(token_hash(state))
         # The binding is checked before the state is taken, so a callback from another browser uses nothing up.
         if binding is None:
-            return error_page(OTHER_BROWSER)
+            return self._failed("another browser", error_page(OTHER_BROWSER))
         record = await self.store.get(key)
         if record is None:
-            return error_page(EXPIRED)
+            return self._failed("expired", error_page(EXPIRED))
         if not same(token_hash(binding), str(record.get("binding", ""))):
-            return error_page(OTHER_BROWSER)
+            return self._failed("another browser", error_page(OTHER_BROWSER))
         record = await self.store.take(key)
         if record is None:
-            return error_page(EXPIRED)
+            return self._failed("expired", error_page(EXPIRED))
         if "error" in params:
-            return await self._refused(record["transaction"], params["error"])
+            reason = "denied at the provider" if params["error"] == "access_denied" else "provider error"
+            return self._failed(reason, await self._refused(record["transaction"], params["error"]))
         code = params.get("code")
         if not code:
-            return error_page(f"{self.provider.name} sent no authorization code.")
+            return self._failed("no code", error_page(f"{self.provider.name} sent no authorization code."))
         try:
             identity = await self.provider.exchange(
                 code, self.redirect_uri(request), record["verifier"], record["nonce"]
             )
         except UpstreamLoginError as exc:
-            return error_page(str(exc), 502)
+            return self._failed("code exchange failed", error_page(str(exc), 502))
         claims = {**identity.claims, "provider": self.provider.name, "upstream": {self.provider.name: identity.token}}
         return await self.desk.complete(
             request, record["transaction"], f"{self.provider.name}:{identity.user_id}", claims
         )
+
+    def _failed(self, reason: str, page: Response) -> Response:
+        if self.audit is not None:
+            details = {"method": self.provider.name, "reason": reason}
+            self.audit(AuditEvent("signin.failed", "failure", details=details))
+        return page
 
     async def _refused(self, transaction: str, error: str) -> Response:
         if error == "access_denied":
