@@ -166,11 +166,12 @@ class _Protection:
     bus: Bus
     routes: list[BaseRoute]
     store: Store | None
+    audit: Any  # the AuditTrail, when the authorization server keeps one
 
     def gate(self, endpoint: Any) -> Any:
         from .resource.bearer import BearerGate
 
-        return BearerGate(endpoint, self.verify, self.challenges, self.bus)
+        return BearerGate(endpoint, self.verify, self.challenges, self.bus, audit=self.audit)
 
     @classmethod
     def build(
@@ -192,13 +193,15 @@ class _Protection:
             # and its cache of external verifications need not depend on the shared bus being up.
             bus = LocalBus()
         routes: list[BaseRoute] = []
-        authorization = None
+        authorization = trail = None
         if settings.authorization_server.enabled and store is not None:
-            authorization = _authorization_server(app, settings, store, bus, opened, upstream)
+            trail = _audit_trail(settings, store, opened)
+            authorization = _authorization_server(app, settings, store, bus, opened, upstream, trail)
             routes += authorization.routes()
         issuers = _external_issuers(settings, opened)
         verify = TokenVerifier(authorization.grants.verify if authorization else None, issuers)
-        challenges = Challenges(settings.public_url, settings.path, tuple(settings.resource.required_scopes))
+        required = tuple(settings.resource.required_scopes)
+        challenges = Challenges(settings.public_url, settings.path, required, audit=trail)
         own = authorization is not None
 
         def servers(base: str) -> list[str]:
@@ -206,7 +209,7 @@ class _Protection:
             return ([base] if own else []) + [issuer.issuer for issuer in issuers]
 
         routes += resource_metadata.routes(settings.public_url, settings.path, servers, app.scopes(settings))
-        return cls(verify, challenges, bus, routes, store if own else None)
+        return cls(verify, challenges, bus, routes, store if own else None, trail)
 
 
 def configured_store(settings: Settings) -> Store:
@@ -267,6 +270,7 @@ def _authorization_server(
     bus: Bus,
     opened: _Opened,
     upstream: Mapping[str, UpstreamProvider] | None,
+    trail: Any,
 ) -> AuthorizationServer:
     from .identity.dev import DevLogin
     from .identity.login import UpstreamLogin
@@ -277,7 +281,6 @@ def _authorization_server(
 
     configured = settings.authorization_server
     providers = dict(upstream) if upstream is not None else _upstream_providers(settings, opened)
-    trail = _audit_trail(settings, store, opened)
     audit = trail.record if trail is not None else None
     grants = Grants(
         store,

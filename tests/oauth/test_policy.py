@@ -5,9 +5,11 @@ import pytest
 
 from bastion import App
 from bastion.mcp.errors import FORBIDDEN
+from bastion.store import keys
 from tests.answers import bearer_challenge, jsonrpc_error
-from tests.clients import asgi_client, local_settings
+from tests.clients import asgi_client, local_settings, store_of
 from tests.mcp.conftest import modern_body, modern_headers
+from tests.waiting import eventually
 
 from .conftest import BASE, register, tokens_for
 
@@ -120,3 +122,24 @@ async def test_without_authentication_nothing_is_hidden():
     async with asgi_client(policy_app([]), local_settings(policy=POLICY)) as client:
         listed = await client.post("/mcp", headers=modern_headers("tools/list"), json=modern_body("tools/list"))
         assert len(listed.json()["result"]["tools"]) == 4
+
+
+async def test_a_refused_step_up_is_an_audit_event_naming_the_caller_and_the_scopes(client, ran):
+    registered = await register(client)
+    tokens = await tokens_for(client, registered, scope="mcp")
+    refused = await rpc(client, tokens["access_token"], "tools/call", {"name": "delete_notes"}, "delete_notes")
+    assert refused.status_code == 403 and ran == []
+    store = store_of(client)
+
+    async def stepped() -> list[dict]:
+        found = [await store.get(k) for k in await store.keys(keys.audit_events("main"))]
+        return [r for r in found if r and r["type"] == "stepup.refused"]
+
+    async def recorded() -> bool:
+        return bool(await stepped())
+
+    await eventually(recorded, "the refused step-up recorded")
+    [event] = await stepped()
+    assert (event["subject"], event["client_id"]) == ("dev:alice", registered["client_id"])
+    assert event["details"] == {"needed": "notes:admin"} and event["outcome"] == "failure"
+    assert event["request_id"] == refused.headers["x-request-id"] and event["client_addr"] == "127.0.0.1"

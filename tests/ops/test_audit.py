@@ -236,3 +236,38 @@ def test_a_sink_in_a_folder_that_cannot_be_written_stops_the_start(tmp_path):
     )
     with pytest.raises(SettingsError, match=r"^audit.sink: cannot write a file in the folder of .*missing"):
         build_app().asgi(configured)
+
+
+async def test_events_anyone_can_cause_are_stored_once_a_period_and_the_rest_counted():
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    trail = AuditTrail(store, retention_seconds=DAY, clock=clock)
+    for _ in range(5):
+        trail.record_sampled(AuditEvent("token.invalid", "failure"))
+    clock.now += audit_module.SAMPLE_SECONDS
+    trail.record_sampled(AuditEvent("token.invalid", "failure"))
+    await trail.flush()
+    assert [(r["type"], r["details"]) for r in await chain(store)] == [
+        ("token.invalid", {"unrecorded": 0}),
+        ("token.invalid", {"unrecorded": 4}),
+    ]
+
+
+async def test_a_flood_of_forged_tokens_leaves_one_event():
+    async with asgi_client(build_app(), settings()) as client:
+        answers = [
+            await client.post("/mcp", headers={"authorization": f"Bearer forged-{n}"}, json={}) for n in range(20)
+        ]
+        assert {a.status_code for a in answers} == {401}
+        store = store_of(client)
+
+        async def stored() -> bool:
+            return bool(await chain(store))
+
+        await eventually(stored, "the first forged token recorded")
+        await asyncio.sleep(0.05)  # the other 19 had every chance to be written too
+        records = await chain(store)
+    assert [(r["type"], r["outcome"], r["details"]) for r in records] == [
+        ("token.invalid", "failure", {"unrecorded": 0})
+    ]
+    assert records[0]["request_id"] == answers[0].headers["x-request-id"]

@@ -55,14 +55,20 @@ APPEND_ATTEMPTS = 32  # lost races with other instances before this batch waits 
 
 Sink = Callable[[bytes], None]  # one JSON line (with its newline) per event, after it is stored
 
-# The request being served (client address, request id), bound by the endpoint that handles it, so that events
-# raised deeper down (a replay found by the grants) carry them too.
-_REQUEST: ContextVar[tuple[str | None, str | None]] = ContextVar("bastion_audit_request", default=(None, None))
+# The request being served (client address, request id, and the caller once authenticated), bound by the layer
+# that handles it, so that events raised deeper down (a replay found by the grants, a step-up refused by the MCP
+# engine) carry them too.
+_REQUEST: ContextVar[tuple[str | None, str | None, str | None, str | None]] = ContextVar(
+    "bastion_audit_request", default=(None, None, None, None)
+)
+SAMPLE_SECONDS = 60.0  # events anyone can cause at will (invalid tokens): at most one stored per kind per period
 
 
-def bind_request(client_addr: str | None, request_id: str | None) -> None:
-    """Name the request this task serves, for the events it records."""
-    _REQUEST.set((client_addr, request_id))
+def bind_request(
+    client_addr: str | None, request_id: str | None, subject: str | None = None, client_id: str | None = None
+) -> None:
+    """Name the request this task serves (and who makes it, once known), for the events it records."""
+    _REQUEST.set((client_addr, request_id, subject, client_id))
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,7 @@ class AuditTrail:
         self.clock = clock
         self._waiting: deque[AuditEvent] = deque()
         self._dropped = 0
+        self._sampled: dict[str, tuple[float, int]] = {}  # event type -> (when the next may be stored, left out)
         self._writer: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
@@ -123,19 +130,33 @@ class AuditTrail:
         if len(self._waiting) >= MAX_WAITING:
             self._waiting.popleft()
             self._dropped += 1
-        address, request_id = _REQUEST.get()
+        address, request_id, subject, client_id = _REQUEST.get()
         self._waiting.append(
             replace(
                 event,
                 time=self.clock(),
                 client_addr=event.client_addr or address,
                 request_id=event.request_id or request_id,
+                subject=event.subject or subject,
+                client_id=event.client_id or client_id,
             )
         )
         self._idle.clear()
         if self._writer is None or self._writer.done():
             with contextlib.suppress(RuntimeError):  # no running loop (a test outside one): kept for later
                 self._writer = asyncio.get_running_loop().create_task(self._write(), name="bastion-audit")
+
+    def record_sampled(self, event: AuditEvent) -> None:
+        """Record `event` unless one of its type was recorded less than SAMPLE_SECONDS ago; those left out are
+        counted, and the next one recorded says how many (`details.unrecorded`): a flood of forged tokens cannot
+        flood the store."""
+        now = self.clock()
+        due, unrecorded = self._sampled.get(event.type, (0.0, 0))
+        if now < due:
+            self._sampled[event.type] = (due, unrecorded + 1)
+            return
+        self._sampled[event.type] = (now + SAMPLE_SECONDS, 0)
+        self.record(replace(event, details={**event.details, "unrecorded": unrecorded}))
 
     async def flush(self) -> None:
         """Wait until every event recorded so far is appended (or the writer gave up for now)."""

@@ -17,6 +17,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..ops.access import note_of
+from ..ops.audit import AuditEvent, AuditTrail, bind_request
 from ..ops.sampled import SampledLog
 from ..principal import SCOPE_KEY, Principal
 from ..public_url import base_url
@@ -34,8 +36,16 @@ Verifier = Callable[[str, str], Awaitable[Principal | None]]
 
 
 class BearerGate:
-    def __init__(self, app: Any, verify: Verifier, challenges: Challenges, bus: Bus | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        verify: Verifier,
+        challenges: Challenges,
+        bus: Bus | None = None,
+        audit: AuditTrail | None = None,
+    ) -> None:
         self.app = app
+        self.audit = audit  # names each caller for the events their request raises; counts invalid tokens
         self.verify = verify
         self.challenges = challenges
         self.public_url = challenges.public_url
@@ -96,15 +106,31 @@ class BearerGate:
                 await _unavailable(send)
                 return
             if verified is None:
+                if self.audit is not None:
+                    self._bind(scope, None)
+                    self.audit.record_sampled(AuditEvent("token.invalid", "failure"))
                 await self._challenge(send, scope, "invalid_token")
                 return
             principal = verified
+        if self.audit is not None:
+            self._bind(scope, principal)
         if not self._required <= principal.scopes:
             headers = self.challenges.step_up(host.decode("latin-1"), self.required_scopes)
             await _refuse(send, 403, b'{"error":"insufficient_scope"}', headers)
             return
         scope[SCOPE_KEY] = principal
         await self.app(scope, receive, send)
+
+    @staticmethod
+    def _bind(scope: Any, principal: Principal | None) -> None:
+        client = scope.get("client")
+        note = note_of(scope)
+        bind_request(
+            client[0] if client else None,
+            note.request_id if note else None,
+            principal.subject if principal else None,
+            principal.client_id if principal else None,
+        )
 
     def _still_trusted(self, generation: int) -> bool:
         """A remembered verification is only as good as the bus that would say it was revoked: while the bus is

@@ -9,15 +9,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..ops.audit import AuditEvent, AuditTrail
 from ..public_url import base_url, base_url_for_host
 from .metadata import metadata_url
 
 
 class Challenges:
-    def __init__(self, public_url: str | None, resource_path: str, required_scopes: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        public_url: str | None,
+        resource_path: str,
+        required_scopes: tuple[str, ...] = (),
+        audit: AuditTrail | None = None,
+    ) -> None:
         self.public_url = public_url
         self.resource_path = resource_path
         self.required_scopes = required_scopes
+        self.audit = audit  # told of every step-up refused (ops/audit.py)
 
     def unauthorized(self, scope: Mapping[str, Any], error: str | None, status: int = 401) -> str:
         """No token (error None), or a bad one: where to get a good one, and which scopes every caller needs."""
@@ -32,6 +40,8 @@ class Challenges:
         """Headers for a 403 answering a call that lacked scopes: every scope the call needs, once."""
         base = base_url_for_host(host, self.public_url)
         wanted = tuple(dict.fromkeys((*self.required_scopes, *needed)))
+        if self.audit is not None:  # the caller is bound by the gate that let the request in
+            self.audit.record(AuditEvent("stepup.refused", "failure", details={"needed": " ".join(wanted)}))
         # offline_access is about refresh tokens, never what a call needs: it stays out of challenges.
         scopes = " ".join(s for s in wanted if s != "offline_access")
         value = f'Bearer error="insufficient_scope", scope="{scopes}", resource_metadata="{self._metadata(base)}"'
