@@ -23,7 +23,6 @@ from starlette.routing import BaseRoute, Route
 from ..oauth import forms
 from ..oauth.errors import OAuthError
 from ..oauth.pages import error_page
-from ..ops.access import note_of
 from ..ops.audit import AuditEvent, bind_request
 from ..security.cookies import clear_cookie, host_cookie, read_host_cookie
 from ..security.crypto import new_token, same, token_hash
@@ -97,8 +96,7 @@ class UpstreamLogin:
             return error_page(OTHER_BROWSER)
         cookie = self.cookie_name(state)
         if self.audit is not None:
-            note = note_of(request.scope)
-            bind_request(request.client.host if request.client else None, note.request_id if note else None)
+            bind_request(request.scope)
         response = await self._callback(request, params, state, read_host_cookie(request.scope, cookie))
         # Whatever the outcome, this browser's cookie for this state has nothing left to do.
         response.headers.append("Set-Cookie", clear_cookie(cookie))

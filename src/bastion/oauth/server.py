@@ -18,7 +18,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..ops.access import note_of
 from ..ops.audit import AuditEvent, bind_request
 from ..ops.logs import clean
 from ..public_url import base_path, base_url
@@ -402,8 +401,7 @@ class AuthorizationServer:
     def audit_request(self, request: Request) -> None:
         """Name the request being served (address, request id) for the audit events it raises."""
         if self.audit is not None:
-            note = note_of(request.scope)
-            bind_request(request.client.host if request.client else None, note.request_id if note else None)
+            bind_request(request.scope)
 
     def record_event(self, event: AuditEvent) -> None:
         """Tell the audit trail, if there is one."""

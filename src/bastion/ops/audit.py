@@ -40,7 +40,9 @@ from typing import Any
 
 import orjson
 
+from ..principal import SCOPE_KEY
 from ..store import Commit, Store, StoreUnavailable, keys
+from .access import NOTE_KEY
 from .sampled import SampledLog
 
 log = logging.getLogger("bastion.audit")
@@ -55,20 +57,31 @@ APPEND_ATTEMPTS = 32  # lost races with other instances before this batch waits 
 
 Sink = Callable[[bytes], None]  # one JSON line (with its newline) per event, after it is stored
 
-# The request being served (client address, request id, and the caller once authenticated), bound by the layer
-# that handles it, so that events raised deeper down (a replay found by the grants, a step-up refused by the MCP
-# engine) carry them too.
-_REQUEST: ContextVar[tuple[str | None, str | None, str | None, str | None]] = ContextVar(
-    "bastion_audit_request", default=(None, None, None, None)
-)
+# The ASGI scope of the request being served, bound by the layer that handles it, so that events raised deeper
+# down (a replay found by the grants, a step-up refused by the MCP engine) name its client address, request id
+# and caller too. Binding is one set per request; the scope is read only when an event is recorded.
+_REQUEST: ContextVar[Mapping[str, Any] | None] = ContextVar("bastion_audit_request", default=None)
 SAMPLE_SECONDS = 60.0  # events anyone can cause at will (invalid tokens): at most one stored per kind per period
 
 
-def bind_request(
-    client_addr: str | None, request_id: str | None, subject: str | None = None, client_id: str | None = None
-) -> None:
-    """Name the request this task serves (and who makes it, once known), for the events it records."""
-    _REQUEST.set((client_addr, request_id, subject, client_id))
+def bind_request(scope: Mapping[str, Any]) -> None:
+    """Name the request this task serves, for the events it records."""
+    _REQUEST.set(scope)
+
+
+def _request_parts(scope: Mapping[str, Any] | None) -> tuple[str | None, str | None, str | None, str | None]:
+    """(client address, request id, subject, client id) of a bound request."""
+    if scope is None:
+        return None, None, None, None
+    client = scope.get("client")
+    note = scope.get(NOTE_KEY)
+    principal = scope.get(SCOPE_KEY)
+    return (
+        client[0] if client else None,
+        getattr(note, "request_id", None) or None,
+        getattr(principal, "subject", None),
+        getattr(principal, "client_id", None),
+    )
 
 
 @dataclass(frozen=True)
@@ -130,7 +143,7 @@ class AuditTrail:
         if len(self._waiting) >= MAX_WAITING:
             self._waiting.popleft()
             self._dropped += 1
-        address, request_id, subject, client_id = _REQUEST.get()
+        address, request_id, subject, client_id = _request_parts(_REQUEST.get())
         self._waiting.append(
             replace(
                 event,

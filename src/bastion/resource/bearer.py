@@ -17,7 +17,6 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..ops.access import note_of
 from ..ops.audit import AuditEvent, AuditTrail, bind_request
 from ..ops.sampled import SampledLog
 from ..principal import SCOPE_KEY, Principal
@@ -107,30 +106,19 @@ class BearerGate:
                 return
             if verified is None:
                 if self.audit is not None:
-                    self._bind(scope, None)
+                    bind_request(scope)
                     self.audit.record_sampled(AuditEvent("token.invalid", "failure"))
                 await self._challenge(send, scope, "invalid_token")
                 return
             principal = verified
+        scope[SCOPE_KEY] = principal
         if self.audit is not None:
-            self._bind(scope, principal)
+            bind_request(scope)  # read only when an event is recorded: who calls, from where, which request
         if not self._required <= principal.scopes:
             headers = self.challenges.step_up(host.decode("latin-1"), self.required_scopes)
             await _refuse(send, 403, b'{"error":"insufficient_scope"}', headers)
             return
-        scope[SCOPE_KEY] = principal
         await self.app(scope, receive, send)
-
-    @staticmethod
-    def _bind(scope: Any, principal: Principal | None) -> None:
-        client = scope.get("client")
-        note = note_of(scope)
-        bind_request(
-            client[0] if client else None,
-            note.request_id if note else None,
-            principal.subject if principal else None,
-            principal.client_id if principal else None,
-        )
 
     def _still_trusted(self, generation: int) -> bool:
         """A remembered verification is only as good as the bus that would say it was revoked: while the bus is
