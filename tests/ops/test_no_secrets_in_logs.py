@@ -36,24 +36,22 @@ async def test_a_whole_oauth_session_leaves_no_secret_in_any_log_line(caplog: py
         registered = await register(client, token_endpoint_auth_method="client_secret_post")
         client_id, client_secret = registered["client_id"], registered["client_secret"]
         found.append(client_secret)
+
+        async def token(form: dict[str, str]):  # the confidential client authenticates with its secret
+            return await client.post("/token", data={**form, "client_secret": client_secret})
+
         back = query_of(await sign_in(client, authorize_params(client_id)))
         found.append(back["code"])
         found += [value for value in client.cookies.values() if len(value) >= 16]  # consent, approvals, sign-in
-        answer = await client.post(
-            "/token", data={**code_exchange(back["code"], client_id), "client_secret": client_secret}
-        )
+        answer = await token(code_exchange(back["code"], client_id))
         assert answer.status_code == 200, answer.text
         tokens = answer.json()
         found += [tokens["access_token"], tokens["refresh_token"]]
-        replay = await client.post(
-            "/token", data={**code_exchange(back["code"], client_id), "client_secret": client_secret}
-        )
+        replay = await token(code_exchange(back["code"], client_id))
         assert replay.status_code == 400  # a replayed code: refused, and the grant revoked
         back = query_of(await sign_in(client, authorize_params(client_id)))
         found.append(back["code"])
-        answer = await client.post(
-            "/token", data={**code_exchange(back["code"], client_id), "client_secret": client_secret}
-        )
+        answer = await token(code_exchange(back["code"], client_id))
         tokens = answer.json()
         found += [tokens["access_token"], tokens["refresh_token"]]
         bearer = {"authorization": f"Bearer {tokens['access_token']}"}
@@ -71,15 +69,11 @@ async def test_a_whole_oauth_session_leaves_no_secret_in_any_log_line(caplog: py
         assert (await client.post("/mcp", headers=legacy, json=body)).status_code == 200  # a tool that fails
         assert (await client.delete("/mcp", headers=legacy)).status_code == 204
 
-        renewed = await client.post(
-            "/token", data={**refresh_exchange(tokens["refresh_token"], client_id), "client_secret": client_secret}
-        )
+        renewed = await token(refresh_exchange(tokens["refresh_token"], client_id))
         assert renewed.status_code == 200, renewed.text
         fresh = renewed.json()
         found += [fresh["access_token"], fresh["refresh_token"]]
-        reused = await client.post(
-            "/token", data={**refresh_exchange(tokens["refresh_token"], client_id), "client_secret": client_secret}
-        )
+        reused = await token(refresh_exchange(tokens["refresh_token"], client_id))
         assert reused.status_code == 400  # reuse detected: the grant revoked
         revoked = await client.post(
             "/revoke", data={"token": fresh["refresh_token"], "client_id": client_id, "client_secret": client_secret}
