@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 
-from . import audit, serve, worker_token
+from . import admin, audit, serve, worker_token
 from .target import load_app
 
 __all__ = ["load_app", "main"]
 
-COMMANDS = (serve.COMMAND, worker_token.COMMAND, audit.COMMAND)
+COMMANDS = (serve.COMMAND, worker_token.COMMAND, audit.COMMAND, admin.COMMAND)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,131 @@
+"""`bastion admin clients|grants ...`: see and act on the configured store, as `bastion serve` would open it.
+
+Revocations go through the store's bus, so running servers drop what they remembered of the tokens at once;
+every action is an audit event naming the operating-system user who ran the command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import time
+from typing import Any
+
+import orjson
+
+from .command import Command
+from .refuse import load_settings, refuse
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="settings file (default ./bastion.toml if present)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    kinds = parser.add_subparsers(dest="kind", required=True)
+    clients = kinds.add_parser("clients", help="registered clients").add_subparsers(dest="action", required=True)
+    clients.add_parser("list", help="every registered client")
+    clients.add_parser("show", help="one client").add_argument("client_id")
+    clients.add_parser("delete", help="revoke every grant of a client, then delete it").add_argument("client_id")
+    grants = kinds.add_parser("grants", help="users' grants to clients").add_subparsers(dest="action", required=True)
+    listing = grants.add_parser("list", help="grants, all or by user or client")
+    listing.add_argument("--user", help="only this subject's (e.g. dev:ada, github:12345)")
+    listing.add_argument("--client", help="only this client's")
+    grants.add_parser("show", help="one grant").add_argument("grant_id")
+    grants.add_parser("revoke", help="end a grant and every token it issued, everywhere").add_argument("grant_id")
+
+
+def run(args: argparse.Namespace) -> None:
+    settings = load_settings(args.config)
+    from ..compose import configured_store
+    from ..settings import SettingsError
+    from ..store import StoreUnavailable
+
+    try:
+        store = configured_store(settings)
+    except SettingsError as exc:
+        refuse(str(exc))
+    try:
+        status = asyncio.run(_run(settings, store, args))
+    except StoreUnavailable as exc:
+        refuse(f"the store cannot be used ({exc}): is it running, and is [store] right?")
+    raise SystemExit(status)
+
+
+async def _run(settings: Any, store: Any, args: argparse.Namespace) -> int:
+    from ..admin.operations import Administration
+    from ..oauth.grants import Grants
+    from ..ops.audit import AuditTrail, sink_for
+    from ..store import open_bus
+
+    configured = settings.store
+    path = configured.path if configured.backend == "sqlite" else None
+    bus = open_bus(configured.backend, path=path, url=configured.connection_url(), cluster=configured.cluster)
+    await store.start()
+    await bus.start()
+    trail = None
+    if settings.audit.enabled:
+        trail = AuditTrail(
+            store, retention_seconds=settings.audit.retention_days * 86400, sink=sink_for(settings.audit.sink)
+        )
+    admin = Administration(store, Grants(store, bus=bus), trail.record if trail else None)
+    by = f"cli:{getpass.getuser()}"
+    try:
+        return await _act(admin, args, by)
+    finally:
+        if trail is not None:
+            await trail.close()
+        await bus.close()
+        await store.close()
+
+
+async def _act(admin: Any, args: argparse.Namespace, by: str) -> int:
+    if args.kind == "clients":
+        if args.action == "list":
+            return _show(await admin.clients(), args.json, ("client_id", "client_name", "confidential", "expires_at"))
+        found = await admin.client(args.client_id)
+        if found is None:
+            refuse(f"no client {args.client_id!r}: `bastion admin clients list` shows them")
+        if args.action == "show":
+            return _show([found], args.json, tuple(found))
+        ended = await admin.delete_client(args.client_id, by)
+        print(f"client {args.client_id} deleted; {ended} grant(s) revoked")
+        return 0
+    if args.action == "list":
+        listed = await admin.grant_list(subject=args.user, client_id=args.client)
+        return _show(listed, args.json, ("grant_id", "subject", "client_id", "scopes", "created_at"))
+    found = await admin.grant(args.grant_id)
+    if found is None:
+        refuse(f"no grant {args.grant_id!r}: `bastion admin grants list` shows them")
+    if args.action == "show":
+        return _show([found], args.json, tuple(found))
+    await admin.revoke_grant(args.grant_id, by)
+    print(f"grant {args.grant_id} revoked, with every token it issued")
+    return 0
+
+
+def _show(rows: list[dict[str, Any]], as_json: bool, columns: tuple[str, ...]) -> int:
+    if as_json:
+        for row in rows:
+            print(orjson.dumps(row).decode())
+        return 0
+    if not rows:
+        print("(none)")
+        return 0
+    cells = [[_cell(name, row.get(name)) for name in columns] for row in rows]
+    widths = [max(len(name), *(len(line[i]) for line in cells)) for i, name in enumerate(columns)]
+    print("  ".join(name.ljust(w) for name, w in zip(columns, widths, strict=True)).rstrip())
+    for line in cells:
+        print("  ".join(value.ljust(w) for value, w in zip(line, widths, strict=True)).rstrip())
+    return 0
+
+
+def _cell(name: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if name.endswith(("_at",)) and isinstance(value, int | float):
+        return time.strftime("%Y-%m-%d %H:%M", time.gmtime(value))
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value) or "-"
+    return str(value)
+
+
+COMMAND = Command("admin", "see and act on clients and grants in the configured store", configure, run)
