@@ -1,5 +1,6 @@
-"""The `bastion` command: one module per command group (serve.py, worker_token.py), each giving its name, options
-and runner; target.py finds the user's App; refuse.py is how every command stops on a problem the user can fix."""
+"""The `bastion` command: one module per command group (serve.py, worker_token.py, audit.py, admin.py), each
+giving its name, options and runner; target.py finds the user's App; refuse.py is how every command stops on a
+problem the user can fix; on_store.py how a command works on the configured store."""
 
 from __future__ import annotations
 

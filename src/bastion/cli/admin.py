@@ -6,7 +6,6 @@ every action is an audit event naming the operating-system user who ran the comm
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import time
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import orjson
 
 from .command import Command
+from .on_store import run_on_store
 from .refuse import load_settings, refuse
 
 
@@ -35,19 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     settings = load_settings(args.config)
-    from ..compose import configured_store
-    from ..settings import SettingsError
-    from ..store import StoreUnavailable
-
-    try:
-        store = configured_store(settings)
-    except SettingsError as exc:
-        refuse(str(exc))
-    try:
-        status = asyncio.run(_run(settings, store, args))
-    except StoreUnavailable as exc:
-        refuse(f"the store cannot be used ({exc}): is it running, and is [store] right?")
-    raise SystemExit(status)
+    run_on_store(settings, lambda store: _run(settings, store, args))
 
 
 async def _run(settings: Any, store: Any, args: argparse.Namespace) -> int:

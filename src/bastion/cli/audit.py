@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from typing import Any
@@ -11,7 +10,8 @@ from typing import Any
 import orjson
 
 from .command import Command
-from .refuse import load_settings, refuse
+from .on_store import run_on_store
+from .refuse import load_settings
 
 COLUMNS = ("seq", "time", "type", "outcome", "subject", "client_id", "grant_id", "client_addr", "request_id")
 
@@ -25,19 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     settings = load_settings(args.config)
-    from ..compose import configured_store  # the same store `bastion serve` would open, with the same refusals
-    from ..settings import SettingsError
-    from ..store import StoreUnavailable
-
-    try:
-        store = configured_store(settings)
-    except SettingsError as exc:
-        refuse(str(exc))
-    try:
-        status = asyncio.run(_run(store, args))
-    except StoreUnavailable as exc:
-        refuse(f"the store cannot be read ({exc}): is it running, and is [store] right?")
-    raise SystemExit(status)
+    run_on_store(settings, lambda store: _run(store, args))
 
 
 async def _run(store: Any, args: argparse.Namespace) -> int:
