@@ -6,6 +6,7 @@ import pytest
 from bastion.store import Commit, keys
 from tests.browser import consent, cookie_header, form_fields, set_cookies
 from tests.clients import records, store_of
+from tests.waiting import eventually
 
 from .conftest import BASE, REDIRECT, authorize_params, query_of, register
 
@@ -120,6 +121,17 @@ async def test_deny_goes_back_with_access_denied(oauth):
     back = query_of(denied)
     assert denied.headers["location"].startswith(REDIRECT)
     assert back["error"] == "access_denied" and back["state"] == "st4te" and back["iss"] == BASE and "code" not in back
+
+    async def recorded() -> bool:
+        events = await records(oauth, keys.audit_events("main"))
+        return any(e["type"] == "consent.denied" for e in events.values())
+
+    await eventually(recorded, "the denial in the audit trail")
+    events = [e for e in (await records(oauth, keys.audit_events("main"))).values() if e["type"].startswith("consent")]
+    *shown, last = [(e["type"], e["outcome"], e["client_id"]) for e in events]
+    assert shown and set(shown) == {("consent.shown", "success", client["client_id"])}  # each time it was shown
+    assert last == ("consent.denied", "failure", client["client_id"])
+    assert events[-1]["request_id"] == denied.headers["x-request-id"]
 
 
 async def approve_and_sign_in(oauth, client_id: str, username: str = "alice", **params) -> dict[str, str]:
