@@ -83,26 +83,41 @@ async def test_one_legacy_session_is_served_by_all_three_instances(deployment, m
     url = f"{d.base}/mcp"
     seen = Seen()
     async with legacy_session(url, seen) as client:
-        # One session, every instance: round robin sends each request to the next.
-        pids = {int(tool_text(await client.call_tool("pid", {}))) for _ in range(2 * INSTANCES)}
+        # One session, every instance: round robin sends each request to the next (bounded loops: an instance
+        # that misses a health check on a busy machine is out of the rotation for a moment).
+        pids: set[int] = set()
+        for _ in range(10 * INSTANCES):
+            pids.add(int(tool_text(await client.call_tool("pid", {}))))
+            if len(pids) == INSTANCES:
+                break
         assert len(pids) == INSTANCES, pids
 
-        # The GET stream is held by one instance; updates raised on each instance reach it, once each.
+        # The GET stream is held by one instance; an update raised on each instance reaches it, once. One at a
+        # time: identical updates waiting together are told once.
         await client.subscribe_resource(BOARD)
-        touched = [int(tool_text(await client.call_tool("touch_board", {}))) for _ in range(INSTANCES)]
-        assert set(touched) == pids
-        with anyio.fail_after(DEADLINE_SECONDS):
-            while len(seen.updates) < INSTANCES:
-                await anyio.sleep(0.05)
-        assert seen.updates == [BOARD] * INSTANCES
+        touched: set[int] = set()
+        for _ in range(10 * INSTANCES):
+            before = len(seen.updates)
+            touched.add(int(tool_text(await client.call_tool("touch_board", {}))))
+            with anyio.fail_after(DEADLINE_SECONDS):
+                while len(seen.updates) == before:
+                    await anyio.sleep(0.02)
+            assert seen.updates == [BOARD] * (before + 1)
+            if touched == pids:
+                break
+        assert touched == pids
 
         # Each question is asked on one instance's stream; the answer is POSTed to the next instance.
-        askers = set()
-        for _ in range(INSTANCES):
+        askers: set[int] = set()
+        asks = 0
+        for _ in range(10 * INSTANCES):
             said, _, pid = tool_text(await client.call_tool("ask_name", {})).partition(" in ")
             assert said == "Ada"
             askers.add(int(pid))
-        assert seen.asked == INSTANCES and askers == pids
+            asks += 1
+            if askers == pids:
+                break
+        assert seen.asked == asks and askers == pids
         assert [k for k in await session_records(d) if k.startswith("mcpanswer:")] == []  # each taken once
 
     # Closing the client ended the session (DELETE, on whichever instance): nothing of it is left.
