@@ -314,14 +314,14 @@ def _authorization_server(
 
 def _audit_trail(settings: Settings, store: Store, opened: _Opened) -> Any:
     """The audit trail on the authorization server's store, with its sink; None when turned off."""
-    if not settings.audit.enabled:
-        return None
-    from .ops.audit import AuditTrail, sink_for
+    from .ops.audit import trail_for
 
+    trail = trail_for(settings.audit, store)
+    if trail is None:
+        return None
     sink = settings.audit.sink
     if sink and sink != "stdout" and not os.access(os.path.dirname(os.path.abspath(sink)), os.W_OK):
         raise SettingsError(f"audit.sink: cannot write a file in the folder of {sink!r}: create it, or choose another")
-    trail = AuditTrail(store, retention_seconds=settings.audit.retention_days * 86400, sink=sink_for(sink))
     opened.add("audit trail", trail.close)
     return trail
 

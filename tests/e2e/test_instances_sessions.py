@@ -7,7 +7,7 @@ the store."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 
 import anyio
@@ -53,6 +53,23 @@ class Seen:
             self.updates.append(str(root.params.uri))
 
 
+async def touch_until(client: Client, seen: Seen, enough: Callable[[set[int]], bool], tries: int) -> set[int]:
+    """Raise resource updates one at a time, each on whichever process serves the call, until the processes that
+    raised them are `enough` (at most `tries` calls): each update must reach the session's GET stream, once (one
+    at a time, since identical updates waiting together are told once). The processes that raised them."""
+    touched: set[int] = set()
+    for _ in range(tries):
+        before = len(seen.updates)
+        touched.add(int(tool_text(await client.call_tool("touch_board", {}))))
+        with anyio.fail_after(DEADLINE_SECONDS):
+            while len(seen.updates) == before:
+                await anyio.sleep(0.02)
+        assert seen.updates == [BOARD] * (before + 1)
+        if enough(touched):
+            break
+    return touched
+
+
 @asynccontextmanager
 async def legacy_session(url: str, seen: Seen, limits: httpx2.Limits | None = None) -> AsyncIterator[Client]:
     """The official SDK client's 2025-11-25 session at `url`, signed in through Bastion's OAuth, telling `seen`
@@ -92,20 +109,9 @@ async def test_one_legacy_session_is_served_by_all_three_instances(deployment, m
                 break
         assert len(pids) == INSTANCES, pids
 
-        # The GET stream is held by one instance; an update raised on each instance reaches it, once. One at a
-        # time: identical updates waiting together are told once.
+        # The GET stream is held by one instance; an update raised on each instance reaches it, once.
         await client.subscribe_resource(BOARD)
-        touched: set[int] = set()
-        for _ in range(10 * INSTANCES):
-            before = len(seen.updates)
-            touched.add(int(tool_text(await client.call_tool("touch_board", {}))))
-            with anyio.fail_after(DEADLINE_SECONDS):
-                while len(seen.updates) == before:
-                    await anyio.sleep(0.02)
-            assert seen.updates == [BOARD] * (before + 1)
-            if touched == pids:
-                break
-        assert touched == pids
+        assert await touch_until(client, seen, lambda touched: touched == pids, 10 * INSTANCES) == pids
 
         # Each question is asked on one instance's stream; the answer is POSTed to the next instance.
         askers: set[int] = set()

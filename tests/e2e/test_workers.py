@@ -26,7 +26,7 @@ from tests.waiting import DEADLINE_SECONDS, wait_until
 
 from .calls import pid_call
 from .conftest import ROOT, bastion_server
-from .test_instances_sessions import BOARD, SESSION_KINDS, Seen, legacy_session, tool_text
+from .test_instances_sessions import BOARD, SESSION_KINDS, Seen, legacy_session, tool_text, touch_until
 from .test_sdk_oauth import HeadlessBrowser, MemoryStorage, call_tool_text, provider_for
 
 pytestmark = pytest.mark.e2e
@@ -251,18 +251,8 @@ async def test_one_legacy_session_is_served_by_every_worker_on_sqlite(tmp_path, 
                     break
             assert seen.updates, "no resource update ever reached the session's GET stream"
             # Then an update raised on any worker reaches it: on two at least, so one of them is not the stream's
-            # (the kernel, not the test, picks who accepts each connection). One at a time: identical updates
-            # heard together from the bus are told once.
-            touched: set[int] = set()
-            for _ in range(40 * WORKERS):
-                before = len(seen.updates)
-                touched.add(int(tool_text(await client.call_tool("touch_board", {}))))
-                with anyio.fail_after(DEADLINE_SECONDS):
-                    while len(seen.updates) == before:
-                        await anyio.sleep(0.02)
-                assert seen.updates == [BOARD] * (before + 1)
-                if len(touched) >= 2:
-                    break
+            # (the kernel, not the test, picks who accepts each connection).
+            touched = await touch_until(client, seen, lambda touched: len(touched) >= 2, 40 * WORKERS)
             assert len(touched) >= 2, f"every update was raised on one worker: {touched}"
 
             askers: list[int] = []

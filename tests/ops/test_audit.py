@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from bastion.ops import audit as audit_module
-from bastion.ops.audit import AuditEvent, AuditTrail, link, sink_for, verify
+from bastion.ops.audit import BODY_FIELDS, AuditEvent, AuditTrail, link, sink_for, verify
 from bastion.settings import SettingsError
 from bastion.store import Commit, MemoryStore, SQLiteStore, StoreUnavailable, keys
 from tests.clients import asgi_client, local_settings, store_of
@@ -47,7 +47,7 @@ async def test_events_are_appended_in_order_each_linked_to_the_one_before():
     assert records[0]["prev"] == audit_module.GENESIS
     for before, after in itertools.pairwise(records):
         assert after["prev"] == before["hash"]
-    body = {k: records[2][k] for k in AuditEvent(type="").body()}
+    body = {k: records[2][k] for k in BODY_FIELDS}
     assert records[2]["hash"] == link(records[1]["hash"], body) and records[2]["time"] == 1000.0
     assert await store.get(keys.audit_tip("main")) == {"seq": 5, "hash": records[4]["hash"]}
     assert await verify(store) == audit_module.Verdict(True, 5, 1, 5)
@@ -77,7 +77,7 @@ async def test_the_first_broken_link_is_named(tamper, broken_at, reason):
         await store.commit(Commit(delete=[keys.audit_event("main", 5)]))
     else:  # event 3 edited and its own hash recomputed: event 4 still names the old one
         edited = {**third, "subject": "dev:someone-else"}
-        edited["hash"] = link(edited["prev"], {k: edited[k] for k in AuditEvent(type="").body()})
+        edited["hash"] = link(edited["prev"], {k: edited[k] for k in BODY_FIELDS})
         await store.commit(Commit().set(keys.audit_event("main", 3), edited))
     verdict = await verify(store)
     assert not verdict.whole and verdict.broken_at == broken_at and verdict.reason == reason

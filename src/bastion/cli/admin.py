@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> None:
 async def _run(settings: Any, store: Any, args: argparse.Namespace) -> int:
     from ..admin.operations import Administration
     from ..oauth.grants import Grants
-    from ..ops.audit import AuditTrail, sink_for
+    from ..ops.audit import trail_for
     from ..store import open_bus
 
     configured = settings.store
@@ -49,11 +49,7 @@ async def _run(settings: Any, store: Any, args: argparse.Namespace) -> int:
     bus = open_bus(configured.backend, path=path, url=configured.connection_url(), cluster=configured.cluster)
     await store.start()
     await bus.start()
-    trail = None
-    if settings.audit.enabled:
-        trail = AuditTrail(
-            store, retention_seconds=settings.audit.retention_days * 86400, sink=sink_for(settings.audit.sink)
-        )
+    trail = trail_for(settings.audit, store)
     admin = Administration(store, Grants(store, bus=bus), trail.record if trail else None)
     by = f"cli:{getpass.getuser()}"
     try:

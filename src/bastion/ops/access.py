@@ -19,7 +19,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +40,7 @@ class RequestNote:
     mcp_target: str | None = None
 
 
-def note_of(scope: MutableMapping[str, Any]) -> RequestNote | None:
+def note_of(scope: Mapping[str, Any]) -> RequestNote | None:
     """The request's note, when an access log is listening."""
     note = scope.get(NOTE_KEY)
     return note if isinstance(note, RequestNote) else None

@@ -41,8 +41,9 @@ from typing import Any
 import orjson
 
 from ..principal import SCOPE_KEY
+from ..settings.audit import AuditSettings
 from ..store import Commit, Store, StoreUnavailable, keys
-from .access import NOTE_KEY
+from .access import note_of
 from .sampled import SampledLog
 
 log = logging.getLogger("bastion.audit")
@@ -74,11 +75,11 @@ def _request_parts(scope: Mapping[str, Any] | None) -> tuple[str | None, str | N
     if scope is None:
         return None, None, None, None
     client = scope.get("client")
-    note = scope.get(NOTE_KEY)
+    note = note_of(scope)
     principal = scope.get(SCOPE_KEY)
     return (
         client[0] if client else None,
-        getattr(note, "request_id", None) or None,
+        note.request_id or None if note else None,
         getattr(principal, "subject", None),
         getattr(principal, "client_id", None),
     )
@@ -97,17 +98,12 @@ class AuditEvent:
     time: float = 0.0  # set when recorded
 
     def body(self) -> dict[str, Any]:
-        return {
-            "time": self.time,
-            "type": self.type,
-            "outcome": self.outcome,
-            "subject": self.subject,
-            "client_id": self.client_id,
-            "grant_id": self.grant_id,
-            "client_addr": self.client_addr,
-            "request_id": self.request_id,
-            "details": dict(self.details),
-        }
+        """What the chain hashes: every field of the event (BODY_FIELDS)."""
+        return {name: dict(self.details) if name == "details" else getattr(self, name) for name in BODY_FIELDS}
+
+
+# An event's fields as stored and hashed (`link`), in the order a stored record shows them.
+BODY_FIELDS = ("time", "type", "outcome", "subject", "client_id", "grant_id", "client_addr", "request_id", "details")
 
 
 def link(prev: str, body: Mapping[str, Any]) -> str:
@@ -270,7 +266,7 @@ async def verify(store: Store, chain: str = CHAIN) -> Verdict:
             return Verdict(False, count, first, expected, _seq_of(name), "the event's number does not match its key")
         if expected is not None and seq != expected:
             return Verdict(False, count, first, expected - 1, expected, f"event {expected} is missing")
-        body = {k: record.get(k) for k in AuditEvent(type="").body()}
+        body = {k: record.get(k) for k in BODY_FIELDS}
         if prev is not None and record.get("prev") != prev:
             return Verdict(False, count, first, seq - 1, seq, "its `prev` is not the previous event's hash")
         if not isinstance(record.get("prev"), str) or record.get("hash") != link(record["prev"], body):
@@ -292,6 +288,13 @@ async def verify(store: Store, chain: str = CHAIN) -> Verdict:
 def _seq_of(name: str) -> int | None:
     tail = name.rpartition(keys.SEPARATOR)[2]
     return int(tail) if tail.isdigit() else None
+
+
+def trail_for(configured: AuditSettings, store: Store) -> AuditTrail | None:
+    """The trail [audit] describes, on `store`; None when it is turned off."""
+    if not configured.enabled:
+        return None
+    return AuditTrail(store, retention_seconds=configured.retention_days * 86400, sink=sink_for(configured.sink))
 
 
 def sink_for(where: str | None) -> Sink | None:
