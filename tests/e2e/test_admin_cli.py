@@ -78,7 +78,7 @@ async def test_an_operator_revokes_a_grant_and_the_running_server_refuses_its_to
         assert missing.returncode == 2 and missing.stderr.splitlines() == [
             "bastion: no grant 'no-such-grant': `bastion admin grants list` shows them"
         ]
-        deleted = bastion(env, tmp_path, "admin", "clients", "delete", client_id)
+        deleted = bastion(env, tmp_path, "admin", "clients", "delete", "--", client_id)  # as the help says
         assert deleted.stdout == f"client {client_id} deleted; 0 grant(s) revoked\n"
         assert lines(bastion(env, tmp_path, "admin", "--json", "clients", "list")) == []
 

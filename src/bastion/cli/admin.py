@@ -16,6 +16,9 @@ from .command import Command
 from .on_store import run_on_store
 from .refuse import load_settings, refuse
 
+# Ids Bastion draws never start with '-', but a CIMD client's or an older server's might.
+_DASH = "an id starting with '-' goes after --, e.g. `delete -- -x1`"
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="settings file (default ./bastion.toml if present)")
@@ -23,14 +26,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     kinds = parser.add_subparsers(dest="kind", required=True)
     clients = kinds.add_parser("clients", help="registered clients").add_subparsers(dest="action", required=True)
     clients.add_parser("list", help="every registered client")
-    clients.add_parser("show", help="one client").add_argument("client_id")
-    clients.add_parser("delete", help="revoke every grant of a client, then delete it").add_argument("client_id")
+    clients.add_parser("show", help="one client").add_argument("client_id", help=_DASH)
+    clients.add_parser("delete", help="revoke every grant of a client, then delete it").add_argument(
+        "client_id", help=_DASH
+    )
     grants = kinds.add_parser("grants", help="users' grants to clients").add_subparsers(dest="action", required=True)
     listing = grants.add_parser("list", help="grants, all or by user or client")
     listing.add_argument("--user", help="only this subject's (e.g. dev:ada, github:12345)")
     listing.add_argument("--client", help="only this client's")
-    grants.add_parser("show", help="one grant").add_argument("grant_id")
-    grants.add_parser("revoke", help="end a grant and every token it issued, everywhere").add_argument("grant_id")
+    grants.add_parser("show", help="one grant").add_argument("grant_id", help=_DASH)
+    grants.add_parser("revoke", help="end a grant and every token it issued, everywhere").add_argument(
+        "grant_id", help=_DASH
+    )
 
 
 def run(args: argparse.Namespace) -> None:

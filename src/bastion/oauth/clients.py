@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ..security.crypto import new_token, same, token_hash
+from ..security.crypto import new_id, new_token, same, token_hash
 from ..store import Commit, Store, keys
 from . import redirects
 from .client_keys import jwks_problem
@@ -151,7 +151,7 @@ def _https_url(value: object) -> bool:
 
 async def register(store: Store, client: Client, ttl_seconds: float) -> tuple[Client, str | None]:
     """Store a new client under a generated id; returns it and its secret (None for public clients)."""
-    client.client_id = new_token(16)
+    client.client_id = new_id(16)
     client.issued_at = int(time.time())
     client.expires_at = int(time.time() + ttl_seconds)
     secret = None

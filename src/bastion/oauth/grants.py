@@ -35,7 +35,7 @@ import orjson
 
 from ..ops.audit import AuditEvent
 from ..principal import Principal
-from ..security.crypto import new_key, new_token, open_data, same, seal_data, token_hash, unwrap_key, wrap_key
+from ..security.crypto import new_id, new_key, new_token, open_data, same, seal_data, token_hash, unwrap_key, wrap_key
 from ..store import Commit, Store, StoreUnavailable, keys
 from ..store.bus import GRANT_REVOKED, Bus
 from .errors import OAuthError, invalid_grant
@@ -152,7 +152,7 @@ class Grants:
     ) -> tuple[str, Commit]:
         """A new grant and its one-time authorization code: the code, and the change that records both (the
         caller adds what must happen with it, such as consuming the authorization transaction)."""
-        grant_id = new_token(GRANT_ID_BYTES)
+        grant_id = new_id(GRANT_ID_BYTES)
         key = new_key()
         code = f"{grant_id}.{new_token()}"
         grant = {

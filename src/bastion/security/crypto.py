@@ -27,6 +27,14 @@ def new_token(nbytes: int = TOKEN_BYTES) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
+def new_id(nbytes: int) -> str:
+    """A random identifier operators type into `bastion admin`: never starting with '-', which a command line
+    reads as an option (one draw in 32 is redrawn, so the id keeps nearly all of its entropy)."""
+    while (drawn := secrets.token_urlsafe(nbytes)).startswith("-"):
+        pass
+    return drawn
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
