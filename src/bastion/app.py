@@ -15,6 +15,7 @@ from .secrets import SecretSource
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from .ops.telemetry import Telemetry
     from .surface import Surface
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -106,7 +107,7 @@ class App:
         await self.broadcaster.list_changed(kind)
 
     # --- serving ----------------------------------------------------------------------------------------
-    def server(self, settings: Settings) -> Server:
+    def server(self, settings: Settings, telemetry: Telemetry | None = None) -> Server:
         state_key = settings.state_secret.get_secret_value().encode() if settings.state_secret else None
         return Server(
             self.registry,
@@ -119,6 +120,7 @@ class App:
             state_key=state_key,
             tool_threads=settings.tool_threads,
             policy=self.policy(settings),
+            telemetry=telemetry,
         )
 
     def policy(self, settings: Settings) -> Policy:

@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from .app import App
     from .identity.upstream import UpstreamProvider
     from .oauth.server import AuthorizationServer
+    from .ops.telemetry import Telemetry
     from .resource.challenge import Challenges
-    from .resource.tokens import TokenVerifier
     from .store import Store
     from .store.bus import Bus
 
@@ -66,12 +66,15 @@ def build(
     *,
     store: Store | None = None,
     upstream: Mapping[str, UpstreamProvider] | None = None,
+    tracer_provider: Any = None,
 ) -> Surface:
-    """The ASGI application serving `app` as `settings` describe; SettingsError if they cannot be served."""
+    """The ASGI application serving `app` as `settings` describe; SettingsError if they cannot be served.
+    `tracer_provider` (an OpenTelemetry SDK TracerProvider) receives the spans when [tracing] is on."""
     settings.check()
     opened = _Opened()
     startup: list[Step] = []
-    server = app.server(settings)
+    telemetry = _telemetry(settings, opened, startup, tracer_provider)
+    server = app.server(settings, telemetry)
     opened.add("tool threads", server.close)
     routes: list[BaseRoute] = []
 
@@ -87,12 +90,16 @@ def build(
     own_grants = settings.authenticated and settings.authorization_server.enabled
     if bus is not None and (shares_sessions or own_grants):
         store = store or configured_store(settings)
+        if telemetry is not None:
+            from .ops.observed_store import ObservedStore
+
+            store = ObservedStore(store, settings.store.backend, telemetry)
         opened.add("store", store.close)
         startup.append(("store", store.start))
         startup.append(("store", _reachable(store)))
     protection = None
     if settings.authenticated and bus is not None:
-        protection = _Protection.build(app, settings, opened, store, upstream, bus)
+        protection = _Protection.build(app, settings, opened, store, upstream, bus, telemetry)
         routes += protection.routes
     if shared and bus is not None:
         from .cluster.relay import Relay
@@ -104,7 +111,10 @@ def build(
     if shares_sessions and store is not None and bus is not None:
         stored_sessions = _shared_sessions(settings, store, bus, opened)
 
-    sessions = SessionTable(settings.max_sessions, settings.session_idle_seconds, app.broadcaster, stored_sessions)
+    counted = telemetry.sessions if telemetry is not None and telemetry.metrics is not None else None
+    sessions = SessionTable(
+        settings.max_sessions, settings.session_idle_seconds, app.broadcaster, stored_sessions, counted
+    )
     endpoint = StreamableHTTP(
         server,
         app.broadcaster,
@@ -128,18 +138,28 @@ def build(
         )
         routes += worker.routes()
 
+    if telemetry is not None and telemetry.metrics is not None:
+        routes += _metrics(settings, telemetry.metrics, opened, startup)
+
     origins = origin_policy(settings)
+    mcp_paths = set() if settings.worker.only else {settings.path, settings.path + "/"}
+    # Outermost first: the access log sees every request and its answer (then, with tracing, each request takes
+    # its trace context); then the cheapest refusal (an oversized head) before any header is interpreted.
+    guards: list[Any] = [lambda inner: AccessLog(inner, lines=settings.access_log)]
+    if telemetry is not None and telemetry.tracing is not None:
+        from .ops.tracing import TraceContext
+
+        tracing = telemetry.tracing
+        guards.append(lambda inner: TraceContext(inner, tracing, mcp_paths))
+    guards += [
+        lambda inner: HeaderLimit(inner, settings.max_header_bytes),
+        lambda inner: OriginGate(inner, origins),
+    ]
     return Surface(
         mcp,
-        set() if settings.worker.only else {settings.path, settings.path + "/"},
+        mcp_paths,
         Router(routes),
-        # Outermost first: the access log sees every request and its answer; then the cheapest refusal (an
-        # oversized head) before any header is interpreted.
-        guards=[
-            lambda inner: AccessLog(inner, lines=settings.access_log),
-            lambda inner: HeaderLimit(inner, settings.max_header_bytes),
-            lambda inner: OriginGate(inner, origins),
-        ],
+        guards=guards,
         lifecycle=Lifecycle(startup, opened.shutdown()),
         store=protection.store if protection else None,
     )
@@ -161,17 +181,21 @@ class _Protection:
     """Authentication in front of /mcp: Bastion's own authorization server, external issuers, or both. Imported
     only when used: an unauthenticated server never loads the OAuth stack or its crypto."""
 
-    verify: TokenVerifier
+    verify: Callable[[str, str], Awaitable[Any]]  # the TokenVerifier
     challenges: Challenges
     bus: Bus
     routes: list[BaseRoute]
     store: Store | None
     audit: Any  # the AuditTrail, when the authorization server keeps one
+    telemetry: Telemetry | None
 
     def gate(self, endpoint: Any) -> Any:
         from .resource.bearer import BearerGate
 
-        return BearerGate(endpoint, self.verify, self.challenges, self.bus, audit=self.audit)
+        verify = self.verify
+        if self.telemetry is not None and self.telemetry.tracing is not None:
+            verify = self.telemetry.tracing.verifier(verify)
+        return BearerGate(endpoint, verify, self.challenges, self.bus, audit=self.audit, telemetry=self.telemetry)
 
     @classmethod
     def build(
@@ -182,6 +206,7 @@ class _Protection:
         store: Store | None,
         upstream: Mapping[str, UpstreamProvider] | None,
         bus: Bus,
+        telemetry: Telemetry | None,
     ) -> _Protection:
         from .resource import metadata as resource_metadata
         from .resource.challenge import Challenges
@@ -195,10 +220,10 @@ class _Protection:
         routes: list[BaseRoute] = []
         authorization = trail = None
         if settings.authorization_server.enabled and store is not None:
-            trail = _audit_trail(settings, store, opened)
-            authorization = _authorization_server(app, settings, store, bus, opened, upstream, trail)
+            trail = _audit_trail(settings, store, opened, telemetry)
+            authorization = _authorization_server(app, settings, store, bus, opened, upstream, trail, telemetry)
             routes += authorization.routes()
-        issuers = _external_issuers(settings, opened)
+        issuers = _external_issuers(settings, opened, telemetry)
         verify = TokenVerifier(authorization.grants.verify if authorization else None, issuers)
         required = tuple(settings.resource.required_scopes)
         challenges = Challenges(settings.public_url, settings.path, required, audit=trail)
@@ -209,7 +234,7 @@ class _Protection:
             return ([base] if own else []) + [issuer.issuer for issuer in issuers]
 
         routes += resource_metadata.routes(settings.public_url, settings.path, servers, app.scopes(settings))
-        return cls(verify, challenges, bus, routes, store if own else None, trail)
+        return cls(verify, challenges, bus, routes, store if own else None, trail, telemetry)
 
 
 def configured_store(settings: Settings) -> Store:
@@ -271,6 +296,7 @@ def _authorization_server(
     opened: _Opened,
     upstream: Mapping[str, UpstreamProvider] | None,
     trail: Any,
+    telemetry: Telemetry | None,
 ) -> AuthorizationServer:
     from .identity.dev import DevLogin
     from .identity.login import UpstreamLogin
@@ -280,13 +306,13 @@ def _authorization_server(
     from .oauth.transactions import SignInDesk, Transactions
 
     configured = settings.authorization_server
-    providers = dict(upstream) if upstream is not None else _upstream_providers(settings, opened)
+    providers = dict(upstream) if upstream is not None else _upstream_providers(settings, opened, telemetry)
     audit = trail.record if trail is not None else None
     grants = Grants(
         store,
         oauth.lifetimes(configured),
         bus=bus,
-        upstream=ProviderTokens(providers) if providers else None,
+        upstream=ProviderTokens(providers, telemetry) if providers else None,
         audit=audit,
     )
     approvals = oauth.approvals(configured)
@@ -312,11 +338,13 @@ def _authorization_server(
     )
 
 
-def _audit_trail(settings: Settings, store: Store, opened: _Opened) -> Any:
-    """The audit trail on the authorization server's store, with its sink; None when turned off."""
+def _audit_trail(settings: Settings, store: Store, opened: _Opened, telemetry: Telemetry | None) -> Any:
+    """The audit trail on the authorization server's store, with its sink; None when turned off (and nothing
+    counts security events: with metrics on, a trail that counts them and keeps nothing)."""
     from .ops.audit import trail_for
 
-    trail = trail_for(settings.audit, store)
+    count = telemetry.security_event if telemetry is not None and telemetry.metrics is not None else None
+    trail = trail_for(settings.audit, store, count)
     if trail is None:
         return None
     sink = settings.audit.sink
@@ -326,28 +354,76 @@ def _audit_trail(settings: Settings, store: Store, opened: _Opened) -> Any:
     return trail
 
 
-def _upstream_providers(settings: Settings, opened: _Opened) -> dict[str, UpstreamProvider]:
+def _upstream_providers(
+    settings: Settings, opened: _Opened, telemetry: Telemetry | None
+) -> dict[str, UpstreamProvider]:
     entries = settings.authorization_server.upstream
     if not entries:
         return {}
-    import httpx
-
     from .identity import upstream_provider
     from .identity.oidc import TIMEOUT
 
-    http = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False)
+    http = _http_client(TIMEOUT, telemetry)
     opened.add("identity provider client", http.aclose)
     return {entry.name: upstream_provider(entry, http) for entry in entries}
 
 
-def _external_issuers(settings: Settings, opened: _Opened) -> list[Any]:
+def _external_issuers(settings: Settings, opened: _Opened, telemetry: Telemetry | None) -> list[Any]:
     if not settings.resource.issuers:
         return []
-    import httpx
-
     from .resource.discovery import TIMEOUT
     from .resource.issuer import ExternalIssuer
 
-    http = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False)
+    http = _http_client(TIMEOUT, telemetry)
     opened.add("issuer client", http.aclose)
     return [ExternalIssuer(issuer, http) for issuer in settings.resource.issuers]
+
+
+def _http_client(timeout: Any, telemetry: Telemetry | None) -> Any:
+    """A client for calls to providers and issuers; each call a span when tracing is on."""
+    import httpx
+
+    tracing = telemetry.tracing if telemetry is not None else None
+    transport = tracing.transport() if tracing is not None else None
+    return httpx.AsyncClient(timeout=timeout, follow_redirects=False, transport=transport)
+
+
+def _telemetry(settings: Settings, opened: _Opened, startup: list[Step], tracer_provider: Any) -> Telemetry | None:
+    """Metrics and tracing as [metrics] and [tracing] say; None when both are off (nothing is then measured)."""
+    if not settings.metrics.enabled and not settings.tracing.enabled:
+        return None
+    from .ops.telemetry import Telemetry
+
+    metrics = tracing = None
+    if settings.metrics.enabled:
+        from .ops.metrics import Metrics
+
+        metrics = Metrics()
+    if settings.tracing.enabled:
+        from .ops.tracing import Tracing, configured_provider
+
+        tracing = Tracing(tracer_provider) if tracer_provider is not None else configured_provider()
+        opened.add("tracing", tracing.close)
+    return Telemetry(metrics, tracing)
+
+
+def _metrics(settings: Settings, metrics: Any, opened: _Opened, startup: list[Step]) -> list[BaseRoute]:
+    """/metrics on the MCP port, or the metrics port (served by the parent under --workers: only one process
+    can listen on it, and it adds up every worker's values)."""
+    from starlette.routing import Route
+
+    from .ops.scrape import MetricsPort, MetricsRoute, ScrapeRule
+
+    configured = settings.metrics
+    rule = ScrapeRule(configured.allow_from, configured.token())
+    if configured.port is None:
+        return [Route(configured.path, MetricsRoute(metrics.exposition, rule), methods=["GET", "HEAD"])]
+    if settings.workers == 1:
+        port = MetricsPort(configured.host, configured.port, metrics.exposition, rule)
+
+        async def listen() -> None:
+            port.start()
+
+        startup.append(("metrics", listen))
+        opened.add("metrics port", port.stop)
+    return []

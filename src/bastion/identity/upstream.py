@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ..ops.telemetry import Telemetry
 
 
 class UpstreamLoginError(Exception):
@@ -69,12 +72,23 @@ class TokenEndpointProvider:
 class ProviderTokens:
     """Renews and revokes users' upstream tokens at the provider that issued them (the grants' UpstreamTokens)."""
 
-    def __init__(self, providers: Mapping[str, UpstreamProvider]) -> None:
+    def __init__(self, providers: Mapping[str, UpstreamProvider], telemetry: Telemetry | None = None) -> None:
         self.providers = dict(providers)
+        self.telemetry = telemetry  # counts renewals by outcome
 
     async def refresh(self, provider: str, token: dict[str, Any]) -> dict[str, Any] | None:
         found = self.providers.get(provider)
-        return await found.refresh(token) if found is not None else None
+        if found is None:
+            return None
+        if self.telemetry is None:
+            return await found.refresh(token)
+        outcome = "failed"
+        try:
+            renewed = await found.refresh(token)
+            outcome = "renewed" if renewed is not None else "refused"
+            return renewed
+        finally:
+            self.telemetry.renewal(provider, outcome)
 
     async def revoke(self, provider: str, token: dict[str, Any]) -> None:
         found = self.providers.get(provider)

@@ -15,7 +15,7 @@ import logging
 import secrets as token_source
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pydantic
@@ -30,6 +30,9 @@ from .exchange import Exchange
 from .policy import InsufficientScope, Policy, allows
 from .registry import Registry, Tool
 from .result import ToolResult, error_result, prompt_messages, resource_contents
+
+if TYPE_CHECKING:
+    from ..ops.telemetry import Telemetry
 
 log = logging.getLogger("bastion.mcp")
 
@@ -54,6 +57,7 @@ class Server:
         page_size: int = 100,
         policy: Policy | None = None,
         tool_threads: int = 64,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.registry = registry
         self.info = {"name": name, "version": version}
@@ -64,6 +68,7 @@ class Server:
         self.state_key = state_key or token_source.token_bytes(32)
         self.page_size = page_size
         self.policy = policy or Policy()
+        self.telemetry = telemetry  # metrics and spans of each request (ops/telemetry.py), when operators want them
         # Plain-function tools get their own threads, so a few hung ones cannot starve the rest.
         self.executor = ThreadPoolExecutor(max_workers=tool_threads, thread_name_prefix="bastion-tool")
         self._tool_defs_for: tuple[Tool, ...] = ()
@@ -134,6 +139,15 @@ class Server:
     # --- dispatch ------------------------------------------------------------------------------------
     async def handle(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
         """The result of one request, or McpError. Legacy-only and session methods belong to transports."""
+        if self.telemetry is None:
+            return await self._handle(ex, params)
+        method = ex.method if ex.method in self._handlers else "_OTHER"
+        name = params.get("name")
+        tool = name if method == "tools/call" and isinstance(name, str) and name in self.registry.tools else ""
+        prompt = name if method == "prompts/get" and isinstance(name, str) and name in self.registry.prompts else ""
+        return await self.telemetry.operation(ex, params, method, tool, prompt, self._handle)
+
+    async def _handle(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
         handler = self._handlers.get(ex.method)
         if handler is None:
             from .errors import method_not_found

@@ -121,7 +121,11 @@ class AuditTrail:
         sink: Sink | None = None,
         chain: str = CHAIN,
         clock: Callable[[], float] = time.time,
+        keep: bool = True,
+        count: Callable[[str, str], None] | None = None,
     ) -> None:
+        self.keep = keep  # False: [audit] is off, and events are only counted (for the metrics)
+        self.count = count  # told every event's type and outcome, sampled ones included (the metrics)
         self.store = store
         self.retention_seconds = retention_seconds
         self.sink = sink
@@ -136,6 +140,12 @@ class AuditTrail:
 
     def record(self, event: AuditEvent) -> None:
         """Queue `event` (stamped now) to be appended; never waits, never raises."""
+        if self.count is not None:
+            self.count(event.type, event.outcome)
+        if self.keep:
+            self._keep(event)
+
+    def _keep(self, event: AuditEvent) -> None:
         if len(self._waiting) >= MAX_WAITING:
             self._waiting.popleft()
             self._dropped += 1
@@ -159,13 +169,17 @@ class AuditTrail:
         """Record `event` unless one of its type was recorded less than SAMPLE_SECONDS ago; those left out are
         counted, and the next one recorded says how many (`details.unrecorded`): a flood of forged tokens cannot
         flood the store."""
+        if self.count is not None:
+            self.count(event.type, event.outcome)
+        if not self.keep:
+            return
         now = self.clock()
         due, unrecorded = self._sampled.get(event.type, (0.0, 0))
         if now < due:
             self._sampled[event.type] = (due, unrecorded + 1)
             return
         self._sampled[event.type] = (now + SAMPLE_SECONDS, 0)
-        self.record(replace(event, details={**event.details, "unrecorded": unrecorded}))
+        self._keep(replace(event, details={**event.details, "unrecorded": unrecorded}))
 
     async def flush(self) -> None:
         """Wait until every event recorded so far is appended (or the writer gave up for now)."""
@@ -290,11 +304,20 @@ def _seq_of(name: str) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
-def trail_for(configured: AuditSettings, store: Store) -> AuditTrail | None:
-    """The trail [audit] describes, on `store`; None when it is turned off."""
-    if not configured.enabled:
+def trail_for(
+    configured: AuditSettings, store: Store, count: Callable[[str, str], None] | None = None
+) -> AuditTrail | None:
+    """The trail [audit] describes, on `store`, telling `count` of every event; None when it is turned off and
+    nothing counts (with [audit] off, a trail that counts and keeps nothing)."""
+    if not configured.enabled and count is None:
         return None
-    return AuditTrail(store, retention_seconds=configured.retention_days * 86400, sink=sink_for(configured.sink))
+    return AuditTrail(
+        store,
+        retention_seconds=configured.retention_days * 86400,
+        sink=sink_for(configured.sink) if configured.enabled else None,
+        keep=configured.enabled,
+        count=count,
+    )
 
 
 def sink_for(where: str | None) -> Sink | None:

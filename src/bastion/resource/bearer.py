@@ -19,6 +19,7 @@ from typing import Any
 
 from ..ops.audit import AuditEvent, AuditTrail, bind_request
 from ..ops.sampled import SampledLog
+from ..ops.telemetry import Telemetry
 from ..principal import SCOPE_KEY, Principal
 from ..public_url import base_url
 from ..store import StoreUnavailable
@@ -42,8 +43,10 @@ class BearerGate:
         challenges: Challenges,
         bus: Bus | None = None,
         audit: AuditTrail | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.app = app
+        self.telemetry = telemetry  # counts each decision, by reason
         self.audit = audit  # names each caller for the events their request raises; counts invalid tokens
         self.verify = verify
         self.challenges = challenges
@@ -78,9 +81,11 @@ class BearerGate:
             elif name == b"host":
                 host = value
         if authorization is None:
+            self._decided("refused", "no_token")
             await self._challenge(send, scope, None)
             return
         if repeated:
+            self._decided("refused", "malformed")
             await self._challenge(send, scope, "invalid_request", 400)
             return
         # The common case first, inline: a header seen moments ago. Only a well-formed header that verified is
@@ -92,19 +97,23 @@ class BearerGate:
             principal = cached[0]
         else:
             if authorization[:7].lower() != b"bearer " or len(authorization) > MAX_TOKEN_CHARS + 7:
+                self._decided("refused", "malformed")
                 await self._challenge(send, scope, "invalid_request", 400)
                 return
             try:
                 verified = await self._verified(key, authorization[7:].strip().decode("latin-1"), scope)
             except (IssuerUnavailable, StoreUnavailable) as exc:  # no verdict on the token: try again later
                 self.sampled.warning("token not checked: %s", exc)
+                self._decided("unavailable", type(exc).__name__)
                 await _unavailable(send)
                 return
             except Exception:
                 log.exception("token check failed")
+                self._decided("unavailable", "error")
                 await _unavailable(send)
                 return
             if verified is None:
+                self._decided("refused", "invalid_token")
                 if self.audit is not None:
                     bind_request(scope)
                     self.audit.record_sampled(AuditEvent("token.invalid", "failure"))
@@ -115,10 +124,17 @@ class BearerGate:
         if self.audit is not None:
             bind_request(scope)  # read only when an event is recorded: who calls, from where, which request
         if not self._required <= principal.scopes:
+            self._decided("refused", "insufficient_scope")
             headers = self.challenges.step_up(host.decode("latin-1"), self.required_scopes)
             await _refuse(send, 403, b'{"error":"insufficient_scope"}', headers)
             return
+        if self.telemetry is not None:
+            self.telemetry.decision("allowed", "valid_token")
         await self.app(scope, receive, send)
+
+    def _decided(self, decision: str, reason: str) -> None:
+        if self.telemetry is not None:
+            self.telemetry.decision(decision, reason)
 
     def _still_trusted(self, generation: int) -> bool:
         """A remembered verification is only as good as the bus that would say it was revoked: while the bus is

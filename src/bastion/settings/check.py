@@ -62,6 +62,12 @@ def start_up_problems(settings: Settings) -> list[str]:
         problems.append("worker.only needs worker.secret_env")
     problems += _key_problems(settings)
     problems += settings.store.problems()
+    problems += settings.metrics.problems() + settings.tracing.problems()
+    if settings.metrics.enabled and settings.metrics.port == settings.port:
+        problems.append(
+            f"metrics.port is the MCP port ({settings.port}): choose another, or unset it to serve "
+            f"metrics at {settings.metrics.path} on the MCP port"
+        )
     problems += _shared_store_problems(settings)
     if settings.authenticated and not settings.binds_loopback and settings.public_url is None:
         problems.append(

@@ -19,6 +19,7 @@ from .policy import PolicySettings
 from .resource import ResourceSettings
 from .server import ServerSettings
 from .store import StoreSettings
+from .telemetry import MetricsSettings, TracingSettings
 from .worker import WorkerSettings
 
 
@@ -29,6 +30,8 @@ class Settings(ServerSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     resource: ResourceSettings = Field(default_factory=ResourceSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
     @property
     def authenticated(self) -> bool:

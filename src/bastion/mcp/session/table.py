@@ -33,8 +33,10 @@ class SessionTable:
         idle_seconds: float = 3600.0,
         broadcaster: Broadcaster | None = None,
         shared: SharedSessions | None = None,
+        counted: Callable[[int], None] | None = None,
     ) -> None:
         self.limit = limit
+        self.counted = counted  # told of each session added (+1) and removed (-1): the sessions metric
         self.broadcaster = broadcaster  # a removed session stops listening for notifications
         self.idle_seconds = idle_seconds
         self.shared = shared
@@ -60,15 +62,20 @@ class SessionTable:
         self.sweep()
         if len(self._sessions) >= self.limit:
             return False
+        known = session.id in self._sessions
         self._sessions[session.id] = session
         if self.shared is not None:
             self._keys[self.shared.key(session.id)] = session.id
+        if self.counted is not None and not known:
+            self.counted(1)
         return True
 
     def remove(self, session_id: str) -> None:
         """Forget a session here (its copy, on many instances): its calls here are cancelled."""
         session = self._sessions.pop(session_id, None)
         if session is not None:
+            if self.counted is not None:
+                self.counted(-1)
             if self.shared is not None:
                 self._keys.pop(self.shared.key(session_id), None)
             session.close()

@@ -1,0 +1,265 @@
+"""OpenTelemetry spans, after the MCP semantic conventions (docs/operations.md#tracing). Imported only when
+[tracing] is on: the otel extra brings the SDK and the OTLP exporter.
+
+- One SERVER span per MCP request, named `{mcp.method.name} {target}` (the tool or prompt; the method alone
+  otherwise: resource URIs are attributes, never names). Its parent is the trace context the client put in the
+  request's `params._meta` (traceparent, tracestate); the HTTP request's own context (its `traceparent`
+  header) is its parent when `_meta` has none, and a link when it has.
+- One SERVER span per other HTTP request (the authorization server's endpoints), child of its traceparent header.
+- INTERNAL spans for token verification that is not served from memory, and for store operations; CLIENT spans
+  for calls to upstream providers and issuers (their traceparent header goes with them).
+
+Spans never carry a token, code, secret or tool argument: a span holds what a log line may hold.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlunsplit
+
+import httpx
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+
+from ..principal import SCOPE_KEY
+
+if TYPE_CHECKING:
+    from ..mcp.exchange import Exchange
+
+T = TypeVar("T")
+TRACE_KEYS = ("traceparent", "tracestate", "baggage")  # unprefixed in _meta (SEP-414)
+
+
+class Tracing:
+    def __init__(self, provider: Any, *, owned: bool = False) -> None:
+        self.provider = provider
+        self.owned = owned  # made by Bastion (configured_provider): flushed and shut down with the server
+        self.tracer = provider.get_tracer("bastion", _version())
+
+    def close(self) -> None:
+        if self.owned:
+            self.provider.shutdown()
+
+    # --- MCP requests -------------------------------------------------------------------------------------
+    def operation(self, ex: Exchange, params: dict[str, Any], method: str, tool: str, prompt: str) -> OperationSpan:
+        ambient = trace.get_current_span().get_span_context()
+        meta = params.get("_meta")
+        carrier = {k: v for k in TRACE_KEYS if isinstance(meta, dict) and isinstance(v := meta.get(k), str)}
+        parent, links = None, []
+        if carrier:
+            parent = propagate.extract(carrier)
+            if not trace.get_current_span(parent).get_span_context().is_valid:
+                parent = None  # a malformed traceparent is no context: the HTTP request's, if any, is used
+            elif ambient.is_valid:
+                links = [Link(ambient)]
+        attributes: dict[str, Any] = {
+            "mcp.method.name": method,
+            "mcp.protocol.version": ex.protocol_version,
+            "network.transport": "tcp",
+            "network.protocol.name": "http",
+        }
+        if ex.request_id is not None:
+            attributes["jsonrpc.request.id"] = str(ex.request_id)
+        if ex.session_id:
+            attributes["mcp.session.id"] = ex.session_id
+        if tool:
+            attributes["gen_ai.tool.name"] = tool
+            attributes["gen_ai.operation.name"] = "execute_tool"
+        if prompt:
+            attributes["gen_ai.prompt.name"] = prompt
+        uri = params.get("uri")
+        if method in ("resources/read", "resources/subscribe", "resources/unsubscribe") and isinstance(uri, str):
+            attributes["mcp.resource.uri"] = uri[:2048]
+        principal = ex.principal
+        if principal is not None:
+            attributes["enduser.id"] = principal.subject
+            attributes["bastion.client.id"] = principal.client_id
+        target = tool or prompt
+        span = self.tracer.start_span(
+            f"{method} {target}" if target else method,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+            links=links,
+        )
+        return OperationSpan(span)
+
+    # --- the rest of the server ---------------------------------------------------------------------------
+    async def around(self, name: str, attributes: dict[str, Any], work: Awaitable[T], kind: Any = None) -> T:
+        """Await `work` inside a span `name` (INTERNAL unless `kind`), marked as an error if it raises."""
+        with self.tracer.start_as_current_span(
+            name, kind=kind or SpanKind.INTERNAL, attributes=attributes, record_exception=False
+        ) as span:
+            try:
+                return await work
+            except BaseException as exc:
+                span.set_status(Status(StatusCode.ERROR, type(exc).__qualname__))
+                span.set_attribute("error.type", type(exc).__qualname__)
+                raise
+
+    def verifier(self, verify: Callable[[str, str], Awaitable[Any]]) -> Callable[[str, str], Awaitable[Any]]:
+        """`verify` (TokenVerifier) in a span saying whether the token was valid and whose it is."""
+
+        async def traced(token: str, resource: str) -> Any:
+            with self.tracer.start_as_current_span("bastion.token.verify", record_exception=False) as span:
+                principal = await verify(token, resource)
+                span.set_attribute("bastion.token.valid", principal is not None)
+                if principal is not None:
+                    span.set_attribute("enduser.id", principal.subject)
+                    span.set_attribute("bastion.client.id", principal.client_id)
+                return principal
+
+        return traced
+
+    def transport(self, inner: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncBaseTransport:
+        """An HTTP transport for calls to upstream providers and issuers: a CLIENT span each."""
+        return _TracedTransport(inner or httpx.AsyncHTTPTransport(), self)
+
+
+def _version() -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version("mcp-bastion")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return None
+
+
+class OperationSpan:
+    """An MCP request's span, current while the request runs (store operations and upstream calls nest in it)."""
+
+    __slots__ = ("span", "token")
+
+    def __init__(self, span: Any) -> None:
+        self.span = span
+        self.token = otel_context.attach(trace.set_span_in_context(span))
+
+    def finish(self, error: str) -> None:
+        if error:
+            self.span.set_attribute("error.type", error)
+            if error.lstrip("-").isdigit():
+                self.span.set_attribute("rpc.response.status_code", error)
+            self.span.set_status(Status(StatusCode.ERROR, error))
+        otel_context.detach(self.token)
+        self.span.end()
+
+
+class TraceContext:
+    """The outermost guard when tracing is on: each HTTP request runs in the trace context of its traceparent
+    header; requests other than MCP ones (which get their own span) get a SERVER span."""
+
+    def __init__(self, app: Any, tracing: Tracing, mcp_paths: set[str]) -> None:
+        self.app = app
+        self.tracer = tracing.tracer
+        self.mcp_paths = mcp_paths
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        carrier = {}
+        for name, value in scope["headers"]:
+            if name in (b"traceparent", b"tracestate", b"baggage"):
+                carrier[name.decode()] = value.decode("latin-1")
+        token = otel_context.attach(propagate.extract(carrier)) if carrier else None
+        try:
+            if scope["path"] in self.mcp_paths:
+                await self.app(scope, receive, send)
+            else:
+                await self._spanned(scope, receive, send)
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+
+    async def _spanned(self, scope: Any, receive: Any, send: Any) -> None:
+        method = scope["method"] if scope["method"] in _METHODS else "_OTHER"
+        attributes = {"http.request.method": method, "url.path": scope["path"][:2048], "url.scheme": scope["scheme"]}
+        with self.tracer.start_as_current_span(
+            method, kind=SpanKind.SERVER, attributes=attributes, record_exception=False
+        ) as span:
+            status = 500
+
+            async def noted(message: Any) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await self.app(scope, receive, noted)
+            finally:
+                span.set_attribute("http.response.status_code", status)
+                if status != 404:  # a path that is a route: low cardinality, so it may name the span
+                    span.update_name(f"{method} {scope['path']}")
+                principal = scope.get(SCOPE_KEY)
+                if principal is not None:
+                    span.set_attribute("enduser.id", principal.subject)
+                if status >= 500:
+                    span.set_status(Status(StatusCode.ERROR, str(status)))
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+
+
+class _TracedTransport(httpx.AsyncBaseTransport):
+    def __init__(self, inner: httpx.AsyncBaseTransport, tracing: Tracing) -> None:
+        self.inner = inner
+        self.tracer = tracing.tracer
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        # Never the query string: codes and states travel there.
+        shown = urlunsplit((url.scheme, url.netloc.decode("ascii"), url.path, "", ""))
+        attributes = {
+            "http.request.method": request.method,
+            "url.full": shown,
+            "server.address": url.host,
+            "server.port": url.port or (443 if url.scheme == "https" else 80),
+        }
+        with self.tracer.start_as_current_span(
+            request.method, kind=SpanKind.CLIENT, attributes=attributes, record_exception=False
+        ) as span:
+            propagate.inject(request.headers)
+            try:
+                response = await self.inner.handle_async_request(request)
+            except Exception as exc:
+                span.set_attribute("error.type", type(exc).__qualname__)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__qualname__))
+                raise
+            span.set_attribute("http.response.status_code", response.status_code)
+            if response.status_code >= 400:
+                span.set_attribute("error.type", str(response.status_code))
+                span.set_status(Status(StatusCode.ERROR))
+            return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def configured_provider() -> Tracing:
+    """The tracer provider the embedding program set, if it set one; else Bastion's own, exporting as the
+    standard variables say: OTEL_TRACES_EXPORTER (otlp by default, console, or none), OTEL_EXPORTER_OTLP_*
+    (endpoint, headers, protocol http/protobuf), OTEL_SERVICE_NAME (bastion by default), OTEL_TRACES_SAMPLER."""
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        return Tracing(current)
+    resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or "bastion"})
+    provider = TracerProvider(resource=resource)
+    for name in (os.environ.get("OTEL_TRACES_EXPORTER") or "otlp").split(","):
+        name = name.strip()
+        if name == "otlp":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        elif name == "console":
+            provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        elif name not in ("none", ""):
+            raise ValueError(f"OTEL_TRACES_EXPORTER={name!r}: Bastion exports with otlp, console or none")
+    return Tracing(provider, owned=True)

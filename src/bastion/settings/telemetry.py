@@ -1,0 +1,89 @@
+"""[metrics] and [tracing]: what operators' monitoring reads (docs/operations.md#metrics, #tracing)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .secret_strength import weakness
+
+
+class MetricsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, description="Serve Prometheus metrics (needs the metrics extra: prometheus_client).")
+    path: str = Field("/metrics", description="Where metrics are served.")
+    port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Serve metrics on this port of metrics.host instead of the MCP port (then no Host check "
+        "applies: scrapers reach it by any address).",
+    )
+    host: str = Field("127.0.0.1", description="Address the metrics port binds (with metrics.port).")
+    allow_from: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"],
+        description="Addresses or networks (CIDR) that may read metrics without a token. Only this machine by default.",
+    )
+    token_env: str | None = Field(
+        None,
+        description="Environment variable holding a bearer token: a scraper sending it (Prometheus: "
+        "authorization.credentials_file) may read metrics from any address.",
+    )
+
+    @field_validator("allow_from")
+    @classmethod
+    def _allow_from(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network: list scrapers' addresses, e.g. "
+                    '["127.0.0.1", "10.0.0.0/24"]'
+                ) from None
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or any(c in value for c in "?#") or len(value) < 2:
+            raise ValueError("metrics.path must start with '/' and have no query or fragment, e.g. /metrics")
+        return value
+
+    def token(self) -> str | None:
+        return os.environ.get(self.token_env) if self.token_env else None
+
+    def problems(self) -> list[str]:
+        if not self.enabled:
+            return []
+        lines = []
+        try:
+            import prometheus_client  # noqa: F401
+        except ImportError:
+            lines.append("metrics.enabled needs prometheus_client: pip install 'mcp-bastion[metrics]'")
+        label = f"the metrics token in {self.token_env} (named by metrics.token_env)"
+        if self.token_env and (problem := weakness(self.token(), label)):
+            lines.append(problem)
+        return lines
+
+
+class TracingSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(
+        False,
+        description="Trace MCP requests, token checks, store operations and upstream calls with OpenTelemetry "
+        "(needs the otel extra); export is configured by the standard OTEL_* variables.",
+    )
+
+    def problems(self) -> list[str]:
+        if not self.enabled:
+            return []
+        try:
+            import opentelemetry.sdk.trace  # noqa: F401
+        except ImportError:
+            return ["tracing.enabled needs OpenTelemetry: pip install 'mcp-bastion[otel]'"]
+        return []
