@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import logging
 import os
@@ -163,7 +164,7 @@ class AuditTrail:
         self._idle.clear()
         if self._writer is None or self._writer.done():
             with contextlib.suppress(RuntimeError):  # no running loop (a test outside one): kept for later
-                self._writer = asyncio.get_running_loop().create_task(self._write(), name="bastion-audit")
+                self._writer = self._start_writer()
 
     def record_sampled(self, event: AuditEvent) -> None:
         """Record `event` unless one of its type was recorded less than SAMPLE_SECONDS ago; those left out are
@@ -181,10 +182,15 @@ class AuditTrail:
         self._sampled[event.type] = (now + SAMPLE_SECONDS, 0)
         self._keep(replace(event, details={**event.details, "unrecorded": unrecorded}))
 
+    def _start_writer(self) -> asyncio.Task[None]:
+        # In a context of its own: the writer outlives the request that woke it, and is no part of it (its trace).
+        loop = asyncio.get_running_loop()
+        return loop.create_task(self._write(), name="bastion-audit", context=contextvars.Context())
+
     async def flush(self) -> None:
         """Wait until every event recorded so far is appended (or the writer gave up for now)."""
         if self._waiting and (self._writer is None or self._writer.done()):
-            self._writer = asyncio.get_running_loop().create_task(self._write(), name="bastion-audit")
+            self._writer = self._start_writer()
         await self._idle.wait()
 
     async def close(self) -> None:

@@ -86,4 +86,9 @@ class TracingSettings(BaseModel):
             import opentelemetry.sdk.trace  # noqa: F401
         except ImportError:
             return ["tracing.enabled needs OpenTelemetry: pip install 'mcp-bastion[otel]'"]
+        exporters = {name.strip() for name in (os.environ.get("OTEL_TRACES_EXPORTER") or "otlp").split(",")}
+        if unknown := exporters - {"otlp", "console", "none", ""}:
+            return [
+                f"OTEL_TRACES_EXPORTER names {', '.join(sorted(unknown))}: Bastion exports with otlp, console or none"
+            ]
         return []
