@@ -164,7 +164,7 @@ def test_start_up_mistakes_name_the_setting(monkeypatch):
         local_settings(metrics={"enabled": True, "token_env": TOKEN_ENV}).check()
     assert "metrics token in BASTION_TEST_METRICS_TOKEN (named by metrics.token_env) is too short" in str(weak.value)
     assert "short" not in str(weak.value).replace("too short", "")
-    with pytest.raises(SettingsError, match="metrics.port is the MCP port"):
+    with pytest.raises(SettingsError, match=r"metrics\.port is the MCP port"):
         local_settings(metrics={"enabled": True, "port": 8000}).check()
     with pytest.raises(Exception, match="not an IP address or network"):
         local_settings(metrics={"enabled": True, "allow_from": ["*"]})
