@@ -13,10 +13,13 @@ as long as this run, as a single process's do).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 import socket
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -97,3 +100,31 @@ def serve_workers(load_app: AppLoader, settings: Settings, options: dict[str, An
         Multiprocess(config, sockets=[listening]).run()
     finally:
         listening.close()
+
+
+@contextlib.contextmanager
+def workers_metrics(settings: Settings) -> Iterator[None]:
+    """With metrics on, the workers write their values in one folder made for this run (prometheus_client's
+    multiprocess mode: each worker, spawned, reads where from the environment), and a scrape of any of them adds
+    all of them up. The metrics port, if any, is this parent's: one process listens on it, for every worker
+    (PortTaken when it cannot be had)."""
+    if not settings.metrics.enabled:
+        yield
+        return
+    from .ops.metrics import MULTIPROCESS, Metrics
+    from .ops.scrape import MetricsPort, ScrapeRule
+
+    with tempfile.TemporaryDirectory(prefix="bastion-metrics-") as folder:
+        os.environ[MULTIPROCESS] = folder
+        port = None
+        try:
+            configured = settings.metrics
+            if configured.port is not None:
+                rule = ScrapeRule(configured.allow_from, configured.token())
+                port = MetricsPort(configured.host, configured.port, Metrics.every_worker, rule)
+                port.start()
+            yield
+        finally:
+            if port is not None:
+                port.stop()
+            os.environ.pop(MULTIPROCESS, None)

@@ -38,7 +38,8 @@ def serve_http(app: App, settings: Settings, *, load_app: Callable[[], App] | No
     the application for itself."""
     configure_logging(settings.log_level, settings.log_format)
     if settings.workers > 1:
-        from .processes import serve_workers, with_shared_keys, workers_problem
+        from .ops.scrape import PortTaken
+        from .processes import serve_workers, with_shared_keys, workers_metrics, workers_problem
 
         if load_app is None:
             _refuse("--workers needs the App's file or module (bastion serve server.py --workers N)")
@@ -50,8 +51,13 @@ def serve_http(app: App, settings: Settings, *, load_app: Callable[[], App] | No
         except SettingsError as exc:
             _refuse(str(exc))
         listening = _bind(settings)
-        _announce(app, settings, f"; {settings.workers} worker processes")
-        serve_workers(load_app, settings, uvicorn_options(settings), listening)
+        try:
+            with workers_metrics(settings):  # their folder, and the metrics port this parent serves for all
+                _announce(app, settings, f"; {settings.workers} worker processes")
+                serve_workers(load_app, settings, uvicorn_options(settings), listening)
+        except PortTaken as exc:
+            listening.close()
+            _refuse(str(exc))
         return
 
     import uvicorn

@@ -106,13 +106,16 @@ class Metrics:
     def exposition(self) -> tuple[bytes, str]:
         """The text format Prometheus reads, and its content type: every worker's values added up under
         --workers, this server's own otherwise."""
-        return generate_latest(every_process() if os.environ.get(MULTIPROCESS) else self.registry), CONTENT_TYPE_LATEST
+        if os.environ.get(MULTIPROCESS):
+            return self.every_worker()
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
+    @staticmethod
+    def every_worker() -> tuple[bytes, str]:
+        """The exposition of the values every worker writes in the shared folder (read in any worker, or in the
+        parent process that serves the metrics port)."""
+        from prometheus_client import multiprocess
 
-def every_process() -> CollectorRegistry:
-    """A registry reading the values every worker writes in the shared folder (also in the parent process)."""
-    from prometheus_client import multiprocess
-
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    return registry
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST

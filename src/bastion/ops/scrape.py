@@ -26,6 +26,10 @@ Exposition = Callable[[], tuple[bytes, str]]  # the body and its content type (M
 REFUSED = b"metrics: not from this address (see metrics.allow_from and metrics.token_env)\n"
 
 
+class PortTaken(Exception):
+    """The metrics port cannot be listened on; the message names it and the fix."""
+
+
 class ScrapeRule:
     def __init__(self, allow_from: Iterable[str], token: str | None) -> None:
         self.networks = [ipaddress.ip_network(entry, strict=False) for entry in allow_from]
@@ -89,12 +93,12 @@ class MetricsPort:
         self._server: WSGIServer | None = None
 
     def start(self) -> None:
-        """Bind and serve; OSError (naming the address) when the port cannot be had."""
+        """Bind and serve; PortTaken when the port cannot be had."""
         server_class = _Threading6 if ":" in self.host else _Threading
         try:
             self._server = make_server(self.host, self.port, self._app, server_class, _Quiet)
         except OSError as exc:
-            raise OSError(
+            raise PortTaken(
                 f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}; choose another metrics.port"
             ) from None
         threading.Thread(target=self._server.serve_forever, name="bastion-metrics", daemon=True).start()
