@@ -138,3 +138,39 @@ def test_an_exporter_bastion_does_not_have_is_refused_at_start_up(monkeypatch):
     with pytest.raises(SettingsError) as refused:
         local_settings(tracing={"enabled": True}).check()
     assert str(refused.value) == "OTEL_TRACES_EXPORTER names zipkin: Bastion exports with otlp, console or none"
+
+
+async def test_a_tools_own_spans_are_children_of_its_call_sync_or_async():
+    from opentelemetry import trace
+
+    from bastion import App
+
+    app = App("traced", "1")
+
+    @app.tool
+    def in_thread() -> str:
+        return format(trace.get_current_span().get_span_context().span_id, "016x")
+
+    @app.tool
+    async def on_loop() -> str:
+        return format(trace.get_current_span().get_span_context().span_id, "016x")
+
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    configured = settings().model_copy(update={"tracing": settings().tracing.model_copy(update={"enabled": True})})
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=build(app, configured, tracer_provider=provider)), base_url=BASE
+    ) as client:
+        tokens = await tokens_for(client, await register(client))
+        seen = {}
+        for tool in ("in_thread", "on_loop"):
+            answer = await client.post(
+                "/mcp",
+                headers={**modern_headers("tools/call", tool), "authorization": f"Bearer {tokens['access_token']}"},
+                json=call_body(tool, {}),
+            )
+            seen[tool] = answer.json()["result"]["content"][0]["text"]
+    spans = {s.name: s for s in exported.get_finished_spans()}
+    for tool, current in seen.items():
+        assert current == format(spans[f"tools/call {tool}"].context.span_id, "016x")
