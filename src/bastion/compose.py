@@ -221,8 +221,12 @@ class _Protection:
         authorization = trail = None
         if settings.authorization_server.enabled and store is not None:
             trail = _audit_trail(settings, store, opened, telemetry)
-            authorization = _authorization_server(app, settings, store, bus, opened, upstream, trail, telemetry)
+            accounts = _account_sessions(settings, store)
+            authorization = _authorization_server(
+                app, settings, store, bus, opened, upstream, trail, telemetry, accounts
+            )
             routes += authorization.routes()
+            routes += _account_pages(settings, authorization, accounts, trail)
         issuers = _external_issuers(settings, opened, telemetry)
         verify = TokenVerifier(authorization.grants.verify if authorization else None, issuers)
         required = tuple(settings.resource.required_scopes)
@@ -297,6 +301,7 @@ def _authorization_server(
     upstream: Mapping[str, UpstreamProvider] | None,
     trail: Any,
     telemetry: Telemetry | None,
+    accounts: Any,
 ) -> AuthorizationServer:
     from .identity.dev import DevLogin
     from .identity.login import UpstreamLogin
@@ -316,7 +321,7 @@ def _authorization_server(
         audit=audit,
     )
     approvals = oauth.approvals(configured)
-    transactions = Transactions(store, grants, approvals, settings.public_url, audit=audit)
+    transactions = Transactions(store, grants, approvals, settings.public_url, audit=audit, accounts=accounts)
     desk: SignInDesk = transactions
     methods: list[oauth.Authenticator] = [DevLogin(desk)] if configured.dev_login else []
     labels = {entry.name: entry.button_label() for entry in configured.upstream}
@@ -335,6 +340,29 @@ def _authorization_server(
         settings.public_url,
         settings.path,
         audit=audit,
+    )
+
+
+def _account_sessions(settings: Settings, store: Store) -> Any:
+    from .account.sessions import AccountSessions
+
+    return AccountSessions(store, settings.admin.session_hours * 3600)
+
+
+def _account_pages(
+    settings: Settings, authorization: AuthorizationServer, accounts: Any, trail: Any
+) -> list[BaseRoute]:
+    """The connected applications page, and the admin page and API: signed in through the same sign-in methods."""
+    from .account.admin import AdminPages
+    from .account.pages import AccountPages, SignedIn
+    from .admin.operations import Administration
+
+    administration = Administration(authorization.store, authorization.grants, trail.record if trail else None)
+    signed_in = SignedIn(authorization, accounts)
+    admins = frozenset(settings.admin.subjects)
+    return (
+        AccountPages(signed_in, administration, admins).routes()
+        + AdminPages(signed_in, administration, admins).routes()
     )
 
 

@@ -44,6 +44,7 @@ LAYOUTS = [
     (keys.audit_revision("main", 0), "auditrev:main:0"),
     (keys.audit_revision("main", 1234), "auditrev:main:1234"),
     (keys.audit_event("main", 7), "audit:main:000000000007"),
+    (keys.account_session(HASH), f"account:{HASH}"),
 ]
 
 
@@ -73,6 +74,7 @@ def test_the_kinds_are_exactly_these():
         "audittip",
         "auditrev",
         "audit",
+        "account",
     )
     assert {stored.split(":")[0] for _, stored in LAYOUTS} == set(keys.KINDS)
     assert [keys.kind_prefix(kind) for kind in keys.KINDS] == [f"{kind}:" for kind in keys.KINDS]
@@ -80,6 +82,8 @@ def test_the_kinds_are_exactly_these():
 
 def test_a_grant_issues_under_these_prefixes():
     assert keys.issued_under("g_1") == ["access:g_1:", "refresh:g_1:", "code:g_1:", "rotated:g_1:", "usedcode:g_1:"]
+    assert keys.access_tokens("g_1") == "access:g_1:"
+    assert keys.access_token("g_1", HASH).startswith(keys.access_tokens("g_1"))
 
 
 def test_a_session_owns_under_these_prefixes_and_nothing_of_another_session():
@@ -115,7 +119,10 @@ def _per_grant_builders():
     for name, function in inspect.getmembers(keys, inspect.isfunction):
         if name.startswith("_") or function.__module__ != keys.__name__:
             continue
-        if list(inspect.signature(function).parameters)[:1] == ["grant_id"] and name != "issued_under":
+        if list(inspect.signature(function).parameters)[:1] == ["grant_id"] and name not in (
+            "issued_under",
+            "access_tokens",
+        ):
             found.append(function)
     return found
 

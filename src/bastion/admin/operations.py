@@ -1,6 +1,7 @@
 """What an administrator can see and do on the store: clients and grants, listed, shown, revoked, deleted.
 
-One object for every front (the `bastion admin` command today), so that each action means the same wherever it
+One object for every front (the `bastion admin` command, the admin page and API, a person's connected
+applications page), so that each action means the same wherever it
 is asked for: revoking a grant ends it everywhere (the grants' own revocation, told on the bus, so running
 instances drop what they remembered of its tokens at once), and every action is an audit event naming who
 asked (`by`). Nothing here shows a secret: grants' sealed properties and clients' secret hashes stay out.
@@ -74,6 +75,29 @@ class Administration:
         except ValueError:  # not a grant id at all (a ":" in it)
             return None
         return _grant_view(grant_id, record) if record is not None else None
+
+    async def last_token_at(self, grant_id: str) -> float | None:
+        """When the grant last had an access token issued (its code redeemed, or a refresh): the "last used" a
+        person sees. Access itself is not recorded: that would be a write on every call."""
+        records = await self.store.get_many(await self.store.keys(keys.access_tokens(grant_id)))
+        ends = [r["expires_at"] for r in records if r is not None and isinstance(r.get("expires_at"), int | float)]
+        return max(ends) - self.grants.lifetimes.access if ends else None
+
+    async def revoke_own(self, grant_id: str, subject: str) -> bool:
+        """A person ends one of their own grants (the connected applications page); False, with nothing changed,
+        for a grant that is not theirs or does not exist."""
+        found = await self.grant(grant_id)
+        if found is None or found["subject"] != subject:
+            return False
+        await self.grants.revoke_grant(grant_id)
+        if self.audit is not None:
+            details = {"by": "user"}
+            self.audit(
+                AuditEvent(
+                    "grant.revoked", subject=subject, client_id=found["client_id"], grant_id=grant_id, details=details
+                )
+            )
+        return True
 
     async def revoke_grant(self, grant_id: str, by: str) -> bool:
         found = await self.grant(grant_id)

@@ -29,8 +29,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 async def _run(store: Any, args: argparse.Namespace) -> int:
-    from ..ops.audit import verify
-    from ..store import keys
+    from ..ops.audit import recent, verify
 
     await store.start()
     try:
@@ -43,11 +42,7 @@ async def _run(store: Any, args: argparse.Namespace) -> int:
                 return 0
             print(f"audit chain BROKEN at event {verdict.broken_at}: {verdict.reason}", file=sys.stderr)
             return 1
-        names = (await store.keys(keys.audit_events("main")))[-max(args.n, 0) :] if args.n > 0 else []
-        for name in names:
-            record = await store.get(name)
-            if record is None:
-                continue
+        for record in await recent(store, args.n):
             if args.json:
                 print(orjson.dumps(record).decode())
             else:

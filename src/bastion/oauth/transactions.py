@@ -24,11 +24,13 @@ from .client_redirects import consent_required, denied, redirect_with
 from .pages import error_page
 
 if TYPE_CHECKING:
+    from ..account.sessions import AccountSessions
     from .approvals import Approvals
     from .grants import Grants
 
 TRANSACTION_SECONDS = 600
 CONSENT_PATH = "/consent"
+ACCOUNT = "account"  # a transaction's purpose when it signs in to the account pages rather than for a client
 EXPIRED = "This sign-in request has expired or was already used. Start again from the app."
 
 
@@ -66,7 +68,9 @@ class Transactions:
         seconds: int = TRANSACTION_SECONDS,
         clock: Callable[[], float] = time.time,
         audit: Callable[[AuditEvent], None] | None = None,
+        accounts: AccountSessions | None = None,
     ) -> None:
+        self.accounts = accounts  # where a sign-in to the account pages (not for a client) ends
         self.store = store
         self.audit = audit  # told of each sign-in that ends in a code
         self.grants = grants
@@ -92,6 +96,18 @@ class Transactions:
         await self.store.commit(Commit().set(self._key(transaction), record, self.seconds))
         return transaction
 
+    async def open_for_account(self, request: Request, return_to: str) -> str:
+        """A sign-in to the account pages: no client, nothing to consent to; it ends in a browser session and
+        back at `return_to` (a path of this server)."""
+        record = {
+            "purpose": ACCOUNT,
+            "return_to": return_to,
+            "redirect_uri": self.issuer(request) + return_to,  # where the sign-in pages' forms may lead
+            "approved": True,
+            "created_at": self.clock(),
+        }
+        return await self.open(record)
+
     async def pending(self, transaction: str) -> dict[str, Any] | None:
         return await self.store.get(self._key(transaction)) if transaction else None
 
@@ -111,6 +127,8 @@ class Transactions:
 
     async def user_denied(self, transaction: str) -> Response:
         record = await self.store.take(self._key(transaction)) if transaction else None
+        if record is not None and record.get("purpose") == ACCOUNT:
+            return error_page("Sign-in was cancelled.", 403)
         return denied(record) if record is not None else error_page(EXPIRED)
 
     async def complete(self, request: Request, transaction: str, subject: str, claims: dict[str, Any]) -> Response:
@@ -118,6 +136,8 @@ class Transactions:
         record = await self.pending(transaction)
         if record is None:
             return error_page(EXPIRED)
+        if record.get("purpose") == ACCOUNT:
+            return await self._account_signed_in(key, record, subject, claims)
         if not record.get("approved") and record.get("remembered_subject") != subject:
             # Approved in this browser by someone else (or never): this user decides for themselves.
             if "none" in record.get("prompt", ()):
@@ -156,4 +176,16 @@ class Transactions:
                 request.scope, record["client_id"], record["redirect_uri"], record["resource"], subject
             ),
         )
+        return response
+
+    async def _account_signed_in(
+        self, key: str, record: dict[str, Any], subject: str, claims: dict[str, Any]
+    ) -> Response:
+        if self.accounts is None or not await self.store.commit(Commit(consume=[key])):
+            return error_page(EXPIRED)
+        method = claims.get("provider") if isinstance(claims.get("provider"), str) else None
+        if self.audit is not None:
+            self.audit(AuditEvent("signin.succeeded", subject=subject, details={"method": method, "to": ACCOUNT}))
+        response = RedirectResponse(record["return_to"], 302, headers={"Cache-Control": "no-store"})
+        response.headers.append("Set-Cookie", await self.accounts.open(subject, method))
         return response

@@ -305,6 +305,14 @@ async def verify(store: Store, chain: str = CHAIN) -> Verdict:
     return Verdict(True, count, first, last)
 
 
+async def recent(store: Store, count: int, chain: str = CHAIN) -> list[dict[str, Any]]:
+    """The newest `count` stored events, oldest first (`bastion audit tail`, the admin page and API)."""
+    if count <= 0:
+        return []
+    names = (await store.keys(keys.audit_events(chain)))[-count:]
+    return [record for record in await store.get_many(names) if record is not None]
+
+
 def _seq_of(name: str) -> int | None:
     tail = name.rpartition(keys.SEPARATOR)[2]
     return int(tail) if tail.isdigit() else None

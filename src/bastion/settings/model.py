@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import Field
 
+from .admin import AdminSettings
 from .audit import AuditSettings
 from .authorization import AuthorizationServerSettings
 from .check import start_up_problems
@@ -30,6 +31,7 @@ class Settings(ServerSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     resource: ResourceSettings = Field(default_factory=ResourceSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
 

@@ -19,6 +19,7 @@
   audittip:<chain>                        the audit chain's newest event: its number and hash
   auditrev:<chain>:<n>                    the chain's current length (consumed to append to it)
   audit:<chain>:<n, 12 digits>            the n-th audit event (numbers sort as text)
+  account:<sha256(session id)>            a browser signed in to the account and admin pages
 
 These layouts are a compatibility contract: a database written by one version is read by the next, so changing
 a layout orphans every record already stored under it (tests/store/test_keys.py pins each one).
@@ -59,6 +60,7 @@ MCP_EVENT = "mcpevent"
 AUDIT_TIP = "audittip"
 AUDIT_REVISION = "auditrev"
 AUDIT_EVENT = "audit"
+ACCOUNT_SESSION = "account"
 
 # Kinds stored under a grant id, and so deleted with the grant.
 ISSUED_KINDS = (ACCESS, REFRESH, CODE, ROTATED, USED_CODE)
@@ -78,6 +80,7 @@ KINDS = (
     MCP_SESSION,
     *SESSION_KINDS,
     *AUDIT_KINDS,
+    ACCOUNT_SESSION,
 )
 
 
@@ -199,6 +202,11 @@ def audit_events(chain: str) -> str:
     return f"{AUDIT_EVENT}{SEPARATOR}{_segment(chain, 'audit chain')}{SEPARATOR}"
 
 
+def account_session(session_hash: str) -> str:
+    """A browser's sign-in to the account pages (connected applications, admin), by the hash of its cookie."""
+    return f"{ACCOUNT_SESSION}{SEPARATOR}{_segment(session_hash, 'session hash')}"
+
+
 def _number(value: int, what: str) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(f"a {what} in a storage key must be a non-negative integer")
@@ -209,6 +217,11 @@ def kind_prefix(kind: str) -> str:
     if kind not in KINDS:
         raise ValueError(f"no storage key kind {kind!r}")
     return f"{kind}{SEPARATOR}"
+
+
+def access_tokens(grant_id: str) -> str:
+    """The prefix of every access token a grant issued."""
+    return f"{ACCESS}{SEPARATOR}{_segment(grant_id, 'grant id')}{SEPARATOR}"
 
 
 def issued_under(grant_id: str) -> list[str]:

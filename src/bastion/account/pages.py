@@ -1,0 +1,164 @@
+"""The connected applications page: a signed-in person sees every application they authorized (its name,
+whether its domain is verified, what it may do, when, when it last got a token) and revokes any of them.
+
+  GET  /account              the page (or the sign-in page, for a browser not signed in)
+  POST /account/sign-in      start signing in with the chosen method (then back to `return_to`)
+  POST /account/revoke       end one of the person's own grants: every token it issued stops working at once
+  POST /account/sign-out     end the browser's session
+
+Forms carry the session's CSRF token and must come from this site; a grant that is not the person's is
+refused without a hint that it exists. The consent screen links here.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ..oauth import forms
+from ..oauth.client_identity import verified_domain
+from ..oauth.errors import OAuthError
+from ..oauth.pages import error_page, render
+from .sessions import AccountSession, AccountSessions
+
+if TYPE_CHECKING:
+    from ..admin.operations import Administration
+    from ..oauth.server import AuthorizationServer
+
+PATH = "/account"
+SIGN_IN = "/account/sign-in"
+# Where a sign-in may lead back to: these paths only (never a URL a link could choose).
+RETURNS = frozenset({PATH, "/admin"})
+
+
+def when(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(value))
+
+
+def from_this_site(request: Request) -> bool:
+    """A form posted from a page of this server (browsers that send no Sec-Fetch-Site are trusted to the CSRF
+    token alone)."""
+    return request.headers.get("sec-fetch-site", "same-origin") == "same-origin"
+
+
+class SignedIn:
+    """What every page of the account and admin pages shares: the session, the sign-in page, the form checks."""
+
+    def __init__(self, server: AuthorizationServer, sessions: AccountSessions) -> None:
+        self.server = server
+        self.sessions = sessions
+
+    async def session(self, request: Request) -> AccountSession | None:
+        self.server.audit_request(request)
+        return await self.sessions.find(request.scope)
+
+    async def sign_in_page(self, request: Request, return_to: str, what: str) -> Response:
+        methods = [(name, method.label) for name, method in self.server.authenticators.items()]
+        return render(
+            "account_sign_in.html",
+            form_targets=await self.server.sign_in_targets(request),  # the button leads on to the provider
+            title="Sign in",
+            what=what,
+            server=self.server.issuer(request),
+            methods=methods,
+            return_to=return_to,
+            action=SIGN_IN,
+        )
+
+    async def checked_form(self, request: Request) -> tuple[AccountSession, dict[str, str]] | Response:
+        """The session and fields of a state-changing form, or the page refusing it (nothing changed)."""
+        if not from_this_site(request):
+            return error_page("This form can only be submitted from this site.", 403)
+        session = await self.session(request)
+        try:
+            fields = await forms.form(request)
+        except OAuthError as exc:
+            return error_page(exc.description, exc.status)
+        if session is None or not session.csrf_matches(fields.get("csrf_token")):
+            return error_page("This form expired or did not come from this browser. Reload the page.", 403)
+        return session, fields
+
+
+class AccountPages:
+    def __init__(self, signed_in: SignedIn, administration: Administration, admins: frozenset[str]) -> None:
+        self.signed_in = signed_in
+        self.server = signed_in.server
+        self.administration = administration
+        self.admins = admins
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route(PATH, self.show, methods=["GET"]),
+            Route(SIGN_IN, self.sign_in, methods=["POST"]),
+            Route(f"{PATH}/revoke", self.revoke, methods=["POST"]),
+            Route(f"{PATH}/sign-out", self.sign_out, methods=["POST"]),
+        ]
+
+    async def show(self, request: Request) -> Response:
+        session = await self.signed_in.session(request)
+        if session is None:
+            return await self.signed_in.sign_in_page(request, PATH, "see the applications you connected")
+        applications = []
+        for grant in await self.administration.grant_list(subject=session.subject):
+            client = await self.server.client(grant["client_id"])
+            applications.append(
+                {
+                    "grant_id": grant["grant_id"],
+                    "name": (client.client_name if client else None) or "An unnamed application",
+                    "verified_domain": verified_domain(client) if client else None,
+                    "scopes": " ".join(grant["scopes"] or []) or "(no specific scope)",
+                    "authorized": when(grant["created_at"]),
+                    "last_used": when(await self.administration.last_token_at(grant["grant_id"])),
+                }
+            )
+        return render(
+            "account.html",
+            title="Connected applications",
+            wide=True,
+            subject=session.subject,
+            server=self.server.issuer(request),
+            applications=applications,
+            csrf_token=session.csrf,
+            admin=session.subject in self.admins,
+        )
+
+    async def sign_in(self, request: Request) -> Response:
+        if not from_this_site(request):
+            return error_page("This form can only be submitted from this site.", 403)
+        self.server.audit_request(request)
+        try:
+            fields = await forms.form(request)
+        except OAuthError as exc:
+            return error_page(exc.description, exc.status)
+        return_to = fields.get("return_to", PATH)
+        method = fields.get("method", "")
+        if return_to not in RETURNS or method not in self.server.authenticators:
+            return error_page("Choose one of the sign-in methods this server offers.")
+        transaction = await self.server.transactions.open_for_account(request, return_to)
+        response = await self.server.begin_sign_in(request, transaction, method)
+        response.status_code = 303 if response.status_code in (301, 302, 307, 308) else response.status_code
+        return response
+
+    async def revoke(self, request: Request) -> Response:
+        checked = await self.signed_in.checked_form(request)
+        if isinstance(checked, Response):
+            return checked
+        session, fields = checked
+        if not await self.administration.revoke_own(fields.get("grant_id", ""), session.subject):
+            return error_page("That application is not connected to your account (any more).", 404)
+        return RedirectResponse(PATH, 303, headers={"Cache-Control": "no-store"})
+
+    async def sign_out(self, request: Request) -> Response:
+        checked = await self.signed_in.checked_form(request)
+        if isinstance(checked, Response):
+            return checked
+        session, _ = checked
+        response = RedirectResponse(PATH, 303, headers={"Cache-Control": "no-store"})
+        response.headers.append("Set-Cookie", await self.signed_in.sessions.close(session))
+        return response

@@ -1,0 +1,180 @@
+"""The connected applications page, the admin page and the admin API, in process: signed in through the dev
+login (an account transaction, not a client's), with every refusal leaving the store as it was."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from bastion.account.sessions import COOKIE
+from tests.browser import cookie_header, form_fields, set_cookies
+from tests.clients import asgi_client, records
+from tests.mcp.conftest import build_app, modern_body, modern_headers
+from tests.oauth.conftest import register, settings, tokens_for
+from tests.waiting import eventually
+
+ADMIN = "dev:root"
+CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
+
+
+def admin_settings():
+    base = settings()
+    return base.model_copy(update={"admin": base.admin.model_copy(update={"subjects": [ADMIN]})})
+
+
+async def sign_in(client: httpx.AsyncClient, username: str, return_to: str = "/account") -> dict[str, str]:
+    """Walk the account sign-in as a browser would; the cookie header of the signed-in browser."""
+    page = await client.get(return_to)
+    assert page.status_code == 200 and 'value="dev"' in page.text
+    started = await client.post("/account/sign-in", data={"method": "dev", "return_to": return_to})
+    assert started.status_code == 303, started.text
+    login = await client.get(started.headers["location"])
+    transaction = form_fields(login.text)["transaction"]
+    done = await client.post("/login/dev", data={"transaction": transaction, "username": username})
+    assert done.status_code == 303 and done.headers["location"] == return_to, done.text
+    cookies = set_cookies(done)
+    assert f"__Host-{COOKIE}" in cookies
+    assert "HttpOnly" in done.headers["set-cookie"] and "SameSite=Lax" in done.headers["set-cookie"]
+    return cookie_header({f"__Host-{COOKIE}": cookies[f"__Host-{COOKIE}"]})
+
+
+def csrf_of(page: httpx.Response) -> str:
+    return CSRF.search(page.text).group(1)
+
+
+async def call(client, token: str) -> int:
+    answer = await client.post(
+        "/mcp",
+        headers={**modern_headers("tools/call", "add"), "authorization": f"Bearer {token}"},
+        json=modern_body("tools/call", {"name": "add", "arguments": {"a": 1, "b": 2}}),
+    )
+    return answer.status_code
+
+
+async def test_a_person_sees_their_applications_and_revokes_one_whose_token_then_stops_working():
+    async with asgi_client(build_app(), settings()) as client:
+        notes = await register(client, client_name="Notes <script>alert(1)</script>")
+        other = await register(client, client_name="Other app")
+        mine = await tokens_for(client, notes, username="ada")
+        theirs = await tokens_for(client, other, username="bob")
+        browser = await sign_in(client, "ada")
+        page = await client.get("/account", headers=browser)
+        assert page.status_code == 200
+        assert "Notes &lt;script&gt;alert(1)&lt;/script&gt;" in page.text and "<script>" not in page.text
+        assert "Other app" not in page.text and "Signed in as dev:ada" in page.text
+        assert "Unverified" in page.text
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        assert page.headers["cache-control"] == "no-store"
+        [grant_id] = re.findall(r'name="grant_id" value="([^"]*)"', page.text)
+
+        revoked = await client.post(
+            "/account/revoke", data={"grant_id": grant_id, "csrf_token": csrf_of(page)}, headers=browser
+        )
+        assert revoked.status_code == 303 and revoked.headers["location"] == "/account"
+        assert await call(client, mine["access_token"]) == 401
+        assert await call(client, theirs["access_token"]) == 200
+        assert "Notes" not in (await client.get("/account", headers=browser)).text
+
+
+async def test_forged_stale_or_cross_site_forms_change_nothing():
+    async with asgi_client(build_app(), settings()) as client:
+        ada = await tokens_for(client, await register(client), username="ada")
+        bob_grant = (await tokens_for(client, await register(client), username="bob"))["access_token"].split(".")[0]
+        browser = await sign_in(client, "ada")
+        page = await client.get("/account", headers=browser)
+        [ada_grant] = re.findall(r'name="grant_id" value="([^"]*)"', page.text)
+        csrf = csrf_of(page)
+        before = await records(client)
+        attempts = [
+            ({"grant_id": ada_grant}, browser),  # no token
+            ({"grant_id": ada_grant, "csrf_token": "x" * 64}, browser),  # a wrong one
+            ({"grant_id": ada_grant, "csrf_token": csrf}, {}),  # no session
+            ({"grant_id": ada_grant, "csrf_token": csrf}, {**browser, "sec-fetch-site": "cross-site"}),
+        ]
+        for fields, headers in attempts:
+            refused = await client.post("/account/revoke", data=fields, headers=headers)
+            assert refused.status_code == 403, fields
+        # Someone else's grant, with a good token: not found, and not revoked.
+        other = await client.post("/account/revoke", data={"grant_id": bob_grant, "csrf_token": csrf}, headers=browser)
+        assert other.status_code == 404
+        assert await records(client) == before
+        assert await call(client, ada["access_token"]) == 200
+
+
+async def test_signing_out_ends_the_session_everywhere():
+    async with asgi_client(build_app(), settings()) as client:
+        browser = await sign_in(client, "ada")
+        page = await client.get("/account", headers=browser)
+        out = await client.post("/account/sign-out", data={"csrf_token": csrf_of(page)}, headers=browser)
+        assert out.status_code == 303 and "Max-Age=0" in out.headers["set-cookie"]
+        again = await client.get("/account", headers=browser)  # the old cookie, replayed
+        assert "Continue with dev login" in again.text and "Signed in as" not in again.text
+
+
+async def test_account_sign_in_accepts_only_known_methods_and_paths():
+    async with asgi_client(build_app(), settings()) as client:
+        before = await records(client)
+        for fields in ({"method": "dev", "return_to": "https://evil.example/"}, {"method": "nope"}):
+            refused = await client.post("/account/sign-in", data=fields)
+            assert refused.status_code == 400
+        assert await records(client) == before
+
+
+async def test_the_admin_page_and_api_are_for_listed_subjects_only():
+    async with asgi_client(build_app(), admin_settings()) as client:
+        registered = await register(client, client_name="Tool runner")
+        ada = await tokens_for(client, registered, username="ada")
+        visitor = await sign_in(client, "ada", "/admin")
+        page = await client.get("/admin", headers=visitor)
+        assert page.status_code == 403 and "dev:ada is not an administrator" in page.text
+        assert (await client.get("/admin/api/clients", headers=visitor)).json()["error"] == "forbidden"
+        assert (await client.get("/admin/api/clients")).status_code == 401
+
+        admin = await sign_in(client, "root", "/admin")
+        page = await client.get("/admin", headers=admin)
+        assert page.status_code == 200 and "Tool runner" in page.text and "dev:ada" in page.text
+
+        async def shows_events() -> bool:  # the trail is written in the background, moments later
+            return "client.registered" in (await client.get("/admin", headers=admin)).text
+
+        await eventually(shows_events, "the admin page showing the newest audit events")
+        listed = (await client.get("/admin/api/grants", params={"user": "dev:ada"}, headers=admin)).json()
+        [grant] = listed["grants"]
+        assert grant["client_id"] == registered["client_id"] and "props" not in grant
+
+        before = await records(client)
+        no_csrf = await client.delete(f"/admin/api/grants/{grant['grant_id']}", headers=admin)
+        assert no_csrf.status_code == 403 and no_csrf.json()["error"] == "csrf"
+        assert await records(client) == before
+        csrf = (await client.get("/admin/api/session", headers=admin)).json()["csrf_token"]
+        done = await client.delete(f"/admin/api/grants/{grant['grant_id']}", headers={**admin, "x-csrf-token": csrf})
+        assert done.json() == {"revoked": grant["grant_id"]}
+        assert await call(client, ada["access_token"]) == 401
+        assert (await client.get(f"/admin/api/grants/{grant['grant_id']}", headers=admin)).status_code == 404
+
+        deleted = await client.delete(
+            f"/admin/api/clients/{registered['client_id']}", headers={**admin, "x-csrf-token": csrf}
+        )
+        assert deleted.json() == {"deleted": registered["client_id"], "grants_revoked": 0}
+
+        async def admin_events() -> list:
+            events = (await client.get("/admin/api/audit", params={"limit": "5"}, headers=admin)).json()["events"]
+            return [(e["type"], e["details"]["by"]) for e in events if e["type"].startswith("admin.")]
+
+        wanted = [("admin.grant.revoked", f"admin:{ADMIN}"), ("admin.client.deleted", f"admin:{ADMIN}")]
+
+        async def both_recorded() -> bool:
+            return await admin_events() == wanted
+
+        await eventually(both_recorded, "both admin actions in the audit trail")
+        bad_limit = await client.get("/admin/api/audit", params={"limit": "999999"}, headers=admin)
+        assert bad_limit.status_code == 400
+
+
+def test_admin_subjects_must_be_subjects():
+    from tests.clients import local_settings
+
+    with pytest.raises(Exception, match="is not a subject"):
+        local_settings(admin={"subjects": ["root"]})
