@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ..ops.audit import AuditEvent
+from ..ops.audit import AuditEvent, bind_request
 from ..public_url import base_url
 from ..security.crypto import new_token, token_hash
 from ..store import Commit, Store, keys
@@ -132,6 +132,8 @@ class Transactions:
         return denied(record) if record is not None else error_page(EXPIRED)
 
     async def complete(self, request: Request, transaction: str, subject: str, claims: dict[str, Any]) -> Response:
+        if self.audit is not None:
+            bind_request(request.scope)  # the sign-in's callback: its address and request id name the events
         key = self._key(transaction)
         record = await self.pending(transaction)
         if record is None:
