@@ -127,14 +127,19 @@ def build(
     opened.add("MCP sessions", sessions.close_all)
     mcp: Any = protection.gate(endpoint) if protection else endpoint
 
+    worker_trail = None
     if settings.worker.secret_env:
         from .worker.api import WorkerAPI
 
+        worker_trail = protection.audit if protection is not None else None
+        if worker_trail is None and settings.audit.enabled:
+            worker_trail = _worker_trail(settings, opened, startup, store, telemetry)
         worker = WorkerAPI(
             server,
             settings.worker.secret() or "",
             settings.worker.max_token_seconds,
             require_exp=not settings.worker.allow_tokens_without_exp,
+            audit=worker_trail,
         )
         routes += worker.routes()
 
@@ -161,7 +166,7 @@ def build(
         Router(routes),
         guards=guards,
         lifecycle=Lifecycle(startup, opened.shutdown()),
-        store=protection.store if protection else None,
+        store=protection.store if protection else worker_trail.store if worker_trail is not None else None,
     )
 
 
@@ -341,6 +346,23 @@ def _authorization_server(
         settings.path,
         audit=audit,
     )
+
+
+def _worker_trail(
+    settings: Settings, opened: _Opened, startup: list[Step], store: Store | None, telemetry: Telemetry | None
+) -> Any:
+    """The audit trail of worker invocations when no authorization server keeps one: on the configured store,
+    opened for it (a worker-only deployment keeps its trail too)."""
+    if store is None:
+        store = configured_store(settings)
+        if telemetry is not None:
+            from .ops.observed_store import ObservedStore
+
+            store = ObservedStore(store, settings.store.backend, telemetry)
+        opened.add("store", store.close)
+        startup.append(("store", store.start))
+        startup.append(("store", _reachable(store)))
+    return _audit_trail(settings, store, opened, telemetry)
 
 
 def _account_sessions(settings: Settings, store: Store) -> Any:

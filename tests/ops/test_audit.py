@@ -174,9 +174,9 @@ async def test_an_oauth_session_leaves_its_security_events_with_address_and_requ
         store = store_of(client)
 
         async def all_of_them() -> bool:
-            return len(await chain(store)) >= 8
+            return len(await chain(store)) >= 9
 
-        await eventually(all_of_them, "the session's eight audit events stored")
+        await eventually(all_of_them, "the session's nine audit events stored")
         records = await chain(store)
     summary = [(r["type"], r["outcome"], r["subject"], r["client_id"]) for r in records]
     assert summary == [
@@ -185,6 +185,7 @@ async def test_an_oauth_session_leaves_its_security_events_with_address_and_requ
         ("consent.approved", "success", None, client_id),
         ("signin.succeeded", "success", "dev:alice", client_id),
         ("code.issued", "success", "dev:alice", client_id),
+        ("code.redeemed", "success", "dev:alice", client_id),
         ("token.issued", "success", "dev:alice", client_id),
         ("code.replayed", "failure", None, client_id),
         ("token.refused", "failure", None, client_id),
@@ -196,6 +197,7 @@ async def test_an_oauth_session_leaves_its_security_events_with_address_and_requ
     assert all(r["client_addr"] == "127.0.0.1" and r["request_id"] for r in records)
     grant = by_type["code.issued"]["grant_id"]
     assert grant and by_type["token.issued"]["grant_id"] == by_type["code.replayed"]["grant_id"] == grant
+    assert by_type["code.redeemed"]["grant_id"] == grant
     assert by_type["code.replayed"]["details"] == {"grant_revoked": True}
     assert by_type["signin.succeeded"]["details"] == {"method": "dev"}
     assert by_type["consent.approved"]["details"] == {"method": "dev"}
@@ -271,3 +273,25 @@ async def test_a_flood_of_forged_tokens_leaves_one_event():
         ("token.invalid", "failure", {"unrecorded": 0})
     ]
     assert records[0]["request_id"] == answers[0].headers["x-request-id"]
+
+
+async def test_revoking_an_access_token_and_a_refresh_token_are_events_naming_the_grant():
+    from tests.oauth.conftest import tokens_for
+
+    async with asgi_client(build_app(), settings()) as client:
+        registered = await register(client)
+        tokens = await tokens_for(client, registered)
+        grant = tokens["access_token"].split(".")[0]
+        for token in (tokens["access_token"], tokens["refresh_token"]):
+            revoked = await client.post("/revoke", data={"client_id": registered["client_id"], "token": token})
+            assert revoked.status_code == 200
+        store = store_of(client)
+
+        async def both() -> bool:
+            return {"token.revoked", "grant.revoked"} <= {r["type"] for r in await chain(store)}
+
+        await eventually(both, "both revocations in the trail")
+        records = {r["type"]: r for r in await chain(store)}
+    for kind in ("token.revoked", "grant.revoked"):
+        assert records[kind]["grant_id"] == grant and records[kind]["subject"] == "dev:alice"
+        assert records[kind]["client_id"] == registered["client_id"]

@@ -18,7 +18,7 @@ SECRET = "6AvYor5_y_SErk5ePiP1rLCqAMFIXRf4LAS_EIV-YSw"  # secrets.token_urlsafe(
 
 
 def worker_settings(**worker) -> Settings:
-    return local_settings(worker={"secret_env": "WORKER_SECRET", **worker})
+    return local_settings(worker={"secret_env": "WORKER_SECRET", **worker}, store={"backend": "memory"})
 
 
 def build(ran: list[str] | None = None) -> App:
@@ -238,3 +238,34 @@ def test_exp_less_tokens_only_with_the_compatibility_switch():
     with pytest.raises(auth.WorkerTokenError, match="exp is required"):
         auth.verify(exp_less, SECRET, 300)
     assert auth.verify(exp_less, SECRET, 300, require_exp=False)["aud"] == "worker"
+
+
+async def test_each_invocation_and_refused_token_is_an_audit_event_without_secrets(worker):
+    from tests.clients import store_of
+    from tests.waiting import eventually
+
+    await invoke(worker, "add", {"a": 40}, {"user_id": "u1"})
+    await invoke(worker, "fails", {})
+    await invoke(worker, "key_length", {}, {"secrets": [{"key": "NOTES_KEY", "value": "abcdef-secret"}]})
+    for _ in range(3):  # a flood of forged tokens is sampled: one stored event says how many were left out
+        await invoke(worker, "add", {"a": 1}, headers=bearer("forged"))
+    store = store_of(worker)
+
+    async def stored() -> list[dict]:
+        from bastion.ops.audit import recent
+
+        return await recent(store, 50)
+
+    async def four() -> bool:
+        return len(await stored()) == 4
+
+    await eventually(four, "four audit events")
+    events = await stored()
+    assert [(e["type"], e["outcome"], e["subject"], e["details"].get("tool")) for e in events] == [
+        ("worker.invoked", "success", "worker:u1", "add"),
+        ("worker.invoked", "failure", "worker", "fails"),
+        ("worker.invoked", "success", "worker", "key_length"),
+        ("worker.refused", "failure", None, None),
+    ]
+    assert all(e["client_addr"] == "127.0.0.1" and e["request_id"] for e in events)
+    assert "abcdef-secret" not in str(events) and "forged" not in str(events)

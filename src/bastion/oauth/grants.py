@@ -347,6 +347,9 @@ class Grants:
         if access is not None and access["client_id"] == client_id:
             await self.store.commit(Commit(delete=[access_key]))
             await self._revoked(grant_id)
+            if self.audit is not None:
+                subject = access.get("subject")
+                self.audit(AuditEvent("token.revoked", subject=subject, client_id=client_id, grant_id=grant_id))
 
     # --- verification -------------------------------------------------------------------------------------------
     async def verify(self, token: str, resource: str) -> Principal | None:

@@ -18,6 +18,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..mcp.exchange import Exchange
+from ..ops.audit import AuditEvent, AuditTrail, bind_request
+from ..ops.logs import clean
 from ..principal import Principal
 from ..security.body import BodyError, request_body
 from . import auth
@@ -44,8 +46,16 @@ def _value_schema(prop: dict[str, Any]) -> dict[str, Any]:
 
 
 class WorkerAPI:
-    def __init__(self, server: Server, secret: str, max_token_seconds: int, require_exp: bool) -> None:
+    def __init__(
+        self,
+        server: Server,
+        secret: str,
+        max_token_seconds: int,
+        require_exp: bool,
+        audit: AuditTrail | None = None,
+    ) -> None:
         self.server = server
+        self.audit = audit  # told of each invocation (worker.invoked) and, sampled, each refused token
         self._secret = secret
         self.max_token_seconds = max_token_seconds
         self.require_exp = require_exp
@@ -70,6 +80,9 @@ class WorkerAPI:
         try:
             auth.verify(header[7:].strip(), self._secret, self.max_token_seconds, self.require_exp)
         except auth.WorkerTokenError as exc:
+            if self.audit is not None:
+                bind_request(request.scope)
+                self.audit.record_sampled(AuditEvent("worker.refused", "failure", details={"reason": str(exc)}))
             return JSONResponse({"error": f"invalid worker token: {exc}"}, 401, headers=_challenge("invalid_token"))
         return None
 
@@ -143,6 +156,18 @@ class WorkerAPI:
         if tool is None or (toolkit and str(toolkit).lower() != self.toolkit["name"].lower()):
             return JSONResponse({"error": f"tool {tool_ref.get('toolkit')}.{tool_ref.get('name')} not found"}, 404)
         output = await self._run(tool, inputs, context, execution_id)
+        if self.audit is not None:
+            bind_request(request.scope)
+            user = context.get("user_id")
+            self.audit.record(
+                AuditEvent(
+                    "worker.invoked",
+                    "failure" if "error" in output else "success",
+                    subject=clean(f"worker:{user}") if isinstance(user, str) else "worker",
+                    client_id="worker",
+                    details={"tool": tool.name, "execution_id": clean(execution_id, 64)},
+                )
+            )
         return JSONResponse(
             {
                 "execution_id": execution_id,
