@@ -368,13 +368,10 @@ class AuthorizationServer:
             sender = clean(client_id) if client_id else None
             self.record_event(AuditEvent("token.refused", "failure", client_id=sender, details=details))
             return oauth_error(exc)
-        grant = tokens.grant_id
-        who = {"subject": tokens.subject, "client_id": client.client_id, "grant_id": grant}
-        if grant_type == "authorization_code":
-            self.record_event(AuditEvent("code.redeemed", **who))
-        self.record_event(
-            AuditEvent("token.issued" if grant_type == "authorization_code" else "token.refreshed", **who)
-        )
+        redeemed = grant_type == "authorization_code"
+        for kind in ("code.redeemed", "token.issued") if redeemed else ("token.refreshed",):
+            event = AuditEvent(kind, subject=tokens.subject, client_id=client.client_id, grant_id=tokens.grant_id)
+            self.record_event(event)
         body = tokens.response()
         if "refresh_token" not in client.grant_types:
             body.pop("refresh_token", None)
