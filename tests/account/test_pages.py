@@ -160,8 +160,9 @@ async def test_the_admin_page_and_api_are_for_listed_subjects_only():
         assert deleted.json() == {"deleted": registered["client_id"], "grants_revoked": 0}
 
         async def admin_events() -> list:
-            events = (await client.get("/admin/api/audit", params={"limit": "5"}, headers=admin)).json()["events"]
-            return [(e["type"], e["details"]["by"]) for e in events if e["type"].startswith("admin.")]
+            query = {"limit": "5", "type": "admin."}
+            events = (await client.get("/admin/api/audit", params=query, headers=admin)).json()["events"]
+            return [(e["type"], e["details"]["by"]) for e in events]
 
         wanted = [("admin.grant.revoked", f"admin:{ADMIN}"), ("admin.client.deleted", f"admin:{ADMIN}")]
 
@@ -169,8 +170,11 @@ async def test_the_admin_page_and_api_are_for_listed_subjects_only():
             return await admin_events() == wanted
 
         await eventually(both_recorded, "both admin actions in the audit trail")
-        bad_limit = await client.get("/admin/api/audit", params={"limit": "999999"}, headers=admin)
-        assert bad_limit.status_code == 400
+        for bad in ({"limit": "999999"}, {"limit": "-1"}, {"since": "yesterday"}):
+            refused = await client.get("/admin/api/audit", params=bad, headers=admin)
+            assert refused.status_code == 400 and refused.json()["error"] == "invalid_request"
+        later = await client.get("/admin/api/audit", params={"since": "4102444800"}, headers=admin)  # 2100
+        assert later.json() == {"events": []}
 
 
 def test_admin_subjects_must_be_subjects():
@@ -178,3 +182,28 @@ def test_admin_subjects_must_be_subjects():
 
     with pytest.raises(Exception, match="is not a subject"):
         local_settings(admin={"subjects": ["root"]})
+
+
+async def test_revoking_on_the_account_page_forgets_this_browsers_approval_so_the_app_must_ask_again():
+    from tests.oauth.conftest import authorize_params
+    from tests.oauth.test_consent import approve_and_sign_in
+
+    async with asgi_client(build_app(), settings()) as client:
+        app = await register(client)
+        remembered = await approve_and_sign_in(client, app["client_id"], username="ada")
+        user_navigation = {**cookie_header(remembered), "sec-fetch-site": "none"}
+        silent = await client.get("/authorize", params=authorize_params(app["client_id"]), headers=user_navigation)
+        assert silent.headers["location"].startswith("/login/dev")  # remembered: no consent screen
+
+        browser = await sign_in(client, "ada")
+        both = {"cookie": f"{browser['cookie']}; {cookie_header(remembered)['cookie']}"}
+        page = await client.get("/account", headers=both)
+        [grant_id] = re.findall(r'name="grant_id" value="([^"]*)"', page.text)
+        revoked = await client.post(
+            "/account/revoke", data={"grant_id": grant_id, "csrf_token": csrf_of(page)}, headers=both
+        )
+        assert revoked.status_code == 303
+        forgotten = set_cookies(revoked)["__Host-bastion-approvals"]
+        after = {**cookie_header({"__Host-bastion-approvals": forgotten}), "sec-fetch-site": "none"}
+        asked = await client.get("/authorize", params=authorize_params(app["client_id"]), headers=after)
+        assert asked.headers["location"].startswith("/consent")

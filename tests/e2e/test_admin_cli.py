@@ -78,6 +78,8 @@ async def test_an_operator_revokes_a_grant_and_the_running_server_refuses_its_to
         assert missing.returncode == 2 and missing.stderr.splitlines() == [
             "bastion: no grant 'no-such-grant': `bastion admin grants list` shows them"
         ]
+        kept = bastion(env, tmp_path, "admin", "clients", "revoke", "--", client_id)
+        assert kept.stdout == f"client {client_id}: 0 grant(s) revoked; it stays registered\n"
         deleted = bastion(env, tmp_path, "admin", "clients", "delete", "--", client_id)  # as the help says
         assert deleted.stdout == f"client {client_id} deleted; 0 grant(s) revoked\n"
         assert lines(bastion(env, tmp_path, "admin", "--json", "clients", "list")) == []
@@ -87,8 +89,19 @@ async def test_an_operator_revokes_a_grant_and_the_running_server_refuses_its_to
     by = f"cli:{getpass.getuser()}"
     assert [(e["type"], e["details"]["by"]) for e in events] == [
         ("admin.grant.revoked", by),
+        ("admin.client.revoked", by),
         ("admin.client.deleted", by),
     ]
     assert events[0]["grant_id"] == listed["grant_id"] and events[0]["subject"] == "dev:revoked-user"
-    assert events[1]["details"]["grants_revoked"] == 0 and events[1]["client_id"] == client_id
+    assert events[2]["details"]["grants_revoked"] == 0 and events[2]["client_id"] == client_id
     assert bastion(env, tmp_path, "audit", "verify").returncode == 0
+    # Searching: by type prefix and client, newest last; a time that is not one ends in one line.
+    found = lines(bastion(env, tmp_path, "audit", "search", "--type", "admin.client", "--client", client_id, "--json"))
+    assert [e["type"] for e in found] == ["admin.client.revoked", "admin.client.deleted"]
+    assert lines(bastion(env, tmp_path, "audit", "search", "--since", "2999-01-01", "--json")) == []
+    table = bastion(env, tmp_path, "audit", "search", "--subject", "dev:revoked-user", "-n", "2")
+    assert table.returncode == 0 and len(table.stdout.splitlines()) == 2
+    bad = bastion(env, tmp_path, "audit", "search", "--since", "yesterday")
+    assert bad.returncode == 2 and bad.stderr.splitlines() == [
+        "bastion: --since 'yesterday' is not a date or time: write 2026-12-01 or 2026-12-01T08:00Z"
+    ]

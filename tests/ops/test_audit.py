@@ -295,3 +295,27 @@ async def test_revoking_an_access_token_and_a_refresh_token_are_events_naming_th
     for kind in ("token.revoked", "grant.revoked"):
         assert records[kind]["grant_id"] == grant and records[kind]["subject"] == "dev:alice"
         assert records[kind]["client_id"] == registered["client_id"]
+
+
+async def test_searching_finds_the_newest_matching_events_across_pages(monkeypatch):
+    from bastion.ops.audit import Search, recent
+
+    monkeypatch.setattr(audit_module, "SEARCH_PAGE", 7)  # several pages of the chain, without writing thousands
+    store = MemoryStore()
+    now = [1000.0]
+    trail = AuditTrail(store, retention_seconds=DAY, clock=lambda: now[0])
+    for n in range(40):
+        now[0] = 1000.0 + n
+        kind = "token.issued" if n % 3 else "grant.revoked"
+        trail.record(AuditEvent(kind, subject=f"dev:user{n % 4}", client_id=f"c{n % 2}", grant_id=f"g{n}"))
+    await trail.flush()
+    everything = await recent(store, 100)
+    assert [e["seq"] for e in everything] == list(range(1, 41))
+    assert [e["seq"] for e in await recent(store, 3)] == [38, 39, 40]
+    revoked = await recent(store, 100, Search(type="grant."))
+    assert [e["grant_id"] for e in revoked] == [f"g{n}" for n in range(0, 40, 3)]
+    mine = await recent(store, 2, Search(subject="dev:user1", client_id="c1"))
+    assert [e["grant_id"] for e in mine] == ["g33", "g37"]  # the newest two, oldest first
+    window = await recent(store, 100, Search(since=1010.0, until=1013.0))
+    assert [e["grant_id"] for e in window] == ["g10", "g11", "g12"]
+    assert await recent(store, 5, Search(type="nothing.")) == []

@@ -8,7 +8,7 @@ signed in through Bastion's own sign-in methods (account/sessions.py). The same 
   GET  /admin/api/session              who is signed in, and the CSRF token a DELETE carries (X-CSRF-Token)
   GET  /admin/api/clients              GET /admin/api/clients/{client_id}      DELETE /admin/api/clients/{client_id}
   GET  /admin/api/grants?user=&client= GET /admin/api/grants/{grant_id}        DELETE /admin/api/grants/{grant_id}
-  GET  /admin/api/audit?limit=50
+  GET  /admin/api/audit?limit=50&type=token.&subject=&client=&grant=&since=&until=
 
 The API answers JSON only, errors as {"error", "error_description"}: 401 not signed in, 403 not an admin (or a
 DELETE without the session's CSRF token, or from another site), 404 unknown. Its cookie is SameSite=Lax and
@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from ..admin.operations import Administration
 from ..oauth.pages import error_page, render
-from ..ops.audit import recent
+from ..ops.audit import Search, recent
 from .pages import SignedIn, from_this_site, when
 from .sessions import AccountSession
 
@@ -188,10 +188,19 @@ class AdminPages:
         session = await self._api_admin(request)
         if isinstance(session, Response):
             return session
-        raw = request.query_params.get("limit", str(EVENTS_SHOWN))
+        query = request.query_params
+        raw = query.get("limit", str(EVENTS_SHOWN))
         if not raw.isdigit() or not 0 < int(raw) <= MAX_EVENTS:
             return _api_error(400, "invalid_request", f"limit is a number from 1 to {MAX_EVENTS}")
-        return _json({"events": await recent(self.administration.store, int(raw))})
+        bounds = []
+        for name in ("since", "until"):
+            value = query.get(name)
+            try:
+                bounds.append(float(value) if value is not None else None)
+            except ValueError:
+                return _api_error(400, "invalid_request", f"{name} is a time in Unix seconds")
+        search = Search(query.get("type"), query.get("subject"), query.get("client"), query.get("grant"), *bounds)
+        return _json({"events": await recent(self.administration.store, int(raw), search)})
 
 
 def _not_admin(session: AccountSession) -> Response:

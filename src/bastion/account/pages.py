@@ -150,9 +150,14 @@ class AccountPages:
         if isinstance(checked, Response):
             return checked
         session, fields = checked
-        if not await self.administration.revoke_own(fields.get("grant_id", ""), session.subject):
+        client_id = await self.administration.revoke_own(fields.get("grant_id", ""), session.subject)
+        if client_id is None:
             return error_page("That application is not connected to your account (any more).", 404)
-        return RedirectResponse(PATH, 303, headers={"Cache-Control": "no-store"})
+        response = RedirectResponse(PATH, 303, headers={"Cache-Control": "no-store"})
+        # This browser's remembered approval goes too: the application must ask again, on the consent screen.
+        if (forget := self.server.approvals.forget(request.scope, client_id)) is not None:
+            response.headers.append("Set-Cookie", forget)
+        return response
 
     async def sign_out(self, request: Request) -> Response:
         checked = await self.signed_in.checked_form(request)

@@ -44,15 +44,28 @@ class Administration:
         view["grants"] = len(await self.grant_list(client_id=client_id))
         return view
 
+    async def revoke_client(self, client_id: str, by: str) -> int | None:
+        """Revoke every grant of the client, which stays registered (its users must authorize it again): how many
+        grants ended, or None if it does not exist."""
+        if await self.store.get(keys.client(client_id)) is None:
+            return None
+        ended = await self._revoke_all(client_id)
+        self._record("admin.client.revoked", by, client_id=client_id, details={"grants_revoked": ended})
+        return ended
+
     async def delete_client(self, client_id: str, by: str) -> int | None:
         """Revoke every grant of the client, then delete it: how many grants ended, or None if it does not exist."""
         if await self.store.get(keys.client(client_id)) is None:
             return None
+        ended = await self._revoke_all(client_id)
+        await self.store.commit(Commit(delete=[keys.client(client_id)]))
+        self._record("admin.client.deleted", by, client_id=client_id, details={"grants_revoked": ended})
+        return ended
+
+    async def _revoke_all(self, client_id: str) -> int:
         ended = await self.grant_list(client_id=client_id)
         for grant in ended:
             await self.grants.revoke_grant(grant["grant_id"])
-        await self.store.commit(Commit(delete=[keys.client(client_id)]))
-        self._record("admin.client.deleted", by, client_id=client_id, details={"grants_revoked": len(ended)})
         return len(ended)
 
     # --- grants -----------------------------------------------------------------------------------------
@@ -83,12 +96,12 @@ class Administration:
         ends = [r["expires_at"] for r in records if r is not None and isinstance(r.get("expires_at"), int | float)]
         return max(ends) - self.grants.lifetimes.access if ends else None
 
-    async def revoke_own(self, grant_id: str, subject: str) -> bool:
-        """A person ends one of their own grants (the connected applications page); False, with nothing changed,
-        for a grant that is not theirs or does not exist."""
+    async def revoke_own(self, grant_id: str, subject: str) -> str | None:
+        """A person ends one of their own grants (the connected applications page): the client it was for; None,
+        with nothing changed, for a grant that is not theirs or does not exist."""
         found = await self.grant(grant_id)
         if found is None or found["subject"] != subject:
-            return False
+            return None
         await self.grants.revoke_grant(grant_id)
         if self.audit is not None:
             details = {"by": "user"}
@@ -97,7 +110,7 @@ class Administration:
                     "grant.revoked", subject=subject, client_id=found["client_id"], grant_id=grant_id, details=details
                 )
             )
-        return True
+        return str(found["client_id"])
 
     async def revoke_grant(self, grant_id: str, by: str) -> bool:
         found = await self.grant(grant_id)

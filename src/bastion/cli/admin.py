@@ -27,6 +27,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     clients = kinds.add_parser("clients", help="registered clients").add_subparsers(dest="action", required=True)
     clients.add_parser("list", help="every registered client")
     clients.add_parser("show", help="one client").add_argument("client_id", help=_DASH)
+    clients.add_parser("revoke", help="revoke every grant of a client; it stays registered").add_argument(
+        "client_id", help=_DASH
+    )
     clients.add_parser("delete", help="revoke every grant of a client, then delete it").add_argument(
         "client_id", help=_DASH
     )
@@ -77,6 +80,10 @@ async def _act(admin: Any, args: argparse.Namespace, by: str) -> int:
             refuse(f"no client {args.client_id!r}: `bastion admin clients list` shows them")
         if args.action == "show":
             return _show([found], args.json, tuple(found))
+        if args.action == "revoke":
+            ended = await admin.revoke_client(args.client_id, by)
+            print(f"client {args.client_id}: {ended} grant(s) revoked; it stays registered")
+            return 0
         ended = await admin.delete_client(args.client_id, by)
         print(f"client {args.client_id} deleted; {ended} grant(s) revoked")
         return 0

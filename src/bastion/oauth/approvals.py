@@ -59,6 +59,17 @@ class Approvals:
                 return str(subject)
         return None
 
+    def forget(self, scope: Mapping[str, Any], client_id: str) -> str | None:
+        """The Set-Cookie value dropping every approval of `client_id` in this browser (its user revoked it: the
+        next authorization asks again); None when the cookie holds none."""
+        entries = self.read(scope)
+        kept = [e for e in entries if e[0] != client_id]
+        if len(kept) == len(entries):
+            return None
+        if not kept:
+            return host_cookie(COOKIE, "", 0)
+        return host_cookie(COOKIE, _pack(seal(self.key, "approvals", kept, DAYS * 86400)), DAYS * 86400)
+
     def remember(self, scope: Mapping[str, Any], client_id: str, redirect_uri: str, resource: str, subject: str) -> str:
         """The Set-Cookie value adding this approval (newest first, oldest dropped to fit)."""
         kept = [

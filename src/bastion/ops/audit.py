@@ -53,6 +53,7 @@ sampled = SampledLog(log)
 CHAIN = "main"
 GENESIS = "0" * 64  # the `prev` of the first event ever
 MAX_WAITING = 10_000
+SEARCH_PAGE = 500  # events read per round trip while searching
 BATCH = 200  # events appended by one commit at most
 RETRY_SECONDS = 1.0  # after the store failed, before trying again
 APPEND_ATTEMPTS = 32  # lost races with other instances before this batch waits for the next round
@@ -305,12 +306,43 @@ async def verify(store: Store, chain: str = CHAIN) -> Verdict:
     return Verdict(True, count, first, last)
 
 
-async def recent(store: Store, count: int, chain: str = CHAIN) -> list[dict[str, Any]]:
-    """The newest `count` stored events, oldest first (`bastion audit tail`, the admin page and API)."""
+@dataclass(frozen=True)
+class Search:
+    """Which stored events to find: every field given must match (type by prefix: "token." finds them all)."""
+
+    type: str | None = None
+    subject: str | None = None
+    client_id: str | None = None
+    grant_id: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+    def matches(self, event: Mapping[str, Any]) -> bool:
+        when = event.get("time") or 0
+        return (
+            (self.type is None or str(event.get("type", "")).startswith(self.type))
+            and (self.subject is None or event.get("subject") == self.subject)
+            and (self.client_id is None or event.get("client_id") == self.client_id)
+            and (self.grant_id is None or event.get("grant_id") == self.grant_id)
+            and (self.since is None or when >= self.since)
+            and (self.until is None or when < self.until)
+        )
+
+
+async def recent(store: Store, count: int, search: Search | None = None, chain: str = CHAIN) -> list[dict[str, Any]]:
+    """The newest `count` stored events that match `search` (all, without one), oldest first: `bastion audit
+    tail|search`, the admin page and API. Read newest first, a page of events at a time, until enough match."""
     if count <= 0:
         return []
-    names = (await store.keys(keys.audit_events(chain)))[-count:]
-    return [record for record in await store.get_many(names) if record is not None]
+    names = await store.keys(keys.audit_events(chain))
+    found: list[dict[str, Any]] = []
+    end = len(names)
+    while end > 0 and len(found) < count:
+        start = max(0, end - (count if search is None else SEARCH_PAGE))
+        page = [record for record in await store.get_many(names[start:end]) if record is not None]
+        found.extend(record for record in reversed(page) if search is None or search.matches(record))
+        end = start
+    return list(reversed(found[:count]))
 
 
 def _seq_of(name: str) -> int | None:
