@@ -86,9 +86,21 @@ class TracingSettings(BaseModel):
             import opentelemetry.sdk.trace  # noqa: F401
         except ImportError:
             return ["tracing.enabled needs OpenTelemetry: pip install 'mcp-bastion[otel]'"]
-        exporters = {name.strip() for name in (os.environ.get("OTEL_TRACES_EXPORTER") or "otlp").split(",")}
+        env = os.environ
+        exporters = {name.strip() for name in (env.get("OTEL_TRACES_EXPORTER") or "otlp").split(",")}
         if unknown := exporters - {"otlp", "console", "none", ""}:
-            return [
-                f"OTEL_TRACES_EXPORTER names {', '.join(sorted(unknown))}: Bastion exports with otlp, console or none"
-            ]
+            names = ", ".join(sorted(unknown))
+            return [f"OTEL_TRACES_EXPORTER names {names}: Bastion exports with otlp, console or none"]
+        protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        if protocol not in (None, "", "http/protobuf", "http/json"):
+            return [f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: Bastion exports over http/protobuf or http/json"]
+        if protocol == "http/json":
+            if exporters != {"otlp"}:
+                return ["OTEL_EXPORTER_OTLP_PROTOCOL=http/json exports with otlp alone: unset OTEL_TRACES_EXPORTER"]
+            sampler = env.get("OTEL_TRACES_SAMPLER") or "parentbased_always_on"
+            if sampler.removeprefix("parentbased_") not in ("always_on", "always_off", "traceidratio"):
+                return [
+                    f"OTEL_TRACES_SAMPLER={sampler!r}: with http/json, use always_on, always_off, traceidratio or "
+                    "their parentbased_ forms"
+                ]
         return []

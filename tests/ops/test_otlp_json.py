@@ -1,0 +1,127 @@
+"""Bastion's own OTLP/HTTP JSON span pipeline, in process: spans in the OpenTelemetry API's context (a tool's
+spans nest in them), the samplers the standard variable names, the JSON the OTLP specification defines, and a
+collector that is away costing nothing but the spans."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import orjson
+import pytest
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
+
+from bastion.ops.otlp_json import Sampler, light_provider
+
+
+class Collector(BaseHTTPRequestHandler):
+    bodies: ClassVar[list[tuple[dict, dict]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        Collector.bodies.append(({k.lower(): v for k, v in self.headers.items()}, orjson.loads(body)))
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def collector():
+    Collector.bodies = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_spans_nest_in_the_api_context_and_are_sent_as_otlp_json(collector):
+    provider = light_provider(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector,
+            "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20abc,x-tenant=t1",
+            "OTEL_SERVICE_NAME": "notes",
+            "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test",
+        }
+    )
+    tracer = provider.get_tracer("bastion")
+    remote = SpanContext(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, True, TraceFlags(1))
+    parent = trace.set_span_in_context(NonRecordingSpan(remote))
+    with tracer.start_as_current_span("tools/call add", parent, SpanKind.SERVER, {"gen_ai.tool.name": "add"}) as call:
+        inner = trace.get_tracer("a tool's own").start_span("fetch")  # any tracer: the API's no-op one here
+        assert inner.get_span_context().trace_id == remote.trace_id
+        with tracer.start_as_current_span("bastion.store get", attributes={"n": 3, "ok": True, "ratio": 0.5}):
+            pass
+        call.set_status(StatusCode.ERROR, "tool_error")
+    provider.shutdown()  # sends what is left
+    [(headers, body)] = Collector.bodies
+    assert headers["authorization"] == "Bearer abc" and headers["x-tenant"] == "t1"
+    assert headers["content-type"] == "application/json"
+    [resource] = body["resourceSpans"]
+    service = {a["key"]: a["value"]["stringValue"] for a in resource["resource"]["attributes"]}
+    assert service["service.name"] == "notes" and service["deployment.environment"] == "test"
+    store, outer = resource["scopeSpans"][0]["spans"]  # in the order they ended
+    assert outer["name"] == "tools/call add" and outer["kind"] == 2
+    assert outer["traceId"] == "4bf92f3577b34da6a3ce929d0e0e4736" and outer["parentSpanId"] == "00f067aa0ba902b7"
+    assert outer["status"] == {"code": 2, "message": "tool_error"} and outer["flags"] == 0x301
+    assert store["parentSpanId"] == outer["spanId"] and store["traceId"] == outer["traceId"] and store["kind"] == 1
+    assert store["attributes"] == [
+        {"key": "n", "value": {"intValue": "3"}},
+        {"key": "ok", "value": {"boolValue": True}},
+        {"key": "ratio", "value": {"doubleValue": 0.5}},
+    ]
+    assert int(store["endTimeUnixNano"]) >= int(store["startTimeUnixNano"]) > 0
+
+
+@pytest.mark.parametrize(
+    ("name", "argument", "parent_sampled", "kept"),
+    [
+        ("always_on", None, None, True),
+        ("always_off", None, None, False),
+        ("parentbased_always_on", None, False, False),  # the caller decided not to sample
+        ("parentbased_always_off", None, True, True),
+        ("traceidratio", "0", None, False),
+        ("traceidratio", "1", None, True),
+    ],
+)
+def test_samplers_decide_as_the_specification_says(name, argument, parent_sampled, kept):
+    sampler = Sampler(name, argument)
+    parent = None
+    if parent_sampled is not None:
+        parent = SpanContext(1, 2, True, TraceFlags(1 if parent_sampled else 0))
+    assert sampler.sampled(parent, 0x1234) is kept
+
+
+def test_a_ratio_samples_about_that_share_of_traces():
+    sampler = Sampler("traceidratio", "0.25")
+    kept = sum(sampler.sampled(None, trace_id * 0x9E3779B97F4A7C15 & ((1 << 128) - 1)) for trace_id in range(4000))
+    assert 800 < kept < 1200
+
+
+def test_an_unsampled_span_records_nothing_and_still_propagates(collector):
+    provider = light_provider({"OTEL_EXPORTER_OTLP_ENDPOINT": collector, "OTEL_TRACES_SAMPLER": "always_off"})
+    span = provider.get_tracer("bastion").start_span("tools/call add")
+    assert not span.is_recording() and span.get_span_context().is_valid
+    assert not span.get_span_context().trace_flags.sampled
+    span.end()
+    provider.shutdown()
+    assert Collector.bodies == []
+
+
+def test_a_collector_that_is_away_loses_the_spans_not_the_server(caplog):
+    provider = light_provider(
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_EXPORTER_OTLP_TIMEOUT": "500"}
+    )
+    provider.get_tracer("bastion").start_span("x").end()
+    provider.shutdown()
+    assert any("could not send 1 spans" in r.getMessage() for r in caplog.records)
+
+
+def test_a_sampler_bastion_does_not_have_is_refused():
+    with pytest.raises(ValueError, match="OTEL_TRACES_SAMPLER='jaeger_remote'"):
+        Sampler("jaeger_remote", None)
