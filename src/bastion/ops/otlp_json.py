@@ -8,7 +8,7 @@ variables: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (or OTEL_EXPORTER_OTLP_ENDPOINT + 
 ..._TIMEOUT, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, and OTEL_TRACES_SAMPLER (always_on, always_off,
 traceidratio, parentbased_always_on (the default), parentbased_always_off, parentbased_traceidratio) with
 OTEL_TRACES_SAMPLER_ARG. Finished spans wait in a bounded queue (the oldest dropped beyond it, and counted) and a
-thread posts them once a second, 2048 at most per request.
+thread posts them once a second, 512 at most per request.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from .sampled import SampledLog
 log = SampledLog(logging.getLogger("bastion.tracing"), period=60.0)  # an absent collector: a line a minute
 
 MAX_QUEUE = 65536
-BATCH = 2048
+BATCH = 512  # spans per post: encoding one batch holds the interpreter about 2 ms
 EVERY_SECONDS = 1.0
 SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
