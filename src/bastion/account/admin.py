@@ -23,10 +23,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..admin.operations import Administration
 from ..oauth.pages import error_page, render
 from ..ops.audit import Search, recent
-from .pages import SignedIn, from_this_site, when
+from .pages import Area, from_this_site, when
 from .sessions import AccountSession
 
 PATH = "/admin"
@@ -35,13 +34,7 @@ EVENTS_SHOWN = 50
 MAX_EVENTS = 1000
 
 
-class AdminPages:
-    def __init__(self, signed_in: SignedIn, administration: Administration, admins: frozenset[str]) -> None:
-        self.signed_in = signed_in
-        self.server = signed_in.server
-        self.administration = administration
-        self.admins = admins
-
+class AdminPages(Area):
     def routes(self) -> list[BaseRoute]:
         return [
             Route(PATH, self.show, methods=["GET"]),

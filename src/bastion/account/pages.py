@@ -23,6 +23,7 @@ from ..oauth import forms
 from ..oauth.client_identity import verified_domain
 from ..oauth.errors import OAuthError
 from ..oauth.pages import error_page, render
+from ..oauth.see_other import see_other
 from .sessions import AccountSession, AccountSessions
 
 if TYPE_CHECKING:
@@ -85,13 +86,17 @@ class SignedIn:
         return session, fields
 
 
-class AccountPages:
+class Area:
+    """A set of pages behind the account sign-in, acting through the one Administration."""
+
     def __init__(self, signed_in: SignedIn, administration: Administration, admins: frozenset[str]) -> None:
         self.signed_in = signed_in
         self.server = signed_in.server
         self.administration = administration
         self.admins = admins
 
+
+class AccountPages(Area):
     def routes(self) -> list[BaseRoute]:
         return [
             Route(PATH, self.show, methods=["GET"]),
@@ -141,9 +146,7 @@ class AccountPages:
         if return_to not in RETURNS or method not in self.server.authenticators:
             return error_page("Choose one of the sign-in methods this server offers.")
         transaction = await self.server.transactions.open_for_account(request, return_to)
-        response = await self.server.begin_sign_in(request, transaction, method)
-        response.status_code = 303 if response.status_code in (301, 302, 307, 308) else response.status_code
-        return response
+        return see_other(await self.server.begin_sign_in(request, transaction, method))
 
     async def revoke(self, request: Request) -> Response:
         checked = await self.signed_in.checked_form(request)
