@@ -64,7 +64,15 @@ async def test_shutdown_closes_everything_that_was_opened_newest_first(tmp_path)
         update={"resource": Settings.load(env={}, resource={"issuers": [issuer]}).resource}
     )
     asgi = build(build_app(), settings)
-    assert opened_names(asgi) == ["MCP sessions", "issuer client", "audit trail", "store", "bus", "tool threads"]
+    assert opened_names(asgi) == [
+        "MCP sessions",
+        "issuer client",
+        "client expiry sweep",
+        "audit trail",
+        "store",
+        "bus",
+        "tool threads",
+    ]
     store, server = asgi.store, asgi.mcp.app.server
     assert await lifespan(asgi, "startup", "shutdown") == [
         {"type": "lifespan.startup.complete"},

@@ -99,7 +99,7 @@ def build(
         startup.append(("store", _reachable(store)))
     protection = None
     if settings.authenticated and bus is not None:
-        protection = _Protection.build(app, settings, opened, store, upstream, bus, telemetry)
+        protection = _Protection.build(app, settings, opened, startup, store, upstream, bus, telemetry)
         routes += protection.routes
     if shared and bus is not None:
         from .cluster.relay import Relay
@@ -208,6 +208,7 @@ class _Protection:
         app: App,
         settings: Settings,
         opened: _Opened,
+        startup: list[Step],
         store: Store | None,
         upstream: Mapping[str, UpstreamProvider] | None,
         bus: Bus,
@@ -231,7 +232,7 @@ class _Protection:
                 app, settings, store, bus, opened, upstream, trail, telemetry, accounts
             )
             routes += authorization.routes()
-            routes += _account_pages(settings, authorization, accounts, trail)
+            routes += _account_pages(settings, authorization, accounts, trail, opened, startup)
         issuers = _external_issuers(settings, opened, telemetry)
         verify = TokenVerifier(authorization.grants.verify if authorization else None, issuers)
         required = tuple(settings.resource.required_scopes)
@@ -372,14 +373,24 @@ def _account_sessions(settings: Settings, store: Store) -> Any:
 
 
 def _account_pages(
-    settings: Settings, authorization: AuthorizationServer, accounts: Any, trail: Any
+    settings: Settings,
+    authorization: AuthorizationServer,
+    accounts: Any,
+    trail: Any,
+    opened: _Opened,
+    startup: list[Step],
 ) -> list[BaseRoute]:
-    """The connected applications page, and the admin page and API: signed in through the same sign-in methods."""
+    """The connected applications page, and the admin page and API: signed in through the same sign-in methods;
+    and the sweep that removes expired registrations, through the same Administration."""
     from .account.admin import AdminPages
     from .account.pages import AccountPages, SignedIn
+    from .admin.expiry import ExpirySweep
     from .admin.operations import Administration
 
     administration = Administration(authorization.store, authorization.grants, trail.record if trail else None)
+    sweep = ExpirySweep(administration)
+    startup.append(("client expiry sweep", sweep.start))
+    opened.add("client expiry sweep", sweep.close)
     signed_in = SignedIn(authorization, accounts)
     admins = frozenset(settings.admin.subjects)
     return (

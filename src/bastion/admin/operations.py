@@ -62,6 +62,23 @@ class Administration:
         self._record("admin.client.deleted", by, client_id=client_id, details={"grants_revoked": ended})
         return ended
 
+    async def expire_clients(self, now: float) -> list[str]:
+        """Remove every registration past its expiry, revoking its grants, each an audit event: the ids removed.
+        Instances may sweep at once: whoever consumes a client's record is the one that reports it."""
+        expired = []
+        for client in await self.clients():
+            expires_at = client["expires_at"]
+            if expires_at is None or expires_at > now:
+                continue
+            if not await self.store.commit(Commit(consume=[keys.client(client["client_id"])])):
+                continue  # another instance took it
+            ended = await self._revoke_all(client["client_id"])
+            if self.audit is not None:
+                details = {"expired_at": expires_at, "grants_revoked": ended}
+                self.audit(AuditEvent("client.expired", client_id=client["client_id"], details=details))
+            expired.append(client["client_id"])
+        return expired
+
     async def _revoke_all(self, client_id: str) -> int:
         ended = await self.grant_list(client_id=client_id)
         for grant in ended:

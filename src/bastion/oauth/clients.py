@@ -45,6 +45,9 @@ class Client:
     expires_at: int | None = None
     metadata_document: bool = False  # came from a Client ID Metadata Document, not a registration
 
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Client:
         known = cls.__dataclass_fields__
@@ -72,6 +75,9 @@ class Client:
             if redirects.matches(registered, requested):
                 return requested
         return None
+
+
+EXPIRY_GRACE = 7 * 86400  # seconds an expired registration is kept (refused) for the sweep (admin/expiry.py)
 
 
 def _metadata_error(description: str) -> OAuthError:
@@ -158,7 +164,9 @@ async def register(store: Store, client: Client, ttl_seconds: float) -> tuple[Cl
     if client.token_endpoint_auth_method != "none":
         secret = new_token(32)
         client.secret_hash = token_hash(secret)
-    await store.commit(Commit().set(keys.client(client.client_id), client.record(), ttl_seconds))
+    # Kept a while past its expiry (refused meanwhile: `expired`), so that the expiry sweep sees it, records it and
+    # revokes its grants; the store drops it by itself if no sweep ever comes.
+    await store.commit(Commit().set(keys.client(client.client_id), client.record(), ttl_seconds + EXPIRY_GRACE))
     return client, secret
 
 

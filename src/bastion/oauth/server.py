@@ -183,7 +183,8 @@ class AuthorizationServer:
         if is_document_url(client_id):
             return await self.documents(client_id) if self.documents is not None else None
         record = await self.store.get(keys.client(client_id))
-        return Client.from_record(record) if record else None
+        client = Client.from_record(record) if record else None
+        return client if client is not None and not client.expired(time.time()) else None
 
     async def register(self, request: Request) -> Response:
         self.audit_request(request)
