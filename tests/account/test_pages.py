@@ -154,17 +154,28 @@ async def test_the_admin_page_and_api_are_for_listed_subjects_only():
         assert await call(client, ada["access_token"]) == 401
         assert (await client.get(f"/admin/api/grants/{grant['grant_id']}", headers=admin)).status_code == 404
 
+        second = await tokens_for(client, registered, username="bob")
+        kept = await client.delete(
+            f"/admin/api/clients/{registered['client_id']}/grants", headers={**admin, "x-csrf-token": csrf}
+        )
+        assert kept.json() == {"client_id": registered["client_id"], "grants_revoked": 1}
+        assert await call(client, second["access_token"]) == 401
+        assert (await client.get(f"/admin/api/clients/{registered['client_id']}", headers=admin)).json()["grants"] == 0
         deleted = await client.delete(
             f"/admin/api/clients/{registered['client_id']}", headers={**admin, "x-csrf-token": csrf}
         )
         assert deleted.json() == {"deleted": registered["client_id"], "grants_revoked": 0}
 
         async def admin_events() -> list:
-            query = {"limit": "5", "type": "admin."}
+            query = {"limit": "3", "type": "admin."}
             events = (await client.get("/admin/api/audit", params=query, headers=admin)).json()["events"]
             return [(e["type"], e["details"]["by"]) for e in events]
 
-        wanted = [("admin.grant.revoked", f"admin:{ADMIN}"), ("admin.client.deleted", f"admin:{ADMIN}")]
+        wanted = [
+            ("admin.grant.revoked", f"admin:{ADMIN}"),
+            ("admin.client.revoked", f"admin:{ADMIN}"),
+            ("admin.client.deleted", f"admin:{ADMIN}"),
+        ]
 
         async def both_recorded() -> bool:
             return await admin_events() == wanted

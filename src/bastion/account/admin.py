@@ -3,10 +3,12 @@ signed in through Bastion's own sign-in methods (account/sessions.py). The same 
 `bastion admin`, so an action means the same everywhere, and each is an audit event naming the admin.
 
   GET  /admin                          the page (the sign-in page when signed out; 403 for anyone else)
+  POST /admin/clients/revoke           revoke every grant of a client (it stays registered)
   POST /admin/clients/delete           revoke every grant of a client, then delete it
   POST /admin/grants/revoke            end a grant and every token it issued
   GET  /admin/api/session              who is signed in, and the CSRF token a DELETE carries (X-CSRF-Token)
   GET  /admin/api/clients              GET /admin/api/clients/{client_id}      DELETE /admin/api/clients/{client_id}
+  DELETE /admin/api/clients/{client_id}/grants
   GET  /admin/api/grants?user=&client= GET /admin/api/grants/{grant_id}        DELETE /admin/api/grants/{grant_id}
   GET  /admin/api/audit?limit=50&type=token.&subject=&client=&grant=&since=&until=
 
@@ -39,9 +41,11 @@ class AdminPages(Area):
         return [
             Route(PATH, self.show, methods=["GET"]),
             Route(f"{PATH}/clients/delete", self.delete_client, methods=["POST"]),
+            Route(f"{PATH}/clients/revoke", self.revoke_client, methods=["POST"]),
             Route(f"{PATH}/grants/revoke", self.revoke_grant, methods=["POST"]),
             Route(f"{API}/session", self.api_session, methods=["GET"]),
             Route(f"{API}/clients", self.api_clients, methods=["GET"]),
+            Route(f"{API}/clients/{{client_id:path}}/grants", self.api_client_grants, methods=["DELETE"]),
             Route(f"{API}/clients/{{client_id:path}}", self.api_client, methods=["GET", "DELETE"]),
             Route(f"{API}/grants", self.api_grants, methods=["GET"]),
             Route(f"{API}/grants/{{grant_id}}", self.api_grant, methods=["GET", "DELETE"]),
@@ -105,6 +109,15 @@ class AdminPages(Area):
             return error_page("No such client (it may have been deleted already).", 404)
         return RedirectResponse(PATH, 303, headers={"Cache-Control": "no-store"})
 
+    async def revoke_client(self, request: Request) -> Response:
+        checked = await self._admin_form(request)
+        if isinstance(checked, Response):
+            return checked
+        session, fields = checked
+        if await self.administration.revoke_client(fields.get("client_id", ""), self.by(session)) is None:
+            return error_page("No such client (it may have been deleted already).", 404)
+        return RedirectResponse(PATH, 303, headers={"Cache-Control": "no-store"})
+
     async def revoke_grant(self, request: Request) -> Response:
         checked = await self._admin_form(request)
         if isinstance(checked, Response):
@@ -157,6 +170,16 @@ class AdminPages(Area):
             return _json({"deleted": client_id, "grants_revoked": ended})
         found = await self.administration.client(client_id)
         return _json(found) if found is not None else _api_error(404, "not_found", "no such client")
+
+    async def api_client_grants(self, request: Request) -> Response:
+        session = await self._api_admin(request)
+        if isinstance(session, Response):
+            return session
+        client_id = request.path_params["client_id"]
+        ended = await self.administration.revoke_client(client_id, self.by(session))
+        if ended is None:
+            return _api_error(404, "not_found", "no such client")
+        return _json({"client_id": client_id, "grants_revoked": ended})
 
     async def api_grants(self, request: Request) -> Response:
         session = await self._api_admin(request)
