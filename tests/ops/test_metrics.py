@@ -173,3 +173,35 @@ def test_start_up_mistakes_name_the_setting(monkeypatch):
 async def test_metrics_off_means_no_route_and_nothing_measured():
     async with client_for(build_app(), local_settings()) as client:
         assert (await client.get("/metrics")).status_code == 404
+
+
+async def test_a_metrics_port_of_its_own_serves_them_and_stops_with_the_server(monkeypatch):
+    import socket
+
+    from tests.test_compose import lifespan, running
+    from tests.waiting import free_port
+
+    monkeypatch.setenv(TOKEN_ENV, SCRAPER_TOKEN)
+    port = free_port()
+    configured = local_settings(metrics={"enabled": True, "port": port, "token_env": TOKEN_ENV, "allow_from": []})
+    surface = build_app().asgi(configured)
+    async with running(surface), httpx.AsyncClient() as http:
+        url = f"http://127.0.0.1:{port}/metrics"
+        assert (await http.get(url)).status_code == 401  # allow_from = []: the token only
+        good = await http.get(url, headers={"authorization": f"Bearer {SCRAPER_TOKEN}"})
+        assert good.status_code == 200 and "mcp_server_operation_duration_seconds" in good.text
+        assert (await http.post(url, headers={"authorization": f"Bearer {SCRAPER_TOKEN}"})).status_code == 405
+    with socket.socket() as probe:  # the port was given back (no listener left; closed connections may linger)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", port))
+        probe.listen()
+
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        refused = await lifespan(build_app().asgi(configured), "startup")
+    assert refused[0]["type"] == "lifespan.startup.failed"
+    assert refused[0]["message"] == (
+        f"metrics: cannot listen on 127.0.0.1:{port}: Address already in use; choose another metrics.port"
+    )
