@@ -218,3 +218,30 @@ async def test_revoking_on_the_account_page_forgets_this_browsers_approval_so_th
         after = {**cookie_header({"__Host-bastion-approvals": forgotten}), "sec-fetch-site": "none"}
         asked = await client.get("/authorize", params=authorize_params(app["client_id"]), headers=after)
         assert asked.headers["location"].startswith("/consent")
+
+
+async def test_the_admin_pages_forms_act_once_and_only_for_admins():
+    async with asgi_client(build_app(), admin_settings()) as client:
+        registered = await register(client, client_name="Form target")
+        ada = await tokens_for(client, registered, username="ada")
+        admin = await sign_in(client, "root", "/admin")
+        csrf = csrf_of(await client.get("/admin", headers=admin))
+        visitor = await sign_in(client, "ada", "/admin")
+        visitor_csrf = csrf_of(await client.get("/account", headers=visitor))
+        form = {"client_id": registered["client_id"]}
+
+        before = await records(client)
+        refused = await client.post("/admin/clients/revoke", data={**form, "csrf_token": visitor_csrf}, headers=visitor)
+        assert refused.status_code == 403 and "not an administrator" in refused.text
+        assert (await client.post("/admin/clients/revoke", data=form, headers=admin)).status_code == 403  # no token
+        assert await records(client) == before
+
+        kept = await client.post("/admin/clients/revoke", data={**form, "csrf_token": csrf}, headers=admin)
+        assert kept.status_code == 303 and kept.headers["location"] == "/admin"
+        assert await call(client, ada["access_token"]) == 401
+        deleted = await client.post("/admin/clients/delete", data={**form, "csrf_token": csrf}, headers=admin)
+        assert deleted.status_code == 303  # with no grant left to revoke: still done
+        again = await client.post("/admin/clients/delete", data={**form, "csrf_token": csrf}, headers=admin)
+        assert again.status_code == 404 and "No such client" in again.text
+        gone = await client.post("/admin/grants/revoke", data={"grant_id": "nope", "csrf_token": csrf}, headers=admin)
+        assert gone.status_code == 404 and "No such grant" in gone.text

@@ -19,6 +19,7 @@ HttpOnly, so other sites can neither send it with a DELETE nor read the answers.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -32,6 +33,8 @@ from .sessions import AccountSession
 
 PATH = "/admin"
 API = "/admin/api"
+NO_CLIENT = "No such client (it may have been deleted already)."
+NO_GRANT = "No such grant (it may have been revoked already)."
 EVENTS_SHOWN = 50
 MAX_EVENTS = 1000
 
@@ -101,30 +104,25 @@ class AdminPages(Area):
         )
 
     async def delete_client(self, request: Request) -> Response:
-        checked = await self._admin_form(request)
-        if isinstance(checked, Response):
-            return checked
-        session, fields = checked
-        if await self.administration.delete_client(fields.get("client_id", ""), self.by(session)) is None:
-            return error_page("No such client (it may have been deleted already).", 404)
-        return RedirectResponse(PATH, 303, headers={"Cache-Control": "no-store"})
+        return await self._act(request, "client_id", self.administration.delete_client, NO_CLIENT)
 
     async def revoke_client(self, request: Request) -> Response:
-        checked = await self._admin_form(request)
-        if isinstance(checked, Response):
-            return checked
-        session, fields = checked
-        if await self.administration.revoke_client(fields.get("client_id", ""), self.by(session)) is None:
-            return error_page("No such client (it may have been deleted already).", 404)
-        return RedirectResponse(PATH, 303, headers={"Cache-Control": "no-store"})
+        return await self._act(request, "client_id", self.administration.revoke_client, NO_CLIENT)
 
     async def revoke_grant(self, request: Request) -> Response:
+        return await self._act(request, "grant_id", self.administration.revoke_grant, NO_GRANT)
+
+    async def _act(
+        self, request: Request, field: str, action: Callable[[str, str], Awaitable[Any]], missing: str
+    ) -> Response:
+        """One form action of the page on the id in `field`: back to the page, or the page saying it is gone."""
         checked = await self._admin_form(request)
         if isinstance(checked, Response):
             return checked
         session, fields = checked
-        if not await self.administration.revoke_grant(fields.get("grant_id", ""), self.by(session)):
-            return error_page("No such grant (it may have been revoked already).", 404)
+        done = await action(fields.get(field, ""), self.by(session))
+        if done is None or done is False:  # (a count of 0 grants revoked is done)
+            return error_page(missing, 404)
         return RedirectResponse(PATH, 303, headers={"Cache-Control": "no-store"})
 
     async def _admin_form(self, request: Request) -> tuple[AccountSession, dict[str, str]] | Response:
