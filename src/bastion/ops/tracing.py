@@ -249,9 +249,9 @@ def otlp_protocol(environ: Any) -> str:
 
 def configured_provider() -> Tracing:
     """The tracer provider the embedding program set, if it set one; else Bastion's own, exporting as the
-    standard variables say: OTEL_TRACES_EXPORTER (otlp by default, console, or none), OTEL_EXPORTER_OTLP_*
-    (endpoint, headers, protocol: http/protobuf through the SDK, or http/json through Bastion's own cheaper
-    pipeline, ops/otlp_json.py), OTEL_SERVICE_NAME (bastion by default), OTEL_TRACES_SAMPLER."""
+    standard variables say: OTLP alone (the default) through Bastion's own pipeline (ops/otlp.py: protobuf or, with
+    http/json, JSON); with OTEL_TRACES_EXPORTER=console (or console,otlp), or none, through the SDK. Then
+    OTEL_EXPORTER_OTLP_* (endpoint, headers), OTEL_SERVICE_NAME (bastion by default), OTEL_TRACES_SAMPLER."""
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
@@ -259,8 +259,9 @@ def configured_provider() -> Tracing:
     current = trace.get_tracer_provider()
     if isinstance(current, TracerProvider):
         return Tracing(current)
-    if otlp_protocol(os.environ) == "http/json":
-        from .otlp_json import light_provider
+    exporters = {name.strip() for name in (os.environ.get("OTEL_TRACES_EXPORTER") or "otlp").split(",")}
+    if exporters == {"otlp"}:
+        from .otlp import light_provider
 
         return Tracing(light_provider(), owned=True)
     resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or "bastion"})

@@ -94,13 +94,13 @@ class TracingSettings(BaseModel):
         protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
         if protocol not in (None, "", "http/protobuf", "http/json"):
             return [f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: Bastion exports over http/protobuf or http/json"]
-        if protocol == "http/json":
-            if exporters != {"otlp"}:
-                return ["OTEL_EXPORTER_OTLP_PROTOCOL=http/json exports with otlp alone: unset OTEL_TRACES_EXPORTER"]
+        if protocol == "http/json" and exporters != {"otlp"}:
+            return ["OTEL_EXPORTER_OTLP_PROTOCOL=http/json exports with otlp alone: unset OTEL_TRACES_EXPORTER"]
+        if exporters == {"otlp"}:  # Bastion's own pipeline (ops/otlp.py), with the samplers it has
             sampler = env.get("OTEL_TRACES_SAMPLER") or "parentbased_always_on"
             if sampler.removeprefix("parentbased_") not in ("always_on", "always_off", "traceidratio"):
                 return [
-                    f"OTEL_TRACES_SAMPLER={sampler!r}: with http/json, use always_on, always_off, traceidratio or "
-                    "their parentbased_ forms"
+                    f"OTEL_TRACES_SAMPLER={sampler!r}: use always_on, always_off, traceidratio or their "
+                    "parentbased_ forms"
                 ]
         return []

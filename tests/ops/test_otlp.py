@@ -1,6 +1,7 @@
-"""Bastion's own OTLP/HTTP JSON span pipeline, in process: spans in the OpenTelemetry API's context (a tool's
-spans nest in them), the samplers the standard variable names, the JSON the OTLP specification defines, and a
-collector that is away costing nothing but the spans."""
+"""Bastion's own OTLP/HTTP span pipeline, in process: spans in the OpenTelemetry API's context (a tool's spans
+nest in them), the samplers the standard variable names, the protobuf and JSON the OTLP specification defines
+(the protobuf read back with opentelemetry-proto's own classes), and a collector that is away costing nothing but
+the spans."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
 
-from bastion.ops.otlp_json import Sampler, light_provider
+from bastion.ops.otlp import Sampler, light_provider
 
 
 class Collector(BaseHTTPRequestHandler):
@@ -21,7 +22,8 @@ class Collector(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["content-length"]))
-        Collector.bodies.append(({k.lower(): v for k, v in self.headers.items()}, orjson.loads(body)))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        Collector.bodies.append((headers, orjson.loads(body) if "json" in headers["content-type"] else body))
         self.send_response(200)
         self.send_header("content-length", "0")
         self.end_headers()
@@ -43,6 +45,7 @@ def collector():
 def test_spans_nest_in_the_api_context_and_are_sent_as_otlp_json(collector):
     provider = light_provider(
         {
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json",
             "OTEL_EXPORTER_OTLP_ENDPOINT": collector,
             "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20abc,x-tenant=t1",
             "OTEL_SERVICE_NAME": "notes",
@@ -125,3 +128,48 @@ def test_a_collector_that_is_away_loses_the_spans_not_the_server(caplog):
 def test_a_sampler_bastion_does_not_have_is_refused():
     with pytest.raises(ValueError, match="OTEL_TRACES_SAMPLER='jaeger_remote'"):
         Sampler("jaeger_remote", None)
+
+
+def test_by_default_the_same_spans_are_sent_as_otlp_protobuf(collector):
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    provider = light_provider({"OTEL_EXPORTER_OTLP_ENDPOINT": collector, "OTEL_SERVICE_NAME": "notes"})
+    tracer = provider.get_tracer("bastion")
+    remote = SpanContext(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, True, TraceFlags(1))
+    link = SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, True, TraceFlags(1))
+    attributes = {"gen_ai.tool.name": "add", "n": -3, "ok": True, "ratio": 0.5}
+    parent = trace.set_span_in_context(NonRecordingSpan(remote))
+    with tracer.start_as_current_span(
+        "tools/call add", parent, SpanKind.SERVER, attributes, [trace.Link(link)]
+    ) as call:
+        call.set_status(StatusCode.ERROR, "tool_error")
+    provider.shutdown()
+    [(headers, body)] = Collector.bodies
+    assert headers["content-type"] == "application/x-protobuf"
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(body)
+    [resource] = request.resource_spans
+    assert {a.key: a.value.string_value for a in resource.resource.attributes}["service.name"] == "notes"
+    [scope] = resource.scope_spans
+    assert scope.scope.name == "bastion"
+    [span] = scope.spans
+    assert span.name == "tools/call add" and span.kind == 2 and span.flags == 0x301
+    assert span.trace_id.hex() == "4bf92f3577b34da6a3ce929d0e0e4736" and span.parent_span_id.hex() == "00f067aa0ba902b7"
+    assert span.end_time_unix_nano >= span.start_time_unix_nano > 0
+    values = {a.key: a.value for a in span.attributes}
+    assert values["gen_ai.tool.name"].string_value == "add" and values["n"].int_value == -3
+    assert values["ok"].bool_value is True and values["ratio"].double_value == 0.5
+    assert [(x.trace_id.hex(), x.span_id.hex()) for x in span.links] == [
+        ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
+    ]
+    assert span.status.code == 2 and span.status.message == "tool_error"
+
+
+def test_an_attribute_true_is_not_confused_with_the_number_1(collector):
+    provider = light_provider({"OTEL_EXPORTER_OTLP_ENDPOINT": collector, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+    tracer = provider.get_tracer("bastion")
+    tracer.start_span("a", attributes={"x": True}).end()
+    tracer.start_span("b", attributes={"x": 1}).end()
+    provider.shutdown()
+    spans = Collector.bodies[0][1]["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    assert [s["attributes"][0]["value"] for s in spans] == [{"boolValue": True}, {"intValue": "1"}]
