@@ -9,23 +9,24 @@ variables: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (or OTEL_EXPORTER_OTLP_ENDPOINT + 
 ..._TIMEOUT, ..._PROTOCOL, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, and OTEL_TRACES_SAMPLER (always_on,
 always_off, traceidratio, parentbased_always_on (the default), parentbased_always_off, parentbased_traceidratio)
 with OTEL_TRACES_SAMPLER_ARG. Finished spans wait in a bounded queue (the oldest dropped beyond it, and counted)
-as plain tuples, and a thread posts them once a second, 512 at most per request. Span events are not exported.
+encoded, and the event loop posts them once a second, 512 at most per request. Span events are not exported.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import random
-import threading
 import time
 import urllib.parse
-import urllib.request
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import httpx
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
@@ -36,7 +37,7 @@ from .sampled import SampledLog
 log = SampledLog(logging.getLogger("bastion.tracing"), period=60.0)  # an absent collector: a line a minute
 
 MAX_QUEUE = 65536
-BATCH = 512  # spans per post: encoding one batch holds the interpreter about 2 ms
+BATCH = 512  # spans per post
 EVERY_SECONDS = 1.0
 SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
@@ -202,7 +203,7 @@ class LightTracer(trace.Tracer):
 
 
 class LightProvider:
-    """What Tracing needs of a tracer provider: a tracer, and a shutdown that sends what is left."""
+    """What Tracing needs of a tracer provider: a tracer, and a close that sends what is left."""
 
     def __init__(self, exporter: Exporter, sampler: Sampler) -> None:
         self.exporter = exporter
@@ -211,13 +212,20 @@ class LightProvider:
     def get_tracer(self, name: str, version: str | None = None) -> LightTracer:
         return self.tracer
 
+    async def aclose(self) -> None:
+        await self.exporter.aclose()
+
     def shutdown(self) -> None:
-        self.exporter.close()
+        """Outside an event loop (a script, a test): send what is left, and close."""
+        asyncio.run(self.aclose())
 
 
 class Exporter:
-    """Finished spans, queued and posted by a thread of its own, encoded by `encoding` (otlp_protobuf or
-    otlp_json: a CONTENT_TYPE, resource(attributes) and request(resource, spans))."""
+    """Finished spans, encoded (by `encoding`: otlp_protobuf or otlp_json) as they end and posted from the event
+    loop, once a second or as soon as BATCH wait. Nothing here runs on a thread: a thread encoding or posting
+    would hold the interpreter lock in turns with the loop, and every socket write of the server (which lets the
+    lock go) would wait for its turn again (measured: a thread doing this work cost the server three times its
+    own time)."""
 
     def __init__(
         self, endpoint: str, headers: dict[str, str], resource: dict[str, str], timeout: float, encoding: Any
@@ -226,44 +234,58 @@ class Exporter:
         self.encoding = encoding
         self.headers = {**headers, "Content-Type": encoding.CONTENT_TYPE}
         self.resource = encoding.resource(resource)
-        self.timeout = timeout
-        self._queue: deque[Finished] = deque()
+        self.http = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        self._waiting: deque[Any] = deque()
         self._dropped = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bastion-otlp", daemon=True)
-        self._thread.start()
+        self._full = asyncio.Event()
+        self._sender: asyncio.Task[None] | None = None
 
     def add(self, span: Finished) -> None:
-        if len(self._queue) >= MAX_QUEUE:
-            self._queue.popleft()
+        if len(self._waiting) >= MAX_QUEUE:
+            self._waiting.popleft()
             self._dropped += 1
-        self._queue.append(span)
+        self._waiting.append(self.encoding.span(*span))
+        if len(self._waiting) >= BATCH:
+            self._full.set()
+        if self._sender is None or self._sender.done():
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no loop (a script): aclose sends them
+            # A context of its own: the sender outlives the request whose span woke it, and is no part of it.
+            self._sender = loop.create_task(self._send(), name="bastion-otlp", context=contextvars.Context())
 
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self.timeout + 1)
-        self._send_all()
+    async def aclose(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+        while self._waiting:
+            await self._post()
+        await self.http.aclose()
 
-    def _run(self) -> None:
-        while not self._stop.wait(EVERY_SECONDS):
-            self._send_all()
+    async def _send(self) -> None:
+        while self._waiting:
+            if len(self._waiting) < BATCH:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), EVERY_SECONDS)
+            self._full.clear()
+            await self._post()
 
-    def _send_all(self) -> None:
-        while self._queue:
-            batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
-            self._post(batch)
+    async def _post(self) -> None:
+        batch = [self._waiting.popleft() for _ in range(min(BATCH, len(self._waiting)))]
         if self._dropped:
             log.warning("%d spans were dropped: the OTLP endpoint did not keep up", self._dropped)
             self._dropped = 0
-
-    def _post(self, batch: list[Finished]) -> None:
-        body = self.encoding.request(self.resource, [self.encoding.span(*span) for span in batch])
-        request = urllib.request.Request(self.endpoint, body, self.headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                response.read()
-        except Exception as exc:  # the collector is away: these spans are lost, the server is not
+            answer = await self.http.post(
+                self.endpoint, content=self.encoding.request(self.resource, batch), headers=self.headers
+            )
+        except httpx.HTTPError as exc:  # the collector is away: these spans are lost, the server is not
             log.warning("could not send %d spans to %s: %s", len(batch), self.endpoint, exc)
+            return
+        if answer.status_code >= 300:
+            log.warning("could not send %d spans to %s: %s", len(batch), self.endpoint, answer.status_code)
 
 
 def light_provider(environ: Mapping[str, str] = os.environ) -> LightProvider:

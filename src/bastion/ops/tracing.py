@@ -39,8 +39,13 @@ class Tracing:
         self.owned = owned  # made by Bastion (configured_provider): flushed and shut down with the server
         self.tracer = provider.get_tracer("bastion", _version())
 
-    def close(self) -> None:
-        if self.owned:
+    async def close(self) -> None:
+        """Send what is left, if Bastion made the provider (an embedding program's own is its to close)."""
+        if not self.owned:
+            return
+        if hasattr(self.provider, "aclose"):  # Bastion's own pipeline (ops/otlp.py) sends from the loop
+            await self.provider.aclose()
+        else:
             self.provider.shutdown()
 
     # --- MCP requests -------------------------------------------------------------------------------------
