@@ -32,6 +32,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from . import otlp_json, otlp_protobuf
+from .finished_span import FinishedSpan
 from .sampled import SampledLog
 
 log = SampledLog(logging.getLogger("bastion.tracing"), period=60.0)  # an absent collector: a line a minute
@@ -42,13 +43,6 @@ EVERY_SECONDS = 1.0
 SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _random = random.Random()  # ids need to be unique, not secret (as the SDK's)
-
-
-# A finished span, as the exporter keeps it until sent: name, trace id, span id, trace flags, parent span id (0: a
-# root), whether the parent is remote, OTLP kind, start and end (ns), attributes, links, status code and message.
-Finished = tuple[
-    str, int, int, int, int, bool, int, int, int, dict[str, Any], tuple[tuple[int, int], ...], int, str | None
-]
 
 
 class Sampler:
@@ -129,10 +123,9 @@ class LightSpan(trace.Span):
             self._ended = True
             self._exporter.add(self._finished(end_time or time.time_ns()))
 
-    def _finished(self, end: int) -> Finished:
-        # Plain values only: thousands wait for the exporter, and a tuple of these is no work for the collector.
+    def _finished(self, end: int) -> FinishedSpan:
         context, parent, status = self._context, self._parent, self._status
-        return (
+        return FinishedSpan(
             self._name,
             context.trace_id,
             context.span_id,
@@ -240,11 +233,11 @@ class Exporter:
         self._full = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
 
-    def add(self, span: Finished) -> None:
+    def add(self, span: FinishedSpan) -> None:
         if len(self._waiting) >= MAX_QUEUE:
             self._waiting.popleft()
             self._dropped += 1
-        self._waiting.append(self.encoding.span(*span))
+        self._waiting.append(self.encoding.span(span))
         if len(self._waiting) >= BATCH:
             self._full.set()
         if self._sender is None or self._sender.done():

@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 
+from .finished_span import FinishedSpan
+
 CONTENT_TYPE = "application/json"
 
 
@@ -20,37 +22,25 @@ def resource(values: Mapping[str, Any]) -> dict[str, Any]:
     return {"attributes": _attributes(values)}
 
 
-def span(
-    name: str,
-    trace_id: int,
-    span_id: int,
-    flags: int,
-    parent_id: int,
-    remote_parent: bool,
-    kind: int,
-    start: int,
-    end: int,
-    attributes: dict[str, Any],
-    links: tuple[tuple[int, int], ...],
-    status: int,
-    message: str | None,
-) -> dict[str, Any]:
+def span(finished: FinishedSpan) -> dict[str, Any]:
     encoded: dict[str, Any] = {
-        "traceId": f"{trace_id:032x}",
-        "spanId": f"{span_id:016x}",
-        "name": name,
-        "kind": kind,
-        "startTimeUnixNano": str(start),
-        "endTimeUnixNano": str(end),
-        "attributes": _attributes(attributes),
-        "flags": 0x100 | flags | (0x200 if remote_parent else 0),
+        "traceId": f"{finished.trace_id:032x}",
+        "spanId": f"{finished.span_id:016x}",
+        "name": finished.name,
+        "kind": finished.kind,
+        "startTimeUnixNano": str(finished.start),
+        "endTimeUnixNano": str(finished.end),
+        "attributes": _attributes(finished.attributes),
+        "flags": finished.otlp_flags,
     }
-    if parent_id:
-        encoded["parentSpanId"] = f"{parent_id:016x}"
-    if links:
-        encoded["links"] = [{"traceId": f"{t:032x}", "spanId": f"{s:016x}"} for t, s in links]
-    if status:
-        encoded["status"] = {"code": status, **({"message": message} if message else {})}
+    if finished.parent_id:
+        encoded["parentSpanId"] = f"{finished.parent_id:016x}"
+    if finished.links:
+        encoded["links"] = [{"traceId": f"{t:032x}", "spanId": f"{s:016x}"} for t, s in finished.links]
+    if finished.status:
+        encoded["status"] = {"code": finished.status}
+        if finished.message:
+            encoded["status"]["message"] = finished.message
     return encoded
 
 

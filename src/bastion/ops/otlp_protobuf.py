@@ -12,6 +12,8 @@ import struct
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .finished_span import FinishedSpan
+
 CONTENT_TYPE = "application/x-protobuf"
 MAX_ENCODED = 4096
 # (field number, key, type, value) -> the encoded KeyValue field (the type: True and 1 are equal keys otherwise).
@@ -71,41 +73,28 @@ def attributes(number: int, values: Mapping[str, Any]) -> bytes:
     return b"".join(parts)
 
 
-def span(
-    name: str,
-    trace_id: int,
-    span_id: int,
-    flags: int,
-    parent_id: int,
-    remote_parent: bool,
-    kind: int,
-    start: int,
-    end: int,
-    values: dict[str, Any],
-    links: tuple[tuple[int, int], ...],
-    status: int,
-    message: str | None,
-) -> bytes:
-    """One Span message (the fields of a Finished span, ops/otlp.py)."""
+def span(finished: FinishedSpan) -> bytes:
+    """One Span message."""
     parts = [
-        b"\x0a\x10" + trace_id.to_bytes(16, "big"),  # trace_id = 1
-        b"\x12\x08" + span_id.to_bytes(8, "big"),  # span_id = 2
+        b"\x0a\x10" + finished.trace_id.to_bytes(16, "big"),  # trace_id = 1
+        b"\x12\x08" + finished.span_id.to_bytes(8, "big"),  # span_id = 2
     ]
-    if parent_id:
-        parts.append(b"\x22\x08" + parent_id.to_bytes(8, "big"))  # parent_span_id = 4
+    if finished.parent_id:
+        parts.append(b"\x22\x08" + finished.parent_id.to_bytes(8, "big"))  # parent_span_id = 4
     parts += [
-        _text(5, name),
-        b"\x30" + _varint(kind),  # kind = 6
-        b"\x39" + _FIXED64.pack(start),  # start_time_unix_nano = 7 (fixed64)
-        b"\x41" + _FIXED64.pack(end),  # end_time_unix_nano = 8
-        attributes(9, values),
+        _text(5, finished.name),
+        b"\x30" + _varint(finished.kind),  # kind = 6
+        b"\x39" + _FIXED64.pack(finished.start),  # start_time_unix_nano = 7 (fixed64)
+        b"\x41" + _FIXED64.pack(finished.end),  # end_time_unix_nano = 8
+        attributes(9, finished.attributes),
     ]
-    for link_trace, link_span in links:  # links = 13: Link {trace_id = 1, span_id = 2}
+    for link_trace, link_span in finished.links:  # links = 13: Link {trace_id = 1, span_id = 2}
         link = b"\x0a\x10" + link_trace.to_bytes(16, "big") + b"\x12\x08" + link_span.to_bytes(8, "big")
         parts.append(_field(13, link))
-    if status:  # status = 15: Status {message = 2, code = 3}
-        parts.append(_field(15, (_text(2, message) if message else b"") + b"\x18" + _varint(status)))
-    parts.append(b"\x85\x01" + _FIXED32.pack(0x100 | flags | (0x200 if remote_parent else 0)))  # flags = 16 (fixed32)
+    if finished.status:  # status = 15: Status {message = 2, code = 3}
+        message = _text(2, finished.message) if finished.message else b""
+        parts.append(_field(15, message + b"\x18" + _varint(finished.status)))
+    parts.append(b"\x85\x01" + _FIXED32.pack(finished.otlp_flags))  # flags = 16 (fixed32)
     return b"".join(parts)
 
 

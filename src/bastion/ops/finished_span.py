@@ -1,0 +1,27 @@
+"""A finished span as Bastion's span pipeline keeps it until sent (ops/otlp.py), and as its encoders read it
+(otlp_protobuf.py, otlp_json.py): plain values only, the OTLP enums already mapped."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+
+class FinishedSpan(NamedTuple):
+    name: str
+    trace_id: int
+    span_id: int
+    flags: int  # W3C trace flags (bit 0: sampled)
+    parent_id: int  # 0: a root span
+    remote_parent: bool
+    kind: int  # OTLP's SpanKind: 1 internal, 2 server, 3 client
+    start: int  # Unix nanoseconds
+    end: int
+    attributes: dict[str, Any]
+    links: tuple[tuple[int, int], ...]  # (trace id, span id) each
+    status: int  # OTLP's StatusCode: 0 unset, 1 ok, 2 error
+    message: str | None
+
+    @property
+    def otlp_flags(self) -> int:
+        """The trace flags, with OTLP's bits saying whether the parent is known to be remote (0x100, 0x200)."""
+        return 0x100 | self.flags | (0x200 if self.remote_parent else 0)
