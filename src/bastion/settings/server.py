@@ -5,13 +5,12 @@ They sit at the top of bastion.toml (no [server] table), so Settings inherits th
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from .values import is_loopback_host
+from .values import ip_networks, is_loopback_host
 
 
 class ServerSettings(BaseModel):
@@ -88,15 +87,10 @@ class ServerSettings(BaseModel):
     @field_validator("trusted_proxies")
     @classmethod
     def _trusted_proxies(cls, value: list[str]) -> list[str]:
-        for entry in value:
-            try:
-                ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                raise ValueError(
-                    f"{entry!r} is not an IP address or network: list the proxies' addresses, e.g. "
-                    '["127.0.0.1", "10.0.0.0/24"] (a wildcard would let any client choose its own address)'
-                ) from None
-        return value
+        try:
+            return ip_networks(value, "the proxies'")
+        except ValueError as exc:
+            raise ValueError(f"{exc} (a wildcard would let any client choose its own address)") from None
 
     @field_validator("path")
     @classmethod

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .secret_strength import weakness
+from .values import ip_networks
 
 
 class MetricsSettings(BaseModel):
@@ -36,15 +36,7 @@ class MetricsSettings(BaseModel):
     @field_validator("allow_from")
     @classmethod
     def _allow_from(cls, value: list[str]) -> list[str]:
-        for entry in value:
-            try:
-                ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                raise ValueError(
-                    f"{entry!r} is not an IP address or network: list scrapers' addresses, e.g. "
-                    '["127.0.0.1", "10.0.0.0/24"]'
-                ) from None
-        return value
+        return ip_networks(value, "scrapers'")
 
     @field_validator("path")
     @classmethod

@@ -21,6 +21,19 @@ def https_url(value: str) -> str:
     return value
 
 
+def ip_networks(value: list[str], whose: str) -> list[str]:
+    """`value` if every entry is an IP address or CIDR network; else a ValueError naming the entry, `whose`
+    addresses to list instead ("the proxies'"), and an example."""
+    for entry in value:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(
+                f'{entry!r} is not an IP address or network: list {whose} addresses, e.g. ["127.0.0.1", "10.0.0.0/24"]'
+            ) from None
+    return value
+
+
 def is_loopback_host(host: str) -> bool:
     if host == "localhost":
         return True
