@@ -31,6 +31,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from ..settings.telemetry import SAMPLERS
 from . import otlp_json, otlp_protobuf
 from .finished_span import FinishedSpan
 from .sampled import SampledLog
@@ -51,7 +52,7 @@ class Sampler:
     def __init__(self, name: str, argument: str | None) -> None:
         self.parent_based = name.startswith("parentbased_")
         root = name.removeprefix("parentbased_")
-        if root not in ("always_on", "always_off", "traceidratio"):
+        if root not in SAMPLERS:
             raise ValueError(f"OTEL_TRACES_SAMPLER={name!r} is not one Bastion's exporter has")
         ratio = 1.0 if root == "always_on" else 0.0 if root == "always_off" else float(argument or "1.0")
         self.bound = round(max(0.0, min(1.0, ratio)) * (1 << 64))

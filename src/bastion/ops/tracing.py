@@ -25,6 +25,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from ..principal import SCOPE_KEY
+from ..settings.telemetry import trace_exporters
 
 if TYPE_CHECKING:
     from ..mcp.exchange import Exchange
@@ -264,21 +265,17 @@ def configured_provider() -> Tracing:
     current = trace.get_tracer_provider()
     if isinstance(current, TracerProvider):
         return Tracing(current)
-    exporters = {name.strip() for name in (os.environ.get("OTEL_TRACES_EXPORTER") or "otlp").split(",")}
+    exporters = trace_exporters(os.environ)  # names Settings.check has already accepted
     if exporters == {"otlp"}:
         from .otlp import light_provider
 
         return Tracing(light_provider(), owned=True)
     resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or "bastion"})
     provider = TracerProvider(resource=resource)
-    for name in (os.environ.get("OTEL_TRACES_EXPORTER") or "otlp").split(","):
-        name = name.strip()
-        if name == "otlp":
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    if "otlp" in exporters:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        elif name == "console":
-            provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-        elif name not in ("none", ""):
-            raise ValueError(f"OTEL_TRACES_EXPORTER={name!r}: Bastion exports with otlp, console or none")
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    if "console" in exporters:
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     return Tracing(provider, owned=True)

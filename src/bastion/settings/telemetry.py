@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .secret_strength import weakness
 from .values import ip_networks
+
+# What Bastion can export spans with (OTEL_TRACES_EXPORTER), and the samplers its own pipeline has (ops/otlp.py);
+# each of those also in a parentbased_ form (OTEL_TRACES_SAMPLER).
+EXPORTERS = frozenset({"otlp", "console", "none", ""})
+SAMPLERS = ("always_on", "always_off", "traceidratio")
+
+
+def trace_exporters(environ: Mapping[str, str]) -> set[str]:
+    """The exporters OTEL_TRACES_EXPORTER names: otlp when it is unset."""
+    return {name.strip() for name in (environ.get("OTEL_TRACES_EXPORTER") or "otlp").split(",")}
 
 
 class MetricsSettings(BaseModel):
@@ -79,8 +90,8 @@ class TracingSettings(BaseModel):
         except ImportError:
             return ["tracing.enabled needs OpenTelemetry: pip install 'mcp-bastion[otel]'"]
         env = os.environ
-        exporters = {name.strip() for name in (env.get("OTEL_TRACES_EXPORTER") or "otlp").split(",")}
-        if unknown := exporters - {"otlp", "console", "none", ""}:
+        exporters = trace_exporters(env)
+        if unknown := exporters - EXPORTERS:
             names = ", ".join(sorted(unknown))
             return [f"OTEL_TRACES_EXPORTER names {names}: Bastion exports with otlp, console or none"]
         protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
@@ -90,7 +101,7 @@ class TracingSettings(BaseModel):
             return ["OTEL_EXPORTER_OTLP_PROTOCOL=http/json exports with otlp alone: unset OTEL_TRACES_EXPORTER"]
         if exporters == {"otlp"}:  # Bastion's own pipeline (ops/otlp.py), with the samplers it has
             sampler = env.get("OTEL_TRACES_SAMPLER") or "parentbased_always_on"
-            if sampler.removeprefix("parentbased_") not in ("always_on", "always_off", "traceidratio"):
+            if sampler.removeprefix("parentbased_") not in SAMPLERS:
                 return [
                     f"OTEL_TRACES_SAMPLER={sampler!r}: use always_on, always_off, traceidratio or their "
                     "parentbased_ forms"
