@@ -73,7 +73,7 @@ def build(
     settings.check()
     opened = _Opened()
     startup: list[Step] = []
-    telemetry = _telemetry(settings, opened, startup, tracer_provider)
+    telemetry = _telemetry(settings, opened, tracer_provider)
     server = app.server(settings, telemetry)
     opened.add("tool threads", server.close)
     routes: list[BaseRoute] = []
@@ -89,14 +89,7 @@ def build(
     shares_sessions = shared and settings.stateful and bus is not None
     own_grants = settings.authenticated and settings.authorization_server.enabled
     if bus is not None and (shares_sessions or own_grants):
-        store = store or configured_store(settings)
-        if telemetry is not None:
-            from .ops.observed_store import ObservedStore
-
-            store = ObservedStore(store, settings.store.backend, telemetry)
-        opened.add("store", store.close)
-        startup.append(("store", store.start))
-        startup.append(("store", _reachable(store)))
+        store = _opened_store(settings, store or configured_store(settings), opened, startup, telemetry)
     protection = None
     if settings.authenticated and bus is not None:
         protection = _Protection.build(app, settings, opened, startup, store, upstream, bus, telemetry)
@@ -355,15 +348,22 @@ def _worker_trail(
     """The audit trail of worker invocations when no authorization server keeps one: on the configured store,
     opened for it (a worker-only deployment keeps its trail too)."""
     if store is None:
-        store = configured_store(settings)
-        if telemetry is not None:
-            from .ops.observed_store import ObservedStore
-
-            store = ObservedStore(store, settings.store.backend, telemetry)
-        opened.add("store", store.close)
-        startup.append(("store", store.start))
-        startup.append(("store", _reachable(store)))
+        store = _opened_store(settings, configured_store(settings), opened, startup, telemetry)
     return _audit_trail(settings, store, opened, telemetry)
+
+
+def _opened_store(
+    settings: Settings, store: Store, opened: _Opened, startup: list[Step], telemetry: Telemetry | None
+) -> Store:
+    """`store`, observed when telemetry is on, started (and checked) at start-up and closed at shutdown."""
+    if telemetry is not None:
+        from .ops.observed_store import ObservedStore
+
+        store = ObservedStore(store, settings.store.backend, telemetry)
+    opened.add("store", store.close)
+    startup.append(("store", store.start))
+    startup.append(("store", _reachable(store)))
+    return store
 
 
 def _account_sessions(settings: Settings, store: Store) -> Any:
@@ -449,7 +449,7 @@ def _http_client(timeout: Any, telemetry: Telemetry | None) -> Any:
     return httpx.AsyncClient(timeout=timeout, follow_redirects=False, transport=transport)
 
 
-def _telemetry(settings: Settings, opened: _Opened, startup: list[Step], tracer_provider: Any) -> Telemetry | None:
+def _telemetry(settings: Settings, opened: _Opened, tracer_provider: Any) -> Telemetry | None:
     """Metrics and tracing as [metrics] and [tracing] say; None when both are off (nothing is then measured)."""
     if not settings.metrics.enabled and not settings.tracing.enabled:
         return None
