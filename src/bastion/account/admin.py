@@ -26,9 +26,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ..oauth import forms
 from ..oauth.pages import error_page, render
 from ..ops.audit import Search, recent
-from .pages import Area, from_this_site, when
+from .pages import Area, when
 from .sessions import AccountSession
 
 PATH = "/admin"
@@ -141,7 +142,7 @@ class AdminPages(Area):
         if session.subject not in self.admins:
             return _api_error(403, "forbidden", "this subject is not in admin.subjects")
         if request.method == "DELETE" and (
-            not from_this_site(request) or not session.csrf_matches(request.headers.get("x-csrf-token"))
+            not forms.from_this_site(request) or not session.csrf_matches(request.headers.get("x-csrf-token"))
         ):
             return _api_error(403, "csrf", f"send the X-CSRF-Token header that GET {API}/session gives")
         return session

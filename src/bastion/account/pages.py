@@ -42,12 +42,6 @@ def when(value: Any) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(value))
 
 
-def from_this_site(request: Request) -> bool:
-    """A form posted from a page of this server (browsers that send no Sec-Fetch-Site are trusted to the CSRF
-    token alone)."""
-    return request.headers.get("sec-fetch-site", "same-origin") == "same-origin"
-
-
 class SignedIn:
     """What every page of the account and admin pages shares: the session, the sign-in page, the form checks."""
 
@@ -74,7 +68,7 @@ class SignedIn:
 
     async def checked_form(self, request: Request) -> tuple[AccountSession, dict[str, str]] | Response:
         """The session and fields of a state-changing form, or the page refusing it (nothing changed)."""
-        if not from_this_site(request):
+        if not forms.from_this_site(request):
             return error_page("This form can only be submitted from this site.", 403)
         session = await self.session(request)
         try:
@@ -134,7 +128,7 @@ class AccountPages(Area):
         )
 
     async def sign_in(self, request: Request) -> Response:
-        if not from_this_site(request):
+        if not forms.from_this_site(request):
             return error_page("This form can only be submitted from this site.", 403)
         self.server.audit_request(request)
         try:

@@ -107,7 +107,7 @@ class ConsentScreen:
     async def decide(self, request: Request) -> Response:
         self.server.audit_request(request)
         # A cross-site POST is refused outright, whatever tokens it carries.
-        if request.headers.get("sec-fetch-site", "same-origin") != "same-origin":
+        if not forms.from_this_site(request):
             return error_page("This form can only be submitted from this site.", 403)
         try:
             fields = await forms.form(request)

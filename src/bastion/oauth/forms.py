@@ -22,6 +22,12 @@ def single_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
     return values
 
 
+def from_this_site(request: Request) -> bool:
+    """A form posted from a page of this server. Browsers that send no Sec-Fetch-Site are left to the form's other
+    checks (its CSRF token)."""
+    return request.headers.get("sec-fetch-site", "same-origin") == "same-origin"
+
+
 def query(request: Request) -> dict[str, str]:
     return single_values(parse_qsl(request.url.query, keep_blank_values=True))
 
