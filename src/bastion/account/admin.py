@@ -74,13 +74,11 @@ class AdminPages(Area):
             per_client[grant["client_id"]] = per_client.get(grant["client_id"], 0) + 1
         names = {client["client_id"]: client["client_name"] or "(unnamed)" for client in clients}
         events = await recent(self.administration.store, EVENTS_SHOWN)
-        return render(
+        return self.page(
+            request,
+            session,
             "admin.html",
-            title="Administration",
-            wide=True,
-            subject=session.subject,
-            server=self.server.issuer(request),
-            csrf_token=session.csrf,
+            "Administration",
             clients=[
                 {
                     "client_id": c["client_id"],

@@ -89,6 +89,13 @@ class Area:
         self.administration = administration
         self.admins = admins
 
+    def page(self, request: Request, session: AccountSession, template: str, title: str, **context: Any) -> Response:
+        """A signed-in page: the header bar's subject, server and sign-out form (its CSRF token) filled in."""
+        server = self.server.issuer(request)
+        return render(
+            template, title=title, wide=True, subject=session.subject, server=server, csrf_token=session.csrf, **context
+        )
+
 
 class AccountPages(Area):
     def routes(self) -> list[BaseRoute]:
@@ -116,14 +123,12 @@ class AccountPages(Area):
                     "last_used": when(await self.administration.last_token_at(grant["grant_id"])),
                 }
             )
-        return render(
+        return self.page(
+            request,
+            session,
             "account.html",
-            title="Connected applications",
-            wide=True,
-            subject=session.subject,
-            server=self.server.issuer(request),
+            "Connected applications",
             applications=applications,
-            csrf_token=session.csrf,
             admin=session.subject in self.admins,
         )
 
