@@ -24,8 +24,10 @@ from tools_call import BASTION, Target, arguments, measure
 
 
 class Collector(BaseHTTPRequestHandler):
-    """An OTLP/HTTP receiver that keeps nothing: it reads each export and answers 200, counting the bytes."""
+    """An OTLP/HTTP receiver that keeps nothing: it reads each export and answers 200, counting the bytes. It keeps
+    connections open, as collectors do (HTTP/1.0 would make the exporter connect for every post)."""
 
+    protocol_version = "HTTP/1.1"
     received = 0
 
     def do_POST(self) -> None:

@@ -173,3 +173,58 @@ def test_an_attribute_true_is_not_confused_with_the_number_1(collector):
     provider.shutdown()
     spans = Collector.bodies[0][1]["resourceSpans"][0]["scopeSpans"][0]["spans"]
     assert [s["attributes"][0]["value"] for s in spans] == [{"boolValue": True}, {"intValue": "1"}]
+
+
+def _spans(body: bytes | dict) -> list[tuple[str, dict]]:
+    """(name, attributes) of each span of a protobuf or JSON export, attributes as plain values."""
+    if isinstance(body, dict):
+        spans = body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+        return [(s["name"], {a["key"]: next(iter(a["value"].values())) for a in s["attributes"]}) for s in spans]
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    request = ExportTraceServiceRequest.FromString(body)
+    spans = request.resource_spans[0].scope_spans[0].spans
+    return [(s.name, {a.key: getattr(a.value, a.value.WhichOneof("value")) for a in s.attributes}) for s in spans]
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "http/json"])
+def test_an_mcp_requests_span_carries_its_operations_attributes_and_its_own_once_each(collector, protocol):
+    from bastion.mcp.exchange import Exchange
+    from bastion.ops.tracing import Tracing
+    from bastion.principal import Principal
+
+    environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol}
+    tracing = Tracing(light_provider(environ))
+    for request_id, subject in ((1, "alice"), (2, "bob")):  # the operation's attributes are made once, shared
+        principal = Principal(subject, "client-1")
+        ex = Exchange(request_id, "tools/call", "2026-07-28", True, principal=principal, session_id="s-1")
+        span = tracing.operation(ex, {"name": "add"}, "tools/call", "add", "")
+        if request_id == 2:  # a tool may overwrite one of them: the span then says it once, with its value
+            trace.get_current_span().set_attribute("gen_ai.operation.name", "custom")
+        span.finish("tool_error" if request_id == 2 else "")
+    tracing.provider.shutdown()
+    [(_, body)] = Collector.bodies
+    first, second = _spans(body)
+    expected = {
+        "mcp.method.name": "tools/call",
+        "mcp.protocol.version": "2026-07-28",
+        "network.transport": "tcp",
+        "network.protocol.name": "http",
+        "gen_ai.tool.name": "add",
+        "gen_ai.operation.name": "execute_tool",
+        "jsonrpc.request.id": "1",
+        "mcp.session.id": "s-1",
+        "enduser.id": "alice",
+        "bastion.client.id": "client-1",
+    }
+    assert first == ("tools/call add", expected)
+    second_expected = {
+        **expected,
+        "jsonrpc.request.id": "2",
+        "enduser.id": "bob",
+        "gen_ai.operation.name": "custom",
+        "error.type": "tool_error",
+    }
+    assert second == ("tools/call add", second_expected)
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    assert raw.count(b"gen_ai.operation.name") == 2  # once a span, not a shared copy and an own one

@@ -6,6 +6,17 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 
+class SharedAttributes:
+    """Attributes that many spans carry alike (an MCP method, tool and protocol version): made once, never changed,
+    and encoded once by each encoder, which keeps its encoding in `encoded` under its own name."""
+
+    __slots__ = ("encoded", "values")
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = values
+        self.encoded: dict[str, Any] = {}
+
+
 class FinishedSpan(NamedTuple):
     name: str
     trace_id: int
@@ -20,6 +31,7 @@ class FinishedSpan(NamedTuple):
     links: tuple[tuple[int, int], ...]  # (trace id, span id) each
     status: int  # OTLP's StatusCode: 0 unset, 1 ok, 2 error
     message: str | None
+    shared: SharedAttributes | None = None  # more attributes, none of them a key of `attributes`
 
     @property
     def otlp_flags(self) -> int:

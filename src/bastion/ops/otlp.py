@@ -8,8 +8,10 @@ tracer) are their children, and propagation reads and writes them as usual. What
 variables: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (or OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces), ..._HEADERS,
 ..._TIMEOUT, ..._PROTOCOL, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, and OTEL_TRACES_SAMPLER (always_on,
 always_off, traceidratio, parentbased_always_on (the default), parentbased_always_off, parentbased_traceidratio)
-with OTEL_TRACES_SAMPLER_ARG. Finished spans wait in a bounded queue (the oldest dropped beyond it, and counted)
-encoded, and the event loop posts them once a second, 512 at most per request. Span events are not exported.
+with OTEL_TRACES_SAMPLER_ARG. Finished spans wait in a bounded queue as plain values (the oldest dropped beyond
+it, and counted); the event loop encodes and posts them once a second or as soon as 512 wait, 512 at most per
+request (encoding a batch at once costs half what encoding each span as it ends did). Span events are not
+exported.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 
 from ..settings.telemetry import SAMPLERS
 from . import otlp_json, otlp_protobuf
-from .finished_span import FinishedSpan
+from .finished_span import FinishedSpan, SharedAttributes
 from .sampled import SampledLog
 
 log = SampledLog(logging.getLogger("bastion.tracing"), period=60.0)  # an absent collector: a line a minute
@@ -73,6 +75,7 @@ class LightSpan(trace.Span):
         "_links",
         "_name",
         "_parent",
+        "_shared",
         "_start",
         "_status",
     )
@@ -86,9 +89,10 @@ class LightSpan(trace.Span):
         attributes: dict[str, Any],
         links: Sequence[Link],
         exporter: Exporter,
+        shared: SharedAttributes | None = None,
     ) -> None:
         self._name, self._context, self._parent, self._kind = name, context, parent, kind
-        self._attributes, self._links, self._exporter = attributes, links, exporter
+        self._attributes, self._links, self._exporter, self._shared = attributes, links, exporter, shared
         self._status: Status | None = None
         self._start = time.time_ns()
         self._ended = False
@@ -97,9 +101,14 @@ class LightSpan(trace.Span):
         return self._context
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
-        self._attributes.update(attributes)
+        for key, value in attributes.items():
+            self.set_attribute(key, value)
 
     def set_attribute(self, key: str, value: Any) -> None:
+        shared = self._shared
+        if shared is not None and key in shared.values:  # rare: this span's own copy of them all, then
+            self._attributes = {**shared.values, **self._attributes}
+            self._shared = None
         self._attributes[key] = value
 
     def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
@@ -144,6 +153,7 @@ class LightSpan(trace.Span):
             if status is not None and status.status_code is StatusCode.OK
             else 0,
             status.description if status is not None else None,
+            self._shared,
         )
 
 
@@ -163,6 +173,18 @@ class LightTracer(trace.Tracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> trace.Span:
+        return self.start_shared(name, context, kind, None, dict(attributes or {}), links or ())
+
+    def start_shared(
+        self,
+        name: str,
+        context: Context | None,
+        kind: SpanKind,
+        shared: SharedAttributes | None,
+        attributes: dict[str, Any],
+        links: Sequence[Link],
+    ) -> trace.Span:
+        """A span with `shared` attributes besides its own `attributes` (a dict it keeps)."""
         current = trace.get_current_span(context).get_span_context()
         parent = current if current.is_valid else None
         trace_id = parent.trace_id if parent is not None else _random.getrandbits(128) or 1
@@ -176,7 +198,7 @@ class LightTracer(trace.Tracer):
         )
         if not keep:
             return trace.NonRecordingSpan(span_context)
-        return LightSpan(name, span_context, parent, kind, dict(attributes or {}), links or (), self.exporter)
+        return LightSpan(name, span_context, parent, kind, attributes, links, self.exporter, shared)
 
     @contextlib.contextmanager
     def start_as_current_span(  # type: ignore[override]
@@ -215,11 +237,10 @@ class LightProvider:
 
 
 class Exporter:
-    """Finished spans, encoded (by `encoding`: otlp_protobuf or otlp_json) as they end and posted from the event
-    loop, once a second or as soon as BATCH wait. Nothing here runs on a thread: a thread encoding or posting
-    would hold the interpreter lock in turns with the loop, and every socket write of the server (which lets the
-    lock go) would wait for its turn again (measured: a thread doing this work cost the server three times its
-    own time)."""
+    """Finished spans, encoded (by `encoding`: otlp_protobuf or otlp_json) and posted from the event loop, once a
+    second or as soon as BATCH wait. Nothing here runs on a thread: a thread encoding or posting would hold the
+    interpreter lock in turns with the loop, and every socket write of the server (which lets the lock go) would
+    wait for its turn again (measured: a thread doing this work cost the server three times its own time)."""
 
     def __init__(
         self, endpoint: str, headers: dict[str, str], resource: dict[str, str], timeout: float, encoding: Any
@@ -238,7 +259,7 @@ class Exporter:
         if len(self._waiting) >= MAX_QUEUE:
             self._waiting.popleft()
             self._dropped += 1
-        self._waiting.append(self.encoding.span(span))
+        self._waiting.append(span)
         if len(self._waiting) >= BATCH:
             self._full.set()
         if self._sender is None or self._sender.done():
@@ -273,7 +294,9 @@ class Exporter:
             self._dropped = 0
         try:
             answer = await self.http.post(
-                self.endpoint, content=self.encoding.request(self.resource, batch), headers=self.headers
+                self.endpoint,
+                content=self.encoding.request(self.resource, map(self.encoding.span, batch)),
+                headers=self.headers,
             )
         except httpx.HTTPError as exc:  # the collector is away: these spans are lost, the server is not
             log.warning("could not send %d spans to %s: %s", len(batch), self.endpoint, exc)

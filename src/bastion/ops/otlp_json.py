@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from .finished_span import FinishedSpan
+from .finished_span import FinishedSpan, SharedAttributes
 
 CONTENT_TYPE = "application/json"
 
@@ -23,6 +23,9 @@ def resource(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def span(finished: FinishedSpan) -> dict[str, Any]:
+    attributes = _attributes(finished.attributes)
+    if finished.shared is not None:
+        attributes += _shared(finished.shared)
     encoded: dict[str, Any] = {
         "traceId": f"{finished.trace_id:032x}",
         "spanId": f"{finished.span_id:016x}",
@@ -30,7 +33,7 @@ def span(finished: FinishedSpan) -> dict[str, Any]:
         "kind": finished.kind,
         "startTimeUnixNano": str(finished.start),
         "endTimeUnixNano": str(finished.end),
-        "attributes": _attributes(finished.attributes),
+        "attributes": attributes,
         "flags": finished.otlp_flags,
     }
     if finished.parent_id:
@@ -41,6 +44,13 @@ def span(finished: FinishedSpan) -> dict[str, Any]:
         encoded["status"] = {"code": finished.status}
         if finished.message:
             encoded["status"]["message"] = finished.message
+    return encoded
+
+
+def _shared(shared: SharedAttributes) -> list[dict[str, Any]]:
+    encoded: list[dict[str, Any]] | None = shared.encoded.get("json")
+    if encoded is None:
+        encoded = shared.encoded["json"] = _attributes(shared.values)
     return encoded
 
 
@@ -75,5 +85,5 @@ def _attribute(key: str, value: Any) -> dict[str, Any]:
 
 
 MAX_ENCODED = 4096
-_ENCODED: dict[tuple[str, type, Any], dict[str, Any]] = {}  # only the exporter's thread uses it
+_ENCODED: dict[tuple[str, type, Any], dict[str, Any]] = {}
 _HASHABLE = frozenset({str, int, float, bool})

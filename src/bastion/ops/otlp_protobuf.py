@@ -2,8 +2,9 @@
 fields Bastion's spans use, so that http/protobuf (the OTLP default) costs what JSON does, in a third of the bytes.
 
 The messages and field numbers are those of opentelemetry-proto (collector/trace/v1, trace/v1, common/v1,
-resource/v1); tests decode the output with its generated classes. Repeated attribute pairs are encoded once and
-reused: most values (methods, tools, subjects, clients) recur from span to span.
+resource/v1); tests decode the output with its generated classes. What recurs from span to span is encoded once
+and reused: names, attribute pairs (methods, tools, subjects, clients), and the attributes an MCP operation's spans
+share (SharedAttributes); the fixed fields are packed with their tags in one step each.
 """
 
 from __future__ import annotations
@@ -12,16 +13,23 @@ import struct
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .finished_span import FinishedSpan
+from .finished_span import FinishedSpan, SharedAttributes
 
 CONTENT_TYPE = "application/x-protobuf"
 MAX_ENCODED = 4096
 # (field number, key, type, value) -> the encoded KeyValue field (the type: True and 1 are equal keys otherwise).
-_ENCODED: dict[tuple[int, str, type, Any], bytes] = {}  # used by the exporter's thread only
+_ENCODED: dict[tuple[int, str, type, Any], bytes] = {}
 _HASHABLE = frozenset({str, int, float, bool})
 _FIXED64 = struct.Struct("<Q")
 _FIXED32 = struct.Struct("<I")
 _DOUBLE = struct.Struct("<d")
+# The fixed parts of a Span, each field's tag bytes packed with it (big-endian ids: protobuf bytes, in W3C order).
+_IDS = struct.Struct(">HQQHQ")
+_PARENT = struct.Struct(">HQ")
+_TIMES = struct.Struct("<BBBQBQ")  # the kind is a one-byte varint (1 to 5)
+_FLAGS = struct.Struct("<HI")
+_LOW64 = (1 << 64) - 1
+_NAMES: dict[str, bytes] = {}
 
 
 def _varint(value: int) -> bytes:
@@ -75,27 +83,43 @@ def attributes(number: int, values: Mapping[str, Any]) -> bytes:
 
 def span(finished: FinishedSpan) -> bytes:
     """One Span message."""
-    parts = [
-        b"\x0a\x10" + finished.trace_id.to_bytes(16, "big"),  # trace_id = 1
-        b"\x12\x08" + finished.span_id.to_bytes(8, "big"),  # span_id = 2
-    ]
+    trace_id = finished.trace_id
+    parts = [_IDS.pack(0x0A10, trace_id >> 64, trace_id & _LOW64, 0x1208, finished.span_id)]  # trace_id 1, span_id 2
     if finished.parent_id:
-        parts.append(b"\x22\x08" + finished.parent_id.to_bytes(8, "big"))  # parent_span_id = 4
+        parts.append(_PARENT.pack(0x2208, finished.parent_id))  # parent_span_id = 4
     parts += [
-        _text(5, finished.name),
-        b"\x30" + _varint(finished.kind),  # kind = 6
-        b"\x39" + _FIXED64.pack(finished.start),  # start_time_unix_nano = 7 (fixed64)
-        b"\x41" + _FIXED64.pack(finished.end),  # end_time_unix_nano = 8
+        _name(finished.name),
+        _TIMES.pack(0x30, finished.kind, 0x39, finished.start, 0x41, finished.end),  # kind 6, start 7, end 8
         attributes(9, finished.attributes),
     ]
+    if finished.shared is not None:
+        parts.append(_shared(finished.shared))
     for link_trace, link_span in finished.links:  # links = 13: Link {trace_id = 1, span_id = 2}
         link = b"\x0a\x10" + link_trace.to_bytes(16, "big") + b"\x12\x08" + link_span.to_bytes(8, "big")
         parts.append(_field(13, link))
     if finished.status:  # status = 15: Status {message = 2, code = 3}
         message = _text(2, finished.message) if finished.message else b""
         parts.append(_field(15, message + b"\x18" + _varint(finished.status)))
-    parts.append(b"\x85\x01" + _FIXED32.pack(finished.otlp_flags))  # flags = 16 (fixed32)
+    parts.append(_FLAGS.pack(0x0185, finished.otlp_flags))  # flags = 16 (fixed32)
     return b"".join(parts)
+
+
+def _name(name: str) -> bytes:
+    """The name field (5); names recur (`tools/call add`), so each is encoded once."""
+    encoded = _NAMES.get(name)
+    if encoded is None:
+        encoded = _text(5, name)
+        if len(_NAMES) >= MAX_ENCODED:
+            _NAMES.clear()
+        _NAMES[name] = encoded
+    return encoded
+
+
+def _shared(shared: SharedAttributes) -> bytes:
+    encoded: bytes | None = shared.encoded.get("protobuf")
+    if encoded is None:
+        encoded = shared.encoded["protobuf"] = attributes(9, shared.values)
+    return encoded
 
 
 def request(resource: bytes, spans: Iterable[bytes]) -> bytes:

@@ -26,6 +26,8 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from ..principal import SCOPE_KEY
 from ..settings.telemetry import trace_exporters
+from .finished_span import SharedAttributes
+from .otlp import LightTracer
 
 if TYPE_CHECKING:
     from ..mcp.exchange import Exchange
@@ -39,6 +41,8 @@ class Tracing:
         self.provider = provider
         self.owned = owned  # made by Bastion (configured_provider): flushed and shut down with the server
         self.tracer = provider.get_tracer("bastion", _version())
+        self.light = isinstance(self.tracer, LightTracer)  # Bastion's own pipeline: shared attributes kept apart
+        self._operations: dict[tuple[str, str, str, str], tuple[str, SharedAttributes]] = {}
 
     async def close(self) -> None:
         """Send what is left, if Bastion made the provider (an embedding program's own is its to close)."""
@@ -51,31 +55,13 @@ class Tracing:
 
     # --- MCP requests -------------------------------------------------------------------------------------
     def operation(self, ex: Exchange, params: dict[str, Any], method: str, tool: str, prompt: str) -> OperationSpan:
-        ambient = trace.get_current_span().get_span_context()
-        meta = params.get("_meta")
-        carrier = {k: v for k in TRACE_KEYS if isinstance(meta, dict) and isinstance(v := meta.get(k), str)}
-        parent, links = None, []
-        if carrier:
-            parent = propagate.extract(carrier)
-            if not trace.get_current_span(parent).get_span_context().is_valid:
-                parent = None  # a malformed traceparent is no context: the HTTP request's, if any, is used
-            elif ambient.is_valid:
-                links = [Link(ambient)]
-        attributes: dict[str, Any] = {
-            "mcp.method.name": method,
-            "mcp.protocol.version": ex.protocol_version,
-            "network.transport": "tcp",
-            "network.protocol.name": "http",
-        }
+        parent, links = _parent(params)
+        name, shared = self._shared_by_operation(method, tool, prompt, ex.protocol_version)
+        attributes: dict[str, Any] = {}  # what differs from request to request
         if ex.request_id is not None:
             attributes["jsonrpc.request.id"] = str(ex.request_id)
         if ex.session_id:
             attributes["mcp.session.id"] = ex.session_id
-        if tool:
-            attributes["gen_ai.tool.name"] = tool
-            attributes["gen_ai.operation.name"] = "execute_tool"
-        if prompt:
-            attributes["gen_ai.prompt.name"] = prompt
         uri = params.get("uri")
         if method in ("resources/read", "resources/subscribe", "resources/unsubscribe") and isinstance(uri, str):
             attributes["mcp.resource.uri"] = uri[:2048]
@@ -83,15 +69,36 @@ class Tracing:
         if principal is not None:
             attributes["enduser.id"] = principal.subject
             attributes["bastion.client.id"] = principal.client_id
-        target = tool or prompt
-        span = self.tracer.start_span(
-            f"{method} {target}" if target else method,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes=attributes,
-            links=links,
-        )
+        if self.light:
+            span = self.tracer.start_shared(name, parent, SpanKind.SERVER, shared, attributes, links)
+        else:
+            attributes = {**shared.values, **attributes}
+            span = self.tracer.start_span(name, parent, SpanKind.SERVER, attributes, links)
         return OperationSpan(span)
+
+    def _shared_by_operation(self, method: str, tool: str, prompt: str, version: str) -> tuple[str, SharedAttributes]:
+        """The span name and the attributes every request for this method, tool or prompt and protocol version
+        has alike, made once (the names are the server's own: a few hundred at most)."""
+        key = (method, tool, prompt, version)
+        known = self._operations.get(key)
+        if known is None:
+            values = {
+                "mcp.method.name": method,
+                "mcp.protocol.version": version,
+                "network.transport": "tcp",
+                "network.protocol.name": "http",
+            }
+            if tool:
+                values["gen_ai.tool.name"] = tool
+                values["gen_ai.operation.name"] = "execute_tool"
+            if prompt:
+                values["gen_ai.prompt.name"] = prompt
+            target = tool or prompt
+            known = (f"{method} {target}" if target else method, SharedAttributes(values))
+            if len(self._operations) >= 4096:
+                self._operations.clear()
+            self._operations[key] = known
+        return known
 
     # --- the rest of the server ---------------------------------------------------------------------------
     async def around(self, name: str, attributes: dict[str, Any], work: Awaitable[T], kind: Any = None) -> T:
@@ -123,6 +130,22 @@ class Tracing:
     def transport(self, inner: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncBaseTransport:
         """An HTTP transport for calls to upstream providers and issuers: a CLIENT span each."""
         return _TracedTransport(inner or httpx.AsyncHTTPTransport(), self)
+
+
+def _parent(params: dict[str, Any]) -> tuple[otel_context.Context | None, list[Link]]:
+    """The trace context the client put in `_meta` as the parent, the HTTP request's (current) as a link; or
+    none (then the current context is the parent)."""
+    meta = params.get("_meta")
+    if not isinstance(meta, dict):
+        return None, []
+    carrier = {k: v for k in TRACE_KEYS if isinstance(v := meta.get(k), str)}
+    if not carrier:
+        return None, []
+    parent = propagate.extract(carrier)
+    if not trace.get_current_span(parent).get_span_context().is_valid:
+        return None, []  # a malformed traceparent is no context: the HTTP request's, if any, is used
+    ambient = trace.get_current_span().get_span_context()
+    return parent, [Link(ambient)] if ambient.is_valid else []
 
 
 def _version() -> str | None:
