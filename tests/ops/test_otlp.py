@@ -228,3 +228,20 @@ def test_an_mcp_requests_span_carries_its_operations_attributes_and_its_own_once
     assert second == ("tools/call add", second_expected)
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
     assert raw.count(b"gen_ai.operation.name") == 2  # once a span, not a shared copy and an own one
+
+
+def test_an_ended_span_no_longer_changes_and_ok_is_final(collector):
+    provider = light_provider({"OTEL_EXPORTER_OTLP_ENDPOINT": collector, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+    span = provider.get_tracer("bastion").start_span("a", attributes={"x": 1})
+    span.set_status(StatusCode.OK)
+    span.set_status(StatusCode.ERROR, "too late: OK is final")
+    span.set_status(StatusCode.UNSET)
+    span.end()
+    span.set_attribute("x", 2)
+    span.update_name("b")
+    span.end()  # a second end sends nothing more
+    provider.shutdown()
+    [sent] = Collector.bodies[0][1]["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    assert sent["name"] == "a" and sent["status"] == {"code": 1}
+    assert sent["attributes"] == [{"key": "x", "value": {"intValue": "1"}}]
+    assert not span.is_recording()

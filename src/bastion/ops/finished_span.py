@@ -1,9 +1,9 @@
-"""A finished span as Bastion's span pipeline keeps it until sent (ops/otlp.py), and as its encoders read it
-(otlp_protobuf.py, otlp_json.py): plain values only, the OTLP enums already mapped."""
+"""A finished span as the encoders (otlp_protobuf.py, otlp_json.py) read it: what Bastion's span pipeline
+(ops/otlp.py) keeps until sent, and the attributes many spans share."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Protocol
 
 
 class SharedAttributes:
@@ -17,7 +17,9 @@ class SharedAttributes:
         self.encoded: dict[str, Any] = {}
 
 
-class FinishedSpan(NamedTuple):
+class FinishedSpan(Protocol):
+    """What the encoders read of an ended span (ops/otlp.py's LightSpan): plain values, the OTLP enums mapped."""
+
     name: str
     trace_id: int
     span_id: int
@@ -26,14 +28,13 @@ class FinishedSpan(NamedTuple):
     remote_parent: bool
     kind: int  # OTLP's SpanKind: 1 internal, 2 server, 3 client
     start: int  # Unix nanoseconds
-    end: int
+    end_time: int
     attributes: dict[str, Any]
     links: tuple[tuple[int, int], ...]  # (trace id, span id) each
     status: int  # OTLP's StatusCode: 0 unset, 1 ok, 2 error
     message: str | None
-    shared: SharedAttributes | None = None  # more attributes, none of them a key of `attributes`
+    shared: SharedAttributes | None  # more attributes, none of them a key of `attributes`
 
     @property
     def otlp_flags(self) -> int:
         """The trace flags, with OTLP's bits saying whether the parent is known to be remote (0x100, 0x200)."""
-        return 0x100 | self.flags | (0x200 if self.remote_parent else 0)

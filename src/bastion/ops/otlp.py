@@ -66,24 +66,34 @@ class Sampler:
 
 
 class LightSpan(trace.Span):
+    """A span of the API that is also, once ended, the record the encoders read (FinishedSpan): nothing is copied
+    when it ends. Its SpanContext is made only if someone asks (a child span, propagation)."""
+
     __slots__ = (
-        "_attributes",
         "_context",
-        "_ended",
         "_exporter",
-        "_kind",
-        "_links",
-        "_name",
-        "_parent",
-        "_shared",
-        "_start",
-        "_status",
+        "_trace_state",
+        "attributes",
+        "end_time",
+        "flags",
+        "kind",
+        "links",
+        "message",
+        "name",
+        "parent_id",
+        "remote_parent",
+        "shared",
+        "span_id",
+        "start",
+        "status",
+        "trace_id",
     )
 
     def __init__(
         self,
         name: str,
-        context: SpanContext,
+        trace_id: int,
+        span_id: int,
         parent: SpanContext | None,
         kind: SpanKind,
         attributes: dict[str, Any],
@@ -91,13 +101,27 @@ class LightSpan(trace.Span):
         exporter: Exporter,
         shared: SharedAttributes | None = None,
     ) -> None:
-        self._name, self._context, self._parent, self._kind = name, context, parent, kind
-        self._attributes, self._links, self._exporter, self._shared = attributes, links, exporter, shared
-        self._status: Status | None = None
-        self._start = time.time_ns()
-        self._ended = False
+        self.name, self.trace_id, self.span_id, self.flags = name, trace_id, span_id, 1
+        self.kind = kind.value + 1  # the API's INTERNAL is 0, OTLP's SPAN_KIND_INTERNAL is 1
+        self.attributes, self.shared, self._exporter = attributes, shared, exporter
+        self.parent_id = parent.span_id if parent is not None else 0
+        self.remote_parent = parent is not None and parent.is_remote
+        self._trace_state = parent.trace_state if parent is not None else None
+        self.links = tuple((link.context.trace_id, link.context.span_id) for link in links) if links else ()
+        self.status = 0  # OTLP's StatusCode: 0 unset, 1 ok, 2 error
+        self.message: str | None = None
+        self._context: SpanContext | None = None
+        self.start = time.time_ns()
+        self.end_time = 0  # 0 until it ends
+
+    @property
+    def otlp_flags(self) -> int:
+        """The trace flags, with OTLP's bits saying whether the parent is known to be remote (0x100, 0x200)."""
+        return 0x100 | self.flags | (0x200 if self.remote_parent else 0)
 
     def get_span_context(self) -> SpanContext:
+        if self._context is None:
+            self._context = SpanContext(self.trace_id, self.span_id, False, SAMPLED, self._trace_state)
         return self._context
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
@@ -105,56 +129,42 @@ class LightSpan(trace.Span):
             self.set_attribute(key, value)
 
     def set_attribute(self, key: str, value: Any) -> None:
-        shared = self._shared
+        if self.end_time:
+            return  # ended: it no longer changes (the API's rule)
+        shared = self.shared
         if shared is not None and key in shared.values:  # rare: this span's own copy of them all, then
-            self._attributes = {**shared.values, **self._attributes}
-            self._shared = None
-        self._attributes[key] = value
+            self.attributes = {**shared.values, **self.attributes}
+            self.shared = None
+        self.attributes[key] = value
 
     def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
         """Events are not exported by this pipeline."""
 
     def update_name(self, name: str) -> None:
-        self._name = name
+        if not self.end_time:
+            self.name = name
 
     def is_recording(self) -> bool:
-        return not self._ended
+        return not self.end_time
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
-        self._status = status if isinstance(status, Status) else Status(status, description)
+        code = status.status_code if isinstance(status, Status) else status
+        if isinstance(status, Status):
+            description = status.description
+        if self.end_time or code is StatusCode.UNSET or self.status == 1:  # OK is final (the API's rule)
+            return
+        self.status = 1 if code is StatusCode.OK else 2
+        self.message = description if self.status == 2 else None
 
     def record_exception(
         self, exception: BaseException, attributes: Any = None, timestamp: Any = None, escaped: bool = False
     ) -> None:
-        self._attributes["exception.type"] = type(exception).__qualname__
+        self.set_attribute("exception.type", type(exception).__qualname__)
 
     def end(self, end_time: int | None = None) -> None:
-        if not self._ended:
-            self._ended = True
-            self._exporter.add(self._finished(end_time or time.time_ns()))
-
-    def _finished(self, end: int) -> FinishedSpan:
-        context, parent, status = self._context, self._parent, self._status
-        return FinishedSpan(
-            self._name,
-            context.trace_id,
-            context.span_id,
-            int(context.trace_flags),
-            parent.span_id if parent is not None else 0,
-            parent is not None and parent.is_remote,
-            self._kind.value + 1,  # the API's INTERNAL is 0, OTLP's SPAN_KIND_INTERNAL is 1
-            self._start,
-            end,
-            self._attributes,
-            tuple((link.context.trace_id, link.context.span_id) for link in self._links),
-            2
-            if status is not None and status.status_code is StatusCode.ERROR
-            else 1
-            if status is not None and status.status_code is StatusCode.OK
-            else 0,
-            status.description if status is not None else None,
-            self._shared,
-        )
+        if not self.end_time:
+            self.end_time = end_time or time.time_ns()
+            self._exporter.add(self)
 
 
 class LightTracer(trace.Tracer):
@@ -188,17 +198,11 @@ class LightTracer(trace.Tracer):
         current = trace.get_current_span(context).get_span_context()
         parent = current if current.is_valid else None
         trace_id = parent.trace_id if parent is not None else _random.getrandbits(128) or 1
-        keep = self.sampler.sampled(parent, trace_id)
-        span_context = SpanContext(
-            trace_id,
-            _random.getrandbits(64) or 1,
-            False,
-            SAMPLED if keep else NOT_SAMPLED,
-            parent.trace_state if parent is not None else None,
-        )
-        if not keep:
-            return trace.NonRecordingSpan(span_context)
-        return LightSpan(name, span_context, parent, kind, attributes, links, self.exporter, shared)
+        span_id = _random.getrandbits(64) or 1
+        if not self.sampler.sampled(parent, trace_id):
+            trace_state = parent.trace_state if parent is not None else None
+            return trace.NonRecordingSpan(SpanContext(trace_id, span_id, False, NOT_SAMPLED, trace_state))
+        return LightSpan(name, trace_id, span_id, parent, kind, attributes, links, self.exporter, shared)
 
     @contextlib.contextmanager
     def start_as_current_span(  # type: ignore[override]

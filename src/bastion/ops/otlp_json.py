@@ -32,7 +32,7 @@ def span(finished: FinishedSpan) -> dict[str, Any]:
         "name": finished.name,
         "kind": finished.kind,
         "startTimeUnixNano": str(finished.start),
-        "endTimeUnixNano": str(finished.end),
+        "endTimeUnixNano": str(finished.end_time),
         "attributes": attributes,
         "flags": finished.otlp_flags,
     }

@@ -89,7 +89,7 @@ def span(finished: FinishedSpan) -> bytes:
         parts.append(_PARENT.pack(0x2208, finished.parent_id))  # parent_span_id = 4
     parts += [
         _name(finished.name),
-        _TIMES.pack(0x30, finished.kind, 0x39, finished.start, 0x41, finished.end),  # kind 6, start 7, end 8
+        _TIMES.pack(0x30, finished.kind, 0x39, finished.start, 0x41, finished.end_time),  # kind 6, start 7, end 8
         attributes(9, finished.attributes),
     ]
     if finished.shared is not None:
