@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 TOKEN = re.compile(r'name="(transaction|csrf_token)" value="([^"]*)"')
+ACTION = re.compile(r'<form method="post" action="([^"]*)"')
 
 
 def set_cookies(response: httpx.Response) -> dict[str, str]:
@@ -30,12 +31,19 @@ def form_fields(html: str) -> dict[str, str]:
     return dict(TOKEN.findall(html))
 
 
+def form_action(page: httpx.Response) -> httpx.URL:
+    """Where the page's (first) form posts, as a browser resolves it: the page says, the tests do not guess."""
+    found = ACTION.search(page.text)
+    assert found is not None, page.text
+    return page.url.join(found.group(1).replace("&amp;", "&"))
+
+
 async def consent(client: httpx.AsyncClient, url: str, decision: str = "approve") -> httpx.Response:
     page = await client.get(url)
     assert page.status_code == 200, page.text
     fields = form_fields(page.text)
     return await client.post(
-        httpx.URL(url).join("/consent"), data={**fields, "decision": decision}, headers=cookie_header(set_cookies(page))
+        form_action(page), data={**fields, "decision": decision}, headers=cookie_header(set_cookies(page))
     )
 
 
@@ -50,9 +58,7 @@ async def walk(client: httpx.AsyncClient, authorize_url: str, username: str = "a
         location = str(httpx.URL(authorize_url).join(approved.headers["location"]))
     login = await client.get(location)
     transaction = form_fields(login.text)["transaction"]
-    return await client.post(
-        httpx.URL(authorize_url).join("/login/dev"), data={"transaction": transaction, "username": username}
-    )
+    return await client.post(form_action(login), data={"transaction": transaction, "username": username})
 
 
 def walk_sync(client: httpx.Client, authorize_url: str, username: str = "alice") -> httpx.Response:

@@ -11,9 +11,12 @@ order, each close guarded so that one failure does not leave the rest open.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
+
+from .public_url import route_path
 
 if TYPE_CHECKING:
     from .store import Store
@@ -75,11 +78,28 @@ class Surface:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
+        """Start and stop with the application this one is mounted in, which does not pass lifespan events on
+        to what it mounts: `Starlette(routes=[Mount("/tools", app=surface)], lifespan=surface.lifespan)`."""
+        try:
+            await self.lifecycle.start()
+        except StartupError:
+            await self.lifecycle.stop()
+            raise
+        try:
+            yield
+        finally:
+            await self.lifecycle.stop()
+
     async def _route(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["path"] in self.mcp_paths:
+        path = route_path(scope)
+        if path in self.mcp_paths:
             await self.mcp(scope, receive, send)
-        elif scope["path"] == "/healthz" and scope["method"] == "GET":
+        elif path == "/healthz" and scope["method"] == "GET":
             await _plain(send, 200, b'{"status":"ok"}')
+        elif root := scope.get("root_path", "").encode("latin-1"):
+            await self.router(scope, receive, _under(root, send))
         else:
             await self.router(scope, receive, send)
 
@@ -99,6 +119,24 @@ class Surface:
                 await self.lifecycle.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _under(root: bytes, send: Any) -> Any:
+    """Mounted at `root`: the redirects the pages send to this server's own paths go on under it."""
+
+    async def rooted(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [
+                (name, root + value if name.lower() == b"location" and _own_path(value) else value)
+                for name, value in message.get("headers", [])
+            ]
+        await send(message)
+
+    return rooted
+
+
+def _own_path(location: bytes) -> bool:
+    return location[:1] == b"/" and location[1:2] != b"/"  # "/consent", not "//elsewhere" nor "https://..."
 
 
 def _one_line(exc: BaseException) -> str:

@@ -24,6 +24,7 @@ from ..oauth.client_identity import verified_domain
 from ..oauth.errors import OAuthError
 from ..oauth.pages import error_page, render
 from ..oauth.see_other import see_other
+from ..public_url import local
 from .sessions import AccountSession, AccountSessions
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ class SignedIn:
             server=self.server.issuer(request),
             methods=methods,
             return_to=return_to,
-            action=SIGN_IN,
+            action=local(request.scope, SIGN_IN),
         )
 
     async def checked_form(self, request: Request) -> tuple[AccountSession, dict[str, str]] | Response:
@@ -93,7 +94,14 @@ class Area:
         """A signed-in page: the header bar's subject, server and sign-out form (its CSRF token) filled in."""
         server = self.server.issuer(request)
         return render(
-            template, title=title, wide=True, subject=session.subject, server=server, csrf_token=session.csrf, **context
+            template,
+            title=title,
+            wide=True,
+            subject=session.subject,
+            server=server,
+            root=request.scope.get("root_path", ""),  # the paths of its forms, under the mount path if mounted
+            csrf_token=session.csrf,
+            **context,
         )
 
 

@@ -18,6 +18,7 @@ from ..oauth import forms
 from ..oauth.errors import OAuthError
 from ..oauth.pages import error_page, render
 from ..oauth.see_other import see_other
+from ..public_url import local
 
 if TYPE_CHECKING:
     from ..oauth.transactions import SignInDesk
@@ -60,7 +61,11 @@ class DevLogin:
         record = await self.desk.pending(transaction)
         targets = [record["redirect_uri"]] if record else []
         return render(
-            "dev_login.html", form_targets=targets, title="Sign in (development)", action=PATH, transaction=transaction
+            "dev_login.html",
+            form_targets=targets,
+            title="Sign in (development)",
+            action=local(request.scope, PATH),
+            transaction=transaction,
         )
 
     async def submit(self, request: Request) -> Response:

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..ops.audit import AuditEvent
+from ..public_url import local
 from ..security.cookies import clear_cookie, host_cookie, read_host_cookie
 from ..security.crypto import new_token, token_hash
 from . import forms
@@ -82,7 +83,7 @@ class ConsentScreen:
             **self._view(request, client, record),
             transaction=transaction,
             csrf_token=token,
-            action=PATH,
+            action=local(request.scope, PATH),
         )
         response.headers.append("Set-Cookie", host_cookie(cookie_name, token, int(self.transactions.remaining(record))))
         self.server.record_event(AuditEvent("consent.shown", client_id=client.client_id))

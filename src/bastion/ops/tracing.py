@@ -25,6 +25,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from ..principal import SCOPE_KEY
+from ..public_url import route_path
 from ..settings.telemetry import trace_exporters
 from .finished_span import SharedAttributes
 from .otlp import LightTracer
@@ -195,7 +196,7 @@ class TraceContext:
                 carrier[name.decode()] = value.decode("latin-1")
         token = otel_context.attach(propagate.extract(carrier)) if carrier else None
         try:
-            if scope["path"] in self.mcp_paths:
+            if route_path(scope) in self.mcp_paths:
                 await self.app(scope, receive, send)
             else:
                 await self._spanned(scope, receive, send)

@@ -125,7 +125,7 @@ class BearerGate:
             bind_request(scope)  # read only when an event is recorded: who calls, from where, which request
         if not self._required <= principal.scopes:
             self._decided("refused", "insufficient_scope")
-            headers = self.challenges.step_up(host.decode("latin-1"), self.required_scopes)
+            headers = self.challenges.step_up(host.decode("latin-1"), scope.get("root_path", ""), self.required_scopes)
             await _refuse(send, 403, b'{"error":"insufficient_scope"}', headers)
             return
         if self.telemetry is not None:

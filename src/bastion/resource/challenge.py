@@ -10,8 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..ops.audit import AuditEvent, AuditTrail
-from ..public_url import base_url, base_url_for_host
-from .metadata import metadata_url
+from ..public_url import base_url, base_url_for_host, metadata_url
 
 
 class Challenges:
@@ -29,23 +28,25 @@ class Challenges:
 
     def unauthorized(self, scope: Mapping[str, Any], error: str | None, status: int = 401) -> str:
         """No token (error None), or a bad one: where to get a good one, and which scopes every caller needs."""
-        challenge = f'Bearer resource_metadata="{self._metadata(base_url(scope, self.public_url))}"'
+        root = scope.get("root_path", "")
+        challenge = f'Bearer resource_metadata="{self._metadata(base_url(scope, self.public_url), root)}"'
         if self.required_scopes and status == 401:
             challenge += f', scope="{" ".join(self.required_scopes)}"'
         if error:
             challenge += f', error="{error}"'
         return challenge
 
-    def step_up(self, host: str | None, needed: tuple[str, ...]) -> list[tuple[bytes, bytes]]:
-        """Headers for a 403 answering a call that lacked scopes: every scope the call needs, once."""
-        base = base_url_for_host(host, self.public_url)
+    def step_up(self, host: str | None, root: str, needed: tuple[str, ...]) -> list[tuple[bytes, bytes]]:
+        """Headers for a 403 answering a call that lacked scopes: every scope the call needs, once. `root`: the
+        path the server is mounted at, if it is."""
+        base = base_url_for_host(host, self.public_url, root)
         wanted = tuple(dict.fromkeys((*self.required_scopes, *needed)))
         if self.audit is not None:  # the caller is bound by the gate that let the request in
             self.audit.record(AuditEvent("stepup.refused", "failure", details={"needed": " ".join(wanted)}))
         # offline_access is about refresh tokens, never what a call needs: it stays out of challenges.
         scopes = " ".join(s for s in wanted if s != "offline_access")
-        value = f'Bearer error="insufficient_scope", scope="{scopes}", resource_metadata="{self._metadata(base)}"'
+        value = f'Bearer error="insufficient_scope", scope="{scopes}", resource_metadata="{self._metadata(base, root)}"'
         return [(b"www-authenticate", value.encode())]
 
-    def _metadata(self, base: str) -> str:
-        return metadata_url(base, self.resource_path)
+    def _metadata(self, base: str, root: str) -> str:
+        return metadata_url(base, self.resource_path, root)

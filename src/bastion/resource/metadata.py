@@ -8,13 +8,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..public_url import base_path, base_url, well_known
+from ..public_url import base_path, base_url
 
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
-
-
-def metadata_url(base: str, resource_path: str) -> str:
-    return well_known(base, "oauth-protected-resource", resource_path)
 
 
 def routes(

@@ -95,7 +95,7 @@ class StreamableHTTP:
         version = headers.get("mcp-protocol-version")
         principal = scope.get(SCOPE_KEY)
         if version in versions.MODERN:
-            await self.modern.post(message, headers, version, principal, receive, send)
+            await self.modern.post(message, headers, version, principal, receive, send, scope.get("root_path", ""))
         elif isinstance(message, Request) and message.method == "initialize":
             await self.legacy.initialize(message, principal, send)
         elif version is not None and version not in versions.LEGACY_HEADERS:
@@ -104,7 +104,7 @@ class StreamableHTTP:
             # A modern body without its header: the spec's header mismatch.
             await reject(send, mismatch("the MCP-Protocol-Version header is required"), message.id)
         else:
-            await self.legacy.post(message, headers, principal, receive, send)
+            await self.legacy.post(message, headers, principal, receive, send, scope.get("root_path", ""))
 
     def close_session(self, session: Session) -> None:
         self.legacy.close_session(session)

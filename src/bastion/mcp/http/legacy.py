@@ -82,9 +82,11 @@ class LegacyHandler:
             extra.append((b"mcp-session-id", session.id.encode()))
         await send_json(send, 200, result_message(message.id, result), extra)
 
-    async def post(self, message: Any, headers: dict[str, str], principal: Any, receive: Receive, send: Send) -> None:
+    async def post(
+        self, message: Any, headers: dict[str, str], principal: Any, receive: Receive, send: Send, root: str = ""
+    ) -> None:
         if not self.stateful:
-            await self._stateless(message, headers, principal, receive, send)
+            await self._stateless(message, headers, principal, receive, send, root)
             return
         msg_id = getattr(message, "id", None)
         try:
@@ -137,10 +139,10 @@ class LegacyHandler:
         )
         if reply.allow_stream:
             ex.send_request = lambda method, params: session.send_request(reply.event, method, params)
-        await self.runner.run(message, ex, reply, receive, session, host=headers.get("host"))
+        await self.runner.run(message, ex, reply, receive, session, host=headers.get("host"), root=root)
 
     async def _stateless(
-        self, message: Any, headers: dict[str, str], principal: Any, receive: Receive, send: Send
+        self, message: Any, headers: dict[str, str], principal: Any, receive: Receive, send: Send, root: str
     ) -> None:
         """Legacy clients without sessions (stateful = false): each request stands alone."""
         if not isinstance(message, Request):
@@ -161,7 +163,7 @@ class LegacyHandler:
             progress_token=progress_token(message.params),
             send=reply.event,
         )
-        await self.runner.run(message, ex, reply, receive, None, host=headers.get("host"))
+        await self.runner.run(message, ex, reply, receive, None, host=headers.get("host"), root=root)
 
     # --- GET: the session's standalone stream -------------------------------------------------------------
     async def get(self, headers: dict[str, str], principal: Any, receive: Receive, send: Send) -> None:

@@ -29,7 +29,14 @@ class ModernHandler:
         self.json_response = json_response
 
     async def post(
-        self, message: Any, headers: dict[str, str], version: str, principal: Any, receive: Receive, send: Send
+        self,
+        message: Any,
+        headers: dict[str, str],
+        version: str,
+        principal: Any,
+        receive: Receive,
+        send: Send,
+        root: str = "",
     ) -> None:
         if not isinstance(message, Request):
             if isinstance(message, Notification):
@@ -72,7 +79,7 @@ class ModernHandler:
             progress_token=progress_token(message.params),
             send=reply.event,
         )
-        await self.runner.run(message, ex, reply, receive, None, host=headers.get("host"))
+        await self.runner.run(message, ex, reply, receive, None, host=headers.get("host"), root=root)
 
     def _check_param_headers(self, headers: dict[str, str], params: dict[str, Any]) -> None:
         name = params.get("name")

@@ -17,8 +17,9 @@ from .reply import Reply
 from .streams import cancel_on_disconnect
 from .wire import Receive
 
-# (Host, needed scopes) -> headers of a step-up challenge; supplied by the authentication layer.
-Challenge = Callable[[str | None, tuple[str, ...]], list[tuple[bytes, bytes]]]
+# (Host, the path the server is mounted at, needed scopes) -> headers of a step-up challenge; supplied by the
+# authentication layer.
+Challenge = Callable[[str | None, str, tuple[str, ...]], list[tuple[bytes, bytes]]]
 USER_CODE_METHODS = frozenset({"tools/call", "prompts/get", "resources/read", "completion/complete"})
 
 
@@ -35,6 +36,7 @@ class Runner:
         receive: Receive,
         session: Session | None,
         host: str | None,
+        root: str = "",
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -51,7 +53,7 @@ class Runner:
         except InsufficientScope as exc:
             # The authentication layer's step-up challenge (or, without one, the bare list of scopes).
             challenge = (
-                self.challenge(host, exc.needed)
+                self.challenge(host, root, exc.needed)
                 if self.challenge is not None
                 else [(NEEDED_SCOPES, " ".join(exc.needed).encode())]
             )
