@@ -14,6 +14,7 @@ from .mcp.content import Audio, EmbeddedResource, Image, ResourceLink, Text
 from .mcp.context import Context, ElicitationResult, ToolError
 from .mcp.errors import McpError
 from .mcp.result import ToolResult
+from .protect import protect
 from .settings import Settings, SettingsError
 
 __all__ = [
@@ -30,5 +31,6 @@ __all__ = [
     "Text",
     "ToolError",
     "ToolResult",
+    "protect",
 ]
 __version__ = "0.1.0"

@@ -92,7 +92,8 @@ def build(
         store = _opened_store(settings, store or configured_store(settings), opened, startup, telemetry)
     protection = None
     if settings.authenticated and bus is not None:
-        protection = _Protection.build(app, settings, opened, startup, store, upstream, bus, telemetry)
+        scopes = app.scopes(settings)
+        protection = _Protection.build(scopes, settings, opened, startup, store, upstream, bus, telemetry)
         routes += protection.routes
     if shared and bus is not None:
         from .cluster.relay import Relay
@@ -139,8 +140,69 @@ def build(
     if telemetry is not None and telemetry.metrics is not None:
         routes += _metrics(settings, telemetry.metrics, opened, startup)
 
-    origins = origin_policy(settings)
     mcp_paths = set() if settings.worker.only else {settings.path, settings.path + "/"}
+    surface_store = protection.store if protection else worker_trail.store if worker_trail is not None else None
+    return _surface(
+        settings, mcp, mcp_paths, Router(routes), telemetry, Lifecycle(startup, opened.shutdown()), surface_store
+    )
+
+
+def build_protected(
+    inner: Any,
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    upstream: Mapping[str, UpstreamProvider] | None = None,
+    tracer_provider: Any = None,
+) -> Surface:
+    """Bastion's front door before `inner`, any ASGI MCP application (bastion.protect): the authorization server
+    and external issuers as `settings` describe, protected resource metadata, challenges, Host and Origin checks.
+    Every path that is not Bastion's own goes to `inner`, and only with a valid token; SettingsError if
+    `settings` cannot be served, or protect nothing."""
+    settings.check()
+    if not settings.authenticated:
+        raise SettingsError(
+            "protect: nothing would check callers; turn on [authorization_server] enabled or add [[resource.issuers]]"
+        )
+    if settings.worker.secret_env:
+        raise SettingsError("protect: the worker API serves Bastion's own tools; leave [worker] secret_env unset")
+    from .gateway.asgi import InProcessApp
+
+    opened = _Opened()
+    startup: list[Step] = []
+    telemetry = _telemetry(settings, opened, tracer_provider)
+    bus = _open_bus(settings, opened, startup)
+    if settings.authorization_server.enabled:
+        store = _opened_store(settings, store or configured_store(settings), opened, startup, telemetry)
+    scopes = set(settings.resource.required_scopes)
+    if settings.authorization_server.enabled:
+        scopes.update(settings.authorization_server.scopes)
+    protection = _Protection.build(sorted(scopes), settings, opened, startup, store, upstream, bus, telemetry)
+    app = InProcessApp(inner)
+    startup.append(("the protected application", app.start))
+    opened.add("the protected application", app.stop)
+    gated = protection.gate(app)
+    routes = list(protection.routes)
+    if telemetry is not None and telemetry.metrics is not None:
+        routes += _metrics(settings, telemetry.metrics, opened, startup)
+    mcp_paths = {settings.path, settings.path + "/"}
+    router = Router(routes, default=gated)  # the application's other paths: behind the gate too
+    return _surface(
+        settings, gated, mcp_paths, router, telemetry, Lifecycle(startup, opened.shutdown()), protection.store
+    )
+
+
+def _surface(
+    settings: Settings,
+    mcp: Any,
+    mcp_paths: set[str],
+    router: Any,
+    telemetry: Telemetry | None,
+    lifecycle: Lifecycle,
+    store: Store | None,
+) -> Surface:
+    """The MCP endpoint and the router behind the guards every request passes."""
+    origins = origin_policy(settings)
     # Outermost first: the access log sees every request and its answer (then, with tracing, each request takes
     # its trace context); then the cheapest refusal (an oversized head) before any header is interpreted.
     guards: list[Any] = [lambda inner: AccessLog(inner, lines=settings.access_log)]
@@ -153,14 +215,7 @@ def build(
         lambda inner: HeaderLimit(inner, settings.max_header_bytes),
         lambda inner: OriginGate(inner, origins),
     ]
-    return Surface(
-        mcp,
-        mcp_paths,
-        Router(routes),
-        guards=guards,
-        lifecycle=Lifecycle(startup, opened.shutdown()),
-        store=protection.store if protection else worker_trail.store if worker_trail is not None else None,
-    )
+    return Surface(mcp, mcp_paths, router, guards=guards, lifecycle=lifecycle, store=store)
 
 
 def origin_policy(settings: Settings) -> OriginPolicy:
@@ -198,7 +253,7 @@ class _Protection:
     @classmethod
     def build(
         cls,
-        app: App,
+        scopes: list[str],
         settings: Settings,
         opened: _Opened,
         startup: list[Step],
@@ -222,7 +277,7 @@ class _Protection:
             trail = _audit_trail(settings, store, opened, telemetry)
             accounts = _account_sessions(settings, store)
             authorization = _authorization_server(
-                app, settings, store, bus, opened, upstream, trail, telemetry, accounts
+                scopes, settings, store, bus, opened, upstream, trail, telemetry, accounts
             )
             routes += authorization.routes()
             routes += _account_pages(settings, authorization, accounts, trail, opened, startup)
@@ -236,7 +291,7 @@ class _Protection:
             # Bastion's own authorization server first: clients that pick one pick the first.
             return ([base] if own else []) + [issuer.issuer for issuer in issuers]
 
-        routes += resource_metadata.routes(settings.public_url, settings.path, servers, app.scopes(settings))
+        routes += resource_metadata.routes(settings.public_url, settings.path, servers, scopes)
         return cls(verify, challenges, bus, routes, store if own else None, trail, telemetry)
 
 
@@ -292,7 +347,7 @@ def _reachable(store: Store) -> Callable[[], Awaitable[None]]:
 
 
 def _authorization_server(
-    app: App,
+    scopes: list[str],
     settings: Settings,
     store: Store,
     bus: Bus,
@@ -327,7 +382,7 @@ def _authorization_server(
     methods += [
         UpstreamLogin(desk, store, provider, labels.get(name), audit=audit) for name, provider in providers.items()
     ]
-    offered = configured.model_copy(update={"scopes": app.scopes(settings)})
+    offered = configured.model_copy(update={"scopes": scopes})
     return oauth.AuthorizationServer(
         offered,
         store,
