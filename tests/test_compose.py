@@ -69,9 +69,9 @@ async def test_shutdown_closes_everything_that_was_opened_newest_first(tmp_path)
         "issuer client",
         "client expiry sweep",
         "audit trail",
+        "tool threads",  # made once the store is known ([limits] count in it), closed before it
         "store",
         "bus",
-        "tool threads",
     ]
     store, server = asgi.store, asgi.mcp.app.server
     assert await lifespan(asgi, "startup", "shutdown") == [

@@ -13,6 +13,7 @@ from .app import App
 from .mcp.content import Audio, EmbeddedResource, Image, ResourceLink, Text
 from .mcp.context import Context, ElicitationResult, ToolError
 from .mcp.errors import McpError
+from .mcp.middleware import Call, Denied, Proceed, RateLimited
 from .mcp.result import ToolResult
 from .protect import protect
 from .settings import Settings, SettingsError
@@ -20,11 +21,15 @@ from .settings import Settings, SettingsError
 __all__ = [
     "App",
     "Audio",
+    "Call",
     "Context",
+    "Denied",
     "ElicitationResult",
     "EmbeddedResource",
     "Image",
     "McpError",
+    "Proceed",
+    "RateLimited",
     "ResourceLink",
     "Settings",
     "SettingsError",

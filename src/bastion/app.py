@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from .mcp.middleware import Middleware
 from .mcp.notify import Broadcaster
 from .mcp.policy import Policy
 from .mcp.registry import Registry
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from .surface import Surface
 
 F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M", bound=Middleware)
 log = logging.getLogger("bastion")
 
 
@@ -31,6 +33,7 @@ class App:
         self.instructions = instructions
         self.registry = Registry()
         self.broadcaster = Broadcaster()
+        self._middleware: list[Middleware] = []
 
     # --- registration -------------------------------------------------------------------------------
     @overload
@@ -77,6 +80,12 @@ class App:
 
         return register(fn) if fn is not None else register
 
+    def middleware(self, fn: M) -> M:
+        """Run `fn(call, proceed)` around every MCP request (bastion.Call; return `await proceed(call)`, or raise
+        bastion.Denied). The first registered is the outermost."""
+        self._middleware.append(fn)
+        return fn
+
     def completion(self, *, argument: str, prompt: str | None = None, resource: str | None = None) -> Callable[[F], F]:
         """Suggest values for a prompt's or resource template's argument: fn(value, context) -> [str]."""
         if (prompt is None) == (resource is None):
@@ -107,7 +116,10 @@ class App:
         await self.broadcaster.list_changed(kind)
 
     # --- serving ----------------------------------------------------------------------------------------
-    def server(self, settings: Settings, telemetry: Telemetry | None = None) -> Server:
+    def server(
+        self, settings: Settings, telemetry: Telemetry | None = None, middleware: Sequence[Middleware] = ()
+    ) -> Server:
+        """The engine serving this App; `middleware` (Bastion's own, such as [limits]) runs outside the App's."""
         state_key = settings.state_secret.get_secret_value().encode() if settings.state_secret else None
         return Server(
             self.registry,
@@ -121,6 +133,7 @@ class App:
             tool_threads=settings.tool_threads,
             policy=self.policy(settings),
             telemetry=telemetry,
+            middleware=[*middleware, *self._middleware],
         )
 
     def policy(self, settings: Settings) -> Policy:

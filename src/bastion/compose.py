@@ -74,8 +74,6 @@ def build(
     opened = _Opened()
     startup: list[Step] = []
     telemetry = _telemetry(settings, opened, tracer_provider)
-    server = app.server(settings, telemetry)
-    opened.add("tool threads", server.close)
     routes: list[BaseRoute] = []
 
     # One bus per process, opened when something uses it: the bearer gate (revocations) and, on a store other
@@ -88,8 +86,10 @@ def build(
     # On a shared store legacy sessions are shared too, so that any process serves any request of a session.
     shares_sessions = shared and settings.stateful and bus is not None
     own_grants = settings.authenticated and settings.authorization_server.enabled
-    if bus is not None and (shares_sessions or own_grants):
+    if (bus is not None and (shares_sessions or own_grants)) or settings.limits.enabled:
         store = _opened_store(settings, store or configured_store(settings), opened, startup, telemetry)
+    server = app.server(settings, telemetry, _limits(settings, store))
+    opened.add("tool threads", server.close)
     protection = None
     if settings.authenticated and bus is not None:
         scopes = app.scopes(settings)
@@ -147,6 +147,15 @@ def build(
     )
 
 
+def _limits(settings: Settings, store: Store | None) -> list[Any]:
+    """[limits], the outermost middleware, counted in the store every instance shares."""
+    if not settings.limits.enabled or store is None:
+        return []
+    from .cluster.limits import Limits
+
+    return [Limits(store, settings.limits.requests_per_minute, dict(settings.limits.tools))]
+
+
 def build_protected(
     inner: Any,
     settings: Settings,
@@ -166,6 +175,8 @@ def build_protected(
         )
     if settings.worker.secret_env:
         raise SettingsError("protect: the worker API serves Bastion's own tools; leave [worker] secret_env unset")
+    if settings.limits.enabled:
+        raise SettingsError("protect: [limits] counts the requests of Bastion's own tools; remove [limits]")
     from .gateway.asgi import InProcessApp
 
     opened = _Opened()

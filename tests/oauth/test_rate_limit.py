@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from bastion.compose import build
-from bastion.oauth.ratelimit import RateLimiter
+from bastion.ratelimit import RateLimiter
 from bastion.security.crypto import token_hash
 from bastion.store import Commit, MemoryStore, Store, keys
 from bastion.store.errors import StoreUnavailable

@@ -23,6 +23,9 @@ URL_ELICITATION_REQUIRED = -32042
 
 # Bastion's own (implementation-defined range): the caller lacks scopes; 403 carries the step-up challenge.
 FORBIDDEN = -32010
+DENIED = -32011  # a middleware refused the request (mcp/middleware.py)
+RATE_LIMITED = -32029  # too many requests: 429 with Retry-After, in sessions too
+UNAVAILABLE = -32030  # what the request needs cannot answer now (the store): 503 with Retry-After, in sessions too
 
 
 class Refusal(enum.Enum):
@@ -56,6 +59,9 @@ HTTP_STATUS: Mapping[int | Refusal, int] = MappingProxyType(
         UNSUPPORTED_PROTOCOL_VERSION: 400,
         URL_ELICITATION_REQUIRED: 200,
         FORBIDDEN: 403,
+        DENIED: 403,
+        RATE_LIMITED: 429,
+        UNAVAILABLE: 503,
         Refusal.METHOD_NOT_ALLOWED: 405,
         Refusal.NOT_ACCEPTABLE: 406,
         Refusal.PAYLOAD_TOO_LARGE: 413,
@@ -73,6 +79,8 @@ ANSWER_STATUS = 200
 
 class McpError(Exception):
     """An error answered to the client as a JSON-RPC error object."""
+
+    headers: tuple[tuple[bytes, bytes], ...] = ()  # HTTP headers its answer carries on Streamable HTTP
 
     def __init__(self, code: int, message: str, data: Any = None) -> None:
         super().__init__(message)
@@ -100,10 +108,11 @@ def http_status(error: McpError, *, in_session: bool = False) -> int:
 
     `in_session`: the error answers a request a legacy session (or stateless legacy) accepted. JSON-RPC over a
     session carries such answers with 200, as the 2025 revisions and their clients expect; only FORBIDDEN keeps
-    its 403, because the step-up challenge rides on it.
+    its 403, because the step-up challenge rides on it, and RATE_LIMITED and UNAVAILABLE their 429 and 503, which
+    tell any HTTP client to wait.
     """
     key: int | Refusal = error.refusal if isinstance(error, Refused) else error.code
-    if in_session and key != FORBIDDEN:
+    if in_session and key not in (FORBIDDEN, RATE_LIMITED, UNAVAILABLE):
         return ANSWER_STATUS
     return HTTP_STATUS.get(key, ANSWER_STATUS)
 

@@ -13,7 +13,7 @@ import functools
 import hashlib
 import logging
 import secrets as token_source
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from . import versions
 from .context import Context, InputRequired, ToolError
 from .errors import INTERNAL_ERROR, INVALID_PARAMS, RESOURCE_NOT_FOUND_LEGACY, UNSUPPORTED_PROTOCOL_VERSION, McpError
 from .exchange import Exchange
+from .middleware import Middleware, call_of, chain
 from .policy import InsufficientScope, Policy, allows
 from .registry import Registry, Tool
 from .result import ToolResult, error_result, prompt_messages, resource_contents
@@ -58,6 +59,7 @@ class Server:
         policy: Policy | None = None,
         tool_threads: int = 64,
         telemetry: Telemetry | None = None,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         self.registry = registry
         self.info = {"name": name, "version": version}
@@ -84,6 +86,11 @@ class Server:
             "prompts/get": self._prompts_get,
             "completion/complete": self._complete,
         }
+        # Each request's answer: through the middleware when there is any (the first given the outermost).
+        self._answer: Callable[[Exchange, dict[str, Any]], Awaitable[dict[str, Any]]] = self._handle
+        if middleware:
+            proceed = chain(middleware, lambda call: self._handle(call.exchange, call.params))
+            self._answer = lambda ex, params: proceed(call_of(ex, params))
 
     def close(self) -> None:
         """Stop the tool threads: queued calls are cancelled; a running one finishes on its own (threads cannot be
@@ -140,12 +147,12 @@ class Server:
     async def handle(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
         """The result of one request, or McpError. Legacy-only and session methods belong to transports."""
         if self.telemetry is None:
-            return await self._handle(ex, params)
+            return await self._answer(ex, params)
         method = ex.method if ex.method in self._handlers else "_OTHER"
         name = params.get("name")
         tool = name if method == "tools/call" and isinstance(name, str) and name in self.registry.tools else ""
         prompt = name if method == "prompts/get" and isinstance(name, str) and name in self.registry.prompts else ""
-        return await self.telemetry.operation(ex, params, method, tool, prompt, self._handle)
+        return await self.telemetry.operation(ex, params, method, tool, prompt, self._answer)
 
     async def _handle(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
         handler = self._handlers.get(ex.method)

@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 from ..ops.audit import AuditEvent, bind_request
 from ..ops.logs import clean
 from ..public_url import base_path, base_url
+from ..ratelimit import RateLimiter
 from ..security.crypto import new_key
 from ..security.fetch import SafeFetcher
 from ..settings import AuthorizationServerSettings
@@ -35,7 +36,6 @@ from .errors import NO_STORE, OAuthError, invalid_client, invalid_request
 from .grants import Grants, Lifetimes
 from .pages import error_page
 from .quoting import some
-from .ratelimit import RateLimiter
 from .transactions import Transactions, consent_url
 from .unavailable import answering_store_faults, json_answer, page_answer
 

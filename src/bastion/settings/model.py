@@ -14,6 +14,7 @@ from .audit import AuditSettings
 from .authorization import AuthorizationServerSettings
 from .check import start_up_problems
 from .errors import SettingsError
+from .limits import LimitsSettings
 from .load import describe as describe_settings
 from .load import load as load_settings
 from .policy import PolicySettings
@@ -28,6 +29,7 @@ class Settings(ServerSettings):
     authorization_server: AuthorizationServerSettings = Field(default_factory=AuthorizationServerSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     resource: ResourceSettings = Field(default_factory=ResourceSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)

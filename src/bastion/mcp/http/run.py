@@ -59,7 +59,8 @@ class Runner:
             )
             await reply.finish(error_message(message.id, exc), http_status(exc), challenge)
         except McpError as exc:
-            await reply.finish(error_message(message.id, exc), http_status(exc, in_session=not ex.modern))
+            status = http_status(exc, in_session=not ex.modern)
+            await reply.finish(error_message(message.id, exc), status, list(exc.headers))
         except asyncio.CancelledError:
             if not handle.requested:
                 raise

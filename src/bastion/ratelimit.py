@@ -1,12 +1,13 @@
-"""A per-address limit in fixed windows, counted in the store: every instance on one store shares it.
+"""A limit per key (a client address for /register, a caller and tool for [limits]) in fixed windows, counted in
+the store: every instance on one store shares it.
 
-The n-th request from an address in a window creates the record `ratelimit:<sha256(address)>:<window>:<n>`
+The n-th request for a key in a window creates the record `ratelimit:<sha256(key)>:<window>:<n>`
 (store/keys.py); a request is allowed if it creates one of the slots 0 .. limit-1. Creating is exact across
 instances (of concurrent creates of one key exactly one succeeds), where a single counter rewritten with
 consume + put would not be: consume checks that a record exists, not which value it holds, so two instances
 that both read 3 would both write 4. Each slot expires with its window.
 
-A request tries the slots from the first this instance has not yet seen taken, so an address past its limit
+A request tries the slots from the first this instance has not yet seen taken, so a key past its limit
 costs this instance no store round trip until the window ends, and one under it costs one, plus one per slot
 other instances took meanwhile. Store faults (StoreUnavailable) reach the caller: a 503, as for every route.
 """
@@ -17,8 +18,8 @@ import math
 import time
 from collections.abc import Callable
 
-from ..security.crypto import token_hash
-from ..store import Commit, Store, keys
+from .security.crypto import token_hash
+from .store import Commit, Store, keys
 
 
 class RateLimiter:
@@ -39,7 +40,7 @@ class RateLimiter:
         self.max_hints = max_hints
         # Wall-clock seconds: every instance must agree which window it is (keep clocks in step, as for TTLs).
         self._clock = clock
-        # (address hash, window) -> the first slot this instance has not seen taken (an optimisation only).
+        # (key hash, window) -> the first slot this instance has not seen taken (an optimisation only).
         self._next: dict[tuple[str, int], int] = {}
 
     def _current(self) -> tuple[int, float]:
@@ -49,13 +50,13 @@ class RateLimiter:
         return number, (number + 1) * self.window - now
 
     def retry_after(self) -> int:
-        """Whole seconds until the current window ends (at least 1): when a refused address may try again."""
+        """Whole seconds until the current window ends (at least 1): when a refused key may count again."""
         return max(1, math.ceil(self._current()[1]))
 
-    async def allow(self, address: str) -> bool:
-        """Count one request from `address`; False if it is over the limit in this window (nothing counted)."""
+    async def allow(self, key: str) -> bool:
+        """Count one request for `key`; False if it is over the limit in this window (nothing counted)."""
         window, left = self._current()
-        hashed = token_hash(address)
+        hashed = token_hash(key)
         hint = (hashed, window)
         slot = self._next.get(hint, 0)
         while slot < self.limit:
