@@ -12,6 +12,7 @@ from .mcp.notify import Broadcaster
 from .mcp.policy import Policy
 from .mcp.registry import Registry
 from .mcp.server import Server
+from .mcp.sources import ToolSource
 from .secrets import SecretSource
 from .settings import Settings
 
@@ -117,9 +118,14 @@ class App:
 
     # --- serving ----------------------------------------------------------------------------------------
     def server(
-        self, settings: Settings, telemetry: Telemetry | None = None, middleware: Sequence[Middleware] = ()
+        self,
+        settings: Settings,
+        telemetry: Telemetry | None = None,
+        middleware: Sequence[Middleware] = (),
+        sources: Sequence[ToolSource] = (),
     ) -> Server:
-        """The engine serving this App; `middleware` (Bastion's own, such as [limits]) runs outside the App's."""
+        """The engine serving this App; `middleware` (Bastion's own, such as [limits]) runs outside the App's,
+        `sources` are the servers it fronts ([[gateway.servers]])."""
         state_key = settings.state_secret.get_secret_value().encode() if settings.state_secret else None
         return Server(
             self.registry,
@@ -134,6 +140,7 @@ class App:
             policy=self.policy(settings),
             telemetry=telemetry,
             middleware=[*middleware, *self._middleware],
+            sources=sources,
         )
 
     def policy(self, settings: Settings) -> Policy:

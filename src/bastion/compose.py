@@ -88,7 +88,9 @@ def build(
     own_grants = settings.authenticated and settings.authorization_server.enabled
     if (bus is not None and (shares_sessions or own_grants)) or settings.limits.enabled:
         store = _opened_store(settings, store or configured_store(settings), opened, startup, telemetry)
-    server = app.server(settings, telemetry, _limits(settings, store))
+    server = app.server(
+        settings, telemetry, _limits(settings, store), _gateway(settings, app, opened, startup, telemetry)
+    )
     opened.add("tool threads", server.close)
     protection = None
     if settings.authenticated and bus is not None:
@@ -154,6 +156,37 @@ def _limits(settings: Settings, store: Store | None) -> list[Any]:
     from .cluster.limits import Limits
 
     return [Limits(store, settings.limits.requests_per_minute, dict(settings.limits.tools))]
+
+
+def _gateway(
+    settings: Settings, app: App, opened: _Opened, startup: list[Step], telemetry: Telemetry | None
+) -> list[Any]:
+    """The servers Bastion fronts ([[gateway.servers]]): each listed once started, and kept current."""
+    if not settings.gateway.servers:
+        return []
+    import httpx
+
+    from .gateway.client import McpClient
+    from .gateway.remote import RemoteServer
+
+    async def tools_changed() -> None:
+        await app.broadcaster.list_changed("tools")
+
+    servers = []
+    for configured in settings.gateway.servers:
+        http = _http_client(httpx.Timeout(configured.timeout_seconds, connect=10.0), telemetry)
+        opened.add(f"gateway client {configured.name}", http.aclose)
+        headers = {}
+        token = configured.token()
+        if token:
+            header = configured.token_header
+            headers[header] = f"Bearer {token}" if header.lower() == "authorization" else token
+        client = McpClient(configured.url, http, headers=headers, version=configured.protocol_version)
+        server = RemoteServer(configured, client, tools_changed)
+        startup.append((f"gateway server {configured.name}", server.start))
+        opened.add(f"gateway server {configured.name}", server.stop)
+        servers.append(server)
+    return servers
 
 
 def build_protected(

@@ -21,6 +21,14 @@ def mismatch(message: str) -> McpError:
     return McpError(HEADER_MISMATCH, f"Header mismatch: {message}")
 
 
+def encode_value(value: str) -> str:
+    """A value for an Mcp-Name or Mcp-Param-* header: as it is when it can travel so, else the base64 form."""
+    plain = value.isascii() and value.isprintable() and value == value.strip()
+    if plain and not (value.startswith(_SENTINEL_START) and value.endswith(_SENTINEL_END)):
+        return value
+    return f"{_SENTINEL_START}{base64.b64encode(value.encode()).decode()}{_SENTINEL_END}"
+
+
 def decode_value(raw: str) -> str:
     """A header value with the base64 sentinel form decoded; invalid characters are a mismatch."""
     if not (raw.isascii() and raw.replace("\t", " ").isprintable()):

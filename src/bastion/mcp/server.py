@@ -31,6 +31,7 @@ from .middleware import Middleware, call_of, chain
 from .policy import InsufficientScope, Policy, allows
 from .registry import Registry, Tool
 from .result import ToolResult, error_result, prompt_messages, resource_contents
+from .sources import ToolSource
 
 if TYPE_CHECKING:
     from ..ops.telemetry import Telemetry
@@ -60,6 +61,7 @@ class Server:
         tool_threads: int = 64,
         telemetry: Telemetry | None = None,
         middleware: Sequence[Middleware] = (),
+        sources: Sequence[ToolSource] = (),
     ) -> None:
         self.registry = registry
         self.info = {"name": name, "version": version}
@@ -73,8 +75,10 @@ class Server:
         self.telemetry = telemetry  # metrics and spans of each request (ops/telemetry.py), when operators want them
         # Plain-function tools get their own threads, so a few hung ones cannot starve the rest.
         self.executor = ThreadPoolExecutor(max_workers=tool_threads, thread_name_prefix="bastion-tool")
-        self._tool_defs_for: tuple[Tool, ...] = ()
+        self.sources = tuple(sources)  # tools served by the servers Bastion fronts
+        self._tool_defs_for: tuple[tuple[Tool, ...], tuple[int, ...]] = ((), ())
         self._tool_defs: list[tuple[dict[str, Any], frozenset[str]]] = []
+        self._remote: dict[str, ToolSource] = {}  # a fronted server's tool name -> the server
         self._handlers: dict[str, Callable[[Exchange, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "ping": self._ping,
             "tools/list": self._tools_list,
@@ -150,7 +154,8 @@ class Server:
             return await self._answer(ex, params)
         method = ex.method if ex.method in self._handlers else "_OTHER"
         name = params.get("name")
-        tool = name if method == "tools/call" and isinstance(name, str) and name in self.registry.tools else ""
+        known = isinstance(name, str) and (name in self.registry.tools or name in self._remote)
+        tool = str(name) if method == "tools/call" and known else ""
         prompt = name if method == "prompts/get" and isinstance(name, str) and name in self.registry.prompts else ""
         return await self.telemetry.operation(ex, params, method, tool, prompt, self._answer)
 
@@ -228,19 +233,30 @@ class Server:
         return _cacheable(result) if ex.modern else result
 
     def _tool_definitions(self) -> list[tuple[dict[str, Any], frozenset[str]]]:
-        """Every tool's definition and the scopes it needs, in registration order; never filtered for a caller.
+        """Every tool's definition and the scopes it needs, in registration order, then the fronted servers'
+        tools; never filtered for a caller.
 
-        Rebuilt when a tool is added, removed or replaced (under the same name or not): the cache is keyed on
-        the registered Tool objects themselves, by identity, and a Tool is frozen. Callers' scopes filter
-        each request's copy of this list, so one caller's view is never another's.
+        Rebuilt when a tool is added, removed or replaced (under the same name or not), or a fronted server's tools
+        change: the cache is keyed on the registered Tool objects themselves, by identity (a Tool is frozen), and
+        on each source's version. Callers' scopes filter each request's copy of this list, so one caller's view is
+        never another's. A fronted server's tool named like one already listed is left out (and logged).
         """
         tools = tuple(self.registry.tools.values())
-        if not _same_objects(tools, self._tool_defs_for):
+        versions_now = tuple(source.version for source in self.sources)
+        if not _same_objects(tools, self._tool_defs_for[0]) or versions_now != self._tool_defs_for[1]:
             # Built before the key is stored: a definition that fails to build leaves no stale pairing behind.
-            self._tool_defs = [
-                (tool.definition(), self.policy.needed("tool", tool.name, tool.scopes)) for tool in tools
-            ]
-            self._tool_defs_for = tools
+            definitions = [(tool.definition(), self.policy.needed("tool", tool.name, tool.scopes)) for tool in tools]
+            remote: dict[str, ToolSource] = {}
+            for source in self.sources:
+                for definition in source.tools():
+                    name = definition["name"]
+                    if name in self.registry.tools or name in remote:
+                        log.warning("tool %r of %s is left out: another tool has that name", name, source.name)
+                        continue
+                    remote[name] = source
+                    definitions.append((definition, self.policy.needed("tool", name, source.scopes)))
+            self._tool_defs, self._remote = definitions, remote
+            self._tool_defs_for = (tools, versions_now)
         return self._tool_defs
 
     async def _resources_list(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
@@ -281,14 +297,24 @@ class Server:
     async def _tools_call(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
         name = params.get("name")
         tool = self.registry.tools.get(name) if isinstance(name, str) else None
-        if tool is None:
+        source = None
+        if tool is None and isinstance(name, str) and self.sources:
+            self._tool_definitions()  # the fronted servers' tools as they are now
+            source = self._remote.get(name)
+        if tool is None and source is None:
             raise McpError(INVALID_PARAMS, f"Unknown tool: {name}")
-        self._check(ex, "tool", tool.name, tool.scopes, f"tool {tool.name!r}")
+        if tool is not None:
+            self._check(ex, "tool", tool.name, tool.scopes, f"tool {tool.name!r}")
+        elif source is not None:
+            self._check(ex, "tool", str(name), source.scopes, f"tool {name!r}")
         arguments = params.get("arguments")
         if arguments is None:
             arguments = {}
         elif not isinstance(arguments, dict):
             raise McpError(INVALID_PARAMS, "arguments must be an object")
+        if source is not None:
+            return await source.call_tool(str(name), arguments, ex)
+        assert tool is not None
         return await self.call_tool(tool, arguments, ex)
 
     async def call_tool(

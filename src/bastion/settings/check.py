@@ -63,6 +63,7 @@ def start_up_problems(settings: Settings) -> list[str]:
     problems += _key_problems(settings)
     problems += settings.store.problems()
     problems += settings.metrics.problems() + settings.tracing.problems() + settings.limits.problems()
+    problems += settings.gateway.problems()
     if settings.metrics.enabled and settings.metrics.port == settings.port:
         problems.append(
             f"metrics.port is the MCP port ({settings.port}): choose another, or unset it to serve "

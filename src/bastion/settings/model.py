@@ -14,6 +14,7 @@ from .audit import AuditSettings
 from .authorization import AuthorizationServerSettings
 from .check import start_up_problems
 from .errors import SettingsError
+from .gateway import GatewaySettings
 from .limits import LimitsSettings
 from .load import describe as describe_settings
 from .load import load as load_settings
@@ -30,6 +31,7 @@ class Settings(ServerSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     resource: ResourceSettings = Field(default_factory=ResourceSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)

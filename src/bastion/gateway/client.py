@@ -1,0 +1,217 @@
+"""An MCP client for the servers Bastion fronts: Streamable HTTP, in either protocol era, with what Bastion was
+configured to send them (never a caller's token).
+
+`connect` finds the era: 2026-07-28 first (server/discover), else 2025-11-25 (initialize, a session if the server
+keeps them), unless the settings name one. A request's answer is read whether it comes as JSON or as an event
+stream, every read bounded; messages the server sends before its answer (progress, log lines) go to `on_message`.
+A 2025 session the server forgot (404) is opened again once, and the request sent again.
+
+Errors: the server's own JSON-RPC errors are raised as McpError (the caller is told what it said); anything else
+(unreachable, a refusal of Bastion's credential, an answer out of protocol) as BackendUnavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import orjson
+
+from ..mcp import versions
+from ..mcp.errors import McpError
+from ..mcp.headers import NAME_SOURCE, encode_value
+
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+CLIENT_INFO = {"name": "bastion-gateway", "version": "1"}
+OnMessage = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class BackendUnavailable(Exception):
+    """The server could not be reached, refused Bastion, or answered out of protocol; the message says which."""
+
+
+class McpClient:
+    def __init__(
+        self, url: str, http: httpx.AsyncClient, *, headers: dict[str, str] | None = None, version: str = "auto"
+    ) -> None:
+        self.url = url
+        self.http = http
+        self.headers = {"accept": "application/json, text/event-stream", **(headers or {})}
+        self.wanted = version
+        self.version: str | None = None  # once connected
+        self.session: str | None = None  # a 2025 session's id, if the server keeps sessions
+        self._ids = itertools.count(1)
+        self._connecting = asyncio.Lock()  # concurrent requests open one session, not one each
+
+    @property
+    def modern(self) -> bool:
+        return self.version in versions.MODERN
+
+    async def connect(self) -> dict[str, Any]:
+        """Find the era and open a session if needed; the server's discover or initialize result."""
+        self.version, self.session = None, None
+        if self.wanted in ("auto", *versions.MODERN):
+            try:
+                self.version = versions.LATEST
+                return await self._send("server/discover", {})
+            except (McpError, BackendUnavailable):
+                self.version = None
+                if self.wanted != "auto":
+                    raise
+        legacy = versions.LATEST_LEGACY if self.wanted == "auto" else self.wanted
+        params = {"protocolVersion": legacy, "capabilities": {}, "clientInfo": CLIENT_INFO}
+        result, session = await self._exchange("initialize", params, legacy_version=None)
+        agreed = result.get("protocolVersion")
+        if agreed not in versions.LEGACY:
+            raise BackendUnavailable(f"it offered protocol version {agreed!r}, which Bastion does not speak")
+        self.version, self.session = agreed, session
+        await self._notify("notifications/initialized")
+        return result
+
+    async def request(self, method: str, params: dict[str, Any], on_message: OnMessage | None = None) -> dict[str, Any]:
+        if self.version is None:
+            async with self._connecting:
+                if self.version is None:
+                    await self.connect()
+        session = self.session
+        try:
+            return await self._send(method, params, on_message)
+        except _SessionGone:
+            async with self._connecting:
+                if self.session == session:  # not yet opened again by a request that met the same 404
+                    await self.connect()
+            return await self._send(method, params, on_message)
+
+    async def close(self) -> None:
+        """End a 2025 session (the server may keep it otherwise until it expires)."""
+        if self.session is not None:
+            with contextlib.suppress(httpx.HTTPError):
+                await self.http.delete(self.url, headers=self._headers(None))
+            self.session = None
+
+    # --- the wire ---------------------------------------------------------------------------------------
+    async def _send(self, method: str, params: dict[str, Any], on_message: OnMessage | None = None) -> dict[str, Any]:
+        result, _ = await self._exchange(method, params, self.version, on_message)
+        return result
+
+    def _headers(self, method: str | None, params: dict[str, Any] | None = None) -> dict[str, str]:
+        headers = dict(self.headers)
+        if self.version is not None:
+            headers["mcp-protocol-version"] = self.version
+        if self.session is not None:
+            headers["mcp-session-id"] = self.session
+        if self.modern and method is not None:
+            headers["mcp-method"] = method
+            source = NAME_SOURCE.get(method)
+            if source is not None and params is not None and isinstance(params.get(source), str):
+                headers["mcp-name"] = encode_value(params[source])
+        return headers
+
+    async def _exchange(
+        self,
+        method: str,
+        params: dict[str, Any],
+        legacy_version: str | None,
+        on_message: OnMessage | None = None,
+    ) -> tuple[dict[str, Any], str | None]:
+        if self.modern:
+            meta = {
+                versions.META_PROTOCOL_VERSION: self.version,
+                versions.META_CLIENT_INFO: CLIENT_INFO,
+                versions.META_CLIENT_CAPABILITIES: {},
+                **(params.get("_meta") or {}),
+            }
+            params = {**params, "_meta": meta}
+        message_id = next(self._ids)
+        body = orjson.dumps({"jsonrpc": "2.0", "id": message_id, "method": method, "params": params})
+        headers = {**self._headers(method, params), "content-type": "application/json"}
+        try:
+            async with self.http.stream("POST", self.url, content=body, headers=headers) as response:
+                if response.status_code == 404 and self.session is not None:
+                    raise _SessionGone
+                if response.status_code in (401, 403):
+                    raise BackendUnavailable(f"it refused Bastion's credential ({response.status_code})")
+                kind = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+                if kind == "text/event-stream" and response.status_code == 200:
+                    answer = await _from_stream(response, message_id, on_message)
+                else:
+                    parsed = _parsed(await _read(response))
+                    if parsed is None:
+                        raise BackendUnavailable(f"it answered {response.status_code} without a JSON-RPC message")
+                    answer = parsed
+                session = response.headers.get("mcp-session-id")
+        except httpx.HTTPError as exc:
+            raise BackendUnavailable(f"it could not be reached ({type(exc).__name__})") from None
+        return _result(answer), session or self.session
+
+    async def _notify(self, method: str) -> None:
+        body = orjson.dumps({"jsonrpc": "2.0", "method": method})
+        try:
+            await self.http.post(
+                self.url, content=body, headers={**self._headers(None), "content-type": "application/json"}
+            )
+        except httpx.HTTPError as exc:
+            raise BackendUnavailable(f"it could not be reached ({type(exc).__name__})") from None
+
+
+class _SessionGone(Exception):
+    """The server no longer knows the session (404): open another."""
+
+
+async def _read(response: httpx.Response) -> bytes:
+    chunks, size = [], 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise BackendUnavailable(f"its answer is larger than {MAX_ANSWER_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parsed(data: bytes) -> dict[str, Any] | None:
+    try:
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return message if isinstance(message, dict) else None
+
+
+async def _from_stream(response: httpx.Response, message_id: int, on_message: OnMessage | None) -> dict[str, Any]:
+    """Read events until the answer to `message_id`; the rest go to on_message."""
+    size = 0
+    data: list[str] = []
+    async for line in response.aiter_lines():
+        size += len(line) + 1
+        if size > MAX_ANSWER_BYTES:
+            raise BackendUnavailable(f"its answer is larger than {MAX_ANSWER_BYTES} bytes")
+        if line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+        elif line == "" and data:
+            try:
+                message = json.loads("\n".join(data))
+            except ValueError:
+                raise BackendUnavailable("it sent an event that is not JSON") from None
+            data = []
+            if not isinstance(message, dict):
+                continue
+            if message.get("id") == message_id and ("result" in message or "error" in message):
+                return message
+            if on_message is not None:
+                await on_message(message)
+    raise BackendUnavailable("its event stream ended without an answer")
+
+
+def _result(answer: dict[str, Any]) -> dict[str, Any]:
+    error = answer.get("error")
+    if isinstance(error, dict):
+        code, message = error.get("code"), error.get("message")
+        raise McpError(code if isinstance(code, int) else -32603, str(message or "error"), error.get("data"))
+    result = answer.get("result")
+    if not isinstance(result, dict):
+        raise BackendUnavailable("it answered without a result")
+    return result

@@ -1,0 +1,125 @@
+"""A server Bastion fronts over Streamable HTTP ([[gateway.servers]]): its tools as Bastion serves them (filtered,
+renamed or prefixed as configured), kept current, and calls to them (a ToolSource for the engine).
+
+Its tools are listed when Bastion starts and every REFRESH_SECONDS after (clients are told when they change); a
+server that cannot be reached is tried again with growing pauses (at most 30 s), and Bastion serves on without its
+tools meanwhile. A call it cannot answer is a tool error naming it; its own JSON-RPC errors reach the caller as
+they are. Bastion's callers' tokens never go to it: only the credential configured for it (token_env).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from fnmatch import fnmatchcase
+from typing import Any
+
+from ..mcp.errors import INVALID_PARAMS, McpError
+from ..mcp.exchange import Exchange
+from ..mcp.result import error_result
+from ..ops.sampled import SampledLog
+from ..settings.gateway import GatewayServer
+from .client import BackendUnavailable, McpClient
+
+log = logging.getLogger("bastion")
+REFRESH_SECONDS = 60.0
+MAX_PAUSE_SECONDS = 30.0
+MAX_PAGES = 100
+RESULT_KEYS = ("content", "structuredContent", "isError")  # what of its answer a client is given
+
+
+class RemoteServer:
+    def __init__(
+        self, config: GatewayServer, client: McpClient, changed: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.changed = changed  # tells Bastion's clients that the tool list changed
+        self.name = config.name
+        self.scopes = tuple(config.scopes)
+        self.version = 0
+        self._definitions: list[dict[str, Any]] = []
+        self._their_names: dict[str, str] = {}  # the name Bastion serves -> the server's own
+        self._keeping: asyncio.Task[None] | None = None
+        self._sampled = SampledLog(log, period=60.0)
+
+    def tools(self) -> Sequence[dict[str, Any]]:
+        return self._definitions
+
+    async def start(self) -> None:
+        self._keeping = asyncio.create_task(self._keep_current(), name=f"bastion-gateway-{self.name}")
+
+    async def stop(self) -> None:
+        if self._keeping is not None:
+            self._keeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeping
+        await self.client.close()
+
+    async def refresh(self) -> None:
+        """List its tools again; tell clients if what Bastion serves of them changed."""
+        listed: list[Any] = []
+        params: dict[str, Any] = {}
+        for _ in range(MAX_PAGES):
+            page = await self.client.request("tools/list", params)
+            tools = page.get("tools")
+            listed += tools if isinstance(tools, list) else []
+            cursor = page.get("nextCursor")
+            if not isinstance(cursor, str) or not cursor:
+                break
+            params = {"cursor": cursor}
+        definitions, names = self._served(listed)
+        if definitions != self._definitions:
+            self._definitions, self._their_names = definitions, names
+            self.version += 1
+            if self.changed is not None:
+                await self.changed()
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], ex: Exchange) -> dict[str, Any]:
+        theirs = self._their_names.get(name)
+        if theirs is None:
+            raise McpError(INVALID_PARAMS, f"Unknown tool: {name}")
+        try:
+            result = await self.client.request("tools/call", {"name": theirs, "arguments": arguments})
+        except BackendUnavailable as exc:
+            self._sampled.warning("gateway server %s: %s", self.name, exc)
+            return error_result(f"The server {self.name!r} behind this gateway is unavailable: {exc}")
+        if result.get("resultType") == "input_required":
+            return error_result(f"The server {self.name!r} asked for input, which this gateway does not relay yet")
+        answer = {key: result[key] for key in RESULT_KEYS if key in result}
+        if not isinstance(answer.get("content"), list):
+            answer["content"] = []
+        return answer
+
+    def _served(self, listed: list[Any]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        config = self.config
+        definitions, names = [], {}
+        for tool in listed:
+            theirs = tool.get("name") if isinstance(tool, dict) else None
+            if not isinstance(theirs, str) or not isinstance(tool.get("inputSchema"), dict):
+                continue
+            wanted = any(fnmatchcase(theirs, glob) for glob in config.tools)
+            if not wanted or any(fnmatchcase(theirs, glob) for glob in config.exclude):
+                continue
+            served = config.rename.get(theirs) or config.prefix + theirs
+            if served in names:
+                continue
+            names[served] = theirs
+            # Not `execution` (the tasks extension): Bastion would have to run its tasks, which it does not yet.
+            definitions.append({key: value for key, value in tool.items() if key != "execution"} | {"name": served})
+        return definitions, names
+
+    async def _keep_current(self) -> None:
+        pause = 1.0
+        while True:
+            try:
+                await self.refresh()
+            except (BackendUnavailable, McpError) as exc:
+                self._sampled.warning("gateway server %s: %s; trying again in %.0f s", self.name, exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, MAX_PAUSE_SECONDS)
+                continue
+            pause = 1.0
+            await asyncio.sleep(REFRESH_SECONDS)

@@ -1,0 +1,82 @@
+"""[[gateway.servers]]: MCP servers Bastion fronts, whose tools it serves beside its own (docs/gateway.md)."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class GatewayServer(BaseModel):
+    """One Streamable HTTP MCP server behind Bastion."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="What logs, errors and metrics call it: lowercase letters, digits, - and _.")
+    url: str = Field(description="Its Streamable HTTP endpoint, e.g. https://notes.internal/mcp.")
+    prefix: str = Field("", description='Put before each of its tool names, e.g. "notes_" (none by default).')
+    protocol_version: Literal["auto", "2026-07-28", "2025-11-25", "2025-06-18"] = Field(
+        "auto", description="The revision to speak to it: auto tries 2026-07-28, then 2025-11-25 with a session."
+    )
+    token_env: str | None = Field(
+        None,
+        description="Environment variable holding the credential Bastion sends it (never the caller's token).",
+    )
+    token_header: str = Field(
+        "Authorization", description='Header that carries it: Authorization (as "Bearer <token>") or e.g. X-Api-Key.'
+    )
+    tools: list[str] = Field(default_factory=lambda: ["*"], description="Globs of its tool names to serve.")
+    exclude: list[str] = Field(default_factory=list, description="Globs of its tool names never to serve.")
+    rename: dict[str, str] = Field(
+        default_factory=dict, description="Its tool name -> the name Bastion serves it under (no prefix added)."
+    )
+    scopes: list[str] = Field(default_factory=list, description="Scopes needed to see and call any of its tools.")
+    timeout_seconds: float = Field(60, gt=0, le=3600, description="How long a call to it may take.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME.match(value):
+            raise ValueError(f"{value!r}: use lowercase letters, digits, - and _ (at most 64)")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        if parts.username or parts.password:
+            raise ValueError(f"{value!r} carries credentials: put them in the variable named by token_env")
+        return value
+
+    def token(self) -> str | None:
+        return os.environ.get(self.token_env) if self.token_env else None
+
+    def problems(self) -> list[str]:
+        where = f"gateway.servers {self.name!r}"
+        if self.token_env and not self.token():
+            return [f"{where}: token_env names {self.token_env}, which is not set; set it or remove token_env"]
+        return []
+
+
+class GatewaySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    servers: list[GatewayServer] = Field(
+        default_factory=list, description="MCP servers whose tools Bastion serves beside its own ([[gateway.servers]])."
+    )
+
+    def problems(self) -> list[str]:
+        problems = [problem for server in self.servers for problem in server.problems()]
+        names = [server.name for server in self.servers]
+        problems += [
+            f"gateway.servers: {name!r} is named twice; names must differ"
+            for name in sorted({n for n in names if names.count(n) > 1})
+        ]
+        return problems

@@ -1,0 +1,193 @@
+"""[[gateway.servers]]: an MCP server written with the official Python SDK, served over HTTP, behind Bastion. Its
+tools are served beside Bastion's own (filtered, renamed, prefixed), in both protocol eras whatever era Bastion
+speaks to it; the official SDK client signs in through Bastion and calls them; the server receives the credential
+configured for it, never the caller's token; [policy] scopes apply to its tools as to local ones; a server that
+goes away is a clear tool error, and the next call after it is back works."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from mcp.server.mcpserver import Context, MCPServer
+
+from bastion import App
+from tests.clients import asgi_client
+from tests.e2e.test_sdk_oauth import HeadlessBrowser, MemoryStorage, provider_for
+from tests.local_server import free_port, serve_in_thread
+from tests.mcp.conftest import modern_body, modern_headers
+from tests.oauth.conftest import register, settings, tokens_for
+from tests.waiting import eventually
+
+BACKEND_TOKEN = "backend-credential-5b1c9e"
+SEEN: list[dict[str, Any]] = []
+
+
+def backend() -> Any:
+    server = MCPServer("notes-backend")
+
+    @server.tool()
+    async def echo(text: str) -> str:
+        """Say it back."""
+        return text
+
+    @server.tool()
+    async def whoami(ctx: Context) -> str:
+        """What the request carried."""
+        request = ctx.request_context.request
+        SEEN.append({"authorization": request.headers.get("authorization")})
+        return "seen"
+
+    @server.tool()
+    async def secret_reset() -> str:
+        """Never served through the gateway."""
+        return "reset"
+
+    return server.streamable_http_app(host="127.0.0.1")
+
+
+def gateway_settings(url: str, version: str, **policy: Any):
+    base = settings()
+    server = {
+        "name": "notes",
+        "url": url,
+        "prefix": "notes_",
+        "protocol_version": version,
+        "token_env": "TEST_GATEWAY_BACKEND_TOKEN",
+        "exclude": ["secret_*"],
+        "rename": {"echo": "say"},
+    }
+    return base.model_copy(
+        update={
+            "gateway": base.gateway.model_validate({"servers": [server]}),
+            "policy": base.policy.model_validate({"tools": policy}),
+        }
+    )
+
+
+def local_app() -> App:
+    app = App("front")
+
+    @app.tool
+    def add(a: int, b: int) -> int:
+        """Add."""
+        return a + b
+
+    return app
+
+
+@pytest.fixture
+def backend_port():
+    return free_port()
+
+
+@asynccontextmanager
+async def front(surface: Any, scope: str | None = None) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
+    """Bastion in process, started (its gateway lists the backend's tools), with a signed-in caller's bearer."""
+    await surface.lifecycle.start()
+    try:
+        async with asgi_client(surface) as http:
+            tokens = await tokens_for(http, await register(http), scope=scope)
+            yield http, {"authorization": f"Bearer {tokens['access_token']}"}
+    finally:
+        await surface.lifecycle.stop()
+
+
+async def listed_names(http: httpx.AsyncClient, bearer: dict[str, str]) -> set[str]:
+    answer = await http.post("/mcp", headers={**modern_headers("tools/list"), **bearer}, json=modern_body("tools/list"))
+    return {tool["name"] for tool in answer.json()["result"]["tools"]}
+
+
+async def call(http: httpx.AsyncClient, bearer: dict[str, str], tool: str, arguments: dict) -> httpx.Response:
+    return await http.post(
+        "/mcp",
+        headers={**modern_headers("tools/call", tool), **bearer},
+        json=modern_body("tools/call", {"name": tool, "arguments": arguments}),
+    )
+
+
+@pytest.mark.parametrize("version", ["auto", "2025-11-25"])
+async def test_the_backends_tools_are_served_beside_bastions_own(backend_port, version, monkeypatch):
+    monkeypatch.setenv("TEST_GATEWAY_BACKEND_TOKEN", BACKEND_TOKEN)
+    SEEN.clear()
+    with serve_in_thread(backend(), backend_port) as backend_url:
+        surface = local_app().asgi(gateway_settings(f"{backend_url}/mcp", version))
+        remote = surface.mcp.app.server.sources[0]
+        async with front(surface) as (http, bearer):
+
+            async def listed() -> bool:
+                return "say" in await listed_names(http, bearer)
+
+            await eventually(listed, "the backend's tools listed")
+            assert await listed_names(http, bearer) == {"add", "say", "notes_whoami"}
+            said = await call(http, bearer, "say", {"text": "hello"})
+            assert said.json()["result"]["content"][0]["text"] == "hello"
+            whoami = await call(http, bearer, "notes_whoami", {})
+            assert whoami.json()["result"]["content"][0]["text"] == "seen"
+            refused = await call(http, bearer, "notes_secret_reset", {})
+            assert refused.json()["error"]["code"] == -32602  # never served: unknown here
+            assert remote.client.version == ("2026-07-28" if version == "auto" else "2025-11-25")
+    # The backend saw the credential configured for it, never the caller's token.
+    assert [{"authorization": f"Bearer {BACKEND_TOKEN}"}] == SEEN
+    assert bearer["authorization"].split()[1] not in repr(SEEN)
+
+
+@pytest.mark.parametrize("mode", ["2026-07-28", "legacy"])
+async def test_the_sdk_client_calls_a_backend_tool_through_bastion(backend_port, mode, monkeypatch):
+    from tests.e2e.test_sdk_oauth import call_tool_text
+
+    monkeypatch.setenv("TEST_GATEWAY_BACKEND_TOKEN", BACKEND_TOKEN)
+    with serve_in_thread(backend(), backend_port) as backend_url:
+        surface = local_app().asgi(gateway_settings(f"{backend_url}/mcp", "auto"))
+        with serve_in_thread(surface, free_port()) as base:
+            remote = surface.mcp.app.server.sources[0]
+
+            async def listed() -> bool:
+                return bool(remote.tools())
+
+            await eventually(listed, "the backend's tools listed")
+            url = f"{base}/mcp"
+            storage, browser = MemoryStorage(), HeadlessBrowser("kim")
+            assert await call_tool_text(url, provider_for(url, storage, browser), "notes_whoami", mode) == "seen"
+
+
+async def test_policy_scopes_hold_for_the_backends_tools(backend_port, monkeypatch):
+    monkeypatch.setenv("TEST_GATEWAY_BACKEND_TOKEN", BACKEND_TOKEN)
+    SEEN.clear()
+    with serve_in_thread(backend(), backend_port) as backend_url:
+        configured = gateway_settings(f"{backend_url}/mcp", "auto", notes_whoami=["notes:admin"])
+        async with front(local_app().asgi(configured), scope="mcp") as (http, bearer):
+
+            async def listed() -> bool:
+                return "say" in await listed_names(http, bearer)
+
+            await eventually(listed, "the backend's tools listed")
+            assert "notes_whoami" not in await listed_names(http, bearer)  # hidden without the scope
+            refused = await call(http, bearer, "notes_whoami", {})
+    assert refused.status_code == 403
+    assert 'error="insufficient_scope"' in refused.headers["www-authenticate"]
+    assert "notes:admin" in refused.headers["www-authenticate"]
+    assert SEEN == []  # the backend was never called
+
+
+async def test_a_backend_that_goes_away_is_a_clear_tool_error_and_the_next_call_after_it_returns_works(
+    backend_port, monkeypatch
+):
+    monkeypatch.setenv("TEST_GATEWAY_BACKEND_TOKEN", BACKEND_TOKEN)
+    surface = local_app().asgi(gateway_settings(f"http://127.0.0.1:{backend_port}/mcp", "2025-11-25"))
+    remote = surface.mcp.app.server.sources[0]
+    async with front(surface) as (http, bearer):
+        with serve_in_thread(backend(), backend_port):
+            await remote.refresh()
+            first = (await call(http, bearer, "say", {"text": "one"})).json()["result"]
+            assert first["content"][0]["text"] == "one"
+        # Gone (and its session with it): Bastion still serves, and says what happened.
+        gone = (await call(http, bearer, "say", {"text": "two"})).json()["result"]
+        assert gone["isError"] is True
+        assert "The server 'notes' behind this gateway is unavailable" in gone["content"][0]["text"]
+        with serve_in_thread(backend(), backend_port):  # back, as a restarted process: it knows no session
+            back = (await call(http, bearer, "say", {"text": "three"})).json()["result"]
+            assert back["content"][0]["text"] == "three" and not back.get("isError")
