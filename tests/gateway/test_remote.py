@@ -191,3 +191,59 @@ async def test_a_backend_that_goes_away_is_a_clear_tool_error_and_the_next_call_
         with serve_in_thread(backend(), backend_port):  # back, as a restarted process: it knows no session
             back = (await call(http, bearer, "say", {"text": "three"})).json()["result"]
             assert back["content"][0]["text"] == "three" and not back.get("isError")
+
+
+def working_backend() -> Any:
+    server = MCPServer("worker-backend")
+
+    @server.tool()
+    async def work(ctx: Context) -> str:
+        """Report progress and a log line, then finish."""
+        await ctx.report_progress(1, 2, "halfway")
+        await ctx.info("working on it")
+        return "done"
+
+    return server.streamable_http_app(host="127.0.0.1")
+
+
+@pytest.mark.parametrize("mode", ["2026-07-28", "legacy"])
+async def test_progress_and_log_messages_reach_the_caller(backend_port, mode, monkeypatch):
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    from mcp import Client
+
+    monkeypatch.setenv("TEST_GATEWAY_BACKEND_TOKEN", BACKEND_TOKEN)
+    progress: list[tuple] = []
+    logged: list[tuple] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append((value, total, message))
+
+    async def on_log(params: Any) -> None:
+        logged.append((params.level, params.data))
+
+    with serve_in_thread(working_backend(), backend_port) as backend_url:
+        surface = local_app().asgi(gateway_settings(f"{backend_url}/mcp", "auto"))
+        with serve_in_thread(surface, free_port()) as base:
+            remote = surface.mcp.app.server.sources[0]
+
+            async def listed() -> bool:
+                return bool(remote.tools())
+
+            await eventually(listed, "the backend's tools listed")
+            url = f"{base}/mcp"
+            provider = provider_for(url, MemoryStorage(), HeadlessBrowser("ivy"))
+            options: dict[str, Any] = {"logging_callback": on_log}
+            if mode == "2026-07-28":
+                options["log_level"] = "info"
+            async with (
+                httpx2.AsyncClient(auth=provider, timeout=30) as http,
+                Client(streamable_http_client(url, http_client=http), mode=mode, **options) as client,
+            ):
+                if mode == "legacy":
+                    await client.set_logging_level("info")
+                result = await client.call_tool("notes_work", {}, progress_callback=on_progress)
+    assert result.content[0].text == "done"
+    assert progress == [(1.0, 2.0, "halfway")]
+    assert logged == [("info", "working on it")]

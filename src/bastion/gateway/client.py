@@ -47,6 +47,7 @@ class McpClient:
         self.session: str | None = None  # a 2025 session's id, if the server keeps sessions
         self._ids = itertools.count(1)
         self._connecting = asyncio.Lock()  # concurrent requests open one session, not one each
+        self._telling: set[asyncio.Task[None]] = set()  # cancellations on their way to the server
 
     @property
     def modern(self) -> bool:
@@ -86,6 +87,14 @@ class McpClient:
                 if self.session == session:  # not yet opened again by a request that met the same 404
                     await self.connect()
             return await self._send(method, params, on_message)
+
+    async def respond(self, message_id: Any, error: McpError) -> None:
+        """Answer a request the server made mid-call (with an error: Bastion does not put it to the client yet)."""
+        body = orjson.dumps({"jsonrpc": "2.0", "id": message_id, "error": error.to_error()})
+        with contextlib.suppress(httpx.HTTPError):
+            await self.http.post(
+                self.url, content=body, headers={**self._headers(None), "content-type": "application/json"}
+            )
 
     async def close(self) -> None:
         """End a 2025 session (the server may keep it otherwise until it expires)."""
@@ -132,6 +141,7 @@ class McpClient:
         headers = {**self._headers(method, params), "content-type": "application/json"}
         try:
             async with self.http.stream("POST", self.url, content=body, headers=headers) as response:
+                # (Cancelled here, a 2026-07-28 server learns it from the closed connection; a session's is told.)
                 if response.status_code == 404 and self.session is not None:
                     raise _SessionGone
                 if response.status_code in (401, 403):
@@ -147,16 +157,30 @@ class McpClient:
                 session = response.headers.get("mcp-session-id")
         except httpx.HTTPError as exc:
             raise BackendUnavailable(f"it could not be reached ({type(exc).__name__})") from None
+        except asyncio.CancelledError:
+            if self.session is not None:
+                telling = asyncio.get_running_loop().create_task(self._tell_cancelled(message_id))
+                self._telling.add(telling)
+                telling.add_done_callback(self._telling.discard)
+            raise
         return _result(answer), session or self.session
 
-    async def _notify(self, method: str) -> None:
-        body = orjson.dumps({"jsonrpc": "2.0", "method": method})
+    async def _notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        body = orjson.dumps(message)
         try:
             await self.http.post(
                 self.url, content=body, headers={**self._headers(None), "content-type": "application/json"}
             )
         except httpx.HTTPError as exc:
             raise BackendUnavailable(f"it could not be reached ({type(exc).__name__})") from None
+
+    async def _tell_cancelled(self, message_id: int) -> None:
+        with contextlib.suppress(BackendUnavailable):
+            cancelled = {"requestId": message_id, "reason": "the client cancelled the request"}
+            await self._notify("notifications/cancelled", cancelled)
 
 
 class _SessionGone(Exception):

@@ -16,7 +16,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
-from ..mcp.errors import INVALID_PARAMS, McpError
+from ..mcp import versions
+from ..mcp.context import LOG_LEVELS
+from ..mcp.errors import INVALID_PARAMS, METHOD_NOT_FOUND, McpError
 from ..mcp.exchange import Exchange
 from ..mcp.result import error_result
 from ..ops.sampled import SampledLog
@@ -81,8 +83,16 @@ class RemoteServer:
         theirs = self._their_names.get(name)
         if theirs is None:
             raise McpError(INVALID_PARAMS, f"Unknown tool: {name}")
+        params: dict[str, Any] = {"name": theirs, "arguments": arguments}
+        meta: dict[str, Any] = {}
+        if ex.progress_token is not None:
+            meta["progressToken"] = ex.progress_token
+        if self.client.modern and ex.log_level is not None:
+            meta[versions.META_LOG_LEVEL] = ex.log_level
+        if meta:
+            params["_meta"] = meta
         try:
-            result = await self.client.request("tools/call", {"name": theirs, "arguments": arguments})
+            result = await self.client.request("tools/call", params, _Relay(ex, self).message)
         except BackendUnavailable as exc:
             self._sampled.warning("gateway server %s: %s", self.name, exc)
             return error_result(f"The server {self.name!r} behind this gateway is unavailable: {exc}")
@@ -92,6 +102,14 @@ class RemoteServer:
         if not isinstance(answer.get("content"), list):
             answer["content"] = []
         return answer
+
+    def refresh_soon(self) -> None:
+        """Its tools changed (it said so): list them again now rather than at the next refresh."""
+        if self._keeping is not None and not self._keeping.done():
+            self._keeping.cancel()
+        self._keeping = asyncio.get_running_loop().create_task(
+            self._keep_current(), name=f"bastion-gateway-{self.name}"
+        )
 
     def _served(self, listed: list[Any]) -> tuple[list[dict[str, Any]], dict[str, str]]:
         config = self.config
@@ -123,3 +141,34 @@ class RemoteServer:
                 continue
             pause = 1.0
             await asyncio.sleep(REFRESH_SECONDS)
+
+
+class _Relay:
+    """What the server sends while it works on a call, passed on to the caller: progress (under the caller's own
+    token), log messages at the level the caller asked for or above, and word that its tools changed. A request it
+    makes of the client is answered with an error: not relayed yet."""
+
+    def __init__(self, ex: Exchange, server: RemoteServer) -> None:
+        self.ex = ex
+        self.server = server
+
+    async def message(self, message: dict[str, Any]) -> None:
+        method, params = message.get("method"), message.get("params")
+        if not isinstance(method, str):
+            return
+        params = params if isinstance(params, dict) else {}
+        if "id" in message:
+            refusal = McpError(METHOD_NOT_FOUND, f"{method} is not relayed to the client by this gateway yet")
+            await self.server.client.respond(message["id"], refusal)
+        elif method == "notifications/progress" and self.ex.progress_token is not None:
+            await self.ex.notify(method, {**params, "progressToken": self.ex.progress_token})
+        elif method == "notifications/message" and self._wanted(params.get("level")):
+            await self.ex.notify(method, params)
+        elif method == "notifications/tools/list_changed":
+            self.server.refresh_soon()
+
+    def _wanted(self, level: Any) -> bool:
+        threshold = self.ex.log_level
+        if threshold is None or level not in LOG_LEVELS:
+            return False
+        return LOG_LEVELS.index(level) >= LOG_LEVELS.index(threshold)
