@@ -12,7 +12,7 @@ from .mcp.notify import Broadcaster
 from .mcp.policy import Policy
 from .mcp.registry import Registry
 from .mcp.server import Server
-from .mcp.sources import ToolSource
+from .mcp.sources import Source
 from .secrets import SecretSource
 from .settings import Settings
 
@@ -122,7 +122,7 @@ class App:
         settings: Settings,
         telemetry: Telemetry | None = None,
         middleware: Sequence[Middleware] = (),
-        sources: Sequence[ToolSource] = (),
+        sources: Sequence[Source] = (),
     ) -> Server:
         """The engine serving this App; `middleware` (Bastion's own, such as [limits]) runs outside the App's,
         `sources` are the servers it fronts ([[gateway.servers]])."""

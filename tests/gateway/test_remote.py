@@ -46,6 +46,21 @@ def backend() -> Any:
         """Never served through the gateway."""
         return "reset"
 
+    @server.resource("notes://readme")
+    def readme() -> str:
+        """What this server is."""
+        return "the notes readme"
+
+    @server.resource("notes://items/{item_id}")
+    def item(item_id: str) -> str:
+        """One item."""
+        return f"item {item_id}"
+
+    @server.prompt()
+    def summarize(topic: str) -> str:
+        """Ask for a summary."""
+        return f"Summarize {topic}"
+
     return server.streamable_http_app(host="127.0.0.1")
 
 
@@ -247,3 +262,35 @@ async def test_progress_and_log_messages_reach_the_caller(backend_port, mode, mo
     assert result.content[0].text == "done"
     assert progress == [(1.0, 2.0, "halfway")]
     assert logged == [("info", "working on it")]
+
+
+@pytest.mark.parametrize("version", ["auto", "2025-11-25"])
+async def test_the_backends_prompts_and_resources_are_served_too(backend_port, version, monkeypatch):
+    monkeypatch.setenv("TEST_GATEWAY_BACKEND_TOKEN", BACKEND_TOKEN)
+    with serve_in_thread(backend(), backend_port) as backend_url:
+        async with front(local_app().asgi(gateway_settings(f"{backend_url}/mcp", version))) as (http, bearer):
+
+            async def ask(method: str, params: dict | None = None, name: str | None = None) -> dict:
+                headers = {**modern_headers(method, name), **bearer}
+                answer = await http.post("/mcp", headers=headers, json=modern_body(method, params))
+                return answer.json()
+
+            async def listed() -> bool:
+                return bool((await ask("prompts/list"))["result"]["prompts"])
+
+            await eventually(listed, "the backend's prompts listed")
+            assert [p["name"] for p in (await ask("prompts/list"))["result"]["prompts"]] == ["notes_summarize"]
+            prompt = await ask(
+                "prompts/get", {"name": "notes_summarize", "arguments": {"topic": "MCP"}}, "notes_summarize"
+            )
+            assert prompt["result"]["messages"][0]["content"]["text"] == "Summarize MCP"
+            resources = (await ask("resources/list"))["result"]["resources"]
+            assert [r["uri"] for r in resources] == ["notes://readme"]
+            templates = (await ask("resources/templates/list"))["result"]["resourceTemplates"]
+            assert [t["uriTemplate"] for t in templates] == ["notes://items/{item_id}"]
+            readme = await ask("resources/read", {"uri": "notes://readme"}, "notes://readme")
+            assert readme["result"]["contents"][0]["text"] == "the notes readme"
+            item = await ask("resources/read", {"uri": "notes://items/42"}, "notes://items/42")
+            assert item["result"]["contents"][0]["text"] == "item 42"
+            unknown = await ask("resources/read", {"uri": "other://x"}, "other://x")
+            assert unknown["error"]["code"] == -32602

@@ -45,6 +45,7 @@ class McpClient:
         self.wanted = version
         self.version: str | None = None  # once connected
         self.session: str | None = None  # a 2025 session's id, if the server keeps sessions
+        self.capabilities: dict[str, Any] = {}  # what it said it offers
         self._ids = itertools.count(1)
         self._connecting = asyncio.Lock()  # concurrent requests open one session, not one each
         self._telling: set[asyncio.Task[None]] = set()  # cancellations on their way to the server
@@ -59,7 +60,9 @@ class McpClient:
         if self.wanted in ("auto", *versions.MODERN):
             try:
                 self.version = versions.LATEST
-                return await self._send("server/discover", {})
+                discovered = await self._send("server/discover", {})
+                self.capabilities = _capabilities(discovered)
+                return discovered
             except (McpError, BackendUnavailable):
                 self.version = None
                 if self.wanted != "auto":
@@ -71,6 +74,7 @@ class McpClient:
         if agreed not in versions.LEGACY:
             raise BackendUnavailable(f"it offered protocol version {agreed!r}, which Bastion does not speak")
         self.version, self.session = agreed, session
+        self.capabilities = _capabilities(result)
         await self._notify("notifications/initialized")
         return result
 
@@ -228,6 +232,11 @@ async def _from_stream(response: httpx.Response, message_id: int, on_message: On
             if on_message is not None:
                 await on_message(message)
     raise BackendUnavailable("its event stream ended without an answer")
+
+
+def _capabilities(result: dict[str, Any]) -> dict[str, Any]:
+    capabilities = result.get("capabilities")
+    return capabilities if isinstance(capabilities, dict) else {}
 
 
 def _result(answer: dict[str, Any]) -> dict[str, Any]:

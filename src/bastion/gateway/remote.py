@@ -1,7 +1,8 @@
-"""A server Bastion fronts over Streamable HTTP ([[gateway.servers]]): its tools as Bastion serves them (filtered,
-renamed or prefixed as configured), kept current, and calls to them (a ToolSource for the engine).
+"""A server Bastion fronts over Streamable HTTP ([[gateway.servers]]): its tools (filtered, renamed or prefixed as
+configured), prompts (prefixed) and resources (under their own URIs) as Bastion serves them, kept current, and
+calls to them (a Source for the engine).
 
-Its tools are listed when Bastion starts and every REFRESH_SECONDS after (clients are told when they change); a
+What it offers is listed when Bastion starts and every REFRESH_SECONDS after (clients are told when they change); a
 server that cannot be reached is tried again with growing pauses (at most 30 s), and Bastion serves on without its
 tools meanwhile. A call it cannot answer is a tool error naming it; its own JSON-RPC errors reach the caller as
 they are. Bastion's callers' tokens never go to it: only the credential configured for it (token_env).
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
@@ -20,6 +22,7 @@ from ..mcp import versions
 from ..mcp.context import LOG_LEVELS
 from ..mcp.errors import INVALID_PARAMS, METHOD_NOT_FOUND, McpError
 from ..mcp.exchange import Exchange
+from ..mcp.middleware import Unavailable
 from ..mcp.result import error_result
 from ..ops.sampled import SampledLog
 from ..settings.gateway import GatewayServer
@@ -44,11 +47,29 @@ class RemoteServer:
         self.version = 0
         self._definitions: list[dict[str, Any]] = []
         self._their_names: dict[str, str] = {}  # the name Bastion serves -> the server's own
+        self._prompts: list[dict[str, Any]] = []
+        self._their_prompts: dict[str, str] = {}
+        self._resources: list[dict[str, Any]] = []
+        self._uris: frozenset[str] = frozenset()
+        self._templates: list[dict[str, Any]] = []
+        self._patterns: list[re.Pattern[str]] = []
         self._keeping: asyncio.Task[None] | None = None
         self._sampled = SampledLog(log, period=60.0)
 
     def tools(self) -> Sequence[dict[str, Any]]:
         return self._definitions
+
+    def prompts(self) -> Sequence[dict[str, Any]]:
+        return self._prompts
+
+    def resources(self) -> Sequence[dict[str, Any]]:
+        return self._resources
+
+    def templates(self) -> Sequence[dict[str, Any]]:
+        return self._templates
+
+    def serves_resource(self, uri: str) -> bool:
+        return uri in self._uris or any(pattern.match(uri) for pattern in self._patterns)
 
     async def start(self) -> None:
         self._keeping = asyncio.create_task(self._keep_current(), name=f"bastion-gateway-{self.name}")
@@ -61,23 +82,54 @@ class RemoteServer:
         await self.client.close()
 
     async def refresh(self) -> None:
-        """List its tools again; tell clients if what Bastion serves of them changed."""
-        listed: list[Any] = []
-        params: dict[str, Any] = {}
-        for _ in range(MAX_PAGES):
-            page = await self.client.request("tools/list", params)
-            tools = page.get("tools")
-            listed += tools if isinstance(tools, list) else []
-            cursor = page.get("nextCursor")
-            if not isinstance(cursor, str) or not cursor:
-                break
-            params = {"cursor": cursor}
-        definitions, names = self._served(listed)
+        """List what it offers again; tell clients if the tools Bastion serves of it changed."""
+        definitions, names = self._served(await self._all("tools/list", "tools"))
+        offers = self.client.capabilities
+        if "prompts" in offers:
+            self._prompts, self._their_prompts = self._served_prompts(await self._all("prompts/list", "prompts"))
+        if "resources" in offers:
+            resources = [r for r in await self._all("resources/list", "resources") if _has_str(r, "uri")]
+            listed = await self._all("resources/templates/list", "resourceTemplates")
+            templates = [t for t in listed if _has_str(t, "uriTemplate")]
+            self._resources, self._uris = resources, frozenset(r["uri"] for r in resources)
+            self._templates, self._patterns = templates, [_pattern(t["uriTemplate"]) for t in templates]
         if definitions != self._definitions:
             self._definitions, self._their_names = definitions, names
             self.version += 1
             if self.changed is not None:
                 await self.changed()
+
+    async def _all(self, method: str, key: str) -> list[Any]:
+        listed: list[Any] = []
+        params: dict[str, Any] = {}
+        for _ in range(MAX_PAGES):
+            page = await self.client.request(method, params)
+            items = page.get(key)
+            listed += items if isinstance(items, list) else []
+            cursor = page.get("nextCursor")
+            if not isinstance(cursor, str) or not cursor:
+                break
+            params = {"cursor": cursor}
+        return listed
+
+    async def get_prompt(self, name: str, arguments: dict[str, Any], ex: Exchange) -> dict[str, Any]:
+        theirs = self._their_prompts.get(name)
+        if theirs is None:
+            raise McpError(INVALID_PARAMS, f"Unknown prompt: {name}")
+        result = await self._asked("prompts/get", {"name": theirs, "arguments": arguments}, ex)
+        return {key: result[key] for key in ("description", "messages") if key in result}
+
+    async def read_resource(self, uri: str, ex: Exchange) -> dict[str, Any]:
+        result = await self._asked("resources/read", {"uri": uri}, ex)
+        contents = result.get("contents")
+        return {"contents": contents if isinstance(contents, list) else []}
+
+    async def _asked(self, method: str, params: dict[str, Any], ex: Exchange) -> dict[str, Any]:
+        try:
+            return await self.client.request(method, params, _Relay(ex, self).message)
+        except BackendUnavailable as exc:
+            self._sampled.warning("gateway server %s: %s", self.name, exc)
+            raise Unavailable(f"The server {self.name!r} behind this gateway is unavailable: {exc}") from None
 
     async def call_tool(self, name: str, arguments: dict[str, Any], ex: Exchange) -> dict[str, Any]:
         theirs = self._their_names.get(name)
@@ -110,6 +162,14 @@ class RemoteServer:
         self._keeping = asyncio.get_running_loop().create_task(
             self._keep_current(), name=f"bastion-gateway-{self.name}"
         )
+
+    def _served_prompts(self, listed: list[Any]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        prompts, names = [], {}
+        for prompt in listed:
+            if _has_str(prompt, "name") and (served := self.config.prefix + prompt["name"]) not in names:
+                names[served] = prompt["name"]
+                prompts.append(prompt | {"name": served})
+        return prompts, names
 
     def _served(self, listed: list[Any]) -> tuple[list[dict[str, Any]], dict[str, str]]:
         config = self.config
@@ -172,3 +232,18 @@ class _Relay:
         if threshold is None or level not in LOG_LEVELS:
             return False
         return LOG_LEVELS.index(level) >= LOG_LEVELS.index(threshold)
+
+
+def _has_str(item: Any, key: str) -> bool:
+    return isinstance(item, dict) and isinstance(item.get(key), str)
+
+
+def _pattern(uri_template: str) -> re.Pattern[str]:
+    """The URIs an RFC 6570 template of the server's can produce, near enough to route a read to it: {+x} and
+    {#x} may span slashes, other expressions one segment's worth."""
+    parts = re.split(r"(\{[^}]*\})", uri_template)
+    regex = "".join(
+        re.escape(part) if i % 2 == 0 else (".+" if part[1:2] in ("+", "#") else "[^/?#]+")
+        for i, part in enumerate(parts)
+    )
+    return re.compile(f"^{regex}$")

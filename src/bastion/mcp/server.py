@@ -31,7 +31,7 @@ from .middleware import Middleware, call_of, chain
 from .policy import InsufficientScope, Policy, allows
 from .registry import Registry, Tool
 from .result import ToolResult, error_result, prompt_messages, resource_contents
-from .sources import ToolSource
+from .sources import Source
 
 if TYPE_CHECKING:
     from ..ops.telemetry import Telemetry
@@ -61,7 +61,7 @@ class Server:
         tool_threads: int = 64,
         telemetry: Telemetry | None = None,
         middleware: Sequence[Middleware] = (),
-        sources: Sequence[ToolSource] = (),
+        sources: Sequence[Source] = (),
     ) -> None:
         self.registry = registry
         self.info = {"name": name, "version": version}
@@ -78,7 +78,7 @@ class Server:
         self.sources = tuple(sources)  # tools served by the servers Bastion fronts
         self._tool_defs_for: tuple[tuple[Tool, ...], tuple[int, ...]] = ((), ())
         self._tool_defs: list[tuple[dict[str, Any], frozenset[str]]] = []
-        self._remote: dict[str, ToolSource] = {}  # a fronted server's tool name -> the server
+        self._remote: dict[str, Source] = {}  # a fronted server's tool name -> the server
         self._handlers: dict[str, Callable[[Exchange, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "ping": self._ping,
             "tools/list": self._tools_list,
@@ -246,7 +246,7 @@ class Server:
         if not _same_objects(tools, self._tool_defs_for[0]) or versions_now != self._tool_defs_for[1]:
             # Built before the key is stored: a definition that fails to build leaves no stale pairing behind.
             definitions = [(tool.definition(), self.policy.needed("tool", tool.name, tool.scopes)) for tool in tools]
-            remote: dict[str, ToolSource] = {}
+            remote: dict[str, Source] = {}
             for source in self.sources:
                 for definition in source.tools():
                     name = definition["name"]
@@ -265,6 +265,13 @@ class Server:
             for r in self.registry.resources.values()
             if allows(ex.principal, self.policy.needed("resource", r.uri, r.scopes))
         ]
+        items += [
+            r
+            for source in self.sources
+            for r in source.resources()
+            if r["uri"] not in self.registry.resources
+            and allows(ex.principal, self.policy.needed("resource", r["uri"], source.scopes))
+        ]
         result = self._page(items, params, "resources")
         return _cacheable(result) if ex.modern else result
 
@@ -274,6 +281,12 @@ class Server:
             for t in self.registry.templates.values()
             if allows(ex.principal, self.policy.needed("resource", t.uri_template, t.scopes))
         ]
+        items += [
+            t
+            for source in self.sources
+            for t in source.templates()
+            if allows(ex.principal, self.policy.needed("resource", t["uriTemplate"], source.scopes))
+        ]
         result = self._page(items, params, "resourceTemplates")
         return _cacheable(result) if ex.modern else result
 
@@ -282,6 +295,13 @@ class Server:
             p.definition()
             for p in self.registry.prompts.values()
             if allows(ex.principal, self.policy.needed("prompt", p.name, p.scopes))
+        ]
+        items += [
+            p
+            for source in self.sources
+            for p in source.prompts()
+            if p["name"] not in self.registry.prompts
+            and allows(ex.principal, self.policy.needed("prompt", p["name"], source.scopes))
         ]
         result = self._page(items, params, "prompts")
         return _cacheable(result) if ex.modern else result
@@ -390,6 +410,13 @@ class Server:
         if not isinstance(uri, str):
             raise McpError(INVALID_PARAMS, "uri must be a string")
         resource = self.registry.resources.get(uri)
+        source = None
+        if resource is None and self.registry.find_template(uri) is None:
+            source = next((s for s in self.sources if s.serves_resource(uri)), None)
+        if source is not None:
+            self._check(ex, "resource", uri, source.scopes, f"resource {uri!r}")
+            result = await source.read_resource(uri, ex)
+            return _cacheable(result) if ex.modern else result
         if resource is not None:
             self._check(ex, "resource", uri, resource.scopes, f"resource {uri!r}")
             fn, kwargs, mime, ctx_params = resource.fn, {}, resource.mime_type, resource.context_params
@@ -413,6 +440,14 @@ class Server:
     async def _prompts_get(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
         name = params.get("name")
         prompt = self.registry.prompts.get(name) if isinstance(name, str) else None
+        if prompt is None and isinstance(name, str):
+            source = next((s for s in self.sources if any(p["name"] == name for p in s.prompts())), None)
+            if source is not None:
+                self._check(ex, "prompt", name, source.scopes, f"prompt {name!r}")
+                arguments = params.get("arguments") or {}
+                if not isinstance(arguments, dict):
+                    raise McpError(INVALID_PARAMS, "prompt arguments must be an object of strings")
+                return await source.get_prompt(name, arguments, ex)
         if prompt is None:
             raise McpError(INVALID_PARAMS, f"Unknown prompt: {name}")
         self._check(ex, "prompt", prompt.name, prompt.scopes, f"prompt {prompt.name!r}")

@@ -1,5 +1,5 @@
-"""Tools served by someone else (a server Bastion fronts: gateway/remote.py), listed and called by the engine
-beside its own, under the same per-tool scopes, [policy] and middleware."""
+"""What servers Bastion fronts offer (gateway/remote.py): tools, prompts, resources and resource templates, listed
+and used by the engine beside its own, under the same per-tool scopes, [policy] and middleware."""
 
 from __future__ import annotations
 
@@ -9,15 +9,29 @@ from typing import Any, Protocol
 from .exchange import Exchange
 
 
-class ToolSource(Protocol):
+class Source(Protocol):
     name: str  # for logs and errors
-    scopes: tuple[str, ...]  # needed to see and call any of its tools
+    scopes: tuple[str, ...]  # needed to see and use anything it offers
     version: int  # changes whenever its tools do
 
     def tools(self) -> Sequence[dict[str, Any]]:
         """Its tools' definitions, under the names clients see."""
         ...
 
+    def prompts(self) -> Sequence[dict[str, Any]]: ...
+
+    def resources(self) -> Sequence[dict[str, Any]]: ...
+
+    def templates(self) -> Sequence[dict[str, Any]]: ...
+
+    def serves_resource(self, uri: str) -> bool:
+        """Whether `uri` is one of its resources, or matches one of its templates."""
+        ...
+
     async def call_tool(self, name: str, arguments: dict[str, Any], ex: Exchange) -> dict[str, Any]:
         """A CallToolResult; McpError for the server's own errors, an isError result if it cannot be reached."""
         ...
+
+    async def get_prompt(self, name: str, arguments: dict[str, Any], ex: Exchange) -> dict[str, Any]: ...
+
+    async def read_resource(self, uri: str, ex: Exchange) -> dict[str, Any]: ...
