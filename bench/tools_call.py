@@ -87,6 +87,7 @@ class Target:
     port: int = 0
     tls: ssl.SSLContext | None = None  # what a check over https trusts (wrk does not verify certificates)
     log: Path | None = None  # where the server's stderr (its log) goes; nowhere by default
+    fixed_port: int = 0  # a port chosen beforehand (another target must know it); a free one otherwise
 
     @property
     def base(self) -> str:
@@ -102,7 +103,7 @@ class Target:
 
     def launch(self) -> None:
         """Start the process and wait until its port accepts connections."""
-        self.port = free_port()
+        self.port = self.fixed_port or free_port()
         command = [part.replace("{port}", str(self.port)) for part in self.command]
         stderr = self.log.open("ab") if self.log else subprocess.DEVNULL
         self.process = subprocess.Popen(

@@ -88,9 +88,7 @@ def build(
     own_grants = settings.authenticated and settings.authorization_server.enabled
     if (bus is not None and (shares_sessions or own_grants)) or settings.limits.enabled:
         store = _opened_store(settings, store or configured_store(settings), opened, startup, telemetry)
-    server = app.server(
-        settings, telemetry, _limits(settings, store), _gateway(settings, app, opened, startup, telemetry)
-    )
+    server = app.server(settings, telemetry, _limits(settings, store), _gateway(settings, app, opened, startup))
     opened.add("tool threads", server.close)
     protection = None
     if settings.authenticated and bus is not None:
@@ -158,15 +156,12 @@ def _limits(settings: Settings, store: Store | None) -> list[Any]:
     return [Limits(store, settings.limits.requests_per_minute, dict(settings.limits.tools))]
 
 
-def _gateway(
-    settings: Settings, app: App, opened: _Opened, startup: list[Step], telemetry: Telemetry | None
-) -> list[Any]:
+def _gateway(settings: Settings, app: App, opened: _Opened, startup: list[Step]) -> list[Any]:
     """The servers Bastion fronts ([[gateway.servers]]): each listed once started, and kept current."""
     if not settings.gateway.servers:
         return []
-    import httpx
-
     from .gateway.client import McpClient
+    from .gateway.http import Origin
     from .gateway.remote import RemoteServer
 
     async def tools_changed() -> None:
@@ -174,14 +169,13 @@ def _gateway(
 
     servers = []
     for configured in settings.gateway.servers:
-        http = _http_client(httpx.Timeout(configured.timeout_seconds, connect=10.0), telemetry)
-        opened.add(f"gateway client {configured.name}", http.aclose)
+        origin = Origin(configured.url, timeout=configured.timeout_seconds)
         headers = {}
         token = configured.token()
         if token:
             header = configured.token_header
             headers[header] = f"Bearer {token}" if header.lower() == "authorization" else token
-        client = McpClient(configured.url, http, headers=headers, version=configured.protocol_version)
+        client = McpClient(origin, headers=headers, version=configured.protocol_version)
         server = RemoteServer(configured, client, tools_changed)
         startup.append((f"gateway server {configured.name}", server.start))
         opened.add(f"gateway server {configured.name}", server.stop)

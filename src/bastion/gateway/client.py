@@ -13,18 +13,20 @@ Errors: the server's own JSON-RPC errors are raised as McpError (the caller is t
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import itertools
 import json
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import httpx
 import orjson
 
 from ..mcp import versions
 from ..mcp.errors import McpError
 from ..mcp.headers import NAME_SOURCE, encode_value
+from .http import HttpError, Origin, Response
 
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
 CLIENT_INFO = {"name": "bastion-gateway", "version": "1"}
@@ -36,10 +38,7 @@ class BackendUnavailable(Exception):
 
 
 class McpClient:
-    def __init__(
-        self, url: str, http: httpx.AsyncClient, *, headers: dict[str, str] | None = None, version: str = "auto"
-    ) -> None:
-        self.url = url
+    def __init__(self, http: Origin, *, headers: dict[str, str] | None = None, version: str = "auto") -> None:
         self.http = http
         self.headers = {"accept": "application/json, text/event-stream", **(headers or {})}
         self.wanted = version
@@ -95,17 +94,20 @@ class McpClient:
     async def respond(self, message_id: Any, error: McpError) -> None:
         """Answer a request the server made mid-call (with an error: Bastion does not put it to the client yet)."""
         body = orjson.dumps({"jsonrpc": "2.0", "id": message_id, "error": error.to_error()})
-        with contextlib.suppress(httpx.HTTPError):
-            await self.http.post(
-                self.url, content=body, headers={**self._headers(None), "content-type": "application/json"}
-            )
+        with contextlib.suppress(BackendUnavailable):
+            await self._post_only(body)
 
     async def close(self) -> None:
         """End a 2025 session (the server may keep it otherwise until it expires)."""
         if self.session is not None:
-            with contextlib.suppress(httpx.HTTPError):
-                await self.http.delete(self.url, headers=self._headers(None))
+            with contextlib.suppress(HttpError):
+                response = await self.http.request("DELETE", self._headers(None))
+                try:
+                    await response.read(MAX_ANSWER_BYTES)
+                finally:
+                    response.close()
             self.session = None
+        await self.http.aclose()
 
     # --- the wire ---------------------------------------------------------------------------------------
     async def _send(self, method: str, params: dict[str, Any], on_message: OnMessage | None = None) -> dict[str, Any]:
@@ -144,23 +146,26 @@ class McpClient:
         body = orjson.dumps({"jsonrpc": "2.0", "id": message_id, "method": method, "params": params})
         headers = {**self._headers(method, params), "content-type": "application/json"}
         try:
-            async with self.http.stream("POST", self.url, content=body, headers=headers) as response:
+            response = await self.http.request("POST", headers, body)
+            try:
                 # (Cancelled here, a 2026-07-28 server learns it from the closed connection; a session's is told.)
-                if response.status_code == 404 and self.session is not None:
+                if response.status == 404 and self.session is not None:
                     raise _SessionGone
-                if response.status_code in (401, 403):
-                    raise BackendUnavailable(f"it refused Bastion's credential ({response.status_code})")
+                if response.status in (401, 403):
+                    raise BackendUnavailable(f"it refused Bastion's credential ({response.status})")
                 kind = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-                if kind == "text/event-stream" and response.status_code == 200:
+                if kind == "text/event-stream" and response.status == 200:
                     answer = await _from_stream(response, message_id, on_message)
                 else:
-                    parsed = _parsed(await _read(response))
+                    parsed = _parsed(await response.read(MAX_ANSWER_BYTES))
                     if parsed is None:
-                        raise BackendUnavailable(f"it answered {response.status_code} without a JSON-RPC message")
+                        raise BackendUnavailable(f"it answered {response.status} without a JSON-RPC message")
                     answer = parsed
                 session = response.headers.get("mcp-session-id")
-        except httpx.HTTPError as exc:
-            raise BackendUnavailable(f"it could not be reached ({type(exc).__name__})") from None
+            finally:
+                response.close()
+        except HttpError as exc:
+            raise BackendUnavailable(str(exc)) from None
         except asyncio.CancelledError:
             if self.session is not None:
                 telling = asyncio.get_running_loop().create_task(self._tell_cancelled(message_id))
@@ -173,13 +178,20 @@ class McpClient:
         message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
         if params is not None:
             message["params"] = params
-        body = orjson.dumps(message)
+        await self._post_only(orjson.dumps(message))
+
+    async def _post_only(self, body: bytes) -> None:
+        """A notification or a response: the server answers 202 with no body."""
         try:
-            await self.http.post(
-                self.url, content=body, headers={**self._headers(None), "content-type": "application/json"}
+            response = await self.http.request(
+                "POST", {**self._headers(None), "content-type": "application/json"}, body
             )
-        except httpx.HTTPError as exc:
-            raise BackendUnavailable(f"it could not be reached ({type(exc).__name__})") from None
+            try:
+                await response.read(MAX_ANSWER_BYTES)
+            finally:
+                response.close()
+        except HttpError as exc:
+            raise BackendUnavailable(str(exc)) from None
 
     async def _tell_cancelled(self, message_id: int) -> None:
         with contextlib.suppress(BackendUnavailable):
@@ -187,18 +199,11 @@ class McpClient:
             await self._notify("notifications/cancelled", cancelled)
 
 
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
 class _SessionGone(Exception):
     """The server no longer knows the session (404): open another."""
-
-
-async def _read(response: httpx.Response) -> bytes:
-    chunks, size = [], 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > MAX_ANSWER_BYTES:
-            raise BackendUnavailable(f"its answer is larger than {MAX_ANSWER_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _parsed(data: bytes) -> dict[str, Any] | None:
@@ -209,14 +214,25 @@ def _parsed(data: bytes) -> dict[str, Any] | None:
     return message if isinstance(message, dict) else None
 
 
-async def _from_stream(response: httpx.Response, message_id: int, on_message: OnMessage | None) -> dict[str, Any]:
+async def _lines(response: Response) -> AsyncIterator[str]:
+    """An event stream's lines (LF, CRLF or CR ends them), the whole stream bounded by MAX_ANSWER_BYTES."""
+    pending = ""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    async for chunk in response.chunks(MAX_ANSWER_BYTES):
+        text = pending + decoder.decode(chunk)
+        held = text.endswith("\r")  # perhaps the first half of a CRLF: wait for the next chunk to tell
+        *complete, pending = _LINE_END.split(text[:-1] if held else text)
+        pending += "\r" if held else ""
+        for line in complete:
+            yield line
+    if pending:
+        yield pending
+
+
+async def _from_stream(response: Response, message_id: int, on_message: OnMessage | None) -> dict[str, Any]:
     """Read events until the answer to `message_id`; the rest go to on_message."""
-    size = 0
     data: list[str] = []
-    async for line in response.aiter_lines():
-        size += len(line) + 1
-        if size > MAX_ANSWER_BYTES:
-            raise BackendUnavailable(f"its answer is larger than {MAX_ANSWER_BYTES} bytes")
+    async for line in _lines(response):
         if line.startswith("data:"):
             data.append(line[5:].removeprefix(" "))
         elif line == "" and data:
