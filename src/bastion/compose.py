@@ -162,21 +162,26 @@ def _gateway(settings: Settings, app: App, opened: _Opened, startup: list[Step])
         return []
     from .gateway.client import McpClient
     from .gateway.http import Origin
-    from .gateway.remote import RemoteServer
+    from .gateway.remote import Connections, RemoteServer, Shared
+    from .gateway.stdio import PerUser
 
     async def tools_changed() -> None:
         await app.broadcaster.list_changed("tools")
 
     servers = []
     for configured in settings.gateway.servers:
-        origin = Origin(configured.url, timeout=configured.timeout_seconds)
-        headers = {}
-        token = configured.token()
-        if token:
-            header = configured.token_header
-            headers[header] = f"Bearer {token}" if header.lower() == "authorization" else token
-        client = McpClient(origin, headers=headers, version=configured.protocol_version)
-        server = RemoteServer(configured, client, tools_changed)
+        connections: Connections
+        if configured.url is not None:
+            headers = {}
+            token = configured.token()
+            if token:
+                header = configured.token_header
+                headers[header] = f"Bearer {token}" if header.lower() == "authorization" else token
+            origin = Origin(configured.url, timeout=configured.timeout_seconds)
+            connections = Shared(McpClient(origin, headers=headers, version=configured.protocol_version))
+        else:
+            connections = PerUser(configured)
+        server = RemoteServer(configured, connections, tools_changed)
         startup.append((f"gateway server {configured.name}", server.start))
         opened.add(f"gateway server {configured.name}", server.stop)
         servers.append(server)

@@ -144,7 +144,7 @@ async def test_the_backends_tools_are_served_beside_bastions_own(backend_port, v
             assert whoami.json()["result"]["content"][0]["text"] == "seen"
             refused = await call(http, bearer, "notes_secret_reset", {})
             assert refused.json()["error"]["code"] == -32602  # never served: unknown here
-            assert remote.client.version == ("2026-07-28" if version == "auto" else "2025-11-25")
+            assert remote.connections.client.version == ("2026-07-28" if version == "auto" else "2025-11-25")
     # The backend saw the credential configured for it, never the caller's token.
     assert [{"authorization": f"Bearer {BACKEND_TOKEN}"}] == SEEN
     assert bearer["authorization"].split()[1] not in repr(SEEN)

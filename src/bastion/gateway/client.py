@@ -172,7 +172,7 @@ class McpClient:
                 self._telling.add(telling)
                 telling.add_done_callback(self._telling.discard)
             raise
-        return _result(answer), session or self.session
+        return result_of(answer), session or self.session
 
     async def _notify(self, method: str, params: dict[str, Any] | None = None) -> None:
         message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
@@ -255,7 +255,7 @@ def _capabilities(result: dict[str, Any]) -> dict[str, Any]:
     return capabilities if isinstance(capabilities, dict) else {}
 
 
-def _result(answer: dict[str, Any]) -> dict[str, Any]:
+def result_of(answer: dict[str, Any]) -> dict[str, Any]:
     error = answer.get("error")
     if isinstance(error, dict):
         code, message = error.get("code"), error.get("message")

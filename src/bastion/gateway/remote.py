@@ -16,7 +16,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, Protocol
 
 from ..mcp import versions
 from ..mcp.context import LOG_LEVELS
@@ -26,7 +26,7 @@ from ..mcp.middleware import Unavailable
 from ..mcp.result import error_result
 from ..ops.sampled import SampledLog
 from ..settings.gateway import GatewayServer
-from .client import BackendUnavailable, McpClient
+from .client import BackendUnavailable, McpClient, OnMessage
 
 log = logging.getLogger("bastion")
 REFRESH_SECONDS = 60.0
@@ -35,12 +35,62 @@ MAX_PAGES = 100
 RESULT_KEYS = ("content", "structuredContent", "isError")  # what of its answer a client is given
 
 
+class Client(Protocol):
+    """A connection to the server: over HTTP (client.py) or to one of its processes (stdio.py)."""
+
+    capabilities: dict[str, Any]
+
+    @property
+    def modern(self) -> bool: ...
+
+    async def request(
+        self, method: str, params: dict[str, Any], on_message: OnMessage | None = None
+    ) -> dict[str, Any]: ...
+
+    async def respond(self, message_id: Any, error: McpError) -> None: ...
+
+
+class Connections(Protocol):
+    """Which Client a call goes through, and which one lists what the server offers."""
+
+    refresh_every: float | None  # seconds between listings; None: only when it says its tools changed
+
+    async def for_call(self, ex: Exchange) -> Client: ...
+
+    async def for_listing(self) -> Client: ...
+
+    async def done_listing(self, client: Client) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Shared:
+    """One HTTP client for every caller: the server is given Bastion's own credential, never a caller's."""
+
+    refresh_every: float | None = REFRESH_SECONDS
+
+    def __init__(self, client: McpClient) -> None:
+        self.client = client
+
+    async def for_call(self, ex: Exchange) -> Client:
+        return self.client
+
+    async def for_listing(self) -> Client:
+        return self.client
+
+    async def done_listing(self, client: Client) -> None:
+        pass
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
 class RemoteServer:
     def __init__(
-        self, config: GatewayServer, client: McpClient, changed: Callable[[], Awaitable[None]] | None = None
+        self, config: GatewayServer, connections: Connections, changed: Callable[[], Awaitable[None]] | None = None
     ) -> None:
         self.config = config
-        self.client = client
+        self.connections = connections
         self.changed = changed  # tells Bastion's clients that the tool list changed
         self.name = config.name
         self.scopes = tuple(config.scopes)
@@ -79,17 +129,24 @@ class RemoteServer:
             self._keeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._keeping
-        await self.client.close()
+        await self.connections.close()
 
     async def refresh(self) -> None:
         """List what it offers again; tell clients if the tools Bastion serves of it changed."""
-        definitions, names = self._served(await self._all("tools/list", "tools"))
-        offers = self.client.capabilities
+        client = await self.connections.for_listing()
+        try:
+            await self._list(client)
+        finally:
+            await self.connections.done_listing(client)
+
+    async def _list(self, client: Client) -> None:
+        definitions, names = self._served(await _all(client, "tools/list", "tools"))
+        offers = client.capabilities
         if "prompts" in offers:
-            self._prompts, self._their_prompts = self._served_prompts(await self._all("prompts/list", "prompts"))
+            self._prompts, self._their_prompts = self._served_prompts(await _all(client, "prompts/list", "prompts"))
         if "resources" in offers:
-            resources = [r for r in await self._all("resources/list", "resources") if _has_str(r, "uri")]
-            listed = await self._all("resources/templates/list", "resourceTemplates")
+            resources = [r for r in await _all(client, "resources/list", "resources") if _has_str(r, "uri")]
+            listed = await _all(client, "resources/templates/list", "resourceTemplates")
             templates = [t for t in listed if _has_str(t, "uriTemplate")]
             self._resources, self._uris = resources, frozenset(r["uri"] for r in resources)
             self._templates, self._patterns = templates, [_pattern(t["uriTemplate"]) for t in templates]
@@ -98,19 +155,6 @@ class RemoteServer:
             self.version += 1
             if self.changed is not None:
                 await self.changed()
-
-    async def _all(self, method: str, key: str) -> list[Any]:
-        listed: list[Any] = []
-        params: dict[str, Any] = {}
-        for _ in range(MAX_PAGES):
-            page = await self.client.request(method, params)
-            items = page.get(key)
-            listed += items if isinstance(items, list) else []
-            cursor = page.get("nextCursor")
-            if not isinstance(cursor, str) or not cursor:
-                break
-            params = {"cursor": cursor}
-        return listed
 
     async def get_prompt(self, name: str, arguments: dict[str, Any], ex: Exchange) -> dict[str, Any]:
         theirs = self._their_prompts.get(name)
@@ -126,7 +170,8 @@ class RemoteServer:
 
     async def _asked(self, method: str, params: dict[str, Any], ex: Exchange) -> dict[str, Any]:
         try:
-            return await self.client.request(method, params, _Relay(ex, self).message)
+            client = await self.connections.for_call(ex)
+            return await client.request(method, params, _Relay(ex, self, client).message)
         except BackendUnavailable as exc:
             self._sampled.warning("gateway server %s: %s", self.name, exc)
             raise Unavailable(f"The server {self.name!r} behind this gateway is unavailable: {exc}") from None
@@ -139,12 +184,13 @@ class RemoteServer:
         meta: dict[str, Any] = {}
         if ex.progress_token is not None:
             meta["progressToken"] = ex.progress_token
-        if self.client.modern and ex.log_level is not None:
-            meta[versions.META_LOG_LEVEL] = ex.log_level
-        if meta:
-            params["_meta"] = meta
         try:
-            result = await self.client.request("tools/call", params, _Relay(ex, self).message)
+            client = await self.connections.for_call(ex)
+            if client.modern and ex.log_level is not None:
+                meta[versions.META_LOG_LEVEL] = ex.log_level
+            if meta:
+                params["_meta"] = meta
+            result = await client.request("tools/call", params, _Relay(ex, self, client).message)
         except BackendUnavailable as exc:
             self._sampled.warning("gateway server %s: %s", self.name, exc)
             return error_result(f"The server {self.name!r} behind this gateway is unavailable: {exc}")
@@ -200,7 +246,9 @@ class RemoteServer:
                 pause = min(pause * 2, MAX_PAUSE_SECONDS)
                 continue
             pause = 1.0
-            await asyncio.sleep(REFRESH_SECONDS)
+            if self.connections.refresh_every is None:
+                return
+            await asyncio.sleep(self.connections.refresh_every)
 
 
 class _Relay:
@@ -208,9 +256,10 @@ class _Relay:
     token), log messages at the level the caller asked for or above, and word that its tools changed. A request it
     makes of the client is answered with an error: not relayed yet."""
 
-    def __init__(self, ex: Exchange, server: RemoteServer) -> None:
+    def __init__(self, ex: Exchange, server: RemoteServer, client: Client) -> None:
         self.ex = ex
         self.server = server
+        self.client = client
 
     async def message(self, message: dict[str, Any]) -> None:
         method, params = message.get("method"), message.get("params")
@@ -219,7 +268,7 @@ class _Relay:
         params = params if isinstance(params, dict) else {}
         if "id" in message:
             refusal = McpError(METHOD_NOT_FOUND, f"{method} is not relayed to the client by this gateway yet")
-            await self.server.client.respond(message["id"], refusal)
+            await self.client.respond(message["id"], refusal)
         elif method == "notifications/progress" and self.ex.progress_token is not None:
             await self.ex.notify(method, {**params, "progressToken": self.ex.progress_token})
         elif method == "notifications/message" and self._wanted(params.get("level")):
@@ -232,6 +281,20 @@ class _Relay:
         if threshold is None or level not in LOG_LEVELS:
             return False
         return LOG_LEVELS.index(level) >= LOG_LEVELS.index(threshold)
+
+
+async def _all(client: Client, method: str, key: str) -> list[Any]:
+    listed: list[Any] = []
+    params: dict[str, Any] = {}
+    for _ in range(MAX_PAGES):
+        page = await client.request(method, params)
+        items = page.get(key)
+        listed += items if isinstance(items, list) else []
+        cursor = page.get("nextCursor")
+        if not isinstance(cursor, str) or not cursor:
+            break
+        params = {"cursor": cursor}
+    return listed
 
 
 def _has_str(item: Any, key: str) -> bool:

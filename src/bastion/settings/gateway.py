@@ -13,12 +13,30 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 class GatewayServer(BaseModel):
-    """One Streamable HTTP MCP server behind Bastion."""
+    """One MCP server behind Bastion: a Streamable HTTP endpoint (url), or a command it runs for each user
+    (command and args, over stdio)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description="What logs, errors and metrics call it: lowercase letters, digits, - and _.")
-    url: str = Field(description="Its Streamable HTTP endpoint, e.g. https://notes.internal/mcp.")
+    url: str | None = Field(None, description="Its Streamable HTTP endpoint, e.g. https://notes.internal/mcp.")
+    command: str | None = Field(
+        None, description='Or a command speaking MCP over stdio, e.g. "npx"; one process per signed-in user.'
+    )
+    args: list[str] = Field(default_factory=list, description='The command\'s arguments, e.g. ["-y", "@org/server"].')
+    env: dict[str, str] = Field(default_factory=dict, description="stdio: variables the process gets as they are.")
+    env_from: dict[str, str] = Field(
+        default_factory=dict,
+        description='stdio: variables the process gets from Bastion\'s environment, e.g. {API_KEY = "NOTES_KEY"}.',
+    )
+    upstream_env: dict[str, str] = Field(
+        default_factory=dict,
+        description='stdio: variables holding the user\'s upstream token, e.g. {GITHUB_TOKEN = "github"}.',
+    )
+    idle_seconds: float = Field(600, gt=0, description="stdio: a user's process idle this long is stopped.")
+    max_processes: int = Field(
+        50, ge=1, description="stdio: processes at most (one per user), the idlest stopped first."
+    )
     prefix: str = Field("", description='Put before each of its tool names, e.g. "notes_" (none by default).')
     protocol_version: Literal["auto", "2026-07-28", "2025-11-25", "2025-06-18"] = Field(
         "auto", description="The revision to speak to it: auto tries 2026-07-28, then 2025-11-25 with a session."
@@ -47,7 +65,9 @@ class GatewayServer(BaseModel):
 
     @field_validator("url")
     @classmethod
-    def _url(cls, value: str) -> str:
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{value!r} is not an http(s) URL")
@@ -60,9 +80,19 @@ class GatewayServer(BaseModel):
 
     def problems(self) -> list[str]:
         where = f"gateway.servers {self.name!r}"
+        if (self.url is None) == (self.command is None):
+            return [f"{where}: give url (a server over HTTP) or command (a program run over stdio), not both"]
+        problems = []
         if self.token_env and not self.token():
-            return [f"{where}: token_env names {self.token_env}, which is not set; set it or remove token_env"]
-        return []
+            problems.append(f"{where}: token_env names {self.token_env}, which is not set; set it or remove token_env")
+        problems += [
+            f"{where}: env_from {name} = {source!r}: {source} is not set; set it or remove the entry"
+            for name, source in self.env_from.items()
+            if source not in os.environ
+        ]
+        if self.command is None and (self.env or self.env_from or self.upstream_env):
+            problems.append(f"{where}: env, env_from and upstream_env are for servers run as a command")
+        return problems
 
 
 class GatewaySettings(BaseModel):
