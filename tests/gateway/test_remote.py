@@ -15,6 +15,7 @@ import pytest
 from mcp.server.mcpserver import Context, MCPServer
 
 from bastion import App
+from bastion import Context as BastionContext
 from tests.clients import asgi_client
 from tests.e2e.test_sdk_oauth import HeadlessBrowser, MemoryStorage, provider_for
 from tests.local_server import free_port, serve_in_thread
@@ -294,3 +295,79 @@ async def test_the_backends_prompts_and_resources_are_served_too(backend_port, v
             assert item["result"]["contents"][0]["text"] == "item 42"
             unknown = await ask("resources/read", {"uri": "other://x"}, "other://x")
             assert unknown["error"]["code"] == -32602
+
+
+def asking_backend() -> Any:
+    from pydantic import BaseModel
+
+    class Name(BaseModel):
+        name: str
+
+    server = MCPServer("asking-backend")
+
+    @server.tool()
+    async def greet(ctx: Context) -> str:
+        """Ask the user's name, then greet them."""
+        answer = await ctx.elicit("What is your name?", Name)
+        return f"hello {answer.data.name}" if answer.action == "accept" else answer.action
+
+    return server.streamable_http_app(host="127.0.0.1")
+
+
+def asking_bastion_backend() -> Any:
+    """The same tool written with Bastion: on 2026-07-28 its question comes back as input_required."""
+    from pydantic import BaseModel
+
+    from tests.clients import local_settings
+
+    class Name(BaseModel):
+        name: str
+
+    app = App("asking-bastion")
+
+    @app.tool
+    async def greet(ctx: BastionContext) -> str:
+        """Ask the user's name, then greet them."""
+        answer = await ctx.elicit("What is your name?", Name)
+        return f"hello {answer.data.name}" if answer.action == "accept" else answer.action
+
+    return app.asgi(local_settings(store={"backend": "memory"}))
+
+
+# Asked mid-call (the SDK's server on a 2025 session), or as input_required (Bastion's, on 2026-07-28).
+@pytest.mark.parametrize("version", ["2025-11-25", "auto"])
+async def test_a_backends_question_is_put_to_the_caller_and_answered_by_them(backend_port, version, monkeypatch):
+    import httpx2
+    import mcp_types
+    from mcp.client.streamable_http import streamable_http_client
+
+    from mcp import Client
+
+    monkeypatch.setenv("TEST_GATEWAY_BACKEND_TOKEN", BACKEND_TOKEN)
+    asked: list[str] = []
+
+    async def on_elicit(context: Any, params: Any) -> Any:
+        asked.append(params.message)
+        return mcp_types.ElicitResult(action="accept", content={"name": "Ada"})
+
+    backend_app = asking_backend() if version == "2025-11-25" else asking_bastion_backend()
+    with serve_in_thread(backend_app, backend_port) as backend_url:
+        surface = local_app().asgi(gateway_settings(f"{backend_url}/mcp", version))
+        with serve_in_thread(surface, free_port()) as base:
+            remote = surface.mcp.app.server.sources[0]
+
+            async def listed() -> bool:
+                return bool(remote.tools())
+
+            await eventually(listed, "the backend's tools listed")
+            url = f"{base}/mcp"
+            provider = provider_for(url, MemoryStorage(), HeadlessBrowser("ada"))
+            async with (
+                httpx2.AsyncClient(auth=provider, timeout=30) as http,
+                Client(
+                    streamable_http_client(url, http_client=http), mode="legacy", elicitation_callback=on_elicit
+                ) as client,
+            ):
+                result = await client.call_tool("notes_greet", {})
+    assert asked == ["What is your name?"]
+    assert result.content[0].text == "hello Ada"

@@ -30,6 +30,9 @@ from .http import HttpError, Origin, Response
 
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
 CLIENT_INFO = {"name": "bastion-gateway", "version": "1"}
+# What Bastion says it can do when it opens a session: what it relays to its own callers, each asked in turn. A
+# caller that cannot answer has the server told so (remote.py), as if the server had asked it directly.
+CLIENT_CAPABILITIES: dict[str, Any] = {"elicitation": {"form": {}, "url": {}}, "sampling": {}, "roots": {}}
 OnMessage = Callable[[dict[str, Any]], Awaitable[None]]
 
 
@@ -67,7 +70,7 @@ class McpClient:
                 if self.wanted != "auto":
                     raise
         legacy = versions.LATEST_LEGACY if self.wanted == "auto" else self.wanted
-        params = {"protocolVersion": legacy, "capabilities": {}, "clientInfo": CLIENT_INFO}
+        params = {"protocolVersion": legacy, "capabilities": CLIENT_CAPABILITIES, "clientInfo": CLIENT_INFO}
         result, session = await self._exchange("initialize", params, legacy_version=None)
         agreed = result.get("protocolVersion")
         if agreed not in versions.LEGACY:
@@ -91,9 +94,9 @@ class McpClient:
                     await self.connect()
             return await self._send(method, params, on_message)
 
-    async def respond(self, message_id: Any, error: McpError) -> None:
-        """Answer a request the server made mid-call (with an error: Bastion does not put it to the client yet)."""
-        body = orjson.dumps({"jsonrpc": "2.0", "id": message_id, "error": error.to_error()})
+    async def respond(self, message_id: Any, answer: dict[str, Any] | McpError) -> None:
+        """Answer a request the server made mid-call: the caller's result, or an error."""
+        body = orjson.dumps(response_to(message_id, answer))
         with contextlib.suppress(BackendUnavailable):
             await self._post_only(body)
 
@@ -138,7 +141,7 @@ class McpClient:
             meta = {
                 versions.META_PROTOCOL_VERSION: self.version,
                 versions.META_CLIENT_INFO: CLIENT_INFO,
-                versions.META_CLIENT_CAPABILITIES: {},
+                versions.META_CLIENT_CAPABILITIES: CLIENT_CAPABILITIES,
                 **(params.get("_meta") or {}),
             }
             params = {**params, "_meta": meta}
@@ -253,6 +256,12 @@ async def _from_stream(response: Response, message_id: int, on_message: OnMessag
 def _capabilities(result: dict[str, Any]) -> dict[str, Any]:
     capabilities = result.get("capabilities")
     return capabilities if isinstance(capabilities, dict) else {}
+
+
+def response_to(message_id: Any, answer: dict[str, Any] | McpError) -> dict[str, Any]:
+    if isinstance(answer, McpError):
+        return {"jsonrpc": "2.0", "id": message_id, "error": answer.to_error()}
+    return {"jsonrpc": "2.0", "id": message_id, "result": answer}
 
 
 def result_of(answer: dict[str, Any]) -> dict[str, Any]:

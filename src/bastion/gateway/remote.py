@@ -32,7 +32,9 @@ log = logging.getLogger("bastion")
 REFRESH_SECONDS = 60.0
 MAX_PAUSE_SECONDS = 30.0
 MAX_PAGES = 100
+MAX_ROUNDS = 8  # questions a 2026-07-28 server may put in turn within one call
 RESULT_KEYS = ("content", "structuredContent", "isError")  # what of its answer a client is given
+ASKS = {"elicitation/create": "elicitation", "sampling/createMessage": "sampling", "roots/list": "roots"}
 
 
 class Client(Protocol):
@@ -47,7 +49,7 @@ class Client(Protocol):
         self, method: str, params: dict[str, Any], on_message: OnMessage | None = None
     ) -> dict[str, Any]: ...
 
-    async def respond(self, message_id: Any, error: McpError) -> None: ...
+    async def respond(self, message_id: Any, answer: dict[str, Any] | McpError) -> None: ...
 
 
 class Connections(Protocol):
@@ -188,14 +190,25 @@ class RemoteServer:
             client = await self.connections.for_call(ex)
             if client.modern and ex.log_level is not None:
                 meta[versions.META_LOG_LEVEL] = ex.log_level
+            if client.modern:  # what the caller can answer, so that the server asks only that
+                meta[versions.META_CLIENT_CAPABILITIES] = ex.client_capabilities
             if meta:
                 params["_meta"] = meta
-            result = await client.request("tools/call", params, _Relay(ex, self, client).message)
+            relay = _Relay(ex, self, client)
+            result = await client.request("tools/call", params, relay.message)
+            for _ in range(MAX_ROUNDS):  # a 2026-07-28 server's questions (input_required): asked, then sent again
+                if result.get("resultType") != "input_required":
+                    break
+                answers = await relay.answers(result.get("inputRequests"))
+                if answers is None:
+                    return error_result(f"The server {self.name!r} asked for input this client cannot give")
+                again = {**params, "inputResponses": answers, "requestState": result.get("requestState")}
+                result = await client.request("tools/call", again, relay.message)
         except BackendUnavailable as exc:
             self._sampled.warning("gateway server %s: %s", self.name, exc)
             return error_result(f"The server {self.name!r} behind this gateway is unavailable: {exc}")
         if result.get("resultType") == "input_required":
-            return error_result(f"The server {self.name!r} asked for input, which this gateway does not relay yet")
+            return error_result(f"The server {self.name!r} asked for input more than {MAX_ROUNDS} times")
         answer = {key: result[key] for key in RESULT_KEYS if key in result}
         if not isinstance(answer.get("content"), list):
             answer["content"] = []
@@ -253,8 +266,9 @@ class RemoteServer:
 
 class _Relay:
     """What the server sends while it works on a call, passed on to the caller: progress (under the caller's own
-    token), log messages at the level the caller asked for or above, and word that its tools changed. A request it
-    makes of the client is answered with an error: not relayed yet."""
+    token), log messages at the level the caller asked for or above, word that its tools changed, and its questions
+    for the client (elicitation, sampling, roots), put to the caller and answered with the caller's answer: when
+    the caller can be asked mid-call (a 2025 session with a stream) and said it can answer that kind."""
 
     def __init__(self, ex: Exchange, server: RemoteServer, client: Client) -> None:
         self.ex = ex
@@ -267,14 +281,43 @@ class _Relay:
             return
         params = params if isinstance(params, dict) else {}
         if "id" in message:
-            refusal = McpError(METHOD_NOT_FOUND, f"{method} is not relayed to the client by this gateway yet")
-            await self.client.respond(message["id"], refusal)
+            await self.client.respond(message["id"], await self._asked(method, params))
         elif method == "notifications/progress" and self.ex.progress_token is not None:
             await self.ex.notify(method, {**params, "progressToken": self.ex.progress_token})
         elif method == "notifications/message" and self._wanted(params.get("level")):
             await self.ex.notify(method, params)
         elif method == "notifications/tools/list_changed":
             self.server.refresh_soon()
+
+    async def answers(self, requests: Any) -> dict[str, Any] | None:
+        """The caller's answers to a 2026-07-28 server's input requests, or None if it cannot give one."""
+        if not isinstance(requests, dict):
+            return None
+        answers = {}
+        for key, request in requests.items():
+            method = request.get("method") if isinstance(request, dict) else None
+            params = request.get("params") if isinstance(request, dict) else None
+            if not isinstance(method, str):
+                return None
+            answer = await self._asked(method, params if isinstance(params, dict) else {})
+            if isinstance(answer, McpError):
+                return None
+            answers[key] = answer
+        return answers
+
+    async def _asked(self, method: str, params: dict[str, Any]) -> dict[str, Any] | McpError:
+        capability = ASKS.get(method)
+        if capability is None:
+            return McpError(METHOD_NOT_FOUND, f"Method not found: {method}")
+        if capability not in self.ex.client_capabilities:
+            return McpError(METHOD_NOT_FOUND, f"the client did not say it supports {capability}")
+        if self.ex.send_request is None:
+            return McpError(METHOD_NOT_FOUND, f"{method} cannot be put to this client mid-call (no stream to it)")
+        try:
+            answer = await self.ex.send_request(method, params)
+        except McpError as exc:
+            return exc
+        return answer if isinstance(answer, dict) else {}
 
     def _wanted(self, level: Any) -> bool:
         threshold = self.ex.log_level

@@ -25,10 +25,18 @@ from typing import Any
 import orjson
 
 from ..mcp import versions
-from ..mcp.errors import McpError
+from ..mcp.errors import METHOD_NOT_FOUND, McpError
 from ..mcp.exchange import Exchange
 from ..settings.gateway import GatewayServer
-from .client import CLIENT_INFO, MAX_ANSWER_BYTES, BackendUnavailable, OnMessage, result_of
+from .client import (
+    CLIENT_CAPABILITIES,
+    CLIENT_INFO,
+    MAX_ANSWER_BYTES,
+    BackendUnavailable,
+    OnMessage,
+    response_to,
+    result_of,
+)
 
 log = logging.getLogger("bastion")
 STOP_GRACE_SECONDS = 5.0
@@ -53,6 +61,7 @@ class StdioClient:
         self._pending: dict[int, tuple[asyncio.Future[dict[str, Any]], OnMessage | None, Any]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._starting = asyncio.Lock()
+        self._asking: set[asyncio.Future[None]] = set()
 
     @property
     def busy(self) -> bool:
@@ -79,7 +88,11 @@ class StdioClient:
             asyncio.create_task(self._read_answers(), name=f"bastion-stdio-{self.name}"),
             asyncio.create_task(self._read_errors(), name=f"bastion-stdio-{self.name}-stderr"),
         ]
-        params = {"protocolVersion": versions.LATEST_LEGACY, "capabilities": {}, "clientInfo": CLIENT_INFO}
+        params = {
+            "protocolVersion": versions.LATEST_LEGACY,
+            "capabilities": CLIENT_CAPABILITIES,
+            "clientInfo": CLIENT_INFO,
+        }
         result = await self._call("initialize", params, None)
         if result.get("protocolVersion") not in versions.LEGACY:
             await self.close()
@@ -98,9 +111,9 @@ class StdioClient:
                     await self.connect()
         return await self._call(method, params, on_message)
 
-    async def respond(self, message_id: Any, error: McpError) -> None:
+    async def respond(self, message_id: Any, answer: dict[str, Any] | McpError) -> None:
         with contextlib.suppress(BackendUnavailable):
-            await self._write({"jsonrpc": "2.0", "id": message_id, "error": error.to_error()})
+            await self._write(response_to(message_id, answer))
 
     async def close(self) -> None:
         """Stop the process group: SIGTERM, then SIGKILL if it has not ended within the grace period."""
@@ -184,9 +197,16 @@ class StdioClient:
         token = params.get("progressToken") if isinstance(params, dict) else None
         # Progress goes to the call that asked for it; anything else to every call in flight (all the same user's).
         targets = [on for _, on, asked in self._pending.values() if on and (token is None or asked == token)]
-        if "id" in message and not targets:
-            await self.respond(message_id, McpError(-32601, "nobody to ask"))
-        for on_message in targets[:1] if "id" in message else targets:
+        if "id" in message:
+            # A question for the caller may take a while: it is asked aside, so other calls' answers keep coming.
+            if not targets:
+                await self.respond(message_id, McpError(METHOD_NOT_FOUND, "no call in flight to ask the client for"))
+                return
+            asking: asyncio.Future[None] = asyncio.ensure_future(targets[0](message))
+            self._asking.add(asking)
+            asking.add_done_callback(self._asking.discard)
+            return
+        for on_message in targets:
             await on_message(message)
 
     async def _read_errors(self) -> None:
