@@ -170,6 +170,15 @@ class RemoteServer:
         contents = result.get("contents")
         return {"contents": contents if isinstance(contents, list) else []}
 
+    async def complete(self, params: dict[str, Any], ex: Exchange) -> dict[str, Any]:
+        ref = dict(params["ref"])
+        if ref.get("type") == "ref/prompt":
+            ref["name"] = self._their_prompts.get(ref["name"], ref["name"])
+        asked = {key: value for key, value in params.items() if key in ("argument", "context")} | {"ref": ref}
+        result = await self._asked("completion/complete", asked, ex)
+        completion = result.get("completion")
+        return {"completion": completion if isinstance(completion, dict) else {"values": []}}
+
     async def _asked(self, method: str, params: dict[str, Any], ex: Exchange) -> dict[str, Any]:
         try:
             client = await self.connections.for_call(ex)

@@ -441,7 +441,7 @@ class Server:
         name = params.get("name")
         prompt = self.registry.prompts.get(name) if isinstance(name, str) else None
         if prompt is None and isinstance(name, str):
-            source = next((s for s in self.sources if any(p["name"] == name for p in s.prompts())), None)
+            source = self._prompt_source(name)
             if source is not None:
                 self._check(ex, "prompt", name, source.scopes, f"prompt {name!r}")
                 arguments = params.get("arguments") or {}
@@ -489,6 +489,11 @@ class Server:
         if not isinstance(ref, dict) or not isinstance(argument, dict) or not isinstance(argument.get("name"), str):
             raise McpError(INVALID_PARAMS, "completion needs ref and argument{name, value}")
         kind = ref.get("type")
+        source = self._completion_source(ref)
+        if source is not None:
+            what, target = ("prompt", ref["name"]) if kind == "ref/prompt" else ("resource", ref["uri"])
+            self._check(ex, what, target, source.scopes, f"{what} {target!r}")
+            return await source.complete(params, ex)
         if kind == "ref/prompt":
             target = ref.get("name")
             if target not in self.registry.prompts:
@@ -517,6 +522,25 @@ class Server:
             except Exception as exc:
                 raise McpError(INTERNAL_ERROR, self._unexpected("completion", exc)) from None
         return {"completion": {"values": values[:100], "total": len(values), "hasMore": len(values) > 100}}
+
+    def _prompt_source(self, name: str) -> Source | None:
+        """The fronted server a prompt not of this server's own is from, if any."""
+        if name in self.registry.prompts:
+            return None
+        return next((s for s in self.sources if any(p["name"] == name for p in s.prompts())), None)
+
+    def _completion_source(self, ref: dict[str, Any]) -> Source | None:
+        name, uri = ref.get("name"), ref.get("uri")
+        if ref.get("type") == "ref/prompt" and isinstance(name, str):
+            return self._prompt_source(name)
+        if ref.get("type") != "ref/resource" or not isinstance(uri, str):
+            return None
+        if uri in self.registry.templates or uri in self.registry.resources:
+            return None
+        return next(
+            (s for s in self.sources if any(t["uriTemplate"] == uri for t in s.templates()) or s.serves_resource(uri)),
+            None,
+        )
 
 
 def check_modern_meta(params: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any] | None, str | None]:
