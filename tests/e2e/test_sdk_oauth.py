@@ -115,12 +115,14 @@ def provider_for(
     )
 
 
-async def call_tool_text(url: str, provider: OAuthClientProvider, tool: str, mode: str = "2026-07-28") -> str:
+async def call_tool_text(
+    url: str, provider: OAuthClientProvider, tool: str, mode: str = "2026-07-28", arguments: dict | None = None
+) -> str:
     async with (
         httpx2.AsyncClient(auth=provider, timeout=30) as http,
         Client(streamable_http_client(url, http_client=http), mode=mode) as client,
     ):
-        result = await client.call_tool(tool, {})
+        result = await client.call_tool(tool, arguments or {})
         return result.content[0].text
 
 
