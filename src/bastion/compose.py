@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -168,6 +169,8 @@ def _gateway(settings: Settings, app: App, opened: _Opened, startup: list[Step])
     async def tools_changed() -> None:
         await app.broadcaster.list_changed("tools")
 
+    # Every instance must open what another sealed: the shared state secret when there is one.
+    state_key = settings.state_secret.get_secret_value().encode() if settings.state_secret else secrets.token_bytes(32)
     servers = []
     for configured in settings.gateway.servers:
         connections: Connections
@@ -181,7 +184,7 @@ def _gateway(settings: Settings, app: App, opened: _Opened, startup: list[Step])
             connections = Shared(McpClient(origin, headers=headers, version=configured.protocol_version))
         else:
             connections = PerUser(configured)
-        server = RemoteServer(configured, connections, tools_changed)
+        server = RemoteServer(configured, connections, state_key, tools_changed)
         startup.append((f"gateway server {configured.name}", server.start))
         opened.add(f"gateway server {configured.name}", server.stop)
         servers.append(server)

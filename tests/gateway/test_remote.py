@@ -335,8 +335,9 @@ def asking_bastion_backend() -> Any:
 
 
 # Asked mid-call (the SDK's server on a 2025 session), or as input_required (Bastion's, on 2026-07-28).
-@pytest.mark.parametrize("version", ["2025-11-25", "auto"])
-async def test_a_backends_question_is_put_to_the_caller_and_answered_by_them(backend_port, version, monkeypatch):
+# A 2026-07-28 caller gets the server's input_required as Bastion's own, and sends its answers back with it.
+@pytest.mark.parametrize(("version", "mode"), [("2025-11-25", "legacy"), ("auto", "legacy"), ("auto", "2026-07-28")])
+async def test_a_backends_question_is_put_to_the_caller_and_answered_by_them(backend_port, version, mode, monkeypatch):
     import httpx2
     import mcp_types
     from mcp.client.streamable_http import streamable_http_client
@@ -365,9 +366,47 @@ async def test_a_backends_question_is_put_to_the_caller_and_answered_by_them(bac
             async with (
                 httpx2.AsyncClient(auth=provider, timeout=30) as http,
                 Client(
-                    streamable_http_client(url, http_client=http), mode="legacy", elicitation_callback=on_elicit
+                    streamable_http_client(url, http_client=http), mode=mode, elicitation_callback=on_elicit
                 ) as client,
             ):
                 result = await client.call_tool("notes_greet", {})
     assert asked == ["What is your name?"]
     assert result.content[0].text == "hello Ada"
+
+
+async def test_a_servers_request_state_goes_back_only_with_its_caller_tool_and_arguments(backend_port, monkeypatch):
+    monkeypatch.setenv("TEST_GATEWAY_BACKEND_TOKEN", BACKEND_TOKEN)
+    with serve_in_thread(asking_bastion_backend(), backend_port) as backend_url:
+        surface = local_app().asgi(gateway_settings(f"{backend_url}/mcp", "auto"))
+        async with front(surface) as (http, alice):
+            bob_tokens = await tokens_for(http, await register(http), username="bob")
+            bob = {"authorization": f"Bearer {bob_tokens['access_token']}"}
+            remote = surface.mcp.app.server.sources[0]
+
+            async def listed() -> bool:
+                return bool(remote.tools())
+
+            await eventually(listed, "the backend's tools listed")
+
+            async def greet(bearer: dict[str, str], **extra: Any) -> dict:
+                answer = await call(http, bearer, "notes_greet", {})
+                if extra:
+                    body = modern_body("tools/call", {"name": "notes_greet", "arguments": {}, **extra})
+                    answer = await http.post(
+                        "/mcp", headers={**modern_headers("tools/call", "notes_greet"), **bearer}, json=body
+                    )
+                return answer.json()
+
+            asked = (await greet(alice))["result"]
+            assert asked["resultType"] == "input_required"
+            [(key, question)] = asked["inputRequests"].items()
+            assert question["method"] == "elicitation/create"
+            answers = {key: {"action": "accept", "content": {"name": "Ada"}}}
+            state = asked["requestState"]
+            # Another caller's answers with this caller's state, or a tampered state: refused.
+            stolen = await greet(bob, inputResponses=answers, requestState=state)
+            assert stolen["error"]["code"] == -32602 and "requestState" in stolen["error"]["message"]
+            tampered = await greet(alice, inputResponses=answers, requestState=state[:-4] + "AAAA")
+            assert tampered["error"]["code"] == -32602
+            done = await greet(alice, inputResponses=answers, requestState=state)
+            assert done["result"]["content"][0]["text"] == "hello Ada"

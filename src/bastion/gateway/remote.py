@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from fnmatch import fnmatchcase
 from typing import Any, Protocol
+
+import orjson
 
 from ..mcp import versions
 from ..mcp.context import LOG_LEVELS
@@ -25,6 +28,7 @@ from ..mcp.exchange import Exchange
 from ..mcp.middleware import Unavailable
 from ..mcp.result import error_result
 from ..ops.sampled import SampledLog
+from ..security.sealed import seal, unseal
 from ..settings.gateway import GatewayServer
 from .client import BackendUnavailable, McpClient, OnMessage
 
@@ -33,6 +37,8 @@ REFRESH_SECONDS = 60.0
 MAX_PAUSE_SECONDS = 30.0
 MAX_PAGES = 100
 MAX_ROUNDS = 8  # questions a 2026-07-28 server may put in turn within one call
+STATE_PURPOSE = "gateway-state"
+STATE_TTL_SECONDS = 600
 RESULT_KEYS = ("content", "structuredContent", "isError")  # what of its answer a client is given
 ASKS = {"elicitation/create": "elicitation", "sampling/createMessage": "sampling", "roots/list": "roots"}
 
@@ -89,10 +95,15 @@ class Shared:
 
 class RemoteServer:
     def __init__(
-        self, config: GatewayServer, connections: Connections, changed: Callable[[], Awaitable[None]] | None = None
+        self,
+        config: GatewayServer,
+        connections: Connections,
+        state_key: bytes,
+        changed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
         self.connections = connections
+        self.state_key = state_key  # seals the servers' request state handed to 2026-07-28 callers
         self.changed = changed  # tells Bastion's clients that the tool list changed
         self.name = config.name
         self.scopes = tuple(config.scopes)
@@ -187,11 +198,15 @@ class RemoteServer:
             self._sampled.warning("gateway server %s: %s", self.name, exc)
             raise Unavailable(f"The server {self.name!r} behind this gateway is unavailable: {exc}") from None
 
-    async def call_tool(self, name: str, arguments: dict[str, Any], ex: Exchange) -> dict[str, Any]:
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], ex: Exchange, params: dict[str, Any]
+    ) -> dict[str, Any]:
         theirs = self._their_names.get(name)
         if theirs is None:
             raise McpError(INVALID_PARAMS, f"Unknown tool: {name}")
-        params: dict[str, Any] = {"name": theirs, "arguments": arguments}
+        asked: dict[str, Any] = {"name": theirs, "arguments": arguments}
+        if ex.modern and params.get("requestState") is not None:  # the caller's answers to the server's questions
+            asked |= self._resumed(ex, name, arguments, params)
         meta: dict[str, Any] = {}
         if ex.progress_token is not None:
             meta["progressToken"] = ex.progress_token
@@ -202,16 +217,18 @@ class RemoteServer:
             if client.modern:  # what the caller can answer, so that the server asks only that
                 meta[versions.META_CLIENT_CAPABILITIES] = ex.client_capabilities
             if meta:
-                params["_meta"] = meta
+                asked["_meta"] = meta
             relay = _Relay(ex, self, client)
-            result = await client.request("tools/call", params, relay.message)
-            for _ in range(MAX_ROUNDS):  # a 2026-07-28 server's questions (input_required): asked, then sent again
+            result = await client.request("tools/call", asked, relay.message)
+            for _ in range(MAX_ROUNDS):  # a 2026-07-28 server's questions (input_required)
                 if result.get("resultType") != "input_required":
                     break
-                answers = await relay.answers(result.get("inputRequests"))
+                if ex.modern:  # passed on as Bastion's own input_required: the caller answers and sends it again
+                    return self._questions(ex, name, arguments, result)
+                answers = await relay.answers(result.get("inputRequests"))  # asked mid-call, on the session
                 if answers is None:
                     return error_result(f"The server {self.name!r} asked for input this client cannot give")
-                again = {**params, "inputResponses": answers, "requestState": result.get("requestState")}
+                again = {**asked, "inputResponses": answers, "requestState": result.get("requestState")}
                 result = await client.request("tools/call", again, relay.message)
         except BackendUnavailable as exc:
             self._sampled.warning("gateway server %s: %s", self.name, exc)
@@ -222,6 +239,31 @@ class RemoteServer:
         if not isinstance(answer.get("content"), list):
             answer["content"] = []
         return answer
+
+    def _questions(self, ex: Exchange, name: str, arguments: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+        """The server's input_required, as Bastion's: its questions as they are, its request state sealed with
+        the caller, tool and arguments it belongs to (so that no one else can send it back through Bastion)."""
+        requests = result.get("inputRequests")
+        if not isinstance(requests, dict) or not requests:
+            return error_result(f"The server {self.name!r} asked for input without saying what")
+        state = {"s": result.get("requestState"), "f": _fingerprint(ex, name, arguments)}
+        return {
+            "resultType": "input_required",
+            "inputRequests": requests,
+            "requestState": seal(self.state_key, STATE_PURPOSE, state, STATE_TTL_SECONDS),
+        }
+
+    def _resumed(self, ex: Exchange, name: str, arguments: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        state = unseal(self.state_key, STATE_PURPOSE, params.get("requestState"))
+        if not isinstance(state, dict) or state.get("f") != _fingerprint(ex, name, arguments):
+            raise McpError(INVALID_PARAMS, "requestState is invalid, expired, or belongs to another request")
+        responses = params.get("inputResponses")
+        if not isinstance(responses, dict):
+            raise McpError(INVALID_PARAMS, "inputResponses must be an object")
+        resumed: dict[str, Any] = {"inputResponses": responses}
+        if state.get("s") is not None:
+            resumed["requestState"] = state["s"]
+        return resumed
 
     def refresh_soon(self) -> None:
         """Its tools changed (it said so): list them again now rather than at the next refresh."""
@@ -347,6 +389,11 @@ async def _all(client: Client, method: str, key: str) -> list[Any]:
             break
         params = {"cursor": cursor}
     return listed
+
+
+def _fingerprint(ex: Exchange, name: str, arguments: dict[str, Any]) -> str:
+    subject = getattr(ex.principal, "subject", None)
+    return hashlib.sha256(orjson.dumps([subject, name, arguments], option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _has_str(item: Any, key: str) -> bool:

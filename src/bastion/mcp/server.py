@@ -167,16 +167,26 @@ class Server:
             raise method_not_found(ex.method)
         if not ex.modern:
             return await handler(ex, params)
-        if ex.method in MRTR_METHODS:
+        if ex.method in MRTR_METHODS and not self._fronted(ex.method, params):
             self._resume(ex, params)
             try:
                 result = await handler(ex, params)
             except InputRequired as asked:
                 return self.stamp(self._input_required(ex, params, asked))
         else:
+            # (A fronted server's questions come back as its own input_required results, state and all.)
             result = await handler(ex, params)
-        result["resultType"] = "complete"
+        if result.get("resultType") != "input_required":
+            result["resultType"] = "complete"
         return self.stamp(result)
+
+    def _fronted(self, method: str, params: dict[str, Any]) -> bool:
+        """Whether a request is for a fronted server's tool (which keeps its own request state)."""
+        name = params.get("name")
+        if method != "tools/call" or not self.sources or not isinstance(name, str) or name in self.registry.tools:
+            return False
+        self._tool_definitions()
+        return name in self._remote
 
     # --- multi round-trip requests (2026-07-28) ------------------------------------------------------
     def _fingerprint(self, ex: Exchange, params: dict[str, Any]) -> str:
@@ -333,7 +343,7 @@ class Server:
         elif not isinstance(arguments, dict):
             raise McpError(INVALID_PARAMS, "arguments must be an object")
         if source is not None:
-            return await source.call_tool(str(name), arguments, ex)
+            return await source.call_tool(str(name), arguments, ex, params)
         assert tool is not None
         return await self.call_tool(tool, arguments, ex)
 

@@ -28,8 +28,12 @@ class Source(Protocol):
         """Whether `uri` is one of its resources, or matches one of its templates."""
         ...
 
-    async def call_tool(self, name: str, arguments: dict[str, Any], ex: Exchange) -> dict[str, Any]:
-        """A CallToolResult; McpError for the server's own errors, an isError result if it cannot be reached."""
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], ex: Exchange, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A CallToolResult (or, for a 2026-07-28 caller, an input_required result with its questions: `params`
+        then carries the answers and the state back); McpError for the server's own errors, an isError result
+        if it cannot be reached."""
         ...
 
     async def get_prompt(self, name: str, arguments: dict[str, Any], ex: Exchange) -> dict[str, Any]: ...
