@@ -101,15 +101,31 @@ def backend_port():
 
 
 @asynccontextmanager
-async def front(surface: Any, scope: str | None = None) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
-    """Bastion in process, started (its gateway lists the backend's tools), with a signed-in caller's bearer."""
+async def front(
+    surface: Any, scope: str | None = None, listed: bool = True
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
+    """Bastion in process, started, with a signed-in caller's bearer; unless `listed` is false, once its gateway
+    has listed the backend's tools (and so its prompts and resources, listed before them)."""
     await surface.lifecycle.start()
     try:
+        if listed:
+            await tools_listed(surface)
         async with asgi_client(surface) as http:
             tokens = await tokens_for(http, await register(http), scope=scope)
             yield http, {"authorization": f"Bearer {tokens['access_token']}"}
     finally:
         await surface.lifecycle.stop()
+
+
+async def tools_listed(surface: Any) -> Any:
+    """The surface's fronted server, once its tools are listed (it lists them as it starts)."""
+    remote = surface.mcp.app.server.sources[0]
+
+    async def listed() -> bool:
+        return bool(remote.tools())
+
+    await eventually(listed, "the backend's tools listed")
+    return remote
 
 
 async def listed_names(http: httpx.AsyncClient, bearer: dict[str, str]) -> set[str]:
@@ -133,11 +149,6 @@ async def test_the_backends_tools_are_served_beside_bastions_own(backend_port, v
         surface = local_app().asgi(gateway_settings(f"{backend_url}/mcp", version))
         remote = surface.mcp.app.server.sources[0]
         async with front(surface) as (http, bearer):
-
-            async def listed() -> bool:
-                return "say" in await listed_names(http, bearer)
-
-            await eventually(listed, "the backend's tools listed")
             assert await listed_names(http, bearer) == {"add", "say", "notes_whoami"}
             said = await call(http, bearer, "say", {"text": "hello"})
             assert said.json()["result"]["content"][0]["text"] == "hello"
@@ -159,12 +170,7 @@ async def test_the_sdk_client_calls_a_backend_tool_through_bastion(backend_port,
     with serve_in_thread(backend(), backend_port) as backend_url:
         surface = local_app().asgi(gateway_settings(f"{backend_url}/mcp", "auto"))
         with serve_in_thread(surface, free_port()) as base:
-            remote = surface.mcp.app.server.sources[0]
-
-            async def listed() -> bool:
-                return bool(remote.tools())
-
-            await eventually(listed, "the backend's tools listed")
+            await tools_listed(surface)
             url = f"{base}/mcp"
             storage, browser = MemoryStorage(), HeadlessBrowser("kim")
             assert await call_tool_text(url, provider_for(url, storage, browser), "notes_whoami", mode) == "seen"
@@ -176,11 +182,6 @@ async def test_policy_scopes_hold_for_the_backends_tools(backend_port, monkeypat
     with serve_in_thread(backend(), backend_port) as backend_url:
         configured = gateway_settings(f"{backend_url}/mcp", "auto", notes_whoami=["notes:admin"])
         async with front(local_app().asgi(configured), scope="mcp") as (http, bearer):
-
-            async def listed() -> bool:
-                return "say" in await listed_names(http, bearer)
-
-            await eventually(listed, "the backend's tools listed")
             assert "notes_whoami" not in await listed_names(http, bearer)  # hidden without the scope
             refused = await call(http, bearer, "notes_whoami", {})
     assert refused.status_code == 403
@@ -195,7 +196,7 @@ async def test_a_backend_that_goes_away_is_a_clear_tool_error_and_the_next_call_
     monkeypatch.setenv("TEST_GATEWAY_BACKEND_TOKEN", BACKEND_TOKEN)
     surface = local_app().asgi(gateway_settings(f"http://127.0.0.1:{backend_port}/mcp", "2025-11-25"))
     remote = surface.mcp.app.server.sources[0]
-    async with front(surface) as (http, bearer):
+    async with front(surface, listed=False) as (http, bearer):
         with serve_in_thread(backend(), backend_port):
             await remote.refresh()
             first = (await call(http, bearer, "say", {"text": "one"})).json()["result"]
@@ -242,12 +243,7 @@ async def test_progress_and_log_messages_reach_the_caller(backend_port, mode, mo
     with serve_in_thread(working_backend(), backend_port) as backend_url:
         surface = local_app().asgi(gateway_settings(f"{backend_url}/mcp", "auto"))
         with serve_in_thread(surface, free_port()) as base:
-            remote = surface.mcp.app.server.sources[0]
-
-            async def listed() -> bool:
-                return bool(remote.tools())
-
-            await eventually(listed, "the backend's tools listed")
+            await tools_listed(surface)
             url = f"{base}/mcp"
             provider = provider_for(url, MemoryStorage(), HeadlessBrowser("ivy"))
             options: dict[str, Any] = {"logging_callback": on_log}
@@ -276,10 +272,6 @@ async def test_the_backends_prompts_and_resources_are_served_too(backend_port, v
                 answer = await http.post("/mcp", headers=headers, json=modern_body(method, params))
                 return answer.json()
 
-            async def listed() -> bool:
-                return bool((await ask("prompts/list"))["result"]["prompts"])
-
-            await eventually(listed, "the backend's prompts listed")
             assert [p["name"] for p in (await ask("prompts/list"))["result"]["prompts"]] == ["notes_summarize"]
             prompt = await ask(
                 "prompts/get", {"name": "notes_summarize", "arguments": {"topic": "MCP"}}, "notes_summarize"
@@ -355,12 +347,7 @@ async def test_a_backends_question_is_put_to_the_caller_and_answered_by_them(bac
     with serve_in_thread(backend_app, backend_port) as backend_url:
         surface = local_app().asgi(gateway_settings(f"{backend_url}/mcp", version))
         with serve_in_thread(surface, free_port()) as base:
-            remote = surface.mcp.app.server.sources[0]
-
-            async def listed() -> bool:
-                return bool(remote.tools())
-
-            await eventually(listed, "the backend's tools listed")
+            await tools_listed(surface)
             url = f"{base}/mcp"
             provider = provider_for(url, MemoryStorage(), HeadlessBrowser("ada"))
             async with (
@@ -381,12 +368,6 @@ async def test_a_servers_request_state_goes_back_only_with_its_caller_tool_and_a
         async with front(surface) as (http, alice):
             bob_tokens = await tokens_for(http, await register(http), username="bob")
             bob = {"authorization": f"Bearer {bob_tokens['access_token']}"}
-            remote = surface.mcp.app.server.sources[0]
-
-            async def listed() -> bool:
-                return bool(remote.tools())
-
-            await eventually(listed, "the backend's tools listed")
 
             async def greet(bearer: dict[str, str], **extra: Any) -> dict:
                 answer = await call(http, bearer, "notes_greet", {})

@@ -44,6 +44,11 @@ async def call(http: httpx.AsyncClient, token: str, tool: str, arguments: dict |
     return answer.json()["result"]
 
 
+async def caller(http: httpx.AsyncClient, username: str) -> str:
+    """An access token of `username`'s (signed in through the dev login)."""
+    return str((await tokens_for(http, await register(http), username=username))["access_token"])
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -70,8 +75,7 @@ async def test_each_user_has_a_process_of_their_own_with_only_the_configured_env
     _, pool = await started(surface)
     try:
         async with asgi_client(surface) as http:
-            alice = (await tokens_for(http, await register(http), username="alice"))["access_token"]
-            bob = (await tokens_for(http, await register(http), username="bob"))["access_token"]
+            alice, bob = await caller(http, "alice"), await caller(http, "bob")
             alice_pid = int((await call(http, alice, "local_pid"))["content"][0]["text"])
             bob_pid = int((await call(http, bob, "local_pid"))["content"][0]["text"])
             again = int((await call(http, alice, "local_pid"))["content"][0]["text"])
@@ -109,22 +113,32 @@ async def test_a_crash_is_a_clear_error_and_the_next_call_starts_a_new_process(m
         await surface.lifecycle.stop()
 
 
-async def test_idle_processes_are_stopped_and_the_cap_stops_the_idlest(monkeypatch):
+async def test_at_the_cap_the_idlest_process_is_stopped_to_make_room(monkeypatch):
     monkeypatch.setenv("TEST_STDIO_SECRET", "x")
-    surface = App("front").asgi(stdio_settings(max_processes=1, idle_seconds=0.5))
+    surface = App("front").asgi(stdio_settings(max_processes=1))
     _, pool = await started(surface)
     try:
         async with asgi_client(surface) as http:
-            alice = (await tokens_for(http, await register(http), username="alice"))["access_token"]
-            bob = (await tokens_for(http, await register(http), username="bob"))["access_token"]
+            alice, bob = await caller(http, "alice"), await caller(http, "bob")
             alice_pid = int((await call(http, alice, "local_pid"))["content"][0]["text"])
             bob_pid = int((await call(http, bob, "local_pid"))["content"][0]["text"])  # the cap: alice's goes
             assert not alive(alice_pid) and alive(bob_pid) and list(pool.clients) == ["dev:bob"]
+    finally:
+        await surface.lifecycle.stop()
+
+
+async def test_an_idle_process_is_stopped(monkeypatch):
+    monkeypatch.setenv("TEST_STDIO_SECRET", "x")
+    surface = App("front").asgi(stdio_settings(idle_seconds=0.5))
+    _, pool = await started(surface)
+    try:
+        async with asgi_client(surface) as http:
+            pid = int((await call(http, await caller(http, "alice"), "local_pid"))["content"][0]["text"])
 
             async def reaped() -> bool:
                 return not pool.clients
 
             await eventually(reaped, "the idle process stopped")
-            assert not alive(bob_pid)
+            assert not alive(pid)
     finally:
         await surface.lifecycle.stop()
