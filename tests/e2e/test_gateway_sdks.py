@@ -65,17 +65,24 @@ def gateway(tmp_path_factory) -> Iterator[str]:
 
 
 async def served(url: str) -> None:
-    """Wait until the gateway serves the HTTP server's tools (it lists them as it starts); one sign-in."""
+    """Wait until the gateway serves every server's tools (it lists them as it starts, the stdio ones through a
+    process it starts for that); one sign-in."""
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    from mcp import Client
+
     storage, browser = MemoryStorage(), HeadlessBrowser("probe")
 
     async def ready() -> bool:
-        try:
-            provider = provider_for(url, storage, browser)
-            return await call_tool_text(url, provider, "tsh_echo", arguments={"text": "hi"}) == "hi"
-        except Exception:  # an unknown tool until listed, raised by the SDK client
-            return False
+        async with (
+            httpx2.AsyncClient(auth=provider_for(url, storage, browser), timeout=30) as http,
+            Client(streamable_http_client(url, http_client=http)) as client,
+        ):
+            names = {tool.name for tool in (await client.list_tools()).tools}
+        return {"tsh_echo", "tss_pid", "py_pid"} <= names
 
-    await eventually(ready, "the gateway serving the TypeScript server's tools")
+    await eventually(ready, "the gateway serving every server's tools")
 
 
 async def call_as(url: str, user: str, tool: str, mode: str) -> str:
