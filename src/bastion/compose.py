@@ -163,7 +163,7 @@ def _gateway(settings: Settings, app: App, opened: _Opened, startup: list[Step])
         return []
     from .gateway.client import McpClient
     from .gateway.http import Origin
-    from .gateway.remote import Connections, RemoteServer, Shared
+    from .gateway.remote import Connections, PerCaller, RemoteServer, Shared
     from .gateway.stdio import PerUser
 
     async def tools_changed() -> None:
@@ -181,7 +181,10 @@ def _gateway(settings: Settings, app: App, opened: _Opened, startup: list[Step])
                 header = configured.token_header
                 headers[header] = f"Bearer {token}" if header.lower() == "authorization" else token
             origin = Origin(configured.url, timeout=configured.timeout_seconds)
-            connections = Shared(McpClient(origin, headers=headers, version=configured.protocol_version))
+            if configured.upstream is None:
+                connections = Shared(McpClient(origin, headers=headers, version=configured.protocol_version))
+            else:
+                connections = PerCaller(_caller_client(origin, headers, configured), configured.upstream)
         else:
             connections = PerUser(configured)
         server = RemoteServer(configured, connections, state_key, tools_changed)
@@ -189,6 +192,20 @@ def _gateway(settings: Settings, app: App, opened: _Opened, startup: list[Step])
         opened.add(f"gateway server {configured.name}", server.stop)
         servers.append(server)
     return servers
+
+
+def _caller_client(origin: Any, headers: dict[str, str], configured: Any) -> Callable[[Callable[[], Any]], Any]:
+    """How a fronted server reached with each caller's own upstream token gets a client for a caller."""
+    from .gateway.client import McpClient
+    from .gateway.remote import bearer_of
+
+    def make(principal: Callable[[], Any]) -> Any:
+        async def credential() -> dict[str, str]:
+            return await bearer_of(principal(), configured.upstream)
+
+        return McpClient(origin, headers=headers, version=configured.protocol_version, credential=credential)
+
+    return make
 
 
 def build_protected(

@@ -40,9 +40,29 @@ class BackendUnavailable(Exception):
     """The server could not be reached, refused Bastion, or answered out of protocol; the message says which."""
 
 
+async def upstream_token(principal: Any, provider: str) -> str:
+    """The caller's current token at an upstream provider (renewed first if it expired), for a fronted server."""
+    fresh = getattr(principal, "fresh_upstream_token", None)
+    if fresh is None:
+        raise BackendUnavailable(f"it needs the caller's {provider} account, and this server has no sign-in")
+    try:
+        token: str = await fresh(provider, ())
+    except Exception as exc:  # UpstreamError: not signed in with it, or it cannot be renewed
+        raise BackendUnavailable(f"it needs your {provider} account: {exc}") from None
+    return token
+
+
 class McpClient:
-    def __init__(self, http: Origin, *, headers: dict[str, str] | None = None, version: str = "auto") -> None:
+    def __init__(
+        self,
+        http: Origin,
+        *,
+        headers: dict[str, str] | None = None,
+        version: str = "auto",
+        credential: Callable[[], Awaitable[dict[str, str]]] | None = None,
+    ) -> None:
         self.http = http
+        self.credential = credential  # headers worked out for each request (a caller's own token)
         self.headers = {"accept": "application/json, text/event-stream", **(headers or {})}
         self.wanted = version
         self.version: str | None = None  # once connected
@@ -103,8 +123,8 @@ class McpClient:
     async def close(self) -> None:
         """End a 2025 session (the server may keep it otherwise until it expires)."""
         if self.session is not None:
-            with contextlib.suppress(HttpError):
-                response = await self.http.request("DELETE", self._headers(None))
+            with contextlib.suppress(HttpError, BackendUnavailable):
+                response = await self.http.request("DELETE", {**self._headers(None), **await self._credential()})
                 try:
                     await response.read(MAX_ANSWER_BYTES)
                 finally:
@@ -147,7 +167,7 @@ class McpClient:
             params = {**params, "_meta": meta}
         message_id = next(self._ids)
         body = orjson.dumps({"jsonrpc": "2.0", "id": message_id, "method": method, "params": params})
-        headers = {**self._headers(method, params), "content-type": "application/json"}
+        headers = {**self._headers(method, params), **await self._credential(), "content-type": "application/json"}
         try:
             response = await self.http.request("POST", headers, body)
             try:
@@ -186,15 +206,17 @@ class McpClient:
     async def _post_only(self, body: bytes) -> None:
         """A notification or a response: the server answers 202 with no body."""
         try:
-            response = await self.http.request(
-                "POST", {**self._headers(None), "content-type": "application/json"}, body
-            )
+            headers = {**self._headers(None), **await self._credential(), "content-type": "application/json"}
+            response = await self.http.request("POST", headers, body)
             try:
                 await response.read(MAX_ANSWER_BYTES)
             finally:
                 response.close()
         except HttpError as exc:
             raise BackendUnavailable(str(exc)) from None
+
+    async def _credential(self) -> dict[str, str]:
+        return await self.credential() if self.credential is not None else {}
 
     async def _tell_cancelled(self, message_id: int) -> None:
         with contextlib.suppress(BackendUnavailable):

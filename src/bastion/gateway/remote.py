@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from fnmatch import fnmatchcase
 from typing import Any, Protocol
@@ -30,12 +31,14 @@ from ..mcp.result import error_result
 from ..ops.sampled import SampledLog
 from ..security.sealed import seal, unseal
 from ..settings.gateway import GatewayServer
-from .client import BackendUnavailable, McpClient, OnMessage
+from .client import BackendUnavailable, McpClient, OnMessage, upstream_token
 
 log = logging.getLogger("bastion")
 REFRESH_SECONDS = 60.0
 MAX_PAUSE_SECONDS = 30.0
 MAX_PAGES = 100
+MAX_CALLERS = 1000  # callers' clients kept at once by a server reached with their own tokens
+RETRY_LISTING_SECONDS = 5.0
 MAX_ROUNDS = 8  # questions a 2026-07-28 server may put in turn within one call
 STATE_PURPOSE = "gateway-state"
 STATE_TTL_SECONDS = 600
@@ -93,6 +96,65 @@ class Shared:
         await self.client.close()
 
 
+class WaitingForCaller(BackendUnavailable):
+    """Only a caller's own credential opens the server: what it offers is listed on a caller's first listing."""
+
+
+class PerCaller:
+    """HTTP with each caller's own token at an upstream provider: a client (and its session with the server) per
+    caller and application, the MAX_CALLERS most recent kept. The token is asked for at every request (renewed
+    when it expires); the server never sees Bastion's token, nor one caller's token on another's request."""
+
+    refresh_every: float | None = REFRESH_SECONDS
+
+    def __init__(self, make: Callable[[Callable[[], Any]], McpClient], provider: str) -> None:
+        self.make = make  # a client whose credential asks the given function for the current principal
+        self.provider = provider
+        self._callers: dict[tuple[str, str], _Caller] = {}
+        self._latest: _Caller | None = None
+
+    async def for_call(self, ex: Exchange) -> Client:
+        principal = ex.principal
+        if principal is None:
+            raise BackendUnavailable(f"it needs the caller's {self.provider} account, and this server has no sign-in")
+        key = (principal.subject, principal.client_id)
+        caller = self._callers.pop(key, None)
+        if caller is None:
+            caller = _Caller(principal)
+            caller.client = self.make(lambda: caller.principal)
+        caller.principal = principal  # the newest: its grant is the one that renews the token
+        self._callers[key] = caller
+        while len(self._callers) > MAX_CALLERS:
+            oldest = next(iter(self._callers))
+            await self._callers.pop(oldest).client.close()
+        self._latest = caller
+        return caller.client
+
+    async def for_listing(self) -> Client:
+        if self._latest is None:
+            raise WaitingForCaller("its tools are listed with a caller's own token, on the first listing")
+        return self._latest.client
+
+    async def done_listing(self, client: Client) -> None:
+        pass
+
+    async def close(self) -> None:
+        callers, self._callers = list(self._callers.values()), {}
+        for caller in callers:
+            await caller.client.close()
+
+
+class _Caller:
+    def __init__(self, principal: Any) -> None:
+        self.principal = principal
+        self.client: McpClient
+
+
+async def bearer_of(principal: Any, provider: str) -> dict[str, str]:
+    """The Authorization header with the caller's current token at `provider` (renewed first if expired)."""
+    return {"authorization": f"Bearer {await upstream_token(principal, provider)}"}
+
+
 class RemoteServer:
     def __init__(
         self,
@@ -118,6 +180,9 @@ class RemoteServer:
         self._patterns: list[re.Pattern[str]] = []
         self._keeping: asyncio.Task[None] | None = None
         self._sampled = SampledLog(log, period=60.0)
+        self._listed = False  # whether a listing ever succeeded
+        self._tried_at = -RETRY_LISTING_SECONDS
+        self._listing = asyncio.Lock()
 
     def tools(self) -> Sequence[dict[str, Any]]:
         return self._definitions
@@ -152,6 +217,20 @@ class RemoteServer:
         finally:
             await self.connections.done_listing(client)
 
+    async def ensure_listed(self, ex: Exchange) -> None:
+        """Before a caller's listing: if nothing was ever listed (the server opens only to a caller's own token, or
+        was unreachable), list through this caller's connection (at most every few seconds)."""
+        if self._listed or time.monotonic() - self._tried_at < RETRY_LISTING_SECONDS:
+            return
+        async with self._listing:
+            if self._listed:
+                return
+            self._tried_at = time.monotonic()
+            try:
+                await self._list(await self.connections.for_call(ex))
+            except (BackendUnavailable, McpError) as exc:
+                self._sampled.warning("gateway server %s: %s", self.name, exc)
+
     async def _list(self, client: Client) -> None:
         definitions, names = self._served(await _all(client, "tools/list", "tools"))
         offers = client.capabilities
@@ -163,6 +242,7 @@ class RemoteServer:
             templates = [t for t in listed if _has_str(t, "uriTemplate")]
             self._resources, self._uris = resources, frozenset(r["uri"] for r in resources)
             self._templates, self._patterns = templates, [_pattern(t["uriTemplate"]) for t in templates]
+        self._listed = True
         if definitions != self._definitions:
             self._definitions, self._their_names = definitions, names
             self.version += 1
@@ -304,6 +384,9 @@ class RemoteServer:
         while True:
             try:
                 await self.refresh()
+            except WaitingForCaller:
+                await asyncio.sleep(REFRESH_SECONDS)  # a caller's listing lists it (ensure_listed); then this does
+                continue
             except (BackendUnavailable, McpError) as exc:
                 self._sampled.warning("gateway server %s: %s; trying again in %.0f s", self.name, exc, pause)
                 await asyncio.sleep(pause)

@@ -36,6 +36,7 @@ from .client import (
     OnMessage,
     response_to,
     result_of,
+    upstream_token,
 )
 
 log = logging.getLogger("bastion")
@@ -304,20 +305,9 @@ class PerUser:
         env = process_environment(config.env, config.env_from)
         if principal is not None:
             for name, provider in config.upstream_env.items():
-                env[name] = await _upstream_token(principal, provider)
+                env[name] = await upstream_token(principal, provider)
         assert config.command is not None  # (settings.check: url or command)
         return StdioClient([config.command, *config.args], env, config.name, config.timeout_seconds)
-
-
-async def _upstream_token(principal: Any, provider: str) -> str:
-    fresh = getattr(principal, "fresh_upstream_token", None)
-    if fresh is None:
-        raise BackendUnavailable(f"it needs the caller's {provider} account, and this server has no sign-in")
-    try:
-        token: str = await fresh(provider, ())
-    except Exception as exc:  # UpstreamError, or a provider that cannot renew
-        raise BackendUnavailable(f"it needs your {provider} account: {exc}") from None
-    return token
 
 
 def process_environment(configured: dict[str, str], from_bastion: dict[str, str]) -> dict[str, str]:

@@ -226,6 +226,10 @@ class Server:
     async def _ping(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
         return {}
 
+    async def _sources_listed(self, ex: Exchange) -> None:
+        for source in self.sources:
+            await source.ensure_listed(ex)
+
     def _page(self, items: list[dict[str, Any]], params: dict[str, Any], key: str) -> dict[str, Any]:
         cursor = params.get("cursor")
         start = 0
@@ -238,6 +242,7 @@ class Server:
         return result
 
     async def _tools_list(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        await self._sources_listed(ex)
         visible = [d for d, needed in self._tool_definitions() if allows(ex.principal, needed)]
         result = self._page(visible, params, "tools")
         return _cacheable(result) if ex.modern else result
@@ -270,6 +275,7 @@ class Server:
         return self._tool_defs
 
     async def _resources_list(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        await self._sources_listed(ex)
         items = [
             r.definition()
             for r in self.registry.resources.values()
@@ -301,6 +307,7 @@ class Server:
         return _cacheable(result) if ex.modern else result
 
     async def _prompts_list(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        await self._sources_listed(ex)
         items = [
             p.definition()
             for p in self.registry.prompts.values()

@@ -24,6 +24,10 @@ class Source(Protocol):
 
     def templates(self) -> Sequence[dict[str, Any]]: ...
 
+    async def ensure_listed(self, ex: Exchange) -> None:
+        """Called before a caller's listing: a chance to list what it offers through the caller's connection."""
+        ...
+
     def serves_resource(self, uri: str) -> bool:
         """Whether `uri` is one of its resources, or matches one of its templates."""
         ...

@@ -45,6 +45,11 @@ class GatewayServer(BaseModel):
         None,
         description="Environment variable holding the credential Bastion sends it (never the caller's token).",
     )
+    upstream: str | None = Field(
+        None,
+        description="HTTP: send each caller's own token at this upstream provider (Authorization: Bearer), never "
+        "Bastion's token; its tools are then listed with a caller's token.",
+    )
     token_header: str = Field(
         "Authorization", description='Header that carries it: Authorization (as "Bearer <token>") or e.g. X-Api-Key.'
     )
@@ -92,6 +97,10 @@ class GatewayServer(BaseModel):
         ]
         if self.command is None and (self.env or self.env_from or self.upstream_env):
             problems.append(f"{where}: env, env_from and upstream_env are for servers run as a command")
+        if self.command is not None and self.upstream:
+            problems.append(f"{where}: a command gets users' tokens through upstream_env, not upstream")
+        if self.upstream and self.token_env and self.token_header.lower() == "authorization":
+            problems.append(f"{where}: upstream and token_env both fill Authorization; give token_header another name")
         return problems
 
 
