@@ -91,7 +91,7 @@ class McpClient:
                     raise
         legacy = versions.LATEST_LEGACY if self.wanted == "auto" else self.wanted
         params = {"protocolVersion": legacy, "capabilities": CLIENT_CAPABILITIES, "clientInfo": CLIENT_INFO}
-        result, session = await self._exchange("initialize", params, legacy_version=None)
+        result, session = await self._exchange("initialize", params)
         agreed = result.get("protocolVersion")
         if agreed not in versions.LEGACY:
             raise BackendUnavailable(f"it offered protocol version {agreed!r}, which Bastion does not speak")
@@ -134,7 +134,7 @@ class McpClient:
 
     # --- the wire ---------------------------------------------------------------------------------------
     async def _send(self, method: str, params: dict[str, Any], on_message: OnMessage | None = None) -> dict[str, Any]:
-        result, _ = await self._exchange(method, params, self.version, on_message)
+        result, _ = await self._exchange(method, params, on_message)
         return result
 
     def _headers(self, method: str | None, params: dict[str, Any] | None = None) -> dict[str, str]:
@@ -154,7 +154,6 @@ class McpClient:
         self,
         method: str,
         params: dict[str, Any],
-        legacy_version: str | None,
         on_message: OnMessage | None = None,
     ) -> tuple[dict[str, Any], str | None]:
         if self.modern:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import orjson
 
 from ..mcp import versions
-from ..mcp.context import LOG_LEVELS
+from ..mcp.context import wanted_level
 from ..mcp.errors import INVALID_PARAMS, METHOD_NOT_FOUND, McpError
 from ..mcp.exchange import Exchange
 from ..mcp.middleware import Unavailable
@@ -418,7 +418,7 @@ class _Relay:
             await self.client.respond(message["id"], await self._asked(method, params))
         elif method == "notifications/progress" and self.ex.progress_token is not None:
             await self.ex.notify(method, {**params, "progressToken": self.ex.progress_token})
-        elif method == "notifications/message" and self._wanted(params.get("level")):
+        elif method == "notifications/message" and wanted_level(params.get("level"), self.ex.log_level):
             await self.ex.notify(method, params)
         elif method == "notifications/tools/list_changed":
             self.server.refresh_soon()
@@ -452,12 +452,6 @@ class _Relay:
         except McpError as exc:
             return exc
         return answer if isinstance(answer, dict) else {}
-
-    def _wanted(self, level: Any) -> bool:
-        threshold = self.ex.log_level
-        if threshold is None or level not in LOG_LEVELS:
-            return False
-        return LOG_LEVELS.index(level) >= LOG_LEVELS.index(threshold)
 
 
 async def _all(client: Client, method: str, key: str) -> list[Any]:

@@ -28,6 +28,13 @@ LogLevel = Literal["debug", "info", "notice", "warning", "error", "critical", "a
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 
 
+def wanted_level(level: Any, threshold: str | None) -> bool:
+    """Whether a log message at `level` goes to a client that asked for `threshold` and above (None: none)."""
+    if threshold is None or level not in LOG_LEVELS:
+        return False
+    return LOG_LEVELS.index(level) >= LOG_LEVELS.index(threshold)
+
+
 class ToolError(Exception):
     """Raise from a tool to fail the call with this message shown to the client (isError: true)."""
 
@@ -108,10 +115,7 @@ class Context:
     # --- telling the client -------------------------------------------------------------------------
     async def log(self, level: LogLevel, data: Any, logger: str | None = None) -> None:
         """Send a log message (notifications/message) if the client asked for this level or above."""
-        threshold = self._exchange.log_level
-        if threshold is None or level not in LOG_LEVELS:
-            return
-        if LOG_LEVELS.index(level) < LOG_LEVELS.index(threshold):
+        if not wanted_level(level, self._exchange.log_level):
             return
         params: dict[str, Any] = {"level": level, "data": data}
         if logger:

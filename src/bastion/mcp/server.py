@@ -182,11 +182,14 @@ class Server:
 
     def _fronted(self, method: str, params: dict[str, Any]) -> bool:
         """Whether a request is for a fronted server's tool (which keeps its own request state)."""
-        name = params.get("name")
-        if method != "tools/call" or not self.sources or not isinstance(name, str) or name in self.registry.tools:
-            return False
-        self._tool_definitions()
-        return name in self._remote
+        return method == "tools/call" and self._tool_source(params.get("name")) is not None
+
+    def _tool_source(self, name: Any) -> Source | None:
+        """The fronted server whose tool `name` is, when it is not one of this server's own."""
+        if not self.sources or not isinstance(name, str) or name in self.registry.tools:
+            return None
+        self._tool_definitions()  # the fronted servers' tools as they are now
+        return self._remote.get(name)
 
     # --- multi round-trip requests (2026-07-28) ------------------------------------------------------
     def _fingerprint(self, ex: Exchange, params: dict[str, Any]) -> str:
@@ -334,16 +337,11 @@ class Server:
     async def _tools_call(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
         name = params.get("name")
         tool = self.registry.tools.get(name) if isinstance(name, str) else None
-        source = None
-        if tool is None and isinstance(name, str) and self.sources:
-            self._tool_definitions()  # the fronted servers' tools as they are now
-            source = self._remote.get(name)
+        source = self._tool_source(name) if tool is None else None
         if tool is None and source is None:
             raise McpError(INVALID_PARAMS, f"Unknown tool: {name}")
-        if tool is not None:
-            self._check(ex, "tool", tool.name, tool.scopes, f"tool {tool.name!r}")
-        elif source is not None:
-            self._check(ex, "tool", str(name), source.scopes, f"tool {name!r}")
+        scopes = tool.scopes if tool is not None else source.scopes if source is not None else ()
+        self._check(ex, "tool", str(name), scopes, f"tool {name!r}")
         arguments = params.get("arguments")
         if arguments is None:
             arguments = {}
@@ -428,7 +426,7 @@ class Server:
             raise McpError(INVALID_PARAMS, "uri must be a string")
         resource = self.registry.resources.get(uri)
         source = None
-        if resource is None and self.registry.find_template(uri) is None:
+        if self.sources and resource is None and self.registry.find_template(uri) is None:
             source = next((s for s in self.sources if s.serves_resource(uri)), None)
         if source is not None:
             self._check(ex, "resource", uri, source.scopes, f"resource {uri!r}")
