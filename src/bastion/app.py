@@ -126,7 +126,6 @@ class App:
     ) -> Server:
         """The engine serving this App; `middleware` (Bastion's own, such as [limits]) runs outside the App's,
         `sources` are the servers it fronts ([[gateway.servers]])."""
-        state_key = settings.state_secret.get_secret_value().encode() if settings.state_secret else None
         return Server(
             self.registry,
             name=self.name,
@@ -135,7 +134,7 @@ class App:
             secrets=SecretSource(settings.env_file),
             tool_timeout=settings.tool_timeout_seconds,
             mask_error_details=settings.mask_error_details,
-            state_key=state_key,
+            state_key=settings.state_key,
             tool_threads=settings.tool_threads,
             policy=self.policy(settings),
             telemetry=telemetry,

@@ -170,7 +170,7 @@ def _gateway(settings: Settings, app: App, opened: _Opened, startup: list[Step])
         await app.broadcaster.list_changed("tools")
 
     # Every instance must open what another sealed: the shared state secret when there is one.
-    state_key = settings.state_secret.get_secret_value().encode() if settings.state_secret else secrets.token_bytes(32)
+    state_key = settings.state_key or secrets.token_bytes(32)
     servers = []
     for configured in settings.gateway.servers:
         connections: Connections
@@ -394,7 +394,7 @@ def _shared_sessions(settings: Settings, store: Store, bus: Bus, opened: _Opened
     from .cluster.sessions import StoreSessions
 
     # settings.check() refuses a shared store without a state secret: every instance must make the same MACs.
-    secret = settings.state_secret.get_secret_value().encode() if settings.state_secret else b""
+    secret = settings.state_key or b""
     shared = StoreSessions(store, bus, secret, idle_seconds=settings.session_idle_seconds)
     opened.add("shared sessions", shared.close)
     return shared

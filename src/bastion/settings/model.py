@@ -44,6 +44,12 @@ class Settings(ServerSettings):
         return self.authorization_server.enabled or bool(self.resource.issuers)
 
     @property
+    def state_key(self) -> bytes | None:
+        """The key that seals state handed to clients (MRTR request state, sessions' MACs), when one is set: every
+        instance and worker must share it; without it each process draws its own."""
+        return self.state_secret.get_secret_value().encode() if self.state_secret else None
+
+    @property
     def shared_by_processes(self) -> bool:
         """Whether other processes serve from the same store: other instances (postgres, redis), or the other
         workers on the one SQLite file. Then sessions, notifications and revocations go through it."""
