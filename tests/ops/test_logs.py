@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bastion.ops.logs import FIELDS, BlockWriter, JsonFormatter, TextFormatter, clean, direct_writer
+from bastion.ops.logs import FIELDS, BlockWriter, JsonFormatter, Said, TextFormatter, clean, direct_writer
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def record(level: int, message: str, **fields: object) -> logging.LogRecord:
 def test_info_lines_wait_for_their_block_and_a_warning_writes_everything_in_order(written):
     writer, path = written
     writer.handle(record(logging.INFO, "first"))
-    writer.add((1_700_000_000.5, "INFO", "bastion.access", "second", {}))
+    writer.add((1_700_000_000.5, "INFO", "bastion.access", Said("second", {})))
     assert path.read_text() == ""  # waiting
     writer.handle(record(logging.WARNING, "third"))
     lines = path.read_text().splitlines()
@@ -44,7 +44,7 @@ def test_info_lines_wait_for_their_block_and_a_warning_writes_everything_in_orde
 
 def test_closing_writes_what_waits(written):
     writer, path = written
-    writer.add((1.0, "INFO", "bastion.access", "kept", {}))
+    writer.add((1.0, "INFO", "bastion.access", Said("kept", {})))
     writer.close()
     assert path.read_text().endswith("bastion.access: kept\n")
 

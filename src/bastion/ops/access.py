@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..principal import SCOPE_KEY
+from ..principal import SCOPE_KEY, Principal
 from .logs import FIELDS, clean, direct_writer
 
 NOTE_KEY = "bastion.note"  # where inner layers find the RequestNote of the request they serve
@@ -80,35 +80,72 @@ class AccessLog:
                 self._write(scope, note, request_id, status, (time.perf_counter() - started) * 1000)
 
     def _write(self, scope: Any, note: RequestNote, request_id: str, status: int, ms: float) -> None:
-        client = scope.get("client")
-        address = client[0] if client else None
-        method, path = scope["method"], clean(scope["path"])
-        fields: dict[str, Any] = {
-            "request_id": request_id,
-            "method": method,
-            "path": path,
-            "status": status,
-            "duration_ms": round(ms, 2),
-            "client_addr": address,
-        }
-        line = f'{address or "-"} "{clean(method, 16)} {path}" {status} {ms:.1f}ms id={request_id}'
-        principal = scope.get(SCOPE_KEY)
-        if principal is not None:
-            subject, client_id = clean(principal.subject), clean(principal.client_id)
-            fields["subject"], fields["client_id"] = subject, client_id
-            line += f" sub={subject} client={client_id}"
-        if note.mcp_method is not None:
-            fields["mcp_method"] = mcp_method = clean(note.mcp_method, 64)
-            line += f" mcp={mcp_method}"
-            if note.mcp_target is not None:
-                fields["mcp_target"] = target = clean(note.mcp_target)
-                line += f" {target}"
+        path = scope["path"]
         # Health checks come every few seconds from every load balancer: kept out of the log unless at debug.
         level = logging.DEBUG if path == HEALTH and status == 200 else logging.INFO
+        if level != logging.INFO and not self.log.isEnabledFor(level):
+            return
+        client = scope.get("client")
+        principal = scope.get(SCOPE_KEY)
+        line = AccessLine(
+            client[0] if client else None,
+            scope["method"],
+            path,
+            status,
+            ms,
+            request_id,
+            principal,
+            note.mcp_method,
+            note.mcp_target,
+        )
         if self._direct is None:
-            self.log.log(level, line, extra={FIELDS: fields})
-        elif level == logging.INFO or self.log.isEnabledFor(level):
-            self._direct.add((time.time(), logging.getLevelName(level), self.log.name, line, fields))
+            self.log.log(level, line.text(), extra={FIELDS: line.fields()})
+        else:
+            self._direct.add((time.time(), "INFO" if level == logging.INFO else "DEBUG", self.log.name, line))
+
+
+@dataclass(slots=True)
+class AccessLine:
+    """One request's line, its text and fields made (and client-supplied values cleaned) when it is written."""
+
+    address: str | None
+    method: str
+    path: str
+    status: int
+    ms: float
+    request_id: str
+    principal: Principal | None
+    mcp_method: str | None
+    mcp_target: str | None
+
+    def text(self) -> str:
+        line = f'{self.address or "-"} "{clean(self.method, 16)} {clean(self.path)}" {self.status} {self.ms:.1f}ms'
+        line += f" id={self.request_id}"
+        if self.principal is not None:
+            line += f" sub={clean(self.principal.subject)} client={clean(self.principal.client_id)}"
+        if self.mcp_method is not None:
+            line += f" mcp={clean(self.mcp_method, 64)}"
+            if self.mcp_target is not None:
+                line += f" {clean(self.mcp_target)}"
+        return line
+
+    def fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "request_id": self.request_id,
+            "method": self.method,
+            "path": clean(self.path),
+            "status": self.status,
+            "duration_ms": round(self.ms, 2),
+            "client_addr": self.address,
+        }
+        if self.principal is not None:
+            fields["subject"] = clean(self.principal.subject)
+            fields["client_id"] = clean(self.principal.client_id)
+        if self.mcp_method is not None:
+            fields["mcp_method"] = clean(self.mcp_method, 64)
+            if self.mcp_target is not None:
+                fields["mcp_target"] = clean(self.mcp_target)
+        return fields
 
 
 # Fresh ids: this process's random prefix and a counter. Unique and cheap; an id is a name, never a credential.

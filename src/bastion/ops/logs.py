@@ -18,14 +18,15 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Literal
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 import orjson
 
 FIELDS = "fields"  # the extra under which a record carries its structured fields
 FLUSH_SECONDS = 0.2  # how long an info line may wait to be written with others
-BLOCK_BYTES = 64 * 1024  # written at once when this much is waiting
-ENTRY_BYTES = 200  # what an access line counts for, before it is formatted
+BLOCK_LINES = 256  # written at once when this many lines wait (about 64 KiB of access lines)
 TEXT_LIMIT = 200  # characters kept of a client-supplied value
 Format = Literal["text", "json"]
 
@@ -76,9 +77,32 @@ class _Stamps:
         return f"{self._prefix}.{int((created - second) * 1000):03d}Z"
 
 
-# A line not yet formatted: (created, level name, logger name, message, fields). The access log hands these to
-# a BlockWriter directly, skipping the logging machinery's cost per record (bench/operations.py).
-Entry = tuple[float, str, str, str, dict[str, Any]]
+class Line(Protocol):
+    """What a line says, asked when its block is written: its message, and its fields for JSON."""
+
+    def text(self) -> str: ...
+
+    def fields(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Said:
+    """A record's message and fields, as a Line."""
+
+    message: str
+    extra: dict[str, Any]
+
+    def text(self) -> str:
+        return self.message
+
+    def fields(self) -> dict[str, Any]:
+        return self.extra
+
+
+# A line not yet formatted: (created, level name, logger name, what it says). The access log hands these to a
+# BlockWriter directly, skipping the logging machinery's cost per record (bench/operations.py), and builds
+# neither its message nor its fields until the line is written (a text line never needs the fields).
+Entry = tuple[float, str, str, Line]
 
 
 class LineFormatter(logging.Formatter):
@@ -90,9 +114,9 @@ class LineFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, FIELDS, None)
-        entry = (record.created, record.levelname, record.name, record.getMessage(), fields or {})
+        said = Said(record.getMessage(), fields if isinstance(fields, dict) else {})
         exc = self.formatException(record.exc_info) if record.exc_info else None
-        return self.line(entry, exc)
+        return self.line((record.created, record.levelname, record.name, said), exc)
 
     def line(self, entry: Entry, exc: str | None = None) -> str:
         raise NotImplementedError
@@ -100,17 +124,16 @@ class LineFormatter(logging.Formatter):
 
 class TextFormatter(LineFormatter):
     def line(self, entry: Entry, exc: str | None = None) -> str:
-        created, level, name, message, _ = entry
-        text = f"{self._stamp(created)} {level} {name}: {message}"
+        created, level, name, said = entry
+        text = f"{self._stamp(created)} {level} {name}: {said.text()}"
         return f"{text}\n{exc}" if exc else text
 
 
 class JsonFormatter(LineFormatter):
     def line(self, entry: Entry, exc: str | None = None) -> str:
-        created, level, name, message, fields = entry
-        out: dict[str, Any] = {"ts": self._stamp(created), "level": level.lower(), "logger": name, "msg": message}
-        if isinstance(fields, dict):
-            out.update(fields)
+        created, level, name, said = entry
+        out: dict[str, Any] = {"ts": self._stamp(created), "level": level.lower(), "logger": name, "msg": said.text()}
+        out.update(said.fields())
         if exc:
             out["exc"] = exc
         return orjson.dumps(out, default=str).decode()
@@ -120,49 +143,48 @@ class BlockWriter(logging.Handler):
     """Lines to a file descriptor in blocks: one write per block rather than per line, which at thousands of
     access lines a second is the difference between a few percent of the server's time and a third of it
     (bench/operations.py). Warnings and above are written at once, with whatever waits before them; other lines
-    wait at most FLUSH_SECONDS (a thread of the handler's own writes them) or until BLOCK_BYTES are waiting.
+    wait at most FLUSH_SECONDS (a thread of the handler's own writes them) or until BLOCK_LINES are waiting.
     Closing (logging.shutdown, at exit) writes what is left; a SIGKILL loses at most the last FLUSH_SECONDS of
-    info lines."""
+    info lines. Lines wait in a deque: adding one takes no lock (the access log adds one per request), and the
+    writer takes them from the other end in order."""
 
     def __init__(self, fd: int, flush_seconds: float = FLUSH_SECONDS) -> None:
         super().__init__()
         self.fd = fd
-        self._guard = self.lock or threading.RLock()  # createLock made it; typed as optional
-        self._waiting: list[str | Entry] = []
-        self._size = 0
+        self._writing = threading.Lock()  # one writer at a time, so that blocks keep their order
+        self._waiting: deque[str | Entry] = deque()
         self._stopped = threading.Event()
         self._flusher = threading.Thread(target=self._every, args=(flush_seconds,), name="bastion-log", daemon=True)
         self._flusher.start()
 
-    def emit(self, record: logging.LogRecord) -> None:  # called under self.lock (Handler.handle)
+    def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record) + "\n"
         except Exception:
             self.handleError(record)
             return
         self._waiting.append(line)
-        self._size += len(line)
-        if record.levelno >= logging.WARNING or self._size >= BLOCK_BYTES:
+        if record.levelno >= logging.WARNING or len(self._waiting) >= BLOCK_LINES:
             self.flush()
 
     def add(self, entry: Entry) -> None:
         """An info or debug line, formatted when its block is written (the access log's way in)."""
-        with self._guard:
-            self._waiting.append(entry)
-            self._size += ENTRY_BYTES
-            if self._size >= BLOCK_BYTES:
-                self.flush()
+        self._waiting.append(entry)
+        if len(self._waiting) >= BLOCK_LINES:
+            self.flush()
 
     def flush(self) -> None:
-        with self._guard:  # Handler.lock, an RLock: emit holds it already when it flushes
-            waiting, self._waiting, self._size = self._waiting, [], 0
+        with self._writing:
+            waiting, take = self._waiting, self._waiting.popleft
+            items = [take() for _ in range(len(waiting))]  # what waits now; later lines go in the next block
+            if not items:
+                return
             formatter = self.formatter
             lines = (
                 item if isinstance(item, str) else formatter.line(item) + "\n"  # type: ignore[union-attr]
-                for item in waiting
+                for item in items
             )
-            block = "".join(lines)
-            data = block.encode("utf-8", "backslashreplace")
+            data = "".join(lines).encode("utf-8", "backslashreplace")
             while data:
                 try:
                     written = os.write(self.fd, data)
