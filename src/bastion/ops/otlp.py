@@ -28,11 +28,11 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import httpx
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from ..gateway.http import HttpError, Origin
 from ..settings.telemetry import SAMPLERS
 from . import otlp_json, otlp_protobuf
 from .finished_span import FinishedSpan, SharedAttributes
@@ -43,6 +43,7 @@ log = SampledLog(logging.getLogger("bastion.tracing"), period=60.0)  # an absent
 MAX_QUEUE = 65536
 BATCH = 512  # spans per post
 EVERY_SECONDS = 1.0
+ANSWER_BYTES = 65536  # a collector's answer (a partial success names what it refused)
 SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _random = random.Random()  # ids need to be unique, not secret (as the SDK's)
@@ -63,6 +64,14 @@ class Sampler:
         if self.parent_based and parent is not None and parent.is_valid:
             return parent.trace_flags.sampled
         return (trace_id & 0xFFFFFFFFFFFFFFFF) < self.bound
+
+
+def otlp_kind(kind: SpanKind) -> int:
+    """OTLP's number for the API's SpanKind (the API's INTERNAL is 0, OTLP's SPAN_KIND_INTERNAL is 1)."""
+    return kind.value + 1
+
+
+SERVER = otlp_kind(SpanKind.SERVER)
 
 
 class LightSpan(trace.Span):
@@ -95,14 +104,14 @@ class LightSpan(trace.Span):
         trace_id: int,
         span_id: int,
         parent: SpanContext | None,
-        kind: SpanKind,
+        kind: int,
         attributes: dict[str, Any],
         links: Sequence[Link],
         exporter: Exporter,
         shared: SharedAttributes | None = None,
     ) -> None:
         self.name, self.trace_id, self.span_id, self.flags = name, trace_id, span_id, 1
-        self.kind = kind.value + 1  # the API's INTERNAL is 0, OTLP's SPAN_KIND_INTERNAL is 1
+        self.kind = kind  # OTLP's SpanKind (otlp_kind)
         self.attributes, self.shared, self._exporter = attributes, shared, exporter
         self.parent_id = parent.span_id if parent is not None else 0
         self.remote_parent = parent is not None and parent.is_remote
@@ -183,18 +192,18 @@ class LightTracer(trace.Tracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> trace.Span:
-        return self.start_shared(name, context, kind, None, dict(attributes or {}), links or ())
+        return self.start_shared(name, context, otlp_kind(kind), None, dict(attributes or {}), links or ())
 
     def start_shared(
         self,
         name: str,
         context: Context | None,
-        kind: SpanKind,
+        kind: int,
         shared: SharedAttributes | None,
         attributes: dict[str, Any],
         links: Sequence[Link],
     ) -> trace.Span:
-        """A span with `shared` attributes besides its own `attributes` (a dict it keeps)."""
+        """A span of OTLP's `kind` with `shared` attributes besides its own `attributes` (a dict it keeps)."""
         current = trace.get_current_span(context).get_span_context()
         parent = current if current.is_valid else None
         trace_id = parent.trace_id if parent is not None else _random.getrandbits(128) or 1
@@ -253,7 +262,7 @@ class Exporter:
         self.encoding = encoding
         self.headers = {**headers, "Content-Type": encoding.CONTENT_TYPE}
         self.resource = encoding.resource(resource)
-        self.http = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        self.http = Origin(endpoint, timeout=timeout, max_idle=2)
         self._waiting: deque[Any] = deque()
         self._dropped = 0
         self._full = asyncio.Event()
@@ -296,17 +305,18 @@ class Exporter:
         if self._dropped:
             log.warning("%d spans were dropped: the OTLP endpoint did not keep up", self._dropped)
             self._dropped = 0
+        body = self.encoding.request(self.resource, map(self.encoding.span, batch))
         try:
-            answer = await self.http.post(
-                self.endpoint,
-                content=self.encoding.request(self.resource, map(self.encoding.span, batch)),
-                headers=self.headers,
-            )
-        except httpx.HTTPError as exc:  # the collector is away: these spans are lost, the server is not
+            answer = await self.http.request("POST", self.headers, body)
+            try:
+                await answer.read(ANSWER_BYTES)  # read whole, so that the connection is kept for the next post
+            finally:
+                answer.close()
+        except HttpError as exc:  # the collector is away: these spans are lost, the server is not
             log.warning("could not send %d spans to %s: %s", len(batch), self.endpoint, exc)
             return
-        if answer.status_code >= 300:
-            log.warning("could not send %d spans to %s: %s", len(batch), self.endpoint, answer.status_code)
+        if answer.status >= 300:
+            log.warning("could not send %d spans to %s: %s", len(batch), self.endpoint, answer.status)
 
 
 def light_provider(environ: Mapping[str, str] = os.environ) -> LightProvider:

@@ -28,13 +28,14 @@ from ..principal import SCOPE_KEY
 from ..public_url import route_path
 from ..settings.telemetry import trace_exporters
 from .finished_span import SharedAttributes
-from .otlp import LightTracer
+from .otlp import SERVER, LightTracer
 
 if TYPE_CHECKING:
     from ..mcp.exchange import Exchange
 
 T = TypeVar("T")
 TRACE_KEYS = ("traceparent", "tracestate", "baggage")  # unprefixed in _meta (SEP-414)
+TRACE_HEADERS = frozenset(key.encode() for key in TRACE_KEYS)
 
 
 class Tracing:
@@ -70,12 +71,13 @@ class Tracing:
         if principal is not None:
             attributes["enduser.id"] = principal.subject
             attributes["bastion.client.id"] = principal.client_id
+        current = otel_context.get_current()
         if self.light:
-            span = self.tracer.start_shared(name, parent, SpanKind.SERVER, shared, attributes, links)
+            span = self.tracer.start_shared(name, parent or current, SERVER, shared, attributes, links)
         else:
             attributes = {**shared.values, **attributes}
-            span = self.tracer.start_span(name, parent, SpanKind.SERVER, attributes, links)
-        return OperationSpan(span)
+            span = self.tracer.start_span(name, parent or current, SpanKind.SERVER, attributes, links)
+        return OperationSpan(span, current)
 
     def _shared_by_operation(self, method: str, tool: str, prompt: str, version: str) -> tuple[str, SharedAttributes]:
         """The span name and the attributes every request for this method, tool or prompt and protocol version
@@ -163,9 +165,9 @@ class OperationSpan:
 
     __slots__ = ("span", "token")
 
-    def __init__(self, span: Any) -> None:
+    def __init__(self, span: Any, current: otel_context.Context) -> None:
         self.span = span
-        self.token = otel_context.attach(trace.set_span_in_context(span))
+        self.token = otel_context.attach(trace.set_span_in_context(span, current))
 
     def finish(self, error: str) -> None:
         if error:
@@ -192,7 +194,7 @@ class TraceContext:
             return
         carrier = {}
         for name, value in scope["headers"]:
-            if name in (b"traceparent", b"tracestate", b"baggage"):
+            if name in TRACE_HEADERS:
                 carrier[name.decode()] = value.decode("latin-1")
         token = otel_context.attach(propagate.extract(carrier)) if carrier else None
         try:
