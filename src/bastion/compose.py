@@ -162,9 +162,9 @@ def _gateway(settings: Settings, app: App, opened: _Opened, startup: list[Step])
     if not settings.gateway.servers:
         return []
     from .gateway.client import McpClient
-    from .gateway.http import Origin
     from .gateway.remote import Connections, PerCaller, RemoteServer, Shared
     from .gateway.stdio import PerUser
+    from .http_client import Origin
 
     async def tools_changed() -> None:
         await app.broadcaster.list_changed("tools")

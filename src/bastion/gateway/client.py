@@ -23,10 +23,10 @@ from typing import Any
 
 import orjson
 
+from ..http_client import HttpError, Origin, Response
 from ..mcp import versions
 from ..mcp.errors import McpError
 from ..mcp.headers import NAME_SOURCE, encode_value
-from .http import HttpError, Origin, Response
 
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
 CLIENT_INFO = {"name": "bastion-gateway", "version": "1"}

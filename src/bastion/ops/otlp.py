@@ -32,7 +32,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from ..gateway.http import HttpError, Origin
+from ..http_client import HttpError, Origin
 from ..settings.telemetry import SAMPLERS
 from . import otlp_json, otlp_protobuf
 from .finished_span import FinishedSpan, SharedAttributes

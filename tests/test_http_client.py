@@ -1,7 +1,7 @@
-"""The gateway's HTTP client against servers that misbehave, each a raw socket server on loopback answering as
-scripted: connections are kept alive and reused; one the server closed while idle is replaced without the request
-being lost; chunked answers are read; oversized, silent, cut-off and non-HTTP answers are HttpError; a header
-that would split the request is never sent."""
+"""The small HTTP client (the gateway's and the span exporter's) against servers that misbehave, each a raw socket
+server on loopback answering as scripted: connections are kept alive and reused; one the server closed while idle
+is replaced without the request being lost; chunked answers are read; oversized, silent, cut-off and non-HTTP
+answers are HttpError; a header that would split the request is never sent."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from bastion.gateway.http import HttpError, Origin
+from bastion.http_client import HttpError, Origin
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 

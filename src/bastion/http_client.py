@@ -1,9 +1,11 @@
-"""A small HTTP/1.1 client for the gateway's calls to the servers it fronts: kept-alive connections to one origin,
-responses parsed by httptools (uvicorn's parser), every read bounded and timed.
+"""A small HTTP/1.1 client for busy paths to one origin: the gateway's calls to the servers it fronts, and the
+span exporter's posts. Kept-alive connections, responses parsed by httptools (uvicorn's parser), every read
+bounded and timed.
 
 Why not httpx: its connection pool checks every idle connection's socket on every request, so with the dozens of
 connections a busy gateway keeps open each call cost milliseconds (bench/gateway.py measured 600 calls a second
-through it, against 10,000 to the server directly).
+through it, against 10,000 to the server directly); and each of its requests costs several times this client's
+in the server's own time, which the span exporter pays many times a second (bench/operations.py).
 
 A request that meets a kept-alive connection the server has meanwhile closed (nothing of a response read) is sent
 once more on a new connection: the server never read it. Anything else that fails is HttpError.
