@@ -166,9 +166,6 @@ def _gateway(settings: Settings, app: App, opened: _Opened, startup: list[Step])
     from .gateway.stdio import PerUser
     from .http_client import Origin
 
-    async def tools_changed() -> None:
-        await app.broadcaster.list_changed("tools")
-
     # Every instance must open what another sealed: the shared state secret when there is one.
     state_key = settings.state_key or secrets.token_bytes(32)
     servers = []
@@ -187,7 +184,7 @@ def _gateway(settings: Settings, app: App, opened: _Opened, startup: list[Step])
                 connections = PerCaller(_caller_client(origin, headers, configured), configured.upstream)
         else:
             connections = PerUser(configured)
-        server = RemoteServer(configured, connections, state_key, tools_changed)
+        server = RemoteServer(configured, connections, state_key, app.broadcaster)
         startup.append((f"gateway server {configured.name}", server.start))
         opened.add(f"gateway server {configured.name}", server.stop)
         servers.append(server)

@@ -43,8 +43,12 @@ class Origin:
         self.max_idle = max_idle
         self._idle: deque[_Connection] = deque()
 
-    async def request(self, method: str, headers: dict[str, str], body: bytes = b"") -> Response:
-        """Send the request; the response once its head has arrived (read its body, then close it)."""
+    async def request(
+        self, method: str, headers: dict[str, str], body: bytes = b"", *, read_timeout: float | None = None
+    ) -> Response:
+        """Send the request; the response once its head has arrived (read its body, then close it). Each read of
+        the body waits at most `read_timeout` (a stream of events that may be quiet for a while), else the
+        origin's timeout."""
         head = [f"{method} {self.path} HTTP/1.1", f"Host: {self.authority.decode()}", f"Content-Length: {len(body)}"]
         head += [f"{name}: {value}" for name, value in headers.items() if _safe(name, value)]
         message = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
@@ -53,7 +57,10 @@ class Origin:
             if connection is None:
                 connection = await self._connect()
             try:
-                return await connection.send(message, self)
+                response = await connection.send(message, self)
+                if read_timeout is not None:
+                    response.read_timeout = read_timeout
+                return response
             except _ClosedBeforeAnswer:
                 connection.close()
                 if not reused or attempt == 2:
@@ -97,6 +104,7 @@ class Response:
         self._complete = False
         self._head_done = False
         self._keep_alive = False
+        self.read_timeout = origin.timeout
         self.parser = httptools.HttpResponseParser(self)
 
     # --- httptools callbacks --------------------------------------------------------------------------
@@ -141,10 +149,10 @@ class Response:
 
     async def _feed(self) -> None:
         try:
-            async with asyncio.timeout(self.origin.timeout):
+            async with asyncio.timeout(self.read_timeout):
                 data = await self.connection.reader.read(READ_BYTES)
         except TimeoutError:
-            raise HttpError(f"no answer within {self.origin.timeout:g} s") from None
+            raise HttpError(f"no answer within {self.read_timeout:g} s") from None
         except OSError as exc:
             raise HttpError(f"the connection failed ({type(exc).__name__})") from None
         if not data:

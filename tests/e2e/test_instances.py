@@ -246,6 +246,9 @@ async def test_the_store_stops_under_the_instances_they_answer_503_and_serve_aga
                 assert_unavailable(registered)
                 assert call.status_code == 503 and call.headers["retry-after"].isdigit(), call.text
                 assert "result" not in call.text  # the tool never ran
+        except AssertionError:
+            d.assert_clean()  # an answer other than 503 comes with a traceback in an instance's log: show it
+            raise
         finally:
             d.store_up()
 

@@ -18,17 +18,18 @@ import contextlib
 import itertools
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any
 
 import orjson
 
 from ..http_client import HttpError, Origin, Response
 from ..mcp import versions
-from ..mcp.errors import McpError
+from ..mcp.errors import METHOD_NOT_FOUND, McpError
 from ..mcp.headers import NAME_SOURCE, encode_value
 
-MAX_ANSWER_BYTES = 16 * 1024 * 1024
+MAX_ANSWER_BYTES = 16 * 1024 * 1024  # an answer; a stream of notifications is opened again past it
+LISTEN_IDLE_SECONDS = 300.0  # a notification stream silent this long is opened again (a dead connection shows)
 CLIENT_INFO = {"name": "bastion-gateway", "version": "1"}
 # What Bastion says it can do when it opens a session: what it relays to its own callers, each asked in turn. A
 # caller that cannot answer has the server told so (remote.py), as if the server had asked it directly.
@@ -38,6 +39,11 @@ OnMessage = Callable[[dict[str, Any]], Awaitable[None]]
 
 class BackendUnavailable(Exception):
     """The server could not be reached, refused Bastion, or answered out of protocol; the message says which."""
+
+
+class NoStream(Exception):
+    """The server keeps no stream of notifications outside calls (a 2025 server without sessions or without a GET
+    stream, a 2026-07-28 server without subscriptions/listen): what it offers can only be listed again."""
 
 
 async def upstream_token(principal: Any, provider: str) -> str:
@@ -68,6 +74,7 @@ class McpClient:
         self.version: str | None = None  # once connected
         self.session: str | None = None  # a 2025 session's id, if the server keeps sessions
         self.capabilities: dict[str, Any] = {}  # what it said it offers
+        self._ready = False  # connected: the era found, the session (if any) open, its capabilities known
         self._ids = itertools.count(1)
         self._connecting = asyncio.Lock()  # concurrent requests open one session, not one each
         self._telling: set[asyncio.Task[None]] = set()  # cancellations on their way to the server
@@ -78,12 +85,13 @@ class McpClient:
 
     async def connect(self) -> dict[str, Any]:
         """Find the era and open a session if needed; the server's discover or initialize result."""
-        self.version, self.session = None, None
+        self.version, self.session, self._ready = None, None, False
         if self.wanted in ("auto", *versions.MODERN):
             try:
                 self.version = versions.LATEST
                 discovered = await self._send("server/discover", {})
                 self.capabilities = _capabilities(discovered)
+                self._ready = True
                 return discovered
             except (McpError, BackendUnavailable):
                 self.version = None
@@ -98,13 +106,18 @@ class McpClient:
         self.version, self.session = agreed, session
         self.capabilities = _capabilities(result)
         await self._notify("notifications/initialized")
+        self._ready = True
         return result
 
-    async def request(self, method: str, params: dict[str, Any], on_message: OnMessage | None = None) -> dict[str, Any]:
-        if self.version is None:
+    async def connected(self) -> None:
+        """Connect, unless connected already (concurrent callers open one session, not one each)."""
+        if not self._ready:
             async with self._connecting:
-                if self.version is None:
+                if not self._ready:
                     await self.connect()
+
+    async def request(self, method: str, params: dict[str, Any], on_message: OnMessage | None = None) -> dict[str, Any]:
+        await self.connected()
         session = self.session
         try:
             return await self._send(method, params, on_message)
@@ -113,6 +126,56 @@ class McpClient:
                 if self.session == session:  # not yet opened again by a request that met the same 404
                     await self.connect()
             return await self._send(method, params, on_message)
+
+    async def listen(self, resources: Collection[str], on_message: OnMessage) -> None:
+        """Read what the server says outside calls (list changes, updates of `resources`), each message to
+        `on_message`, until its stream ends or fails (BackendUnavailable); NoStream if it keeps none. A 2026-07-28
+        server is sent subscriptions/listen (its answer is the stream); a 2025 session's stream is its GET stream,
+        its resources subscribed to with resources/subscribe (`subscribe`)."""
+        await self.connected()
+        if self.modern:
+            offers = self.capabilities
+            wanted: dict[str, Any] = {
+                f"{kind}ListChanged": True for kind in ("tools", "prompts", "resources") if _offers(offers, kind)
+            }
+            subscribable = _offers(offers, "resources", "subscribe")
+            if not wanted and not subscribable:
+                raise NoStream("it offers no notifications to listen for")
+            if resources and subscribable:
+                wanted["resourceSubscriptions"] = sorted(resources)
+            try:
+                await self._exchange(
+                    "subscriptions/listen", {"notifications": wanted}, on_message, read_timeout=LISTEN_IDLE_SECONDS
+                )
+            except McpError as exc:
+                if exc.code == METHOD_NOT_FOUND:
+                    raise NoStream("it does not serve subscriptions/listen") from None
+                raise
+            return
+        if self.session is None:
+            raise NoStream("it keeps no session, so no stream outside calls")
+        try:
+            headers = {**self._headers(None), **await self._credential(), "accept": "text/event-stream"}
+            response = await self.http.request("GET", headers, read_timeout=LISTEN_IDLE_SECONDS)
+            try:
+                if response.status == 405:
+                    raise NoStream("it has no GET stream")
+                if response.status == 404:
+                    self._ready = False  # the session is gone: the next request (or listen) opens another
+                    raise BackendUnavailable("it no longer knows Bastion's session")
+                kind = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+                if response.status != 200 or kind != "text/event-stream":
+                    raise BackendUnavailable(f"it answered the GET stream with {response.status}")
+                async for message in _events(response):
+                    await on_message(message)
+            finally:
+                response.close()
+        except HttpError as exc:
+            raise BackendUnavailable(str(exc)) from None
+
+    async def subscribe(self, uri: str, subscribed: bool = True) -> None:
+        """resources/subscribe (or unsubscribe) on a 2025 session; for a 2026-07-28 server, listen names them."""
+        await self.request("resources/subscribe" if subscribed else "resources/unsubscribe", {"uri": uri})
 
     async def respond(self, message_id: Any, answer: dict[str, Any] | McpError) -> None:
         """Answer a request the server made mid-call: the caller's result, or an error."""
@@ -155,6 +218,7 @@ class McpClient:
         method: str,
         params: dict[str, Any],
         on_message: OnMessage | None = None,
+        read_timeout: float | None = None,
     ) -> tuple[dict[str, Any], str | None]:
         if self.modern:
             meta = {
@@ -168,7 +232,7 @@ class McpClient:
         body = orjson.dumps({"jsonrpc": "2.0", "id": message_id, "method": method, "params": params})
         headers = {**self._headers(method, params), **await self._credential(), "content-type": "application/json"}
         try:
-            response = await self.http.request("POST", headers, body)
+            response = await self.http.request("POST", headers, body, read_timeout=read_timeout)
             try:
                 # (Cancelled here, a 2026-07-28 server learns it from the closed connection; a session's is told.)
                 if response.status == 404 and self.session is not None:
@@ -253,8 +317,8 @@ async def _lines(response: Response) -> AsyncIterator[str]:
         yield pending
 
 
-async def _from_stream(response: Response, message_id: int, on_message: OnMessage | None) -> dict[str, Any]:
-    """Read events until the answer to `message_id`; the rest go to on_message."""
+async def _events(response: Response) -> AsyncIterator[dict[str, Any]]:
+    """The JSON-RPC messages of an event stream, as they arrive."""
     data: list[str] = []
     async for line in _lines(response):
         if line.startswith("data:"):
@@ -265,13 +329,24 @@ async def _from_stream(response: Response, message_id: int, on_message: OnMessag
             except ValueError:
                 raise BackendUnavailable("it sent an event that is not JSON") from None
             data = []
-            if not isinstance(message, dict):
-                continue
-            if message.get("id") == message_id and ("result" in message or "error" in message):
-                return message
-            if on_message is not None:
-                await on_message(message)
+            if isinstance(message, dict):
+                yield message
+
+
+async def _from_stream(response: Response, message_id: int, on_message: OnMessage | None) -> dict[str, Any]:
+    """Read events until the answer to `message_id`; the rest go to on_message."""
+    async for message in _events(response):
+        if message.get("id") == message_id and ("result" in message or "error" in message):
+            return message
+        if on_message is not None:
+            await on_message(message)
     raise BackendUnavailable("its event stream ended without an answer")
+
+
+def _offers(capabilities: dict[str, Any], kind: str, feature: str = "listChanged") -> bool:
+    """Whether the server said it offers `kind` with `feature` (capabilities.tools.listChanged, ...)."""
+    offered = capabilities.get(kind)
+    return isinstance(offered, dict) and offered.get(feature) is True
 
 
 def _capabilities(result: dict[str, Any]) -> dict[str, Any]:

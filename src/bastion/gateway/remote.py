@@ -16,7 +16,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from fnmatch import fnmatchcase
 from typing import Any, Protocol
 
@@ -27,11 +27,13 @@ from ..mcp.context import wanted_level
 from ..mcp.errors import INVALID_PARAMS, METHOD_NOT_FOUND, McpError
 from ..mcp.exchange import Exchange
 from ..mcp.middleware import Unavailable
+from ..mcp.notify import LIST_CHANGED, Broadcaster, Change
 from ..mcp.result import error_result
 from ..ops.sampled import SampledLog
 from ..security.sealed import seal, unseal
 from ..settings.gateway import GatewayServer
 from .client import BackendUnavailable, McpClient, OnMessage, upstream_token
+from .watch import Watch
 
 log = logging.getLogger("bastion")
 REFRESH_SECONDS = 60.0
@@ -44,6 +46,7 @@ STATE_PURPOSE = "gateway-state"
 STATE_TTL_SECONDS = 600
 RESULT_KEYS = ("content", "structuredContent", "isError")  # what of its answer a client is given
 ASKS = {"elicitation/create": "elicitation", "sampling/createMessage": "sampling", "roots/list": "roots"}
+LIST_CHANGES = frozenset(LIST_CHANGED.values())
 
 
 class Client(Protocol):
@@ -65,6 +68,7 @@ class Connections(Protocol):
     """Which Client a call goes through, and which one lists what the server offers."""
 
     refresh_every: float | None  # seconds between listings; None: only when it says its tools changed
+    watched: McpClient | None  # whose notifications outside calls hold for every caller (watch.py), if any
 
     async def for_call(self, ex: Exchange) -> Client: ...
 
@@ -82,6 +86,7 @@ class Shared:
 
     def __init__(self, client: McpClient) -> None:
         self.client = client
+        self.watched: McpClient | None = client  # the same view for everyone: its word outside calls is everyone's
 
     async def for_call(self, ex: Exchange) -> Client:
         return self.client
@@ -106,6 +111,7 @@ class PerCaller:
     when it expires); the server never sees Bastion's token, nor one caller's token on another's request."""
 
     refresh_every: float | None = REFRESH_SECONDS
+    watched: McpClient | None = None  # each caller's own view: it tells a caller during that caller's calls
 
     def __init__(self, make: Callable[[Callable[[], Any]], McpClient], provider: str) -> None:
         self.make = make  # a client whose credential asks the given function for the current principal
@@ -161,12 +167,12 @@ class RemoteServer:
         config: GatewayServer,
         connections: Connections,
         state_key: bytes,
-        changed: Callable[[], Awaitable[None]] | None = None,
+        broadcaster: Broadcaster | None = None,
     ) -> None:
         self.config = config
         self.connections = connections
         self.state_key = state_key  # seals the servers' request state handed to 2026-07-28 callers
-        self.changed = changed  # tells Bastion's clients that the tool list changed
+        self.broadcaster = broadcaster  # Bastion's listeners: told of changes, asked which resources they want
         self.name = config.name
         self.scopes = tuple(config.scopes)
         self.version = 0
@@ -179,6 +185,9 @@ class RemoteServer:
         self._templates: list[dict[str, Any]] = []
         self._patterns: list[re.Pattern[str]] = []
         self._keeping: asyncio.Task[None] | None = None
+        self.watch: Watch | None = None  # its notifications outside calls, when they hold for every caller
+        self._watching: asyncio.Task[None] | None = None
+        self._interest = asyncio.Event()  # set when Bastion's listeners' subscriptions may have changed
         self._sampled = SampledLog(log, period=60.0)
         self._listed = False  # whether a listing ever succeeded
         self._tried_at = -RETRY_LISTING_SECONDS
@@ -201,12 +210,18 @@ class RemoteServer:
 
     async def start(self) -> None:
         self._keeping = asyncio.create_task(self._keep_current(), name=f"bastion-gateway-{self.name}")
+        client = self.connections.watched
+        if client is not None and self.broadcaster is not None:
+            self.broadcaster.watch_interest(self._interest)
+            self.watch = Watch(self.name, client, self._heard, self._wanted, self._interest)
+            self._watching = asyncio.create_task(self.watch.run(), name=f"bastion-gateway-{self.name}-watch")
 
     async def stop(self) -> None:
-        if self._keeping is not None:
-            self._keeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeping
+        for task in (self._keeping, self._watching):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.connections.close()
 
     async def refresh(self) -> None:
@@ -234,20 +249,29 @@ class RemoteServer:
     async def _list(self, client: Client) -> None:
         definitions, names = self._served(await _all(client, "tools/list", "tools"))
         offers = client.capabilities
+        changed = []
         if "prompts" in offers:
-            self._prompts, self._their_prompts = self._served_prompts(await _all(client, "prompts/list", "prompts"))
+            prompts, their_prompts = self._served_prompts(await _all(client, "prompts/list", "prompts"))
+            if prompts != self._prompts:
+                self._prompts, self._their_prompts = prompts, their_prompts
+                changed.append("prompts")
         if "resources" in offers:
             resources = [r for r in await _all(client, "resources/list", "resources") if _has_str(r, "uri")]
             listed = await _all(client, "resources/templates/list", "resourceTemplates")
             templates = [t for t in listed if _has_str(t, "uriTemplate")]
-            self._resources, self._uris = resources, frozenset(r["uri"] for r in resources)
-            self._templates, self._patterns = templates, [_pattern(t["uriTemplate"]) for t in templates]
+            if (resources, templates) != (self._resources, self._templates):
+                self._resources, self._uris = resources, frozenset(r["uri"] for r in resources)
+                self._templates, self._patterns = templates, [_pattern(t["uriTemplate"]) for t in templates]
+                changed.append("resources")
+                self._interest.set()  # what it serves changed: so may which of its resources are wanted
         self._listed = True
         if definitions != self._definitions:
             self._definitions, self._their_names = definitions, names
             self.version += 1
-            if self.changed is not None:
-                await self.changed()
+            changed.append("tools")
+        if self.broadcaster is not None:
+            for kind in changed:
+                await self.broadcaster.list_changed(kind)
 
     async def get_prompt(self, name: str, arguments: dict[str, Any], ex: Exchange) -> dict[str, Any]:
         theirs = self._their_prompts.get(name)
@@ -345,8 +369,31 @@ class RemoteServer:
             resumed["requestState"] = state["s"]
         return resumed
 
+    def _wanted(self) -> frozenset[str]:
+        """Which of its resources Bastion's listeners want to hear about."""
+        wanted = self.broadcaster.wanted_resources() if self.broadcaster is not None else set()
+        return frozenset(uri for uri in wanted if self.serves_resource(uri))
+
+    async def _heard(self, message: dict[str, Any]) -> None:
+        """A message on its notification stream (watch.py): lists changed, a resource changed, or a request."""
+        method, params = message.get("method"), message.get("params")
+        if "id" in message and isinstance(method, str):  # asked outside any call: there is no caller to ask
+            answer: dict[str, Any] | McpError = (
+                {} if method == "ping" else McpError(METHOD_NOT_FOUND, f"{method} outside a call: no one to ask")
+            )
+            client = self.connections.watched
+            if client is not None:
+                await client.respond(message["id"], answer)
+        elif method in LIST_CHANGES:
+            self.refresh_soon()
+        elif method == "notifications/resources/updated" and isinstance(params, dict):
+            uri = params.get("uri")
+            # Only one of its own resources: a server cannot speak for Bastion's or another server's.
+            if isinstance(uri, str) and self.serves_resource(uri) and self.broadcaster is not None:
+                await self.broadcaster.deliver(Change("resource_updated", uri))
+
     def refresh_soon(self) -> None:
-        """Its tools changed (it said so): list them again now rather than at the next refresh."""
+        """Its lists changed (it said so): list them again now rather than at the next refresh."""
         if self._keeping is not None and not self._keeping.done():
             self._keeping.cancel()
         self._keeping = asyncio.get_running_loop().create_task(
@@ -420,7 +467,7 @@ class _Relay:
             await self.ex.notify(method, {**params, "progressToken": self.ex.progress_token})
         elif method == "notifications/message" and wanted_level(params.get("level"), self.ex.log_level):
             await self.ex.notify(method, params)
-        elif method == "notifications/tools/list_changed":
+        elif method in LIST_CHANGES:
             self.server.refresh_soon()
 
     async def answers(self, requests: Any) -> dict[str, Any] | None:

@@ -33,6 +33,7 @@ from .client import (
     CLIENT_INFO,
     MAX_ANSWER_BYTES,
     BackendUnavailable,
+    McpClient,
     OnMessage,
     response_to,
     result_of,
@@ -283,6 +284,7 @@ class PerUser:
     user's token in it) lists what the server offers, at start and when a process says its tools changed."""
 
     refresh_every: float | None = None
+    watched: McpClient | None = None  # each user's own process: it tells that user, during their calls
 
     def __init__(self, config: GatewayServer) -> None:
         self.config = config

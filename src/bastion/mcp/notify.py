@@ -53,10 +53,30 @@ class Broadcaster:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._forwarders: list[Forwarder] = []
+        self._interest: list[asyncio.Event] = []
 
     def add(self, listener: Listener) -> None:
         self._loop = asyncio.get_running_loop()
         self._listeners.add(listener)
+        if listener.resources:
+            self.interest_changed()
+
+    # --- which resources listeners want (the gateway subscribes to them at the servers it fronts) -----------
+    def wanted_resources(self) -> set[str]:
+        """The URIs some listener here wants updates of."""
+        wanted: set[str] = set()
+        for listener in list(self._listeners):
+            wanted |= listener.resources
+        return wanted
+
+    def watch_interest(self, event: asyncio.Event) -> None:
+        """Set `event` whenever the resources listeners want may have changed."""
+        self._interest.append(event)
+
+    def interest_changed(self) -> None:
+        """A listener subscribed or unsubscribed (or came or went with subscriptions)."""
+        for event in self._interest:
+            event.set()
 
     def forward(self, forwarder: Forwarder) -> None:
         """Hand every change raised here to `forwarder` too, after this process's listeners have been told.
@@ -89,6 +109,8 @@ class Broadcaster:
 
     def discard(self, listener: Listener) -> None:
         self._listeners.discard(listener)
+        if listener.resources:
+            self.interest_changed()
 
     async def list_changed(self, kind: str) -> None:
         """A list changed here: tell this process's listeners, then the forwarders."""

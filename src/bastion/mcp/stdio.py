@@ -18,7 +18,7 @@ from .exchange import Exchange, progress_token
 from .jsonrpc import Notification, Request, Response, dumps, error_message, is_request_id, parse, result_message
 from .notify import Broadcaster, Listener
 from .server import Server, check_modern_meta
-from .session import Cancellable, Session, legacy_session_method, session_notification
+from .session import SUBSCRIPTION_METHODS, Cancellable, Session, legacy_session_method, session_notification
 
 log = logging.getLogger("bastion.mcp")
 
@@ -128,6 +128,8 @@ class StdioConnection:
             raise McpError(INVALID_REQUEST, "the connection is not initialized: send initialize first")
         answered = legacy_session_method(session, request)
         if answered is not None:
+            if request.method in SUBSCRIPTION_METHODS:
+                self.broadcaster.interest_changed()
             return answered
         progress = progress_token(request.params)
         ex = Exchange(

@@ -23,6 +23,7 @@ from ..notify import Broadcaster, Listener
 from ..server import Server
 from ..session import (
     STATE_METHODS,
+    SUBSCRIPTION_METHODS,
     Session,
     SessionsUnavailable,
     SessionTable,
@@ -112,6 +113,8 @@ class LegacyHandler:
             try:
                 if message.method in STATE_METHODS:
                     result = await self.sessions.change(session, lambda s: legacy_session_method(s, message))
+                    if message.method in SUBSCRIPTION_METHODS:
+                        self.broadcaster.interest_changed()
                 else:
                     result = legacy_session_method(session, message)
             except McpError as exc:

@@ -7,13 +7,14 @@ Nothing here knows which transport carries the session.
 """
 
 from .cancel import Cancellable
-from .methods import STATE_METHODS, legacy_session_method, session_notification
+from .methods import STATE_METHODS, SUBSCRIPTION_METHODS, legacy_session_method, session_notification
 from .shared import SessionEvents, SessionsUnavailable, SharedSessions, StreamSink
 from .state import Session
 from .table import SessionTable
 
 __all__ = [
     "STATE_METHODS",
+    "SUBSCRIPTION_METHODS",
     "Cancellable",
     "Session",
     "SessionEvents",

@@ -12,6 +12,7 @@ from .state import Session
 
 # The methods that change what a session keeps (on many instances, its shared record).
 STATE_METHODS = frozenset({"logging/setLevel", "resources/subscribe", "resources/unsubscribe"})
+SUBSCRIPTION_METHODS = frozenset({"resources/subscribe", "resources/unsubscribe"})
 
 
 def legacy_session_method(session: Session, message: Request) -> dict[str, Any] | None:
@@ -25,7 +26,7 @@ def legacy_session_method(session: Session, message: Request) -> dict[str, Any] 
             raise McpError(INVALID_PARAMS, f"unknown log level {level!r}")
         session.log_level = level
         return {}
-    if method in ("resources/subscribe", "resources/unsubscribe"):
+    if method in SUBSCRIPTION_METHODS:
         uri = params.get("uri")
         if not isinstance(uri, str):
             raise McpError(INVALID_PARAMS, "uri must be a string")
