@@ -327,8 +327,12 @@ def asking_bastion_backend() -> Any:
 
 
 # Asked mid-call (the SDK's server on a 2025 session), or as input_required (Bastion's, on 2026-07-28).
-# A 2026-07-28 caller gets the server's input_required as Bastion's own, and sends its answers back with it.
-@pytest.mark.parametrize(("version", "mode"), [("2025-11-25", "legacy"), ("auto", "legacy"), ("auto", "2026-07-28")])
+# A 2026-07-28 caller gets the server's input_required as Bastion's own, and sends its answers back with it; a
+# 2025 server's mid-call question reaches it the same way, the call at the server held until the answer comes.
+@pytest.mark.parametrize(
+    ("version", "mode"),
+    [("2025-11-25", "legacy"), ("auto", "legacy"), ("auto", "2026-07-28"), ("2025-11-25", "2026-07-28")],
+)
 async def test_a_backends_question_is_put_to_the_caller_and_answered_by_them(backend_port, version, mode, monkeypatch):
     import httpx2
     import mcp_types
@@ -391,3 +395,35 @@ async def test_a_servers_request_state_goes_back_only_with_its_caller_tool_and_a
             assert tampered["error"]["code"] == -32602
             done = await greet(alice, inputResponses=answers, requestState=state)
             assert done["result"]["content"][0]["text"] == "hello Ada"
+
+
+async def test_a_call_held_for_a_2025_servers_question_resumes_only_for_its_caller_and_only_once(
+    backend_port, monkeypatch
+):
+    monkeypatch.setenv("TEST_GATEWAY_BACKEND_TOKEN", BACKEND_TOKEN)
+    with serve_in_thread(asking_backend(), backend_port) as backend_url:
+        surface = local_app().asgi(gateway_settings(f"{backend_url}/mcp", "2025-11-25"))
+        async with front(surface) as (http, alice):
+            remote = surface.mcp.app.server.sources[0]
+            bob_tokens = await tokens_for(http, await register(http), username="bob")
+            bob = {"authorization": f"Bearer {bob_tokens['access_token']}"}
+
+            async def greet(bearer: dict[str, str], **extra: Any) -> dict:
+                body = modern_body("tools/call", {"name": "notes_greet", "arguments": {}, **extra})
+                headers = {**modern_headers("tools/call", "notes_greet"), **bearer}
+                return (await http.post("/mcp", headers=headers, json=body)).json()
+
+            asked = (await greet(alice))["result"]
+            assert asked["resultType"] == "input_required" and len(remote.held) == 1  # the server's call waits
+            [(key, question)] = asked["inputRequests"].items()
+            assert question["method"] == "elicitation/create"
+            assert question["params"]["message"] == "What is your name?"
+            answers = {key: {"action": "accept", "content": {"name": "Ada"}}}
+            state = asked["requestState"]
+            stolen = await greet(bob, inputResponses=answers, requestState=state)
+            assert stolen["error"]["code"] == -32602 and "requestState" in stolen["error"]["message"]
+            assert len(remote.held) == 1  # still Alice's to answer
+            done = await greet(alice, inputResponses=answers, requestState=state)
+            assert done["result"]["content"][0]["text"] == "hello Ada" and len(remote.held) == 0
+            replayed = await greet(alice, inputResponses=answers, requestState=state)
+            assert replayed["error"]["code"] == -32602 and "no longer held" in replayed["error"]["message"]

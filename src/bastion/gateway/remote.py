@@ -33,6 +33,7 @@ from ..ops.sampled import SampledLog
 from ..security.sealed import seal, unseal
 from ..settings.gateway import GatewayServer
 from .client import BackendUnavailable, McpClient, OnMessage, upstream_token
+from .held import Held, HeldCalls, Question
 from .watch import Watch
 
 log = logging.getLogger("bastion")
@@ -47,6 +48,7 @@ STATE_TTL_SECONDS = 600
 RESULT_KEYS = ("content", "structuredContent", "isError")  # what of its answer a client is given
 ASKS = {"elicitation/create": "elicitation", "sampling/createMessage": "sampling", "roots/list": "roots"}
 LIST_CHANGES = frozenset(LIST_CHANGED.values())
+HELD_QUESTION = "question"  # the key of a held call's question in input_required (one at a time)
 
 
 class Client(Protocol):
@@ -188,6 +190,7 @@ class RemoteServer:
         self.watch: Watch | None = None  # its notifications outside calls, when they hold for every caller
         self._watching: asyncio.Task[None] | None = None
         self._interest = asyncio.Event()  # set when Bastion's listeners' subscriptions may have changed
+        self.held = HeldCalls()  # calls held for 2026-07-28 callers' answers to a 2025 server's questions
         self._sampled = SampledLog(log, period=60.0)
         self._listed = False  # whether a listing ever succeeded
         self._tried_at = -RETRY_LISTING_SECONDS
@@ -217,6 +220,7 @@ class RemoteServer:
             self._watching = asyncio.create_task(self.watch.run(), name=f"bastion-gateway-{self.name}-watch")
 
     async def stop(self) -> None:
+        self.held.close()
         for task in (self._keeping, self._watching):
             if task is not None:
                 task.cancel()
@@ -310,7 +314,10 @@ class RemoteServer:
             raise McpError(INVALID_PARAMS, f"Unknown tool: {name}")
         asked: dict[str, Any] = {"name": theirs, "arguments": arguments}
         if ex.modern and params.get("requestState") is not None:  # the caller's answers to the server's questions
-            asked |= self._resumed(ex, name, arguments, params)
+            state = self._state(ex, name, arguments, params)
+            if "h" in state:  # a 2025 server's call, held for them
+                return await self._resume_held(ex, name, arguments, state["h"], params)
+            asked |= _resumed(state, params)
         meta: dict[str, Any] = {}
         if ex.progress_token is not None:
             meta["progressToken"] = ex.progress_token
@@ -323,6 +330,10 @@ class RemoteServer:
             if meta:
                 asked["_meta"] = meta
             relay = _Relay(ex, self, client)
+            if ex.modern and not client.modern:  # its questions come mid-call: the call is held for the answers
+                relay.questions = asyncio.Queue()
+                call = asyncio.create_task(client.request("tools/call", asked, relay.message))
+                return await self._held_until(ex, name, arguments, call, relay, 0)
             result = await client.request("tools/call", asked, relay.message)
             for _ in range(MAX_ROUNDS):  # a 2026-07-28 server's questions (input_required)
                 if result.get("resultType") != "input_required":
@@ -335,14 +346,77 @@ class RemoteServer:
                 again = {**asked, "inputResponses": answers, "requestState": result.get("requestState")}
                 result = await client.request("tools/call", again, relay.message)
         except BackendUnavailable as exc:
-            self._sampled.warning("gateway server %s: %s", self.name, exc)
-            return error_result(f"The server {self.name!r} behind this gateway is unavailable: {exc}")
+            return self._unavailable(exc)
+        return self._answer(result)
+
+    def _answer(self, result: dict[str, Any]) -> dict[str, Any]:
+        """What of the server's result the caller is given."""
         if result.get("resultType") == "input_required":
             return error_result(f"The server {self.name!r} asked for input more than {MAX_ROUNDS} times")
         answer = {key: result[key] for key in RESULT_KEYS if key in result}
         if not isinstance(answer.get("content"), list):
             answer["content"] = []
         return answer
+
+    def _unavailable(self, exc: BackendUnavailable) -> dict[str, Any]:
+        self._sampled.warning("gateway server %s: %s", self.name, exc)
+        return error_result(f"The server {self.name!r} behind this gateway is unavailable: {exc}")
+
+    async def _held_until(
+        self,
+        ex: Exchange,
+        name: str,
+        arguments: dict[str, Any],
+        call: asyncio.Task[dict[str, Any]],
+        relay: _Relay,
+        rounds: int,
+    ) -> dict[str, Any]:
+        """Wait for the call's result, or its next question: then hold the call and hand the caller the question
+        as input_required (its request state naming the held call)."""
+        assert relay.questions is not None
+        asking = asyncio.create_task(relay.questions.get())
+        try:
+            await asyncio.wait({call, asking}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the caller left: so does the call at the server
+            call.cancel()
+            raise
+        finally:
+            if not asking.done():
+                asking.cancel()
+        if call.done():
+            try:
+                return self._answer(call.result())
+            except BackendUnavailable as exc:
+                return self._unavailable(exc)
+        question = asking.result()
+        if rounds >= MAX_ROUNDS:
+            call.cancel()
+            return error_result(f"The server {self.name!r} asked for input more than {MAX_ROUNDS} times")
+        key = self.held.hold(Held(call, question, relay, rounds + 1))
+        state = {"h": key, "f": _fingerprint(ex, name, arguments)}
+        return {
+            "resultType": "input_required",
+            "inputRequests": {HELD_QUESTION: {"method": question.method, "params": question.params}},
+            "requestState": seal(self.state_key, STATE_PURPOSE, state, STATE_TTL_SECONDS),
+        }
+
+    async def _resume_held(
+        self, ex: Exchange, name: str, arguments: dict[str, Any], key: Any, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        held = self.held.take(key) if isinstance(key, str) else None
+        if held is None:
+            raise McpError(
+                INVALID_PARAMS,
+                "requestState is no longer held (it expired, or the call went to another instance): call the tool "
+                "again",
+            )
+        responses = params.get("inputResponses")
+        answer = responses.get(HELD_QUESTION) if isinstance(responses, dict) else None
+        held.relay.ex = ex  # what the server sends from now on goes to this request
+        held.question.answer.set_result(
+            answer if isinstance(answer, dict) else McpError(INVALID_PARAMS, "the client gave no answer")
+        )
+        return await self._held_until(ex, name, arguments, held.call, held.relay, held.rounds)
 
     def _questions(self, ex: Exchange, name: str, arguments: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
         """The server's input_required, as Bastion's: its questions as they are, its request state sealed with
@@ -357,17 +431,12 @@ class RemoteServer:
             "requestState": seal(self.state_key, STATE_PURPOSE, state, STATE_TTL_SECONDS),
         }
 
-    def _resumed(self, ex: Exchange, name: str, arguments: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    def _state(self, ex: Exchange, name: str, arguments: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        """The sealed request state the caller sent back, if it is this caller's, for this tool and arguments."""
         state = unseal(self.state_key, STATE_PURPOSE, params.get("requestState"))
         if not isinstance(state, dict) or state.get("f") != _fingerprint(ex, name, arguments):
             raise McpError(INVALID_PARAMS, "requestState is invalid, expired, or belongs to another request")
-        responses = params.get("inputResponses")
-        if not isinstance(responses, dict):
-            raise McpError(INVALID_PARAMS, "inputResponses must be an object")
-        resumed: dict[str, Any] = {"inputResponses": responses}
-        if state.get("s") is not None:
-            resumed["requestState"] = state["s"]
-        return resumed
+        return state
 
     def _wanted(self) -> frozenset[str]:
         """Which of its resources Bastion's listeners want to hear about."""
@@ -447,14 +516,16 @@ class RemoteServer:
 
 class _Relay:
     """What the server sends while it works on a call, passed on to the caller: progress (under the caller's own
-    token), log messages at the level the caller asked for or above, word that its tools changed, and its questions
-    for the client (elicitation, sampling, roots), put to the caller and answered with the caller's answer: when
-    the caller can be asked mid-call (a 2025 session with a stream) and said it can answer that kind."""
+    token), log messages at the level the caller asked for or above, word that its lists changed, and its questions
+    for the client (elicitation, sampling, roots) when the caller said it can answer that kind: asked mid-call (a
+    2025 session with a stream), or handed back as input_required with the call held (a 2026-07-28 caller)."""
 
     def __init__(self, ex: Exchange, server: RemoteServer, client: Client) -> None:
-        self.ex = ex
+        self.ex = ex  # the caller's request (a held call's: the one that resumed it last)
         self.server = server
         self.client = client
+        # For a 2026-07-28 caller of a 2025 server: where its questions wait for the caller (held.py).
+        self.questions: asyncio.Queue[Question] | None = None
 
     async def message(self, message: dict[str, Any]) -> None:
         method, params = message.get("method"), message.get("params")
@@ -462,7 +533,8 @@ class _Relay:
             return
         params = params if isinstance(params, dict) else {}
         if "id" in message:
-            await self.client.respond(message["id"], await self._asked(method, params))
+            answer = await (self._held(method, params) if self.questions is not None else self._asked(method, params))
+            await self.client.respond(message["id"], answer)
         elif method == "notifications/progress" and self.ex.progress_token is not None:
             await self.ex.notify(method, {**params, "progressToken": self.ex.progress_token})
         elif method == "notifications/message" and wanted_level(params.get("level"), self.ex.log_level):
@@ -486,12 +558,31 @@ class _Relay:
             answers[key] = answer
         return answers
 
-    async def _asked(self, method: str, params: dict[str, Any]) -> dict[str, Any] | McpError:
+    async def _held(self, method: str, params: dict[str, Any]) -> dict[str, Any] | McpError:
+        """A question to put to a 2026-07-28 caller: handed to the call's holder, answered when the caller sends
+        the call again with its answer."""
+        refused = self._refused(method)
+        if refused is not None:
+            return refused
+        assert self.questions is not None
+        question = Question(method, params)
+        await self.questions.put(question)
+        answer: dict[str, Any] | McpError = await question.answer
+        return answer
+
+    def _refused(self, method: str) -> McpError | None:
+        """Why the caller cannot be asked this, if it cannot."""
         capability = ASKS.get(method)
         if capability is None:
             return McpError(METHOD_NOT_FOUND, f"Method not found: {method}")
         if capability not in self.ex.client_capabilities:
             return McpError(METHOD_NOT_FOUND, f"the client did not say it supports {capability}")
+        return None
+
+    async def _asked(self, method: str, params: dict[str, Any]) -> dict[str, Any] | McpError:
+        refused = self._refused(method)
+        if refused is not None:
+            return refused
         if self.ex.send_request is None:
             return McpError(METHOD_NOT_FOUND, f"{method} cannot be put to this client mid-call (no stream to it)")
         try:
@@ -513,6 +604,17 @@ async def _all(client: Client, method: str, key: str) -> list[Any]:
             break
         params = {"cursor": cursor}
     return listed
+
+
+def _resumed(state: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """A 2026-07-28 server's call sent again: the caller's answers, and the server's own request state."""
+    responses = params.get("inputResponses")
+    if not isinstance(responses, dict):
+        raise McpError(INVALID_PARAMS, "inputResponses must be an object")
+    resumed: dict[str, Any] = {"inputResponses": responses}
+    if state.get("s") is not None:
+        resumed["requestState"] = state["s"]
+    return resumed
 
 
 def _fingerprint(ex: Exchange, name: str, arguments: dict[str, Any]) -> str:
