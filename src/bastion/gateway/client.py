@@ -324,11 +324,13 @@ async def _events(response: Response) -> AsyncIterator[dict[str, Any]]:
         if line.startswith("data:"):
             data.append(line[5:].removeprefix(" "))
         elif line == "" and data:
+            text, data = "\n".join(data), []
+            if not text.strip():
+                continue  # a priming event (an id to resume from, no message)
             try:
-                message = json.loads("\n".join(data))
+                message = json.loads(text)
             except ValueError:
                 raise BackendUnavailable("it sent an event that is not JSON") from None
-            data = []
             if isinstance(message, dict):
                 yield message
 
