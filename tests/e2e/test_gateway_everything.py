@@ -100,9 +100,7 @@ async def test_its_tools_progress_and_questions_reach_the_real_client(gateway, m
     async def on_progress(done: float, total: float | None, message: str | None) -> None:
         progress.append(done)
 
-    http, client = await client_session(
-        gateway, mode, "ada", elicitation_callback=on_elicit, sampling_callback=sampled
-    )
+    http, client = await client_session(gateway, mode, "ada", elicitation_callback=on_elicit, sampling_callback=sampled)
     async with http, client:
 
         async def listed() -> bool:
