@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bastion import App
+from bastion.compose import build
+from bastion.store import MemoryStore
 from tests.clients import asgi_client
+from tests.gateway.test_upstream import signed_in_with_fake
 from tests.mcp.conftest import modern_body, modern_headers
-from tests.oauth.conftest import register, settings, tokens_for
+from tests.oauth.conftest import UPSTREAM_SECRET_ENV, register, settings, tokens_for, upstream_entry
+from tests.oauth.test_upstream_login import FakeProvider
 from tests.waiting import eventually
 
 SERVER = Path(__file__).parent / "servers" / "stdio_notes.py"
@@ -139,5 +144,48 @@ async def test_an_idle_process_is_stopped(monkeypatch):
                 return not pool.clients and not alive(pid)
 
             await eventually(reaped, "the idle process stopped")
+    finally:
+        await surface.lifecycle.stop()
+
+
+class RenewingProvider(FakeProvider):
+    """The fake provider, its token about to expire (renewed once 3 seconds have passed), renewed as fake-at-2."""
+
+    async def exchange(self, code, redirect_uri, code_verifier, nonce):
+        identity = await super().exchange(code, redirect_uri, code_verifier, nonce)
+        identity.token.update(expires_at=time.time() + 63, refresh_token="fake-rt")
+        return identity
+
+    async def refresh(self, token):
+        return {"access_token": "fake-at-2", "refresh_token": "fake-rt-2", "expires_at": time.time() + 3600}
+
+
+async def test_the_users_upstream_token_is_in_their_process_and_a_renewed_one_starts_a_new_process(monkeypatch):
+    monkeypatch.setenv(UPSTREAM_SECRET_ENV, "not-used-by-the-fake")
+    monkeypatch.setenv("TEST_STDIO_SECRET", "x")
+    base = stdio_settings(upstream_env={"NOTES_TOKEN": "fake"})
+    configured = base.model_copy(
+        update={
+            "authorization_server": settings(dev_login=False, upstream=[upstream_entry("fake")]).authorization_server
+        }
+    )
+    surface = build(App("front"), configured, store=MemoryStore(), upstream={"fake": RenewingProvider()})
+    _, pool = await started(surface)
+    try:
+        async with asgi_client(surface) as http:
+            fay = await signed_in_with_fake(http)
+            first = await call(http, fay, "local_env", {"name": "NOTES_TOKEN"})
+            assert first["content"][0]["text"] == "fake-at"
+            first_pid = int((await call(http, fay, "local_pid"))["content"][0]["text"])
+
+            async def renewed() -> bool:  # once the token is due, the next call renews it, in a new process
+                answer = await call(http, fay, "local_env", {"name": "NOTES_TOKEN"})
+                return bool(answer["content"][0]["text"] == "fake-at-2")
+
+            await eventually(renewed, "the renewed token in the user's process")
+            second_pid = int((await call(http, fay, "local_pid"))["content"][0]["text"])
+            assert second_pid != first_pid and not alive(first_pid) and len(pool.clients) == 1
+            # Tokens are compared by digest: the process record never keeps them.
+            assert "fake-at" not in pool.clients["fake:u-42"].credentials
     finally:
         await surface.lifecycle.stop()

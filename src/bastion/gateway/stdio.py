@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import logging
 import os
@@ -51,11 +52,14 @@ class StdioClient:
 
     modern = False
 
-    def __init__(self, command: list[str], env: dict[str, str], name: str, timeout: float) -> None:
+    def __init__(
+        self, command: list[str], env: dict[str, str], name: str, timeout: float, credentials: str = ""
+    ) -> None:
         self.command = command
         self.env = env
         self.name = name
         self.timeout = timeout
+        self.credentials = credentials  # a digest of the users' tokens in `env`: a renewed one means a new process
         self.capabilities: dict[str, Any] = {}
         self.process: asyncio.subprocess.Process | None = None
         self.last_used = time.monotonic()
@@ -243,10 +247,15 @@ class ProcessPool:
         self._reaper: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
-    async def client_for(self, principal: Any) -> StdioClient:
+    async def client_for(self, principal: Any, credentials: str = "") -> StdioClient:
+        """The caller's process; a new one if its tokens (their digest: `credentials`) were renewed since it
+        started and no call is in flight on it."""
         key = getattr(principal, "subject", None) or ""
         async with self._lock:
             client = self.clients.get(key)
+            if client is not None and client.credentials != credentials and not client.busy:
+                await self.clients.pop(key).close()
+                client = None
             if client is None:
                 if len(self.clients) >= self.max_processes:
                     await self._make_room()
@@ -291,7 +300,9 @@ class PerUser:
         self.pool = ProcessPool(self._process_for, config.idle_seconds, config.max_processes)
 
     async def for_call(self, ex: Exchange) -> StdioClient:
-        return await self.pool.client_for(ex.principal)
+        principal = ex.principal
+        tokens = await self._tokens(principal) if principal is not None else {}
+        return await self.pool.client_for(principal, _digest(tokens))
 
     async def for_listing(self) -> StdioClient:
         return await self._process_for(None)
@@ -305,11 +316,21 @@ class PerUser:
     async def _process_for(self, principal: Any) -> StdioClient:
         config = self.config
         env = process_environment(config.env, config.env_from)
-        if principal is not None:
-            for name, provider in config.upstream_env.items():
-                env[name] = await upstream_token(principal, provider)
+        tokens = await self._tokens(principal) if principal is not None else {}
+        env.update(tokens)
         assert config.command is not None  # (settings.check: url or command)
-        return StdioClient([config.command, *config.args], env, config.name, config.timeout_seconds)
+        return StdioClient([config.command, *config.args], env, config.name, config.timeout_seconds, _digest(tokens))
+
+    async def _tokens(self, principal: Any) -> dict[str, str]:
+        """The caller's current upstream tokens, by the variable each goes in (renewed first when expired)."""
+        return {name: await upstream_token(principal, provider) for name, provider in self.config.upstream_env.items()}
+
+
+def _digest(tokens: dict[str, str]) -> str:
+    """Which tokens a process was started with, without keeping them."""
+    if not tokens:
+        return ""
+    return hashlib.sha256(orjson.dumps(tokens, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def process_environment(configured: dict[str, str], from_bastion: dict[str, str]) -> dict[str, str]:
