@@ -89,7 +89,8 @@ def build(
     own_grants = settings.authenticated and settings.authorization_server.enabled
     if (bus is not None and (shares_sessions or own_grants)) or settings.limits.enabled:
         store = _opened_store(settings, store or configured_store(settings), opened, startup, telemetry)
-    server = app.server(settings, telemetry, _limits(settings, store), _gateway(settings, app, opened, startup))
+    gateway = _gateway(settings, app, opened, startup, telemetry.tracing if telemetry is not None else None)
+    server = app.server(settings, telemetry, _limits(settings, store), gateway)
     opened.add("tool threads", server.close)
     protection = None
     if settings.authenticated and bus is not None:
@@ -157,7 +158,7 @@ def _limits(settings: Settings, store: Store | None) -> list[Any]:
     return [Limits(store, settings.limits.requests_per_minute, dict(settings.limits.tools))]
 
 
-def _gateway(settings: Settings, app: App, opened: _Opened, startup: list[Step]) -> list[Any]:
+def _gateway(settings: Settings, app: App, opened: _Opened, startup: list[Step], tracing: Any) -> list[Any]:
     """The servers Bastion fronts ([[gateway.servers]]): each listed once started, and kept current."""
     if not settings.gateway.servers:
         return []
@@ -179,9 +180,10 @@ def _gateway(settings: Settings, app: App, opened: _Opened, startup: list[Step])
                 headers[header] = f"Bearer {token}" if header.lower() == "authorization" else token
             origin = Origin(configured.url, timeout=configured.timeout_seconds)
             if configured.upstream is None:
-                connections = Shared(McpClient(origin, headers=headers, version=configured.protocol_version))
+                client = McpClient(origin, headers=headers, version=configured.protocol_version, tracing=tracing)
+                connections = Shared(client)
             else:
-                connections = PerCaller(_caller_client(origin, headers, configured), configured.upstream)
+                connections = PerCaller(_caller_client(origin, headers, configured, tracing), configured.upstream)
         else:
             connections = PerUser(configured)
         server = RemoteServer(configured, connections, state_key, app.broadcaster)
@@ -191,7 +193,9 @@ def _gateway(settings: Settings, app: App, opened: _Opened, startup: list[Step])
     return servers
 
 
-def _caller_client(origin: Any, headers: dict[str, str], configured: Any) -> Callable[[Callable[[], Any]], Any]:
+def _caller_client(
+    origin: Any, headers: dict[str, str], configured: Any, tracing: Any
+) -> Callable[[Callable[[], Any]], Any]:
     """How a fronted server reached with each caller's own upstream token gets a client for a caller."""
     from .gateway.client import McpClient
     from .gateway.remote import bearer_of
@@ -200,7 +204,8 @@ def _caller_client(origin: Any, headers: dict[str, str], configured: Any) -> Cal
         async def credential() -> dict[str, str]:
             return await bearer_of(principal(), configured.upstream)
 
-        return McpClient(origin, headers=headers, version=configured.protocol_version, credential=credential)
+        version = configured.protocol_version
+        return McpClient(origin, headers=headers, version=version, credential=credential, tracing=tracing)
 
     return make
 

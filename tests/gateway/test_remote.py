@@ -427,3 +427,45 @@ async def test_a_call_held_for_a_2025_servers_question_resumes_only_for_its_call
             assert done["result"]["content"][0]["text"] == "hello Ada" and len(remote.held) == 0
             replayed = await greet(alice, inputResponses=answers, requestState=state)
             assert replayed["error"]["code"] == -32602 and "no longer held" in replayed["error"]["message"]
+
+
+async def test_a_call_through_the_gateway_is_a_client_span_whose_context_reaches_the_server(backend_port, monkeypatch):
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    from bastion.compose import build
+
+    monkeypatch.setenv("TEST_GATEWAY_BACKEND_TOKEN", BACKEND_TOKEN)
+    heard: list[dict[str, Any]] = []
+    server = MCPServer("traced-backend")
+
+    @server.tool()
+    async def trace(ctx: Context) -> str:
+        """What trace context the request carried."""
+        request = ctx.request_context.request
+        heard.append({"header": request.headers.get("traceparent"), "meta": ctx.request_context.meta})
+        return "traced"
+
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    with serve_in_thread(server.streamable_http_app(host="127.0.0.1"), backend_port) as backend_url:
+        configured = gateway_settings(f"{backend_url}/mcp", "2025-11-25")
+        configured = configured.model_copy(update={"tracing": configured.tracing.model_copy(update={"enabled": True})})
+        surface = build(local_app(), configured, tracer_provider=provider)
+        async with front(surface) as (http, bearer):
+            exported.clear()
+            answer = await call(http, bearer, "notes_trace", {})
+            assert answer.json()["result"]["content"][0]["text"] == "traced"
+    spans = exported.get_finished_spans()
+    [served] = [span for span in spans if span.name == "tools/call notes_trace"]
+    [sent] = [span for span in spans if span.name == "tools/call trace"]
+    assert served.kind == SpanKind.SERVER and sent.kind == SpanKind.CLIENT
+    assert sent.parent.span_id == served.context.span_id and sent.context.trace_id == served.context.trace_id
+    assert sent.attributes["gen_ai.tool.name"] == "trace" and sent.attributes["server.address"] == "127.0.0.1"
+    assert sent.attributes["server.port"] == backend_port and sent.attributes["mcp.method.name"] == "tools/call"
+    [seen] = heard
+    trace_id, span_id = format(sent.context.trace_id, "032x"), format(sent.context.span_id, "016x")
+    assert seen["header"].startswith(f"00-{trace_id}-{span_id}-")  # the server's spans join the caller's trace

@@ -19,7 +19,7 @@ import itertools
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -27,6 +27,9 @@ from ..http_client import HttpError, Origin, Response
 from ..mcp import versions
 from ..mcp.errors import METHOD_NOT_FOUND, McpError
 from ..mcp.headers import NAME_SOURCE, encode_value
+
+if TYPE_CHECKING:
+    from ..ops.tracing import Tracing
 
 MAX_ANSWER_BYTES = 16 * 1024 * 1024  # an answer; a stream of notifications is opened again past it
 LISTEN_IDLE_SECONDS = 300.0  # a notification stream silent this long is opened again (a dead connection shows)
@@ -66,9 +69,11 @@ class McpClient:
         headers: dict[str, str] | None = None,
         version: str = "auto",
         credential: Callable[[], Awaitable[dict[str, str]]] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.http = http
         self.credential = credential  # headers worked out for each request (a caller's own token)
+        self.tracing = tracing  # a CLIENT span per request, its trace context sent with it
         self.headers = {"accept": "application/json, text/event-stream", **(headers or {})}
         self.wanted = version
         self.version: str | None = None  # once connected
@@ -220,6 +225,25 @@ class McpClient:
         on_message: OnMessage | None = None,
         read_timeout: float | None = None,
     ) -> tuple[dict[str, Any], str | None]:
+        if self.tracing is None or method == "subscriptions/listen":  # (a stream held for minutes: no span)
+            return await self._exchange_now(method, params, on_message, read_timeout, {})
+        source = NAME_SOURCE.get(method)
+        target = params.get(source) if source is not None else None
+        with self.tracing.mcp_client_call(
+            method, target if isinstance(target, str) else "", self.http.host, self.http.port, self.session
+        ) as trace:
+            if trace:  # SEP-414: the trace context in _meta too, for servers that read it there
+                params = {**params, "_meta": {**(params.get("_meta") or {}), **trace}}
+            return await self._exchange_now(method, params, on_message, read_timeout, trace)
+
+    async def _exchange_now(
+        self,
+        method: str,
+        params: dict[str, Any],
+        on_message: OnMessage | None,
+        read_timeout: float | None,
+        trace: dict[str, str],
+    ) -> tuple[dict[str, Any], str | None]:
         if self.modern:
             meta = {
                 versions.META_PROTOCOL_VERSION: self.version,
@@ -230,7 +254,12 @@ class McpClient:
             params = {**params, "_meta": meta}
         message_id = next(self._ids)
         body = orjson.dumps({"jsonrpc": "2.0", "id": message_id, "method": method, "params": params})
-        headers = {**self._headers(method, params), **await self._credential(), "content-type": "application/json"}
+        headers = {
+            **trace,
+            **self._headers(method, params),
+            **await self._credential(),
+            "content-type": "application/json",
+        }
         try:
             response = await self.http.request("POST", headers, body, read_timeout=read_timeout)
             try:

@@ -154,7 +154,7 @@ class Server:
             return await self._answer(ex, params)
         method = ex.method if ex.method in self._handlers else "_OTHER"
         name = params.get("name")
-        known = isinstance(name, str) and (name in self.registry.tools or name in self._remote)
+        known = isinstance(name, str) and (name in self.registry.tools or self._tool_source(name) is not None)
         tool = str(name) if method == "tools/call" and known else ""
         prompt = name if method == "prompts/get" and isinstance(name, str) and name in self.registry.prompts else ""
         return await self.telemetry.operation(ex, params, method, tool, prompt, self._answer)

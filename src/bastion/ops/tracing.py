@@ -14,8 +14,9 @@ Spans never carry a token, code, secret or tool argument: a span holds what a lo
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlunsplit
 
@@ -129,6 +130,41 @@ class Tracing:
                 return principal
 
         return traced
+
+    @contextlib.contextmanager
+    def mcp_client_call(
+        self, method: str, target: str, address: str, port: int, session_id: str | None
+    ) -> Iterator[dict[str, str]]:
+        """A CLIENT span for an MCP request the gateway sends to a server it fronts (`{method} {target}`, the MCP
+        semantic conventions' client attributes), current while it runs; yields the trace context to send with
+        the request (the headers, and its `_meta`), so that the server's spans join the caller's trace."""
+        attributes: dict[str, Any] = {
+            "mcp.method.name": method,
+            "server.address": address,
+            "server.port": port,
+            "network.transport": "tcp",
+            "network.protocol.name": "http",
+        }
+        if target and method == "tools/call":
+            attributes["gen_ai.tool.name"] = target
+            attributes["gen_ai.operation.name"] = "execute_tool"
+        elif target and method == "prompts/get":
+            attributes["gen_ai.prompt.name"] = target
+        if session_id:
+            attributes["mcp.session.id"] = session_id
+        name = f"{method} {target}" if target and method in ("tools/call", "prompts/get") else method
+        with self.tracer.start_as_current_span(
+            name, kind=SpanKind.CLIENT, attributes=attributes, record_exception=False
+        ) as span:
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            try:
+                yield carrier
+            except BaseException as exc:
+                error = str(exc.code) if hasattr(exc, "code") else type(exc).__qualname__
+                span.set_attribute("error.type", error)
+                span.set_status(Status(StatusCode.ERROR, error))
+                raise
 
     def transport(self, inner: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncBaseTransport:
         """An HTTP transport for calls to upstream providers and issuers: a CLIENT span each."""
