@@ -117,6 +117,10 @@ class App:
         await self.broadcaster.list_changed(kind)
 
     # --- serving ----------------------------------------------------------------------------------------
+    @property
+    def has_middleware(self) -> bool:
+        return bool(self._middleware)
+
     def server(
         self,
         settings: Settings,

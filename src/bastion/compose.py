@@ -89,14 +89,15 @@ def build(
     own_grants = settings.authenticated and settings.authorization_server.enabled
     if (bus is not None and (shares_sessions or own_grants)) or settings.limits.enabled:
         store = _opened_store(settings, store or configured_store(settings), opened, startup, telemetry)
-    gateway = _gateway(settings, app, opened, startup, telemetry.tracing if telemetry is not None else None)
-    server = app.server(settings, telemetry, _limits(settings, store), gateway)
-    opened.add("tool threads", server.close)
     protection = None
     if settings.authenticated and bus is not None:
         scopes = app.scopes(settings)
         protection = _Protection.build(scopes, settings, opened, startup, store, upstream, bus, telemetry)
         routes += protection.routes
+    gateway = _gateway(settings, app, opened, startup, telemetry.tracing if telemetry is not None else None)
+    trail = protection.audit if protection is not None else None
+    server = app.server(settings, telemetry, _middleware(settings, app, store, trail), gateway)
+    opened.add("tool threads", server.close)
     if shared and bus is not None:
         from .cluster.relay import Relay
 
@@ -149,13 +150,20 @@ def build(
     )
 
 
-def _limits(settings: Settings, store: Store | None) -> list[Any]:
-    """[limits], the outermost middleware, counted in the store every instance shares."""
-    if not settings.limits.enabled or store is None:
-        return []
-    from .cluster.limits import Limits
+def _middleware(settings: Settings, app: App, store: Store | None, trail: Any) -> list[Any]:
+    """Bastion's own middleware, outside the App's: [limits], counted in the store every instance shares; and,
+    when any middleware could refuse a request, the refusals into the audit trail (outermost, to see them all;
+    absent otherwise, since each layer costs every request)."""
+    middleware: list[Any] = []
+    if settings.limits.enabled and store is not None:
+        from .cluster.limits import Limits
 
-    return [Limits(store, settings.limits.requests_per_minute, dict(settings.limits.tools))]
+        middleware.append(Limits(store, settings.limits.requests_per_minute, dict(settings.limits.tools)))
+    if trail is not None and (middleware or app.has_middleware):
+        from .ops.refusals import RefusalAudit
+
+        middleware.insert(0, RefusalAudit(trail))
+    return middleware
 
 
 def _gateway(settings: Settings, app: App, opened: _Opened, startup: list[Step], tracing: Any) -> list[Any]:
