@@ -45,7 +45,7 @@ class Tracing:
         self.owned = owned  # made by Bastion (configured_provider): flushed and shut down with the server
         self.tracer = provider.get_tracer("bastion", _version())
         self.light = isinstance(self.tracer, LightTracer)  # Bastion's own pipeline: shared attributes kept apart
-        self._operations: dict[tuple[str, str, str, str], tuple[str, SharedAttributes]] = {}
+        self._operations: dict[tuple[Any, ...], tuple[str, SharedAttributes]] = {}
 
     async def close(self) -> None:
         """Send what is left, if Bastion made the provider (an embedding program's own is its to close)."""
@@ -59,7 +59,9 @@ class Tracing:
     # --- MCP requests -------------------------------------------------------------------------------------
     def operation(self, ex: Exchange, params: dict[str, Any], method: str, tool: str, prompt: str) -> OperationSpan:
         parent, links = _parent(params)
-        name, shared = self._shared_by_operation(method, tool, prompt, ex.protocol_version)
+        principal = ex.principal
+        caller = (principal.subject, principal.client_id) if principal is not None else None
+        name, shared = self._shared_by_operation(method, tool, prompt, ex.protocol_version, caller)
         attributes: dict[str, Any] = {}  # what differs from request to request
         if ex.request_id is not None:
             attributes["jsonrpc.request.id"] = str(ex.request_id)
@@ -68,10 +70,6 @@ class Tracing:
         uri = params.get("uri")
         if method in ("resources/read", "resources/subscribe", "resources/unsubscribe") and isinstance(uri, str):
             attributes["mcp.resource.uri"] = uri[:2048]
-        principal = ex.principal
-        if principal is not None:
-            attributes["enduser.id"] = principal.subject
-            attributes["bastion.client.id"] = principal.client_id
         current = otel_context.get_current()
         if self.light:
             span = self.tracer.start_shared(name, parent or current, SERVER, shared, attributes, links)
@@ -80,10 +78,13 @@ class Tracing:
             span = self.tracer.start_span(name, parent or current, SpanKind.SERVER, attributes, links)
         return OperationSpan(span, current)
 
-    def _shared_by_operation(self, method: str, tool: str, prompt: str, version: str) -> tuple[str, SharedAttributes]:
-        """The span name and the attributes every request for this method, tool or prompt and protocol version
-        has alike, made once (the names are the server's own: a few hundred at most)."""
-        key = (method, tool, prompt, version)
+    def _shared_by_operation(
+        self, method: str, tool: str, prompt: str, version: str, caller: tuple[str, str] | None
+    ) -> tuple[str, SharedAttributes]:
+        """The span name and the attributes every request for this method, tool or prompt, protocol version and
+        caller (subject and client) has alike, made once and kept for the most recent few thousand (a client
+        calls the same few methods and tools, again and again)."""
+        key = (method, tool, prompt, version, caller)
         known = self._operations.get(key)
         if known is None:
             values = {
@@ -97,6 +98,8 @@ class Tracing:
                 values["gen_ai.operation.name"] = "execute_tool"
             if prompt:
                 values["gen_ai.prompt.name"] = prompt
+            if caller is not None:
+                values["enduser.id"], values["bastion.client.id"] = caller
             target = tool or prompt
             known = (f"{method} {target}" if target else method, SharedAttributes(values))
             if len(self._operations) >= 4096:
@@ -175,7 +178,7 @@ def _parent(params: dict[str, Any]) -> tuple[otel_context.Context | None, list[L
     """The trace context the client put in `_meta` as the parent, the HTTP request's (current) as a link; or
     none (then the current context is the parent)."""
     meta = params.get("_meta")
-    if not isinstance(meta, dict):
+    if not isinstance(meta, dict) or "traceparent" not in meta:  # (tracestate and baggage alone are no parent)
         return None, []
     carrier = {k: v for k in TRACE_KEYS if isinstance(v := meta.get(k), str)}
     if not carrier:
