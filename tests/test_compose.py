@@ -66,10 +66,10 @@ async def test_shutdown_closes_everything_that_was_opened_newest_first(tmp_path)
     asgi = build(build_app(), settings)
     assert opened_names(asgi) == [
         "MCP sessions",
+        "tool threads",  # made once the audit trail is known (refusals are recorded), closed before it
         "issuer client",
         "client expiry sweep",
         "audit trail",
-        "tool threads",  # made once the store is known ([limits] count in it), closed before it
         "store",
         "bus",
     ]
