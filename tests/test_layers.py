@@ -60,6 +60,7 @@ RULES = (
         (
             "bastion.oauth",
             "bastion.identity",
+            "bastion.connections",
             "bastion.resource",
             "bastion.worker",
             "bastion.store",
@@ -75,8 +76,8 @@ RULES = (
     ),
     Rule("oauth does not know MCP exists", ("bastion.oauth",), ("bastion.mcp",)),
     Rule(
-        "resource, identity and oauth never import the app, the composition root or the CLI",
-        ("bastion.resource", "bastion.identity", "bastion.oauth"),
+        "resource, identity, connections and oauth never import the app, the composition root or the CLI",
+        ("bastion.resource", "bastion.identity", "bastion.connections", "bastion.oauth"),
         ("bastion.app", "bastion.compose", "bastion.cli"),
     ),
     Rule("nothing but the CLI imports the CLI", (ROOT,), ("bastion.cli",), own="bastion.cli"),

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from .mcp.connect import Connections
 from .mcp.middleware import Middleware
 from .mcp.notify import Broadcaster
 from .mcp.policy import Policy
@@ -127,9 +128,10 @@ class App:
         telemetry: Telemetry | None = None,
         middleware: Sequence[Middleware] = (),
         sources: Sequence[Source] = (),
+        connections: Connections | None = None,
     ) -> Server:
         """The engine serving this App; `middleware` (Bastion's own, such as [limits]) runs outside the App's,
-        `sources` are the servers it fronts ([[gateway.servers]])."""
+        `sources` are the servers it fronts ([[gateway.servers]]), `connections` users' connected accounts."""
         return Server(
             self.registry,
             name=self.name,
@@ -144,6 +146,7 @@ class App:
             telemetry=telemetry,
             middleware=[*middleware, *self._middleware],
             sources=sources,
+            connections=connections,
         )
 
     def policy(self, settings: Settings) -> Policy:

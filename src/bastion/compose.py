@@ -96,7 +96,8 @@ def build(
         routes += protection.routes
     gateway = _gateway(settings, app, opened, startup, telemetry.tracing if telemetry is not None else None)
     trail = protection.audit if protection is not None else None
-    server = app.server(settings, telemetry, _middleware(settings, app, store, trail), gateway)
+    connections = protection.connections if protection is not None else None
+    server = app.server(settings, telemetry, _middleware(settings, app, store, trail), gateway, connections)
     opened.add("tool threads", server.close)
     if shared and bus is not None:
         from .cluster.relay import Relay
@@ -314,6 +315,7 @@ class _Protection:
     store: Store | None
     audit: Any  # the AuditTrail, when the authorization server keeps one
     telemetry: Telemetry | None
+    connections: Any = None  # the engine's hook for users' connected accounts ([[connections]])
 
     def gate(self, endpoint: Any) -> Any:
         from .resource.bearer import BearerGate
@@ -345,7 +347,7 @@ class _Protection:
             # and its cache of external verifications need not depend on the shared bus being up.
             bus = LocalBus()
         routes: list[BaseRoute] = []
-        authorization = trail = None
+        authorization = trail = connections = None
         if settings.authorization_server.enabled and store is not None:
             trail = _audit_trail(settings, store, opened, telemetry)
             accounts = _account_sessions(settings, store)
@@ -353,7 +355,13 @@ class _Protection:
                 scopes, settings, store, bus, opened, upstream, trail, telemetry, accounts
             )
             routes += authorization.routes()
-            routes += _account_pages(settings, authorization, accounts, trail, opened, startup)
+            connected = _connected_accounts(settings, store, opened, telemetry)
+            routes += _account_pages(settings, authorization, accounts, trail, opened, startup, connected)
+            if connected is not None:
+                from .connections.engine import EngineConnections
+
+                audit = trail.record if trail is not None else None
+                connections = EngineConnections(*connected, settings.public_url, audit=audit)
         issuers = _external_issuers(settings, opened, telemetry)
         verify = TokenVerifier(authorization.grants.verify if authorization else None, issuers)
         required = tuple(settings.resource.required_scopes)
@@ -365,7 +373,7 @@ class _Protection:
             return ([base] if own else []) + [issuer.issuer for issuer in issuers]
 
         routes += resource_metadata.routes(settings.public_url, settings.path, servers, scopes)
-        return cls(verify, challenges, bus, routes, store if own else None, trail, telemetry)
+        return cls(verify, challenges, bus, routes, store if own else None, trail, telemetry, connections)
 
 
 def configured_store(settings: Settings) -> Store:
@@ -500,6 +508,27 @@ def _account_sessions(settings: Settings, store: Store) -> Any:
     return AccountSessions(store, settings.admin.session_hours * 3600)
 
 
+def _connected_accounts(
+    settings: Settings, store: Store, opened: _Opened, telemetry: Telemetry | None
+) -> tuple[Any, Any] | None:
+    """Users' connected accounts and the links to connect them ([[connections]]); None when none is declared."""
+    if not settings.connections:
+        return None
+    from .connections.accounts import ConnectedAccounts, accounts_key
+    from .connections.links import ConnectLinks
+    from .connections.provider import TIMEOUT, ConnectionProvider
+
+    http = _http_client(TIMEOUT, telemetry)
+    opened.add("connection provider client", http.aclose)
+    try:
+        providers = {entry.name: ConnectionProvider(entry, http) for entry in settings.connections}
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    # settings.check() refuses [[connections]] without a state secret: the tokens must outlive restarts.
+    accounts = ConnectedAccounts(store, providers, accounts_key(settings.state_key or b""))
+    return accounts, ConnectLinks(store)
+
+
 def _account_pages(
     settings: Settings,
     authorization: AuthorizationServer,
@@ -507,9 +536,11 @@ def _account_pages(
     trail: Any,
     opened: _Opened,
     startup: list[Step],
+    connected: tuple[Any, Any] | None,
 ) -> list[BaseRoute]:
     """The connected applications page, and the admin page and API: signed in through the same sign-in methods;
-    and the sweep that removes expired registrations, through the same Administration."""
+    and the sweep that removes expired registrations, through the same Administration. With [[connections]], the
+    pages users connect accounts on, listed on the same page."""
     from .account.admin import AdminPages
     from .account.pages import AccountPages, SignedIn
     from .admin.expiry import ExpirySweep
@@ -521,10 +552,18 @@ def _account_pages(
     opened.add("client expiry sweep", sweep.close)
     signed_in = SignedIn(authorization, accounts)
     admins = frozenset(settings.admin.subjects)
-    return (
-        AccountPages(signed_in, administration, admins).routes()
+    audit = trail.record if trail else None
+    connected_accounts = connected[0] if connected is not None else None
+    routes = (
+        AccountPages(signed_in, administration, admins, connected_accounts).routes()
         + AdminPages(signed_in, administration, admins).routes()
     )
+    if connected is not None:
+        from .connections.pages import ConnectPages
+
+        account_store, links = connected[0].store, connected[1]
+        routes += ConnectPages(signed_in, account_store, links, connected[0], connected[0].providers, audit).routes()
+    return routes
 
 
 def _audit_trail(settings: Settings, store: Store, opened: _Opened, telemetry: Telemetry | None) -> Any:

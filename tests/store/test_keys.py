@@ -45,6 +45,10 @@ LAYOUTS = [
     (keys.audit_revision("main", 1234), "auditrev:main:1234"),
     (keys.audit_event("main", 7), "audit:main:000000000007"),
     (keys.account_session(HASH), f"account:{HASH}"),
+    (keys.connected_account(HASH, "slack"), f"connected:{HASH}:slack"),
+    (keys.connect_lease(HASH, "slack"), f"connlease:{HASH}:slack"),
+    (keys.connect_link(HASH), f"connlink:{HASH}"),
+    (keys.connect_state(HASH), f"connstate:{HASH}"),
 ]
 
 
@@ -75,6 +79,10 @@ def test_the_kinds_are_exactly_these():
         "auditrev",
         "audit",
         "account",
+        "connected",
+        "connlease",
+        "connlink",
+        "connstate",
     )
     assert {stored.split(":")[0] for _, stored in LAYOUTS} == set(keys.KINDS)
     assert [keys.kind_prefix(kind) for kind in keys.KINDS] == [f"{kind}:" for kind in keys.KINDS]

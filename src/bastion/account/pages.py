@@ -29,12 +29,21 @@ from .sessions import AccountSession, AccountSessions
 
 if TYPE_CHECKING:
     from ..admin.operations import Administration
+    from ..connections.accounts import ConnectedAccounts
     from ..oauth.server import AuthorizationServer
 
 PATH = "/account"
 SIGN_IN = "/account/sign-in"
-# Where a sign-in may lead back to: these paths only (never a URL a link could choose).
+# Where a sign-in may lead back to: these paths, and connect links' pages (never a URL a link could choose).
 RETURNS = frozenset({PATH, "/admin"})
+CONNECT_LINK = "/connections/link/"
+
+
+def may_return_to(path: str) -> bool:
+    if path in RETURNS:
+        return True
+    link = path[len(CONNECT_LINK) :] if path.startswith(CONNECT_LINK) else ""
+    return bool(link) and len(link) <= 64 and all(c.isascii() and (c.isalnum() or c in "-_") for c in link)
 
 
 def when(value: Any) -> str:
@@ -54,8 +63,11 @@ class SignedIn:
         self.server.audit_request(request)
         return await self.sessions.find(request.scope)
 
-    async def sign_in_page(self, request: Request, return_to: str, what: str) -> Response:
+    async def sign_in_page(self, request: Request, return_to: str, what: str, only: str | None = None) -> Response:
+        """The sign-in page leading back to `return_to`; with `only`, that sign-in method alone (if offered)."""
         methods = [(name, method.label) for name, method in self.server.authenticators.items()]
+        if only is not None and any(name == only for name, _ in methods):
+            methods = [(name, label) for name, label in methods if name == only]
         return render(
             "account_sign_in.html",
             form_targets=await self.server.sign_in_targets(request),  # the button leads on to the provider
@@ -106,6 +118,16 @@ class Area:
 
 
 class AccountPages(Area):
+    def __init__(
+        self,
+        signed_in: SignedIn,
+        administration: Administration,
+        admins: frozenset[str],
+        connected: ConnectedAccounts | None = None,
+    ) -> None:
+        super().__init__(signed_in, administration, admins)
+        self.connected = connected  # the person's connected accounts ([[connections]]), listed with the applications
+
     def routes(self) -> list[BaseRoute]:
         return [
             Route(PATH, self.show, methods=["GET"]),
@@ -131,12 +153,24 @@ class AccountPages(Area):
                     "last_used": when(await self.administration.last_token_at(grant["grant_id"])),
                 }
             )
+        accounts = [
+            {
+                "connection": account.connection,
+                "label": account.label,
+                "account": account.account or "",
+                "scopes": " ".join(account.scopes) or "(as chosen at the provider)",
+                "connected": when(account.connected_at),
+            }
+            for account in (await self.connected.listed(session.subject) if self.connected is not None else [])
+        ]
         return self.page(
             request,
             session,
             "account.html",
             "Connected applications",
             applications=applications,
+            accounts=accounts,
+            connections=self.connected is not None,
             admin=session.subject in self.admins,
         )
 
@@ -150,7 +184,7 @@ class AccountPages(Area):
             return error_page(exc.description, exc.status)
         return_to = fields.get("return_to", PATH)
         method = fields.get("method", "")
-        if return_to not in RETURNS or method not in self.server.authenticators:
+        if not may_return_to(return_to) or method not in self.server.authenticators:
             return error_page("Choose one of the sign-in methods this server offers.")
         transaction = await self.server.transactions.open_for_account(request, return_to)
         return see_other(await self.server.begin_sign_in(request, transaction, method))

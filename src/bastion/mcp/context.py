@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from .connect import ConnectionFailed, ConnectionRequired, Connections, NotConnected
 from .errors import McpError
 
 if TYPE_CHECKING:
@@ -62,11 +63,14 @@ class ElicitationResult:
 class Context:
     """The request a function is handling, and the ways to talk back to its client."""
 
-    __slots__ = ("_exchange", "_secrets")
+    __slots__ = ("_connections", "_exchange", "_secrets")
 
-    def __init__(self, exchange: Exchange, secrets: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, exchange: Exchange, secrets: Mapping[str, str] | None = None, connections: Connections | None = None
+    ) -> None:
         self._exchange = exchange
         self._secrets = secrets or {}
+        self._connections = connections  # the users' connected accounts ([[connections]]), when configured
 
     # --- who and what -------------------------------------------------------------------------------
     @property
@@ -95,8 +99,18 @@ class Context:
         return self._exchange.session_id
 
     async def upstream_token(self, provider: str, scopes: list[str] | tuple[str, ...] = ()) -> str:
-        """The caller's access token at an upstream identity provider, renewed first if it has expired."""
+        """The caller's access token at `provider`, renewed first if it expires soon: an account they connected
+        ([[connections]]; if they have not, the call ends and the client is asked to send them to connect it),
+        or the identity provider they signed in with."""
         principal = self._exchange.principal
+        connections = self._connections
+        if connections is not None and connections.provides(provider) and not holds_upstream(principal, provider):
+            try:
+                return await connections.token(principal, provider, tuple(scopes))
+            except NotConnected:
+                raise ConnectionRequired(provider, tuple(scopes)) from None
+            except ConnectionFailed as exc:
+                raise ToolError(str(exc)) from None
         if principal is None or not hasattr(principal, "fresh_upstream_token"):
             raise ToolError(f"this tool needs a sign-in with {provider}, and this server has no authentication")
         token: str = await principal.fresh_upstream_token(provider, scopes)
@@ -238,6 +252,12 @@ class Context:
         if not isinstance(roots, list):
             raise ToolError("the client answered roots/list without a list of roots")
         return roots
+
+
+def holds_upstream(principal: Any, provider: str) -> bool:
+    """Whether the caller brought a token for `provider` themselves (the worker API's context.authorization)."""
+    upstream = getattr(principal, "upstream", None)
+    return isinstance(upstream, Mapping) and provider in upstream
 
 
 def _has_mode(caps: Any, mode: str) -> bool:

@@ -33,6 +33,7 @@ class Exchange:
         "client_capabilities",
         "client_info",
         "close_stream",
+        "host",
         "input_responses",
         "log_level",
         "method",
@@ -41,6 +42,7 @@ class Exchange:
         "progress_token",
         "protocol_version",
         "request_id",
+        "root",
         "send",
         "send_request",
         "session_id",
@@ -63,6 +65,8 @@ class Exchange:
         session_id: str | None = None,
         input_responses: dict[str, Any] | None = None,
         close_stream: Callable[[], Awaitable[bool]] | None = None,
+        host: str | None = None,
+        root: str = "",
     ) -> None:
         self.request_id = request_id
         self.method = method
@@ -79,6 +83,8 @@ class Exchange:
         self.input_responses = input_responses or {}
         self.ask_count = 0
         self.close_stream = close_stream or _cannot_close
+        self.host = host  # the Host the request came to, and the path the server is mounted at (links to it)
+        self.root = root
 
     async def notify(self, method: str, params: dict[str, Any]) -> None:
         await self.send(notification_message(method, params))

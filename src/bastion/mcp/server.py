@@ -24,8 +24,16 @@ from pydantic_core import PydanticSerializationError
 from ..principal import UpstreamError
 from ..security.sealed import seal, unseal
 from . import versions
-from .context import Context, InputRequired, ToolError
-from .errors import INTERNAL_ERROR, INVALID_PARAMS, RESOURCE_NOT_FOUND_LEGACY, UNSUPPORTED_PROTOCOL_VERSION, McpError
+from .connect import ConnectionFailed, ConnectionRequired, Connections, NotConnected
+from .context import Context, InputRequired, ToolError, holds_upstream
+from .errors import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    RESOURCE_NOT_FOUND_LEGACY,
+    UNSUPPORTED_PROTOCOL_VERSION,
+    URL_ELICITATION_REQUIRED,
+    McpError,
+)
 from .exchange import Exchange
 from .middleware import Middleware, call_of, chain
 from .policy import InsufficientScope, Policy, allows
@@ -42,6 +50,7 @@ log = logging.getLogger("bastion.mcp")
 MRTR_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
 STATE_TTL_SECONDS = 600
 MAX_ROUNDS = 16
+CONNECT_WAIT_SECONDS = 60  # a 2026-07-28 retry waits this long for the user to finish connecting an account
 
 
 class Server:
@@ -62,8 +71,10 @@ class Server:
         telemetry: Telemetry | None = None,
         middleware: Sequence[Middleware] = (),
         sources: Sequence[Source] = (),
+        connections: Connections | None = None,
     ) -> None:
         self.registry = registry
+        self.connections = connections  # users' connected accounts, for tools that need one ([[connections]])
         self.info = {"name": name, "version": version}
         self.instructions = instructions
         self.load_secrets = secrets or (lambda names: {})
@@ -353,7 +364,12 @@ class Server:
         return await self.call_tool(tool, arguments, ex)
 
     async def call_tool(
-        self, tool: Tool, arguments: dict[str, Any], ex: Exchange, secrets: dict[str, str] | None = None
+        self,
+        tool: Tool,
+        arguments: dict[str, Any],
+        ex: Exchange,
+        secrets: dict[str, str] | None = None,
+        again: bool = True,
     ) -> dict[str, Any]:
         """Run a tool; every failure of the tool itself becomes an isError result, never a crash."""
         signature = tool.signature
@@ -362,9 +378,9 @@ class Server:
         except pydantic.ValidationError as exc:
             return error_result(f"Invalid arguments for tool {tool.name!r}: {_describe(exc)}")
         if tool.requires_upstream is not None:
-            refusal = _upstream_refusal(tool, ex.principal)
-            if refusal:
-                return error_result(refusal)
+            stop = await self._upstream_ready(tool, ex)
+            if stop is not None:
+                return stop
         if secrets is not None:  # given with the call (the worker API): only what the tool declared
             secrets = {k: v for k, v in secrets.items() if k in tool.requires_secrets}
         else:
@@ -376,13 +392,20 @@ class Server:
                     f"Tool {tool.name!r} needs secret(s) not configured on the server: {', '.join(missing)}"
                 )
         if signature.context_params:
-            ctx = Context(ex, secrets)
+            ctx = Context(ex, secrets, self.connections)
             for param in signature.context_params:
                 kwargs[param] = ctx
         try:
             value = await self._run(tool.fn, kwargs, tool.is_async)
         except (ToolError, UpstreamError) as exc:
             return error_result(str(exc))
+        except ConnectionRequired as needed:
+            # The tool asked for an account the user has not connected: ask them to, then run it afresh once.
+            stop = await self._connect(ex, tool.name, needed.connection, needed.scopes)
+            if stop is not None or not again:
+                return stop or error_result(f"Tool {tool.name!r} cannot run: {needed.connection} is not connected")
+            ex.ask_count = 0
+            return await self.call_tool(tool, arguments, ex, secrets, again=False)
         except TimeoutError:
             return error_result(f"Tool {tool.name!r} did not finish within {self.tool_timeout:g} seconds")
         except (InputRequired, asyncio.CancelledError, McpError):
@@ -403,6 +426,50 @@ class Server:
             if not result["content"]:
                 result["content"] = [{"type": "text", "text": orjson.dumps(structured).decode()}]
         return result
+
+    # --- connected accounts ------------------------------------------------------------------------------
+    async def _upstream_ready(self, tool: Tool, ex: Exchange) -> dict[str, Any] | None:
+        """None when the tool may run: the caller holds a token at its provider (or has connected an account
+        there); else the answer that stops it (an error, or the request to connect the account)."""
+        provider = str(tool.requires_upstream)
+        principal = ex.principal
+        connections = self.connections
+        if connections is None or not connections.provides(provider) or holds_upstream(principal, provider):
+            refusal = _upstream_refusal(tool, principal)
+            return error_result(refusal) if refusal else None
+        try:
+            await connections.token(principal, provider, tool.upstream_scopes)
+        except NotConnected:
+            return await self._connect(ex, tool.name, provider, tool.upstream_scopes)
+        except ConnectionFailed as exc:
+            return error_result(f"Tool {tool.name!r} cannot run: {exc}")
+        return None
+
+    async def _connect(
+        self, ex: Exchange, tool: str, connection: str, scopes: tuple[str, ...]
+    ) -> dict[str, Any] | None:
+        """Ask the client to send the user to connect `connection`, as the request's era allows (mcp/connect.py);
+        None if, on a 2026-07-28 retry, the user has connected it meanwhile (the tool may run)."""
+        assert self.connections is not None
+        principal = ex.principal
+        if principal is None:
+            return error_result(f"Tool {tool!r} needs a signed-in user to connect {connection}")
+        key = f"connect:{connection}"
+        answer = ex.input_responses.get(key) if ex.modern else None
+        if answer is not None:
+            action = answer.get("action") if isinstance(answer, dict) else None
+            if action != "accept":
+                return error_result(f"Tool {tool!r} did not run: connecting {connection} was declined")
+            if await self.connections.wait(principal, connection, scopes, CONNECT_WAIT_SECONDS):
+                return None
+        link = await self.connections.link(principal, connection, scopes, tool, ex.host, ex.root)
+        request = {"mode": "url", "message": link.message, "url": link.url}
+        if ex.modern:
+            raise InputRequired(key, {"method": "elicitation/create", "params": request})
+        if ex.protocol_version != "2025-06-18" and _has_url_elicitation(ex.client_capabilities):
+            data = {"elicitations": [{**request, "elicitationId": link.elicitation_id}]}
+            raise McpError(URL_ELICITATION_REQUIRED, link.message, data)
+        return error_result(f"{link.message} {link.url}")
 
     async def _run(self, fn: Callable[..., Any], kwargs: dict[str, Any], is_async: bool) -> Any:
         async with asyncio.timeout(self.tool_timeout):
@@ -600,6 +667,11 @@ def _upstream_refusal(tool: Tool, principal: Any) -> str | None:
     except UpstreamError as exc:
         return f"Tool {tool.name!r} cannot run: {exc}"
     return None
+
+
+def _has_url_elicitation(capabilities: dict[str, Any]) -> bool:
+    elicitation = capabilities.get("elicitation")
+    return isinstance(elicitation, dict) and "url" in elicitation
 
 
 def _same_objects(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:

@@ -64,6 +64,7 @@ def start_up_problems(settings: Settings) -> list[str]:
     problems += settings.store.problems()
     problems += settings.metrics.problems() + settings.tracing.problems() + settings.limits.problems()
     problems += settings.gateway.problems()
+    problems += _connection_problems(settings)
     if settings.metrics.enabled and settings.metrics.port == settings.port:
         problems.append(
             f"metrics.port is the MCP port ({settings.port}): choose another, or unset it to serve "
@@ -79,6 +80,30 @@ def start_up_problems(settings: Settings) -> list[str]:
         problems.append(
             f"host = {settings.host!r} needs allowed_hosts (the names clients use to reach this server, e.g. "
             "['mcp.example.com']) so that DNS-rebinding protection can check the Host header."
+        )
+    return problems
+
+
+def _connection_problems(settings: Settings) -> list[str]:
+    if not settings.connections:
+        return []
+    problems = [problem for connection in settings.connections for problem in connection.problems()]
+    names = [connection.name for connection in settings.connections]
+    signs_in = {provider.name for provider in settings.authorization_server.upstream}
+    if len(set(names)) != len(names) or set(names) & signs_in:
+        problems.append(
+            "each [[connections]] needs its own name, distinct from the sign-in providers' "
+            "([[authorization_server.upstream]]): tools name the one they need"
+        )
+    if not settings.authorization_server.enabled:
+        problems.append(
+            "[[connections]] needs authorization_server.enabled = true: users connect accounts on Bastion's own "
+            "pages, signed in through its authorization server"
+        )
+    if settings.state_secret is None:
+        problems.append(
+            "[[connections]] needs state_secret (BASTION_STATE_SECRET): connected accounts' tokens are encrypted "
+            f"under a key derived from it, which must outlive restarts (generate one with {GENERATE})"
         )
     return problems
 

@@ -13,6 +13,7 @@ from .admin import AdminSettings
 from .audit import AuditSettings
 from .authorization import AuthorizationServerSettings
 from .check import start_up_problems
+from .connections import ConnectionSettings
 from .errors import SettingsError
 from .gateway import GatewaySettings
 from .limits import LimitsSettings
@@ -38,6 +39,10 @@ class Settings(ServerSettings):
     admin: AdminSettings = Field(default_factory=AdminSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    connections: list[ConnectionSettings] = Field(
+        default_factory=list,
+        description="Third-party accounts users connect for tools to act for them ([[connections]]).",
+    )
 
     @property
     def authenticated(self) -> bool:

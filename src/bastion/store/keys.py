@@ -20,6 +20,10 @@
   auditrev:<chain>:<n>                    the chain's current length (consumed to append to it)
   audit:<chain>:<n, 12 digits>            the n-th audit event (numbers sort as text)
   account:<sha256(session id)>            a browser signed in to the account and admin pages
+  connected:<sha256(subject)>:<connection>  a user's connected account: its token, sealed
+  connlease:<sha256(subject)>:<connection>  the instance renewing a connected account's token (expires by itself)
+  connlink:<sha256(link)>                 a link that lets one user connect one account, once
+  connstate:<sha256(state)>               a connection in progress at the provider, by the hash of its `state`
 
 These layouts are a compatibility contract: a database written by one version is read by the next, so changing
 a layout orphans every record already stored under it (tests/store/test_keys.py pins each one).
@@ -61,6 +65,10 @@ AUDIT_TIP = "audittip"
 AUDIT_REVISION = "auditrev"
 AUDIT_EVENT = "audit"
 ACCOUNT_SESSION = "account"
+CONNECTED = "connected"
+CONNECT_LEASE = "connlease"
+CONNECT_LINK = "connlink"
+CONNECT_STATE = "connstate"
 
 # Kinds stored under a grant id, and so deleted with the grant.
 ISSUED_KINDS = (ACCESS, REFRESH, CODE, ROTATED, USED_CODE)
@@ -68,7 +76,8 @@ ISSUED_KINDS = (ACCESS, REFRESH, CODE, ROTATED, USED_CODE)
 SESSION_KINDS = (MCP_REVISION, MCP_ANSWER, MCP_STREAM, MCP_EVENT)
 # Kinds of the audit trail, owned by their chain (one commit appends to one chain: one hash slot).
 AUDIT_KINDS = (AUDIT_TIP, AUDIT_REVISION, AUDIT_EVENT)
-OWNED_KINDS = (GRANT, *ISSUED_KINDS, MCP_SESSION, *SESSION_KINDS, *AUDIT_KINDS)
+# A user's connected accounts, owned by the subject's hash (listed, and each changed, in one place).
+OWNED_KINDS = (GRANT, *ISSUED_KINDS, MCP_SESSION, *SESSION_KINDS, *AUDIT_KINDS, CONNECTED)
 KINDS = (
     CLIENT,
     TRANSACTION,
@@ -81,6 +90,10 @@ KINDS = (
     *SESSION_KINDS,
     *AUDIT_KINDS,
     ACCOUNT_SESSION,
+    CONNECTED,
+    CONNECT_LEASE,
+    CONNECT_LINK,
+    CONNECT_STATE,
 )
 
 
@@ -205,6 +218,39 @@ def audit_events(chain: str) -> str:
 def account_session(session_hash: str) -> str:
     """A browser's sign-in to the account pages (connected applications, admin), by the hash of its cookie."""
     return f"{ACCOUNT_SESSION}{SEPARATOR}{_segment(session_hash, 'session hash')}"
+
+
+def _last(value: str, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"a {what} in a storage key must be a non-empty string")
+    return value
+
+
+def connected_account(subject_hash: str, connection: str) -> str:
+    """A user's account at one connection ([[connections]] name, the last part)."""
+    owner = _segment(subject_hash, "subject hash")
+    return f"{CONNECTED}{SEPARATOR}{owner}{SEPARATOR}{_last(connection, 'connection')}"
+
+
+def connected_accounts(subject_hash: str) -> str:
+    """The prefix of every account one user connected."""
+    return f"{CONNECTED}{SEPARATOR}{_segment(subject_hash, 'subject hash')}{SEPARATOR}"
+
+
+def connect_lease(subject_hash: str, connection: str) -> str:
+    """Held by the one instance renewing a connected account's token; short-lived, expires by itself."""
+    owner = _segment(subject_hash, "subject hash")
+    return f"{CONNECT_LEASE}{SEPARATOR}{owner}{SEPARATOR}{_last(connection, 'connection')}"
+
+
+def connect_link(link_hash: str) -> str:
+    """A link sent to a user (by URL elicitation) to connect an account, by the hash of its secret part."""
+    return f"{CONNECT_LINK}{SEPARATOR}{_segment(link_hash, 'hash')}"
+
+
+def connect_state(state_hash: str) -> str:
+    """A connection in progress at a provider, by the hash of the `state` sent there."""
+    return f"{CONNECT_STATE}{SEPARATOR}{_segment(state_hash, 'hash')}"
 
 
 def _number(value: int, what: str) -> None:

@@ -139,6 +139,8 @@ class LegacyHandler:
             send=reply.event,
             session_id=session.id,
             close_stream=reply.detach,
+            host=headers.get("host"),
+            root=root,
         )
         if reply.allow_stream:
             ex.send_request = lambda method, params: session.send_request(reply.event, method, params)
@@ -165,6 +167,8 @@ class LegacyHandler:
             log_level="debug",
             progress_token=progress_token(message.params),
             send=reply.event,
+            host=headers.get("host"),
+            root=root,
         )
         await self.runner.run(message, ex, reply, receive, None, host=headers.get("host"), root=root)
 

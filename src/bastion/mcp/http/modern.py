@@ -78,6 +78,8 @@ class ModernHandler:
             log_level=level,
             progress_token=progress_token(message.params),
             send=reply.event,
+            host=headers.get("host"),
+            root=root,
         )
         await self.runner.run(message, ex, reply, receive, None, host=headers.get("host"), root=root)
 
