@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
+from bastion.account.sessions import COOKIE
+
 TOKEN = re.compile(r'name="(transaction|csrf_token)" value="([^"]*)"')
 ACTION = re.compile(r'<form method="post" action="([^"]*)"')
 
@@ -115,3 +117,19 @@ async def start_authorization(http: httpx.AsyncClient, base: str, redirect_uri: 
     }
     start = await http.get(f"{base}/authorize", params=params)
     return base + start.headers["location"]
+
+
+async def account_sign_in(client: httpx.AsyncClient, username: str, return_to: str = "/account") -> dict[str, str]:
+    """Walk the account sign-in as a browser would; the cookie header of the signed-in browser."""
+    page = await client.get(return_to)
+    assert page.status_code == 200 and 'value="dev"' in page.text
+    started = await client.post("/account/sign-in", data={"method": "dev", "return_to": return_to})
+    assert started.status_code == 303, started.text
+    login = await client.get(started.headers["location"])
+    transaction = form_fields(login.text)["transaction"]
+    done = await client.post("/login/dev", data={"transaction": transaction, "username": username})
+    assert done.status_code == 303 and done.headers["location"] == return_to, done.text
+    cookies = set_cookies(done)
+    assert f"__Host-{COOKIE}" in cookies
+    assert "HttpOnly" in done.headers["set-cookie"] and "SameSite=Lax" in done.headers["set-cookie"]
+    return cookie_header({f"__Host-{COOKIE}": cookies[f"__Host-{COOKIE}"]})

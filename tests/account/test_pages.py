@@ -8,8 +8,8 @@ import re
 import httpx
 import pytest
 
-from bastion.account.sessions import COOKIE
-from tests.browser import cookie_header, form_fields, set_cookies
+from tests.browser import account_sign_in as sign_in
+from tests.browser import cookie_header, set_cookies
 from tests.clients import asgi_client, records
 from tests.mcp.conftest import build_app, modern_body, modern_headers
 from tests.oauth.conftest import register, settings, tokens_for
@@ -22,22 +22,6 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
 def admin_settings():
     base = settings()
     return base.model_copy(update={"admin": base.admin.model_copy(update={"subjects": [ADMIN]})})
-
-
-async def sign_in(client: httpx.AsyncClient, username: str, return_to: str = "/account") -> dict[str, str]:
-    """Walk the account sign-in as a browser would; the cookie header of the signed-in browser."""
-    page = await client.get(return_to)
-    assert page.status_code == 200 and 'value="dev"' in page.text
-    started = await client.post("/account/sign-in", data={"method": "dev", "return_to": return_to})
-    assert started.status_code == 303, started.text
-    login = await client.get(started.headers["location"])
-    transaction = form_fields(login.text)["transaction"]
-    done = await client.post("/login/dev", data={"transaction": transaction, "username": username})
-    assert done.status_code == 303 and done.headers["location"] == return_to, done.text
-    cookies = set_cookies(done)
-    assert f"__Host-{COOKIE}" in cookies
-    assert "HttpOnly" in done.headers["set-cookie"] and "SameSite=Lax" in done.headers["set-cookie"]
-    return cookie_header({f"__Host-{COOKIE}": cookies[f"__Host-{COOKIE}"]})
 
 
 def csrf_of(page: httpx.Response) -> str:

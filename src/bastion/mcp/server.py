@@ -464,11 +464,13 @@ class Server:
                 return None
         link = await self.connections.link(principal, connection, scopes, tool, ex.host, ex.root)
         request = {"mode": "url", "message": link.message, "url": link.url}
-        if ex.modern:
-            raise InputRequired(key, {"method": "elicitation/create", "params": request})
-        if ex.protocol_version != "2025-06-18" and _has_url_elicitation(ex.client_capabilities):
-            data = {"elicitations": [{**request, "elicitationId": link.elicitation_id}]}
-            raise McpError(URL_ELICITATION_REQUIRED, link.message, data)
+        if _has_url_elicitation(ex.client_capabilities):
+            if ex.modern:
+                raise InputRequired(key, {"method": "elicitation/create", "params": request})
+            if ex.protocol_version != "2025-06-18":
+                data = {"elicitations": [{**request, "elicitationId": link.elicitation_id}]}
+                raise McpError(URL_ELICITATION_REQUIRED, link.message, data)
+        # A client that cannot open a link for the user: the user reads it in the tool's answer.
         return error_result(f"{link.message} {link.url}")
 
     async def _run(self, fn: Callable[..., Any], kwargs: dict[str, Any], is_async: bool) -> Any:
