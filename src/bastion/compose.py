@@ -546,14 +546,14 @@ def _account_pages(
     from .admin.expiry import ExpirySweep
     from .admin.operations import Administration
 
-    administration = Administration(authorization.store, authorization.grants, trail.record if trail else None)
+    connected_accounts = connected[0] if connected is not None else None
+    audit = trail.record if trail else None
+    administration = Administration(authorization.store, authorization.grants, audit, connected_accounts)
     sweep = ExpirySweep(administration)
     startup.append(("client expiry sweep", sweep.start))
     opened.add("client expiry sweep", sweep.close)
     signed_in = SignedIn(authorization, accounts)
     admins = frozenset(settings.admin.subjects)
-    audit = trail.record if trail else None
-    connected_accounts = connected[0] if connected is not None else None
     routes = (
         AccountPages(signed_in, administration, admins, connected_accounts).routes()
         + AdminPages(signed_in, administration, admins).routes()

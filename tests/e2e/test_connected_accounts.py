@@ -10,6 +10,10 @@ wider scope asks again, and a link opened by someone else is refused.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +69,7 @@ def deployment(tmp_path_factory):
         env = {**SECRETS, "SLACK_BASE": slack_base, "GITHUB_BASE": github_base, "DOCS_ISSUER": issuer}
         log = directory / "bastion.log"
         with bastion_server(SERVER, "--config", str(config), env=env, port=port, log=log) as url:
-            yield {"url": url, "slack": slack, "github": github, "log": log}
+            yield {"url": url, "slack": slack, "github": github, "log": log, "config": config, "env": env}
 
 
 class Person:
@@ -202,3 +206,27 @@ async def test_a_link_opened_by_someone_else_is_refused(deployment):
                 assert text(await client.call_tool("github_login", {})) == "attacker"
         finally:
             await browser.close()
+
+
+def test_an_operator_lists_and_disconnects_accounts_with_bastion_admin(deployment):
+    env, config = deployment["env"], str(deployment["config"])
+
+    def admin(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "bastion.cli", "admin", "--config", config, *args]
+        return subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+
+    connected = admin("--json", "connections", "list")
+    assert connected.returncode == 0, connected.stderr
+    rows = [json.loads(line) for line in connected.stdout.splitlines()]
+    assert {(row["subject"], row["connection"]) for row in rows} >= {("dev:ada", "slack"), ("dev:grace", "github")}
+    for token in [*deployment["slack"].tokens, *deployment["github"].tokens]:
+        assert token not in connected.stdout
+    github = deployment["github"]
+    token = next(t for t, login in github.tokens.items() if login == "ada")
+    done = admin("connections", "disconnect", "dev:ada", "github")
+    assert done.returncode == 0 and "revoked at the provider" in done.stdout, done.stderr
+    assert token in github.revoked
+    again = admin("connections", "disconnect", "dev:ada", "github")
+    assert again.returncode == 2 and again.stderr.startswith("bastion: dev:ada has no 'github' account")
+    table = admin("connections", "list", "--user", "dev:ada")
+    assert "slack" in table.stdout and "github" not in table.stdout

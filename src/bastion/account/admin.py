@@ -11,6 +11,8 @@ signed in through Bastion's own sign-in methods (account/sessions.py). The same 
   DELETE /admin/api/clients/{client_id}/grants
   GET  /admin/api/grants?user=&client= GET /admin/api/grants/{grant_id}        DELETE /admin/api/grants/{grant_id}
   GET  /admin/api/audit?limit=50&type=token.&subject=&client=&grant=&since=&until=
+  POST /admin/connections/disconnect   forget a user's connected account, revoking it at the provider
+  GET  /admin/api/connections?user=    DELETE /admin/api/users/{subject}/connections/{connection}
 
 The API answers JSON only, errors as {"error", "error_description"}: 401 not signed in, 403 not an admin (or a
 DELETE without the session's CSRF token, or from another site), 404 unknown. Its cookie is SameSite=Lax and
@@ -54,6 +56,9 @@ class AdminPages(Area):
             Route(f"{API}/grants", self.api_grants, methods=["GET"]),
             Route(f"{API}/grants/{{grant_id}}", self.api_grant, methods=["GET", "DELETE"]),
             Route(f"{API}/audit", self.api_audit, methods=["GET"]),
+            Route(f"{PATH}/connections/disconnect", self.disconnect, methods=["POST"]),
+            Route(f"{API}/connections", self.api_connections, methods=["GET"]),
+            Route(f"{API}/users/{{subject}}/connections/{{connection}}", self.api_disconnect, methods=["DELETE"]),
         ]
 
     @staticmethod
@@ -100,6 +105,11 @@ class AdminPages(Area):
                 for g in grants
             ],
             events=[{**e, "time": when(e.get("time"))} for e in reversed(events)],
+            connections=self.administration.connected is not None,
+            accounts=[
+                {**a, "scopes": " ".join(a["scopes"]) or "-", "connected": when(a["connected_at"])}
+                for a in await self.administration.connected_accounts()
+            ],
         )
 
     async def delete_client(self, request: Request) -> Response:
@@ -110,6 +120,18 @@ class AdminPages(Area):
 
     async def revoke_grant(self, request: Request) -> Response:
         return await self._act(request, "grant_id", self.administration.revoke_grant, NO_GRANT)
+
+    async def disconnect(self, request: Request) -> Response:
+        checked = await self._admin_form(request)
+        if isinstance(checked, Response):
+            return checked
+        session, fields = checked
+        done = await self.administration.disconnect(
+            fields.get("subject", ""), fields.get("connection", ""), self.by(session)
+        )
+        if done is None:
+            return error_page("No such connected account (it may have been disconnected already).", 404)
+        return RedirectResponse(PATH, 303, headers={"Cache-Control": "no-store"})
 
     async def _act(
         self, request: Request, field: str, action: Callable[[str, str], Awaitable[Any]], missing: str
@@ -214,6 +236,23 @@ class AdminPages(Area):
                 return _api_error(400, "invalid_request", f"{name} is a time in Unix seconds")
         search = Search(query.get("type"), query.get("subject"), query.get("client"), query.get("grant"), *bounds)
         return _json({"events": await recent(self.administration.store, int(raw), search)})
+
+    async def api_connections(self, request: Request) -> Response:
+        session = await self._api_admin(request)
+        if isinstance(session, Response):
+            return session
+        user = request.query_params.get("user")
+        return _json({"connections": await self.administration.connected_accounts(user)})
+
+    async def api_disconnect(self, request: Request) -> Response:
+        session = await self._api_admin(request)
+        if isinstance(session, Response):
+            return session
+        subject, connection = request.path_params["subject"], request.path_params["connection"]
+        revoked = await self.administration.disconnect(subject, connection, self.by(session))
+        if revoked is None:
+            return _api_error(404, "not_found", "no such connected account")
+        return _json({"subject": subject, "connection": connection, "revoked_at_provider": revoked})
 
 
 def _not_admin(session: AccountSession) -> Response:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..connections.accounts import ConnectedAccounts
 from ..oauth.clients import Client
 from ..oauth.grants import Grants
 from ..ops.audit import AuditEvent
@@ -22,10 +23,17 @@ GRANT_FIELDS = ("grant_id", "subject", "client_id", "scopes", "resource", "creat
 
 
 class Administration:
-    def __init__(self, store: Store, grants: Grants, audit: Callable[[AuditEvent], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        grants: Grants,
+        audit: Callable[[AuditEvent], None] | None = None,
+        connected: ConnectedAccounts | None = None,
+    ) -> None:
         self.store = store
         self.grants = grants
         self.audit = audit
+        self.connected = connected  # users' connected accounts ([[connections]]), when any is declared
 
     # --- clients ----------------------------------------------------------------------------------------
     async def clients(self) -> list[dict[str, Any]]:
@@ -138,6 +146,40 @@ class Administration:
             "admin.grant.revoked", by, subject=found["subject"], client_id=found["client_id"], grant_id=grant_id
         )
         return True
+
+    # --- connected accounts ----------------------------------------------------------------------------------
+    async def connected_accounts(self, subject: str | None = None) -> list[dict[str, Any]]:
+        """Users' connected accounts (one user's, with `subject`): who, where, as whom there, what, since when.
+        Never a token."""
+        if self.connected is None:
+            return []
+        listed = (
+            [(subject, account) for account in await self.connected.listed(subject)]
+            if subject is not None
+            else await self.connected.everyone()
+        )
+        return [
+            {
+                "subject": who,
+                "connection": account.connection,
+                "provider": account.label,
+                "account": account.account,
+                "scopes": list(account.scopes),
+                "connected_at": account.connected_at,
+            }
+            for who, account in listed
+        ]
+
+    async def disconnect(self, subject: str, connection: str, by: str) -> bool | None:
+        """Forget a user's connected account, revoking its token at the provider: None if there was none; else
+        whether the provider confirmed the revocation."""
+        if self.connected is None or connection not in self.connected:
+            return None
+        revoked = await self.connected.disconnect(subject, connection)
+        if revoked is not None:
+            details = {"connection": connection, "revoked_at_provider": revoked}
+            self._record("connection.disconnected", by, subject=subject, details=details)
+        return revoked
 
     def _record(self, what: str, by: str, **fields: Any) -> None:
         if self.audit is not None:

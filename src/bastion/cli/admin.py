@@ -1,4 +1,5 @@
-"""`bastion admin clients|grants ...`: see and act on the configured store, as `bastion serve` would open it.
+"""`bastion admin clients|grants|connections ...`: see and act on the configured store, as `bastion serve` would
+open it.
 
 Revocations go through the store's bus, so running servers drop what they remembered of the tokens at once;
 every action is an audit event naming the operating-system user who ran the command."""
@@ -41,6 +42,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     grants.add_parser("revoke", help="end a grant and every token it issued, everywhere").add_argument(
         "grant_id", help=_DASH
     )
+    connections = kinds.add_parser("connections", help="users' connected accounts ([[connections]])")
+    actions = connections.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="connected accounts, all or one user's").add_argument(
+        "--user", help="only this subject's (e.g. dev:ada)"
+    )
+    disconnect = actions.add_parser("disconnect", help="forget a user's account, revoking it at the provider")
+    disconnect.add_argument("subject", help="the user (e.g. dev:ada)")
+    disconnect.add_argument("connection", help="the [[connections]] name (e.g. slack)")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -60,7 +69,7 @@ async def _run(settings: Any, store: Any, args: argparse.Namespace) -> int:
     await store.start()
     await bus.start()
     trail = trail_for(settings.audit, store)
-    admin = Administration(store, Grants(store, bus=bus), trail.record if trail else None)
+    admin = Administration(store, Grants(store, bus=bus), trail.record if trail else None, _connected(settings, store))
     by = f"cli:{getpass.getuser()}"
     try:
         return await _act(admin, args, by)
@@ -71,7 +80,22 @@ async def _run(settings: Any, store: Any, args: argparse.Namespace) -> int:
         await store.close()
 
 
+def _connected(settings: Any, store: Any) -> Any:
+    """The users' connected accounts, when the settings declare connections (revoked at their providers)."""
+    if not settings.connections:
+        return None
+    from ..connections.accounts import ConnectedAccounts, accounts_key
+    from ..connections.provider import ConnectionProvider
+
+    if settings.state_key is None:
+        refuse("[[connections]] needs state_secret (BASTION_STATE_SECRET), the one the servers use")
+    providers = {entry.name: ConnectionProvider(entry) for entry in settings.connections}
+    return ConnectedAccounts(store, providers, accounts_key(settings.state_key))
+
+
 async def _act(admin: Any, args: argparse.Namespace, by: str) -> int:
+    if args.kind == "connections":
+        return await _connections(admin, args, by)
     if args.kind == "clients":
         if args.action == "list":
             return _show(await admin.clients(), args.json, ("client_id", "client_name", "confidential", "expires_at"))
@@ -97,6 +121,20 @@ async def _act(admin: Any, args: argparse.Namespace, by: str) -> int:
         return _show([found], args.json, tuple(found))
     await admin.revoke_grant(args.grant_id, by)
     print(f"grant {args.grant_id} revoked, with every token it issued")
+    return 0
+
+
+async def _connections(admin: Any, args: argparse.Namespace, by: str) -> int:
+    if admin.connected is None:
+        refuse("no [[connections]] in the settings: there are no connected accounts to see")
+    if args.action == "list":
+        listed = await admin.connected_accounts(args.user)
+        return _show(listed, args.json, ("subject", "connection", "account", "scopes", "connected_at"))
+    revoked = await admin.disconnect(args.subject, args.connection, by)
+    if revoked is None:
+        refuse(f"{args.subject} has no {args.connection!r} account: `bastion admin connections list` shows them")
+    where = "revoked at the provider" if revoked else "forgotten (the provider did not confirm a revocation)"
+    print(f"{args.subject}'s {args.connection} account disconnected: {where}")
     return 0
 
 
@@ -126,4 +164,6 @@ def _cell(name: str, value: Any) -> str:
     return str(value)
 
 
-COMMAND = Command("admin", "see and act on clients and grants in the configured store", configure, run)
+COMMAND = Command(
+    "admin", "see and act on clients, grants and connected accounts in the configured store", configure, run
+)

@@ -260,6 +260,6 @@ class ConnectPages:
         if revoked is None:
             return message("Not connected", "That account is not connected (any more).", 404)
         if self.audit is not None:
-            details: dict[str, str | bool] = {"connection": name, "revoked_at_provider": revoked, "by": "user"}
+            details: dict[str, str | bool] = {"connection": name, "revoked_at_provider": revoked, "by": session.subject}
             self.audit(AuditEvent("connection.disconnected", subject=session.subject, details=details))
         return RedirectResponse(local(request.scope, ACCOUNT), 303, headers={"Cache-Control": "no-store"})
