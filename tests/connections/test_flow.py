@@ -242,3 +242,32 @@ async def test_forged_swapped_and_refused_callbacks_store_nothing(slack):
         assert refused.status_code == 400 and "did not grant" in refused.text
         assert await records(client, "connected:") == {}
         assert stand_in.revoked  # the disconnect revoked the first token at Slack
+
+
+async def test_hostile_requests_to_the_connect_pages_get_clear_refusals(slack):
+    _, slack_base = slack
+    async with asgi_client(app_for(slack_base), connected_settings(slack_base)) as client:
+        auth = await bastion_token(client)
+        first = await modern_call(client, auth, "post_message", arguments={"text": "x"})
+        link = first["result"]["inputRequests"]["connect:slack"]["params"]["url"]
+        ada = await person(client, "ada")
+        before = await records(client)
+        attempts = [
+            ("GET", "/connections/link/" + "A" * 5000),
+            ("GET", "/connections/link/%00%0d%0a"),
+            ("GET", "/connections/link/<script>alert(1)</script>"),
+            ("POST", urlsplit(link).path),  # no CSRF token
+            ("GET", "/connections/callback/slack"),
+            ("GET", "/connections/callback/nope?state=x&code=y"),
+            ("GET", "/connections/callback/slack?state=" + "s" * 10_000),
+            ("GET", "/connections/callback/slack?state=a&state=b&code=c"),
+            ("POST", "/account/disconnect"),
+        ]
+        for method, path in attempts:
+            answer = await client.request(method, path, headers=ada.headers)
+            assert 400 <= answer.status_code < 500, (method, path, answer.status_code)
+            assert "<script>alert" not in answer.text and "Traceback" not in answer.text
+        assert {k: v for k, v in (await records(client)).items() if not k.startswith("account:")} == {
+            k: v for k, v in before.items() if not k.startswith("account:")
+        }
+        assert (await ada.get(link)).status_code == 200  # the real link still works

@@ -269,3 +269,30 @@ async def test_each_invocation_and_refused_token_is_an_audit_event_without_secre
     ]
     assert all(e["client_addr"] == "127.0.0.1" and e["request_id"] for e in events)
     assert "abcdef-secret" not in str(events) and "forged" not in str(events)
+
+
+async def test_the_worker_brings_the_token_even_for_a_connection(monkeypatch):
+    """With github declared as a connection, an engine calling the worker still supplies the user's token itself
+    (context.authorization.token); without one the tool is refused: nobody at the worker API can follow a link,
+    and no link is made."""
+    monkeypatch.setenv("WORKER_SECRET", SECRET)
+    monkeypatch.setenv("BASTION_TEST_GITHUB_SECRET", "s3cret")
+    settings = local_settings(
+        store={"backend": "memory"},
+        worker={"secret_env": "WORKER_SECRET"},
+        authorization_server={"enabled": True, "dev_login": True},
+        connections=[
+            {"name": "github", "preset": "github", "client_id": "gh", "client_secret_env": "BASTION_TEST_GITHUB_SECRET"}
+        ],
+        state_secret=SECRET,
+    )
+    async with asgi_client(build(), settings) as client:
+        given = {"authorization": {"token": "gho_5678", "user_info": {}}, "user_id": "u1"}
+        supplied = await invoke(client, "github_token", {}, given)
+        assert supplied.json()["output"] == {"value": "gho_"}
+        missing = (await invoke(client, "github_token", {}, {"user_id": "u1"})).json()
+        assert missing["success"] is False and "cannot run" in missing["output"]["error"]["message"]
+        assert "/connections/link/" not in str(missing)
+        from tests.clients import records
+
+        assert await records(client, "connlink:") == {}

@@ -35,6 +35,7 @@ class Exchange:
         "close_stream",
         "host",
         "input_responses",
+        "interactive",
         "log_level",
         "method",
         "modern",
@@ -67,6 +68,7 @@ class Exchange:
         close_stream: Callable[[], Awaitable[bool]] | None = None,
         host: str | None = None,
         root: str = "",
+        interactive: bool = True,
     ) -> None:
         self.request_id = request_id
         self.method = method
@@ -85,6 +87,7 @@ class Exchange:
         self.close_stream = close_stream or _cannot_close
         self.host = host  # the Host the request came to, and the path the server is mounted at (links to it)
         self.root = root
+        self.interactive = interactive  # whether the caller can send a person to a page (False: the worker API)
 
     async def notify(self, method: str, params: dict[str, Any]) -> None:
         await self.send(notification_message(method, params))

@@ -392,7 +392,7 @@ class Server:
                     f"Tool {tool.name!r} needs secret(s) not configured on the server: {', '.join(missing)}"
                 )
         if signature.context_params:
-            ctx = Context(ex, secrets, self.connections)
+            ctx = Context(ex, secrets, self.connections if ex.interactive else None)
             for param in signature.context_params:
                 kwargs[param] = ctx
         try:
@@ -434,7 +434,12 @@ class Server:
         provider = str(tool.requires_upstream)
         principal = ex.principal
         connections = self.connections
-        if connections is None or not connections.provides(provider) or holds_upstream(principal, provider):
+        if (
+            connections is None
+            or not connections.provides(provider)
+            or holds_upstream(principal, provider)
+            or not ex.interactive
+        ):
             refusal = _upstream_refusal(tool, principal)
             return error_result(refusal) if refusal else None
         try:

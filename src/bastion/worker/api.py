@@ -220,7 +220,10 @@ class WorkerAPI:
         principal = Principal(
             subject=f"worker:{user}" if isinstance(user, str) else "worker", client_id="worker", upstream=upstream
         )
-        exchange = Exchange(execution_id or "worker", "tools/call", "2025-11-25", False, principal=principal)
+        # Not interactive: the engine calling brings the user's token (context.authorization); nobody here to link.
+        exchange = Exchange(
+            execution_id or "worker", "tools/call", "2025-11-25", False, principal=principal, interactive=False
+        )
         result = await self.server.call_tool(tool, inputs, exchange, secrets)
         if result.get("isError"):
             text = " ".join(b.get("text", "") for b in result.get("content", []) if isinstance(b, dict))
