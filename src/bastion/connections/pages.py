@@ -17,8 +17,6 @@ minutes, used once, bound to this browser by a __Host- cookie named after it; PK
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +31,7 @@ from ..oauth.pages import render
 from ..ops.audit import AuditEvent, bind_request
 from ..public_url import local
 from ..security.cookies import clear_cookie, host_cookie, read_host_cookie
-from ..security.crypto import new_token, same, token_hash
+from ..security.crypto import new_token, pkce_challenge, same, token_hash
 from ..store import Commit, Store, keys
 from .accounts import ConnectedAccounts
 from .links import PATH, ConnectLinks, ConnectRequest
@@ -51,10 +49,6 @@ SOMEONE_ELSE = (
     "if it is yours, sign out and sign in as the account that asked."
 )
 OTHER_BROWSER = "This connection was started in another browser (or its cookie is gone). Try the tool again."
-
-
-def _challenge(verifier: str) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
 
 def message(title: str, line: str, status: int = 200, note: str | None = None) -> Response:
@@ -156,7 +150,7 @@ class ConnectPages:
         scopes = provider.scopes_to_ask(asked.scopes)
         try:
             url = await provider.authorization_url(
-                self._redirect_uri(request, provider), state, _challenge(verifier), scopes
+                self._redirect_uri(request, provider), state, pkce_challenge(verifier), scopes
             )
         except (ProviderRefused, ProviderUnreachable) as exc:
             return message("Cannot connect now", str(exc), 502)

@@ -11,8 +11,6 @@ for the subject "<provider>:<user id>", the provider's tokens sealed inside the 
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -25,7 +23,7 @@ from ..oauth.errors import OAuthError
 from ..oauth.pages import error_page
 from ..ops.audit import AuditEvent, bind_request
 from ..security.cookies import clear_cookie, host_cookie, read_host_cookie
-from ..security.crypto import new_token, same, token_hash
+from ..security.crypto import new_token, pkce_challenge, same, token_hash
 from ..store import Commit, Store, keys
 from .upstream import UpstreamLoginError, UpstreamProvider
 
@@ -35,10 +33,6 @@ if TYPE_CHECKING:
 STATE_SECONDS = 600
 OTHER_BROWSER = "This sign-in was started in another browser (or its cookie is gone). Start again from the app."
 EXPIRED = "This sign-in has expired or was already completed. Start again from the app."
-
-
-def _challenge(verifier: str) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
 
 class UpstreamLogin:
@@ -78,7 +72,9 @@ class UpstreamLogin:
         state, verifier, nonce, binding = new_token(), new_token(48), new_token(16), new_token()
         record = {"transaction": transaction, "verifier": verifier, "nonce": nonce, "binding": token_hash(binding)}
         try:
-            url = await self.provider.authorization_url(self.redirect_uri(request), state, _challenge(verifier), nonce)
+            url = await self.provider.authorization_url(
+                self.redirect_uri(request), state, pkce_challenge(verifier), nonce
+            )
         except UpstreamLoginError as exc:
             return error_page(str(exc), 502)
         await self.store.commit(Commit().set(keys.upstream_state(token_hash(state)), record, STATE_SECONDS))

@@ -22,9 +22,7 @@ their client are empty; those still revoke on any replay.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -35,7 +33,18 @@ import orjson
 
 from ..ops.audit import AuditEvent
 from ..principal import Principal
-from ..security.crypto import new_id, new_key, new_token, open_data, same, seal_data, token_hash, unwrap_key, wrap_key
+from ..security.crypto import (
+    new_id,
+    new_key,
+    new_token,
+    open_data,
+    pkce_challenge,
+    same,
+    seal_data,
+    token_hash,
+    unwrap_key,
+    wrap_key,
+)
 from ..store import Commit, Store, StoreUnavailable, keys
 from ..store.bus import GRANT_REVOKED, Bus
 from .errors import OAuthError, invalid_grant
@@ -95,9 +104,7 @@ def split_token(token: str) -> tuple[str, str] | None:
 
 
 def pkce_matches(verifier: str, challenge: str) -> bool:
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    computed = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-    return same(computed, challenge)
+    return same(pkce_challenge(verifier), challenge)
 
 
 class UpstreamTokens(Protocol):
