@@ -271,3 +271,22 @@ async def test_hostile_requests_to_the_connect_pages_get_clear_refusals(slack):
             k: v for k, v in before.items() if not k.startswith("account:")
         }
         assert (await ada.get(link)).status_code == 200  # the real link still works
+
+
+async def test_a_callback_after_signing_out_stores_nothing(slack):
+    _, slack_base = slack
+    async with asgi_client(app_for(slack_base), connected_settings(slack_base)) as client:
+        auth = await bastion_token(client)
+        first = await modern_call(client, auth, "post_message", arguments={"text": "x"})
+        link = first["result"]["inputRequests"]["connect:slack"]["params"]["url"]
+        ada = await person(client, "ada")
+        page = await ada.get(link)
+        onward = await ada.post(link, {"csrf_token": CSRF.search(page.text).group(1), "decision": "connect"})
+        query = {k: v[0] for k, v in parse_qs(urlsplit(onward.headers["location"]).query).items()}
+        account = await ada.get("/account")
+        await ada.post("/account/sign-out", {"csrf_token": CSRF.search(account.text).group(1)})
+        async with httpx.AsyncClient() as outside:
+            approved = await outside.post(f"{slack_base}/oauth/v2/authorize", data={**query, "decision": "allow"})
+        back = await ada.get(approved.headers["location"])
+        assert back.status_code == 403 and "no longer signed in" in back.text
+        assert await records(client, "connected:") == {}

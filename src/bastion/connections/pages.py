@@ -48,6 +48,7 @@ SOMEONE_ELSE = (
     "This link was made for another account. Nothing was connected. If someone sent you this link, do not use it; "
     "if it is yours, sign out and sign in as the account that asked."
 )
+SIGNED_OUT = "This browser is no longer signed in to this server. Nothing was connected; try the tool again."
 OTHER_BROWSER = "This connection was started in another browser (or its cookie is gone). Try the tool again."
 
 
@@ -215,8 +216,11 @@ class ConnectPages:
             self._event("connection.refused", "failure", asked, reason="another browser")
             return message("Not connected", OTHER_BROWSER, 400)
         session = await self.signed_in.session(request)
-        if session is None or session.subject != asked.subject:
-            self._event("connection.refused", "failure", asked, reason="another user")
+        if session is None:  # signed out (or the session ended) since going to the provider
+            self._event("connection.refused", "failure", asked, reason="signed out")
+            return message("Not connected", SIGNED_OUT, 403)
+        if session.subject != asked.subject:
+            self._event("connection.refused", "failure", asked, reason="another user", seen=session.subject)
             return message("Not your connection", SOMEONE_ELSE, 403)
         if await self.store.take(key) is None:
             return message("Not connected", GONE, 400)
