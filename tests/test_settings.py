@@ -330,3 +330,22 @@ def test_trusted_proxies_are_addresses_or_networks():
         with pytest.raises(SettingsError, match="trusted_proxies") as refused:
             Settings.load(env={}, trusted_proxies=[bad])
         assert "list the proxies' addresses" in str(refused.value)
+
+
+def test_a_secret_that_cannot_be_read_is_named_with_the_fix(tmp_path, monkeypatch):
+    monkeypatch.delenv("BASTION_TEST_UNSET_SECRET", raising=False)
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    base = {"name": "corp", "issuer": "https://corp.example", "client_id": "c"}
+    cases = [
+        ({"client_secret_env": "BASTION_TEST_UNSET_SECRET"}, "the environment variable BASTION_TEST_UNSET_SECRET"),
+        ({"client_secret_file": str(tmp_path / "absent")}, "cannot read client_secret_file"),
+        ({"client_secret_file": str(empty)}, "is empty: put the secret in it"),
+        ({}, "has no client secret: set client_secret_env"),
+    ]
+    for secret, expected in cases:
+        settings = Settings.load(env={}, authorization_server={"enabled": True, "upstream": [{**base, **secret}]})
+        with pytest.raises(SettingsError) as raised:
+            settings.check()
+        [line] = [line for line in str(raised.value).splitlines() if "upstream 'corp'" in line]
+        assert expected in line, line

@@ -22,6 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="HTTP worker processes on this machine (default: the workers setting, 1); more than one needs a store "
         "they share",
     )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a problem at start-up")
     parser.add_argument(
         "--insecure-no-auth",
         action="store_true",
@@ -42,11 +43,11 @@ def run(args: argparse.Namespace) -> None:
         insecure_no_auth=args.insecure_no_auth,
         workers=None if args.stdio else args.workers,
     )
-    app = load_app(args.target)
+    app = load_app(args.target, args.debug)
     if args.stdio:
         serve_stdio(app, settings)
     else:
-        serve_http(app, settings, load_app=partial(load_app, args.target))
+        serve_http(app, settings, load_app=partial(load_app, args.target, args.debug))
 
 
 def _workers(value: str) -> int:

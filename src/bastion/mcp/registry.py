@@ -195,7 +195,7 @@ class Registry:
             raise ValueError(f"a tool named {tool_name!r} is already registered")
         if input_schema is not None and input_schema.get("type") != "object":
             raise ValueError(f"tool {tool_name!r}: an explicit input_schema must have type 'object'")
-        signature = inspect_tool(fn, structured_output)
+        signature = inspect_tool(fn, structured_output, tool_name)
         schema = input_schema or signature.input_schema
         validate_annotations(schema)
         tool = Tool(

@@ -143,26 +143,63 @@ def _object_schema(schema: dict[str, Any]) -> bool:
     return False
 
 
-def inspect_tool(fn: Callable[..., Any], structured_output: bool | None = None) -> ToolSignature:
-    """Build the argument model and schemas for `fn`; raises TypeError for signatures we cannot serve."""
+class DefinitionError(TypeError):
+    """A function that cannot be offered to clients as it is written; the message names it, and the parameter or
+    return type at fault, and says what to change."""
+
+
+DESCRIBABLE = "use str, int, float, bool, a list or dict of them, an Enum, a dataclass or a pydantic model"
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type):
+        return f"{annotation.__module__}.{annotation.__qualname__}".removeprefix("builtins.")
+    return repr(annotation).replace("typing.", "")
+
+
+def _describe_each(name: str, fields: dict[str, Any]) -> None:
+    """Find the field whose type JSON Schema cannot describe (after describing them all at once failed)."""
+    for param, (annotation, _) in fields.items():
+        try:
+            TypeAdapter(annotation).json_schema(schema_generator=_Schema)
+        except Exception:
+            raise DefinitionError(
+                f"tool {name!r}: parameter {param!r} has type {_type_name(annotation)}, which cannot be described "
+                f"to clients as JSON Schema; {DESCRIBABLE}"
+            ) from None
+
+
+def inspect_tool(
+    fn: Callable[..., Any], structured_output: bool | None = None, name: str | None = None
+) -> ToolSignature:
+    """Build the argument model and schemas for `fn`; DefinitionError (a TypeError) for signatures we cannot
+    serve, naming the tool (`name`, the function's own by default) and what to change."""
+    name = name or fn.__name__
     doc = parse_docstring(fn.__doc__)
-    hints = typing.get_type_hints(fn, include_extras=True)
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except NameError as exc:  # an annotation naming something not imported (a string, or `from __future__`)
+        raise DefinitionError(f"tool {name!r}: {exc} in its annotations; import it where the tool is defined") from None
     fields: dict[str, Any] = {}
     context_params: list[str] = []
-    for name, param in inspect.signature(fn).parameters.items():
+    for param_name, param in inspect.signature(fn).parameters.items():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            raise TypeError(f"{fn.__name__}: *args and **kwargs cannot be described to a client")
-        annotation = hints.get(name, Any)
+            raise DefinitionError(f"tool {name!r}: *args and **kwargs cannot be described to a client")
+        annotation = hints.get(param_name, Any)
         if _is_context(annotation):
-            context_params.append(name)
+            context_params.append(param_name)
             continue
-        if name.startswith("_"):
-            raise TypeError(f"{fn.__name__}: parameter {name!r} starts with '_', which clients cannot send")
-        annotation = _with_description(annotation, doc.params.get(name))
+        if param_name.startswith("_"):
+            raise DefinitionError(f"tool {name!r}: parameter {param_name!r} starts with '_', which clients cannot send")
+        annotation = _with_description(annotation, doc.params.get(param_name))
         default = ... if param.default is inspect.Parameter.empty else param.default
-        fields[name] = (annotation, default)
-    model = pydantic.create_model(f"{fn.__name__}_arguments", __base__=_Args, **fields)
-    input_schema = model.model_json_schema(schema_generator=_Schema)
+        fields[param_name] = (annotation, default)
+    try:
+        model = pydantic.create_model(f"{fn.__name__}_arguments", __base__=_Args, **fields)
+        input_schema = model.model_json_schema(schema_generator=_Schema)
+    except Exception:
+        _describe_each(name, fields)
+        raise
     input_schema.pop("title", None)
     input_schema.setdefault("properties", {})
 
@@ -172,8 +209,14 @@ def inspect_tool(fn: Callable[..., Any], structured_output: bool | None = None) 
     adapter: TypeAdapter[Any] | None = None
     wanted = structured_output if structured_output is not None else not _no_structured_output(returns)
     if wanted and returns is not inspect.Signature.empty:
-        adapter = TypeAdapter(returns)
-        schema = adapter.json_schema(schema_generator=_Schema)
+        try:
+            adapter = TypeAdapter(returns)
+            schema = adapter.json_schema(schema_generator=_Schema)
+        except Exception:
+            raise DefinitionError(
+                f"tool {name!r}: its return type {_type_name(returns)} cannot be described to clients as JSON "
+                f"Schema; {DESCRIBABLE}, or pass structured_output=False"
+            ) from None
         if _object_schema(schema):
             output_schema = schema
         else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .secret_strength import GENERATE, weakness
+from .secrets import secret_problem
 
 if TYPE_CHECKING:
     from .model import Settings
@@ -38,11 +39,10 @@ def start_up_problems(settings: Settings) -> list[str]:
     for provider in server.upstream:
         if provider.kind == "oidc" and not provider.issuer:
             problems.append(f'upstream {provider.name!r}: an oidc provider needs issuer = "https://..."')
-        if not provider.client_secret():
-            problems.append(
-                f"upstream {provider.name!r} has no client secret: set client_secret_env to the name of an "
-                "environment variable that holds it, or client_secret_file"
-            )
+        if problem := secret_problem(
+            f"upstream {provider.name!r}", provider.client_secret_env, provider.client_secret_file
+        ):
+            problems.append(problem)
     issuers = [issuer.name for issuer in settings.resource.issuers]
     if len(set(issuers)) != len(issuers) or set(issuers) & {*names, "dev"}:
         problems.append(
@@ -50,7 +50,12 @@ def start_up_problems(settings: Settings) -> list[str]:
             "subjects are <name>:<user>, so a shared name would let one issuer's users pass for another's"
         )
     for issuer in settings.resource.issuers:
-        if (issuer.introspection_client_id is None) != (issuer.introspection_secret() is None):
+        env, file = issuer.introspection_client_secret_env, issuer.introspection_client_secret_file
+        if issuer.introspection_client_id is not None:
+            owner = f"issuer {issuer.name!r} (introspection)"
+            if problem := secret_problem(owner, env, file, "introspection_client_secret"):
+                problems.append(problem)
+        elif env or file:
             problems.append(
                 f"issuer {issuer.name!r}: introspection needs both introspection_client_id and a secret "
                 "(introspection_client_secret_env or introspection_client_secret_file)"

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .secrets import read_secret
+from .secrets import read_secret, secret_problem
 from .values import https_url, short_name
 
 PresetName = Literal["github", "google", "microsoft", "slack", "notion", "linear", "atlassian", "oauth2"]
@@ -73,18 +73,9 @@ class ConnectionSettings(BaseModel):
                 f'connection {self.name!r}: preset = "oauth2" needs issuer = "https://..." (for discovery), or '
                 "authorization_endpoint and token_endpoint"
             )
-        if self.client_secret_env or self.client_secret_file:
-            try:
-                secret = self.client_secret()
-            except OSError as exc:
-                found.append(f"connection {self.name!r}: cannot read client_secret_file ({exc.strerror})")
-            else:
-                if not secret:
-                    where = f"environment variable {self.client_secret_env}" if self.client_secret_env else "file"
-                    found.append(f"connection {self.name!r}: the {where} holding its client secret is empty or unset")
-        elif self.preset != "oauth2":
-            found.append(
-                f"connection {self.name!r} has no client secret: set client_secret_env to the name of an "
-                "environment variable that holds it, or client_secret_file"
-            )
+        named = self.client_secret_env or self.client_secret_file
+        if named or self.preset != "oauth2":  # a generic provider may take a public client (PKCE, no secret)
+            owner = f"connection {self.name!r}"
+            if problem := secret_problem(owner, self.client_secret_env, self.client_secret_file):
+                found.append(problem)
         return found
