@@ -349,3 +349,13 @@ def test_a_secret_that_cannot_be_read_is_named_with_the_fix(tmp_path, monkeypatc
             settings.check()
         [line] = [line for line in str(raised.value).splitlines() if "upstream 'corp'" in line]
         assert expected in line, line
+
+
+def test_a_bind_address_from_a_forgotten_variable_is_said():
+    with pytest.raises(SettingsError) as raised:
+        Settings.load(env={"BASTION_HOST": "0.0.0.0"}).check()
+    assert "host = '0.0.0.0' (from BASTION_HOST) would serve MCP" in str(raised.value)
+    assert Settings.load(env={"BASTION_PORT": "9001"}).where("port") == " (from BASTION_PORT)"
+    # Given on the command line (an override), it is the user's own choice: nothing to point out.
+    assert Settings.load(env={"BASTION_HOST": "0.0.0.0"}, host="127.0.0.1").where("host") == ""
+    assert Settings.load(env={}).where("host") == ""

@@ -128,7 +128,9 @@ def _announce(app: App, settings: Settings, more: str = "") -> None:
     url = f"http://{_url_host(settings.host)}:{settings.port}{settings.path}"
     mode = f"{_mode(settings)}{more}"
     # Through the log's own format (a JSON line when log_format is json), whatever the log level.
-    line = f"serving {app.name!r} at {url} ({mode})"
+    # A bind address from a variable left in the shell is said, not silently used.
+    origin = settings.where("host") or settings.where("port")
+    line = f"serving {app.name!r} at {url}{origin} ({mode})"
     fields = {FIELDS: {"app": app.name, "url": url, "mode": mode}}
     log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, line, (), None, extra=fields))
 

@@ -17,7 +17,8 @@ def start_up_problems(settings: Settings) -> list[str]:
     problems: list[str] = []
     if not settings.binds_loopback and not settings.authenticated and not settings.insecure_no_auth:
         problems.append(
-            f"host = {settings.host!r} would serve MCP without authentication beyond this machine. Bind "
+            f"host = {settings.host!r}{settings.where('host')} would serve MCP without authentication beyond this "
+            "machine. Bind "
             "127.0.0.1 for local development, or pass --insecure-no-auth (insecure_no_auth = true) if you "
             "really mean to expose unauthenticated tools."
         )
@@ -83,8 +84,8 @@ def start_up_problems(settings: Settings) -> list[str]:
         )
     if not settings.binds_loopback and not settings.allowed_hosts and settings.public_url is None:
         problems.append(
-            f"host = {settings.host!r} needs allowed_hosts (the names clients use to reach this server, e.g. "
-            "['mcp.example.com']) so that DNS-rebinding protection can check the Host header."
+            f"host = {settings.host!r}{settings.where('host')} needs allowed_hosts (the names clients use to reach "
+            "this server, e.g. ['mcp.example.com']) so that DNS-rebinding protection can check the Host header."
         )
     return problems
 

@@ -65,6 +65,7 @@ def load(
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"{path} is not valid TOML: {exc}") from None
     unknown = []
+    from_environment: dict[str, str] = {}
     for key, value in env.items():
         if not key.startswith(ENV_PREFIX) or key in NOT_SETTINGS:
             continue
@@ -81,16 +82,21 @@ def load(
             target[names[-1]] = _from_env(field, value)
         except ValueError as exc:
             raise SettingsError(f"{key} {exc}") from None
+        from_environment[".".join(names)] = key
     if unknown:
         raise SettingsError(
             f"unknown setting(s) in the environment: {', '.join(sorted(unknown))}. "
             f"Known: {', '.join(env for _, env, _, _ in describe(model))}"
         )
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    data.update(given)
     try:
-        return model.model_validate(data)
+        loaded = model.model_validate(data)
     except ValidationError as exc:
         raise SettingsError(_explain(model, exc, source)) from None
+    if hasattr(loaded, "_from_environment"):
+        loaded._from_environment = {k: v for k, v in from_environment.items() if k not in given}
+    return loaded
 
 
 def _field(model: type[BaseModel], path: list[str]) -> Any:

@@ -8,13 +8,21 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 
 from .values import ip_networks, is_loopback_host
 
 
 class ServerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Which settings came from BASTION_* variables (setting -> variable), for messages that must say so: a
+    # variable left in a shell is easy to forget.
+    _from_environment: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def where(self, name: str) -> str:
+        """ " (from BASTION_X)" when the top-level setting `name` came from that variable; "" otherwise."""
+        variable = self._from_environment.get(name)
+        return f" (from {variable})" if variable else ""
 
     host: str = Field("127.0.0.1", description="Address to bind. Loopback unless authentication is on.")
     port: int = Field(8000, ge=1, le=65535, description="TCP port.")
