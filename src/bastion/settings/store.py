@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -55,6 +56,9 @@ class StoreSettings(BaseModel):
             if self.url is not None or self.url_env:
                 lines.append(f"store.url and store.url_env are for postgres and redis, not {self.backend}: remove them")
             return lines
+        driver = {"postgres": "asyncpg", "redis": "redis"}[self.backend]
+        if importlib.util.find_spec(driver) is None:
+            lines.append(f"backend = {self.backend!r} needs {driver}: pip install 'mcp-bastion[{self.backend}]'")
         if self.url is not None and self.url_env:
             lines.append("store.url and store.url_env are both set: keep one (url_env when the URL has a password)")
         if self.url is not None and _has_password(self.url.get_secret_value()):
