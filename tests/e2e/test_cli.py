@@ -231,3 +231,22 @@ def test_the_asgi_app_on_loopback_runs_under_your_own_uvicorn(tmp_path):
         stop(process)
         if process.stderr:
             process.stderr.close()
+
+
+@pytest.mark.parametrize("protocol", ["2026-07-28", "2025-11-25"])
+def test_inspect_and_call_a_server_at_a_url(protocol):
+    with bastion_server(EXAMPLES / "notes.py") as url:
+        shown = bastion("inspect", url, "--json", "--protocol", protocol)
+        assert shown.returncode == 0, shown.stderr
+        found = json.loads(shown.stdout)
+        assert found["server"] == "notes" and found["protocol"] == protocol
+        assert [tool["name"] for tool in found["tools"]] == ["add_note", "search_notes", "clear_notes"]
+        added = bastion("call", url, "add_note", "text=from the command line", "--protocol", protocol)
+        assert added.returncode == 0 and json.loads(added.stdout)["text"] == "from the command line"
+        searched = bastion("call", url, "search_notes", "query=command")
+        assert searched.returncode == 0 and "from the command line" in searched.stdout.decode()
+        asks = bastion("call", url, "clear_notes", "--protocol", protocol)
+        # The tool asks the user; nobody at a command line can answer: said, and the status is not 0.
+        assert asks.returncode != 0 and b"cannot answer elicitation/create" in asks.stdout + asks.stderr
+    gone = bastion("inspect", url)
+    assert gone.returncode == 2 and b"could not connect" in gone.stderr and gone.stderr.count(b"\n") == 1
