@@ -1,5 +1,5 @@
-"""The `bastion` command: one module per command group (serve.py, inspect.py, call.py, worker_token.py, audit.py,
-admin.py), each
+"""The `bastion` command: one module per command group (serve.py, inspect.py, call.py, install.py, worker_token.py,
+audit.py, admin.py), each
 giving its name, options and runner; target.py finds the user's App; refuse.py is how every command stops on a
 problem the user can fix; on_store.py how a command works on the configured store."""
 
@@ -7,12 +7,20 @@ from __future__ import annotations
 
 import argparse
 
-from . import admin, audit, call, inspect, serve, worker_token
+from . import admin, audit, call, inspect, install, serve, worker_token
 from .target import load_app
 
 __all__ = ["load_app", "main"]
 
-COMMANDS = (serve.COMMAND, inspect.COMMAND, call.COMMAND, worker_token.COMMAND, audit.COMMAND, admin.COMMAND)
+COMMANDS = (
+    serve.COMMAND,
+    inspect.COMMAND,
+    call.COMMAND,
+    install.COMMAND,
+    worker_token.COMMAND,
+    audit.COMMAND,
+    admin.COMMAND,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
