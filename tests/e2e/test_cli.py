@@ -250,3 +250,84 @@ def test_inspect_and_call_a_server_at_a_url(protocol):
         assert asks.returncode != 0 and b"cannot answer elicitation/create" in asks.stdout + asks.stderr
     gone = bastion("inspect", url)
     assert gone.returncode == 2 and b"could not connect" in gone.stderr and gone.stderr.count(b"\n") == 1
+
+
+SERVER_V1 = "from bastion import App\napp = App('live')\n\n@app.tool\ndef hi() -> str:\n    return 'hi'\n"
+MODERN_LIST = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "tools/list",
+    "params": {
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
+    },
+}
+
+
+def tool_names(url: str) -> list[str] | None:
+    headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28"}
+    try:
+        answer = httpx.post(url, json=MODERN_LIST, headers={**headers, "mcp-method": "tools/list"}, timeout=5)
+    except httpx.HTTPError:
+        return None
+    return [tool["name"] for tool in answer.json()["result"]["tools"]] if answer.status_code == 200 else None
+
+
+def test_serve_reload_serves_each_change_and_survives_a_broken_one(tmp_path):
+    server = tmp_path / "live.py"
+    server.write_text(SERVER_V1)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/mcp"
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bastion.cli", "serve", str(server), "--reload", "--port", str(port)],
+            cwd=tmp_path,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until(lambda: tool_names(url) == ["hi"], "the first version serving")
+        server.write_text(SERVER_V1 + "\n@app.tool\ndef bye() -> str:\n    return 'bye'\n")
+        wait_until(lambda: tool_names(url) == ["hi", "bye"], "the changed file served")
+        server.write_text(SERVER_V1 + "\ndef broken(:\n")
+        wait_until(lambda: b"invalid syntax" in log.read_bytes(), "the broken file refused in one line")
+        assert tool_names(url) is None and b"Traceback" not in log.read_bytes()
+        server.write_text(SERVER_V1)
+        wait_until(lambda: tool_names(url) == ["hi"], "the mended file served again")
+    finally:
+        stop(process)
+    assert tool_names(url) is None  # the child went with its parent
+
+
+def test_dev_serves_with_dev_login_and_says_how_to_connect(tmp_path):
+    server = tmp_path / "work.py"
+    server.write_text(SERVER_V1)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/mcp"
+    log = tmp_path / "dev.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bastion.cli", "dev", str(server), "--port", str(port)],
+            cwd=tmp_path,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until(lambda: healthy(f"http://127.0.0.1:{port}"), "bastion dev serving")
+        refused = httpx.post(url, json=MODERN_LIST, timeout=5)
+        assert refused.status_code == 401 and "resource_metadata=" in refused.headers["www-authenticate"]
+        metadata = httpx.get(f"http://127.0.0.1:{port}/.well-known/oauth-authorization-server", timeout=5).json()
+        assert metadata["issuer"] == f"http://127.0.0.1:{port}"
+        guide = log.read_text()
+        for line in (f"claude mcp add --transport http work {url}", f"bastion install cursor {url} --name work"):
+            assert line in guide
+        assert "dev login" in guide
+    finally:
+        stop(process)
+    assert not list(tmp_path.glob("*.db"))  # its records were in a throwaway folder, now gone

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from functools import partial
+from pathlib import Path
 
 from .command import Command
 from .refuse import load_settings, refuse
@@ -24,6 +26,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--debug", action="store_true", help="show the traceback of a problem at start-up")
     parser.add_argument(
+        "--reload",
+        action="store_true",
+        help="serve again whenever a .py or .toml file under the server's folder changes",
+    )
+    parser.add_argument(
         "--insecure-no-auth",
         action="store_true",
         default=None,  # absent (not False), so the settings file and environment decide
@@ -36,6 +43,12 @@ def run(args: argparse.Namespace) -> None:
 
     if args.stdio and args.workers is not None and args.workers > 1:
         refuse("--workers is for HTTP: a stdio server has one client, its parent process")
+    if args.reload:
+        if args.stdio or (args.workers is not None and args.workers > 1):
+            refuse("--reload serves one HTTP process: drop --stdio and --workers (a stdio client restarts its server)")
+        from .reload import serve_reloading
+
+        sys.exit(serve_reloading(_without_reload(args.argv), _folder(args.target)))
     settings = load_settings(
         args.config,
         host=args.host,
@@ -48,6 +61,18 @@ def run(args: argparse.Namespace) -> None:
         serve_stdio(app, settings)
     else:
         serve_http(app, settings, load_app=partial(load_app, args.target, args.debug))
+
+
+def _without_reload(argv: list[str]) -> list[str]:
+    """This command's own arguments (after `serve`), for the child that serves, less --reload."""
+    given = argv[argv.index("serve") + 1 :]
+    return [argument for argument in given if argument != "--reload"]
+
+
+def _folder(target: str) -> Path:
+    location = target.partition(":")[0]
+    path = Path(location)
+    return path.resolve().parent if path.suffix == ".py" or path.is_file() else Path.cwd()
 
 
 def _workers(value: str) -> int:
