@@ -202,19 +202,36 @@ JSON_SCHEMA_2020_12 = {
     "type": "object",
     "$defs": {
         "address": {
+            "$anchor": "addressDef",
             "type": "object",
             "properties": {"street": {"type": "string"}, "city": {"type": "string"}},
         }
     },
-    "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+    "properties": {
+        "name": {"type": "string"},
+        "address": {"$ref": "#/$defs/address"},
+        "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+        "phone": {"type": "string"},
+        "email": {"type": "string"},
+    },
+    "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+    "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+    "then": {"required": ["phone"]},
+    "else": {"required": ["email"]},
     "additionalProperties": False,
 }
 
 
 @app.tool(input_schema=JSON_SCHEMA_2020_12)
-def json_schema_2020_12_tool(name: str | None = None, address: dict[str, str] | None = None) -> str:
+def json_schema_2020_12_tool(
+    name: str | None = None,
+    address: dict[str, str] | None = None,
+    contactMethod: str | None = None,  # noqa: N803 - the schema's own name
+    phone: str | None = None,
+    email: str | None = None,
+) -> str:
     """Tool with JSON Schema 2020-12 features."""
-    return f"name={name}, address={json.dumps(address)}"
+    return f"name={name}, address={json.dumps(address)}, contact={contactMethod}: {phone or email}"
 
 
 HEADER_PARAMS = {
@@ -241,6 +258,159 @@ async def test_reconnection(ctx: Context) -> str:
     await ctx.close_stream()
     await asyncio.sleep(0.1)
     return "Reconnection test completed successfully"
+
+
+# --- questions to the client as multi-round-trip requests (2026-07-28; mid-call on 2025 sessions) ---------------
+class UserName(BaseModel):
+    name: str
+
+
+class Confirm(BaseModel):
+    ok: bool
+
+
+class Color(BaseModel):
+    color: str
+
+
+class PromptContext(BaseModel):
+    context: str
+
+
+def _said(answer: dict[str, Any]) -> str:
+    content = answer.get("content")
+    return str(content.get("text", "")) if isinstance(content, dict) else ""
+
+
+@app.tool
+async def test_input_required_result_elicitation(ctx: Context) -> str:
+    """Asks the user's name (input request user_name), then greets them."""
+    answer = await ctx.elicit("What is your name?", UserName, key="user_name")
+    return f"Hello, {answer.data.name}!" if answer.action == "accept" else f"No name given ({answer.action})"
+
+
+@app.tool
+async def test_input_required_result_sampling(ctx: Context) -> str:
+    """Asks the client's model a question (input request capital_question)."""
+    answer = await ctx.sample("What is the capital of France?", max_tokens=100, key="capital_question")
+    return f"The model said: {_said(answer)}"
+
+
+@app.tool
+async def test_input_required_result_list_roots(ctx: Context) -> str:
+    """Asks the client for its roots (input request client_roots)."""
+    roots = await ctx.list_roots(key="client_roots")
+    return "Roots: " + ", ".join(str(root.get("uri")) for root in roots)
+
+
+@app.tool
+async def test_input_required_result_request_state(ctx: Context) -> str:
+    """Asks for a confirmation; the answer comes back with the request state it was asked under."""
+    answer = await ctx.elicit("Please confirm", Confirm, key="confirm")
+    # Reaching here on 2026-07-28 means the engine checked the request state's seal before reading the answer.
+    return f"state-ok: confirmed={answer.data.ok if answer.action == 'accept' else False}"
+
+
+@app.tool
+async def test_input_required_result_multiple_inputs(ctx: Context) -> str:
+    """Asks for a name, a greeting from the model and the roots, all in one round."""
+    name, greeting, roots = await ctx.gather(
+        ctx.elicit("What is your name?", UserName, key="user_name"),
+        ctx.sample("Generate a greeting", max_tokens=50, key="greeting"),
+        ctx.list_roots(key="client_roots"),
+    )
+    who = name.data.name if name.action == "accept" else "someone"
+    return f"{_said(greeting)} {who} ({len(roots)} roots)"
+
+
+@app.tool
+async def test_input_required_result_multi_round(ctx: Context) -> str:
+    """Asks a name, then (in a second round) a favourite colour."""
+    first = await ctx.elicit("Step 1: What is your name?", UserName, key="step1")
+    second = await ctx.elicit("Step 2: What is your favorite color?", Color, key="step2")
+    name = first.data.name if first.action == "accept" else "?"
+    color = second.data.color if second.action == "accept" else "?"
+    return f"{name} likes {color}"
+
+
+@app.tool
+async def test_input_required_result_tampered_state(ctx: Context) -> str:
+    """Asks a confirmation under a sealed request state: a changed state is refused (-32602)."""
+    answer = await ctx.elicit("Please confirm", Confirm, key="confirm")
+    return f"confirmed={answer.data.ok if answer.action == 'accept' else False}"
+
+
+@app.tool
+async def test_input_required_result_capabilities(ctx: Context) -> str:
+    """Asks only what the client declared it can answer: its model if it samples, the user if it elicits."""
+    questions = []
+    if ctx.supports("sampling"):
+        questions.append(ctx.sample("Say hello", max_tokens=20, key="hello"))
+    if ctx.supports("elicitation", "form"):
+        questions.append(ctx.elicit("What is your name?", UserName, key="user_name"))
+    if not questions:
+        return "The client declared neither sampling nor elicitation: nothing to ask."
+    await ctx.gather(*questions)
+    return "Asked only what the client can answer."
+
+
+@app.prompt
+async def test_input_required_result_prompt(ctx: Context) -> str:
+    """A prompt that asks the user for context first (input request user_context)."""
+    answer = await ctx.elicit("What context should the prompt use?", PromptContext, key="user_context")
+    context = answer.data.context if answer.action == "accept" else "none given"
+    return f"Write about this, in this context: {context}"
+
+
+@app.tool
+async def test_missing_capability(ctx: Context) -> str:
+    """Needs the client's model: a client that did not declare sampling is refused (-32021)."""
+    answer = await ctx.sample("Say hello", max_tokens=20)
+    return _said(answer)
+
+
+@app.tool
+async def test_streaming_elicitation(ctx: Context) -> str:
+    """Asks the user mid-call: on 2026-07-28 the answer stream carries an input_required result, never a request."""
+    answer = await ctx.elicit("What is your name?", UserName, key="user_name")
+    return f"Hello, {answer.data.name}!" if answer.action == "accept" else "No name"
+
+
+@app.tool
+async def test_logging_tool(ctx: Context) -> str:
+    """Logs at info: sent only to a client that asked for log messages (2026-07-28: _meta logLevel)."""
+    await ctx.info("a log message from test_logging_tool")
+    return "logged"
+
+
+def _toggled_tool() -> str:
+    """A tool that comes and goes (test_trigger_tool_change)."""
+    return "here for now"
+
+
+def _toggled_prompt() -> str:
+    """A prompt that comes and goes (test_trigger_prompt_change)."""
+    return "here for now"
+
+
+@app.tool
+def test_trigger_tool_change() -> str:
+    """Adds or removes a tool, so that listeners hear the tool list changed."""
+    if "test_toggled_tool" in app.registry.tools:
+        app.remove_tool("test_toggled_tool")
+        return "removed test_toggled_tool"
+    app.tool(name="test_toggled_tool")(_toggled_tool)
+    return "added test_toggled_tool"
+
+
+@app.tool
+def test_trigger_prompt_change() -> str:
+    """Adds or removes a prompt, so that listeners hear the prompt list changed."""
+    if "test_toggled_prompt" in app.registry.prompts:
+        app.remove_prompt("test_toggled_prompt")
+        return "removed test_toggled_prompt"
+    app.prompt(name="test_toggled_prompt")(_toggled_prompt)
+    return "added test_toggled_prompt"
 
 
 # --- resources ------------------------------------------------------------------------------------------

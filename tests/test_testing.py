@@ -102,8 +102,13 @@ async def test_what_a_tool_asks_is_answered_by_the_callbacks(version):
         assert {n["method"] for n in client.notifications} >= {"notifications/message", "notifications/progress"}
 
 
-async def test_without_a_callback_the_tool_is_told_the_client_cannot():
-    async with TestClient(notes_app()) as client:
+async def test_without_a_callback_the_client_lacks_the_capability():
+    async with TestClient(notes_app()) as client:  # 2026-07-28: the request is refused, naming what it lacks
+        with pytest.raises(ClientError) as raised:
+            await client.call_tool("greet")
+        assert raised.value.code == -32021
+        assert raised.value.data == {"requiredCapabilities": {"elicitation": {"form": {}}}}
+    async with TestClient(notes_app(), protocol="2025-11-25") as client:  # a session: the tool is told
         refused = await client.call_tool("greet")
         assert refused.is_error and "does not support elicitation" in refused.text
 
@@ -132,3 +137,44 @@ def test_settings_with_authentication_are_refused():
         TestClient(notes_app(), settings=authenticated)
     with pytest.raises(ValueError, match="protocol '2024-01-01'"):
         TestClient(notes_app(), protocol="2024-01-01")
+
+
+def asking_app() -> App:
+    app = App("asks")
+
+    @app.tool
+    async def both(ctx: Context) -> str:
+        """Two questions in one round, under keys of the tool's choosing."""
+        name, said = await ctx.gather(ctx.elicit("Your name?", Name, key="user_name"), ctx.sample("Say hi", key="hi"))
+        return f"{name.data.name}/{said['content']['text']}"
+
+    @app.tool
+    async def careful(ctx: Context) -> str:
+        """Asks only what the client can answer."""
+        return "can sample" if ctx.supports("sampling") else "cannot sample"
+
+    return app
+
+
+@pytest.mark.parametrize("version", ["2026-07-28", "2025-11-25"])
+async def test_several_keyed_questions_in_one_round(version):
+    rounds: list[str] = []
+
+    async def named(params):
+        rounds.append("elicitation")
+        return {"action": "accept", "content": {"name": "Ada"}}
+
+    def model(params):
+        rounds.append("sampling")
+        return {"role": "assistant", "content": {"type": "text", "text": "hi"}, "model": "m"}
+
+    async with TestClient(asking_app(), protocol=version, elicitation=named, sampling=model) as client:
+        if version == "2026-07-28":  # one input_required round naming both questions by their keys
+            first = await client._call_modern("tools/call", {"name": "both", "arguments": {}})
+            assert first["resultType"] == "input_required"
+            assert sorted(first["inputRequests"]) == ["hi", "user_name"]
+        assert (await client.call_tool("both")).text == "Ada/hi"
+        assert (await client.call_tool("careful")).text == "can sample"
+    assert sorted(rounds) == ["elicitation", "sampling"]
+    async with TestClient(asking_app(), protocol=version) as client:
+        assert (await client.call_tool("careful")).text == "cannot sample"

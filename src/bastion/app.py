@@ -104,6 +104,17 @@ class App:
         del self.registry.tools[name]
         self._changed("tools")
 
+    def remove_prompt(self, name: str) -> None:
+        del self.registry.prompts[name]
+        self._changed("prompts")
+
+    def remove_resource(self, uri: str) -> None:
+        """Remove a resource (by its URI) or a resource template (by its URI template)."""
+        found = self.registry.resources.pop(uri, None) or self.registry.templates.pop(uri, None)
+        if found is None:
+            raise KeyError(uri)
+        self._changed("resources")
+
     # --- notifications --------------------------------------------------------------------------------
     def _changed(self, kind: str) -> None:
         """Tell listening clients a list changed, when registration happens while serving."""

@@ -55,3 +55,42 @@ def every_scenario_passes_without_warnings(url: str, out) -> None:
 
 def test_every_server_scenario_passes_without_warnings(everything_url, tmp_path):
     every_scenario_passes_without_warnings(everything_url, tmp_path)
+
+
+def conformance_next(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """The 0.2.0 alpha line (npm alias conformance-next), which scores a server against a revision's requirements."""
+    cli = NODE_DIR / "node_modules" / "conformance-next" / "dist" / "index.js"
+    return subprocess.run(
+        ["node", str(cli), *args], env=node_env(), capture_output=True, text=True, timeout=timeout, cwd=NODE_DIR
+    )
+
+
+# Scenarios a revision runs without scoring them that Bastion does not pass yet: the tasks extension (issue 14).
+UNSCORED_GAPS = re.compile(r"^tasks-")
+
+
+@pytest.mark.parametrize("revision", ["2026-07-28", "2025-11-25"])
+def test_every_scenario_a_revision_requires_passes(everything_url, tmp_path, revision):
+    run = conformance_next(
+        "server",
+        "--url",
+        everything_url.replace("127.0.0.1", "localhost"),
+        "--requirements",
+        revision,
+        "-o",
+        str(tmp_path),
+    )
+    summary = run.stdout[run.stdout.find("=== SUMMARY ===") :] if "=== SUMMARY ===" in run.stdout else run.stdout
+    assert run.returncode == 0, summary[-4000:] + run.stderr[-2000:]
+    unscored = set(re.findall(r"^\s+[✗✓] (\S+) \(", run.stdout, re.MULTILINE))
+    problems, ran = [], set()
+    for checks_file in tmp_path.glob("*/checks.json"):
+        scenario = re.sub(r"^server-(.*)-\d{4}-\d\d-\d\dT.*$", r"\1", checks_file.parent.name)
+        ran.add(scenario)
+        if scenario in unscored and UNSCORED_GAPS.match(scenario):
+            continue
+        for check in json.loads(checks_file.read_text()):
+            if check["status"] in ("FAILURE", "WARNING"):
+                problems.append(f"{scenario}: {check['status']} {check['id']}: {check.get('errorMessage')}")
+    assert len(ran - unscored) >= (35 if revision == "2026-07-28" else 30), sorted(ran)  # all it scores ran
+    assert not problems, "\n".join(problems)

@@ -186,17 +186,17 @@ async def test_multi_round_trip_elicitation_and_forged_state(client, ran):
     accepted = {"action": "accept", "content": {"name": "Ada"}}
     done = (await retry({"greeting": "hi"}, state, accepted)).json()["result"]
     assert done["content"][0]["text"] == "hi Ada" and done["resultType"] == "complete"
-    # Answers without their state are ignored: the question is asked again.
-    orphan = modern_body(
-        "tools/call",
-        {
-            "name": "ask",
-            "arguments": {"greeting": "hi"},
-            "inputResponses": {key: {"action": "accept", "content": {"name": "Eve"}}},
-        },
-    )
-    again = (await client.post("/mcp", headers=modern_headers("tools/call", "ask"), json=orphan)).json()["result"]
-    assert again["resultType"] == "input_required"
+    # Answers given up front, without a state, are the client's own to give: each reaches its question; an answer
+    # under another key is ignored, and the question is asked.
+    def up_front(responses):
+        params = {"name": "ask", "arguments": {"greeting": "hi"}, "inputResponses": responses}
+        return client.post("/mcp", headers=modern_headers("tools/call", "ask"), json=modern_body("tools/call", params))
+
+    given = (await up_front({key: {"action": "accept", "content": {"name": "Eve"}}, "extra": {}})).json()["result"]
+    assert given["resultType"] == "complete" and given["content"][0]["text"] == "hi Eve"
+    again = (await up_front({"wrong_key": {"action": "accept", "content": {"name": "Eve"}}})).json()["result"]
+    assert again["resultType"] == "input_required" and list(again["inputRequests"]) == [key]
+    jsonrpc_error(await up_front(["not", "an", "object"]), 400, -32602)
     # State is bound to the request it came from: other arguments, a forged or altered token are refused.
     asked = len(ran)
     for arguments, request_state in [

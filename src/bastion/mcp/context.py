@@ -13,14 +13,15 @@ effects after the last question.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
 from .connect import ConnectionFailed, ConnectionRequired, Connections, NotConnected
-from .errors import McpError
+from .errors import MISSING_REQUIRED_CLIENT_CAPABILITY, McpError
 
 if TYPE_CHECKING:
     from .exchange import Exchange
@@ -46,10 +47,9 @@ class InputRequired(BaseException):
     It derives from BaseException so that a tool's `except Exception` does not swallow it.
     """
 
-    def __init__(self, key: str, request: dict[str, Any]) -> None:
-        super().__init__(key)
-        self.key = key
-        self.request = request
+    def __init__(self, requests: dict[str, dict[str, Any]]) -> None:
+        super().__init__(*requests)
+        self.requests = requests  # key -> {"method", "params"}: every question of this round
 
 
 @dataclass(slots=True)
@@ -174,7 +174,37 @@ class Context:
         caps = self._exchange.client_capabilities.get(capability)
         if caps is None or (detail is not None and not _has_mode(caps, detail)):
             what = f"{capability} ({detail} mode)" if detail else capability
+            if self._exchange.modern:  # 2026-07-28: the request itself is refused (400), naming what it lacks
+                needed: dict[str, Any] = {capability: {detail: {}} if detail else {}}
+                raise McpError(
+                    MISSING_REQUIRED_CLIENT_CAPABILITY,
+                    f"this request needs the client capability {what}, which the client did not declare",
+                    {"requiredCapabilities": needed},
+                )
             raise ToolError(f"this client does not support {what}, which this tool needs")
+
+    def supports(self, capability: str, mode: str | None = None) -> bool:
+        """Whether the client declared `capability` ("elicitation", "sampling", "roots"; for elicitation, `mode`
+        "form" or "url"): a tool may choose what to ask by it."""
+        caps = self._exchange.client_capabilities.get(capability)
+        return caps is not None and (mode is None or _has_mode(caps, mode))
+
+    async def gather(self, *questions: Awaitable[Any]) -> list[Any]:
+        """Ask several questions at once (`ctx.elicit(...)`, `ctx.sample(...)`, `ctx.list_roots()`): one round of
+        input requests on 2026-07-28, side by side mid-call on a 2025 session; their answers, in order."""
+        if not self._exchange.modern:
+            return list(await asyncio.gather(*questions))
+        answers: list[Any] = []
+        asked: dict[str, dict[str, Any]] = {}
+        for question in questions:
+            try:
+                answers.append(await question)
+            except InputRequired as pending:
+                asked |= pending.requests
+                answers.append(None)
+        if asked:
+            raise InputRequired(asked)
+        return answers
 
     async def sample(
         self,
@@ -185,8 +215,10 @@ class Context:
         temperature: float | None = None,
         model_preferences: dict[str, Any] | None = None,
         stop_sequences: list[str] | None = None,
+        key: str | None = None,
     ) -> dict[str, Any]:
-        """Ask the client's model for a completion; returns the CreateMessageResult (role, content, model)."""
+        """Ask the client's model for a completion; returns the CreateMessageResult (role, content, model).
+        `key` names the question among a 2026-07-28 request's input requests."""
         self._require("sampling")
         if isinstance(messages, str):
             messages = [{"role": "user", "content": {"type": "text", "text": messages}}]
@@ -199,12 +231,14 @@ class Context:
             params["modelPreferences"] = model_preferences
         if stop_sequences is not None:
             params["stopSequences"] = stop_sequences
-        result = await self._exchange.ask("sampling/createMessage", params)
+        result = await self._exchange.ask("sampling/createMessage", params, key)
         if not isinstance(result, dict) or "content" not in result:
             raise ToolError("the client answered the sampling request with something that is not a message")
         return result
 
-    async def elicit(self, message: str, schema: type[BaseModel] | dict[str, Any]) -> ElicitationResult:
+    async def elicit(
+        self, message: str, schema: type[BaseModel] | dict[str, Any], key: str | None = None
+    ) -> ElicitationResult:
         """Ask the user to fill a form. `schema` is a pydantic model (flat, primitive fields) or a JSON Schema.
 
         On accept, `data` is an instance of the model (or the validated dict for a JSON Schema).
@@ -215,7 +249,7 @@ class Context:
         params: dict[str, Any] = {"message": message, "requestedSchema": requested}
         if self._exchange.protocol_version != "2025-06-18":
             params = {"mode": "form", **params}
-        result = await self._exchange.ask("elicitation/create", params)
+        result = await self._exchange.ask("elicitation/create", params, key)
         action, content = _elicit_outcome(result)
         if action != "accept":
             return ElicitationResult(action)
@@ -228,7 +262,9 @@ class Context:
                 f"the client's answer does not match the requested form: {exc.error_count()} error(s)"
             ) from None
 
-    async def elicit_url(self, message: str, url: str, elicitation_id: str | None = None) -> ElicitationResult:
+    async def elicit_url(
+        self, message: str, url: str, elicitation_id: str | None = None, key: str | None = None
+    ) -> ElicitationResult:
         """Send the user to a URL (out-of-band interaction such as a payment or a third-party sign-in)."""
         if not url.startswith(("https://", "http://")):
             raise ToolError("elicitation URLs must be http(s)")
@@ -240,14 +276,14 @@ class Context:
             import secrets
 
             params["elicitationId"] = elicitation_id or secrets.token_urlsafe(16)
-        result = await self._exchange.ask("elicitation/create", params)
+        result = await self._exchange.ask("elicitation/create", params, key)
         action, _content = _elicit_outcome(result)
         return ElicitationResult(action)
 
-    async def list_roots(self) -> list[dict[str, Any]]:
+    async def list_roots(self, key: str | None = None) -> list[dict[str, Any]]:
         """The client's roots (directories or files it exposes to this server)."""
         self._require("roots")
-        result = await self._exchange.ask("roots/list", {})
+        result = await self._exchange.ask("roots/list", {}, key)
         roots = result.get("roots") if isinstance(result, dict) else None
         if not isinstance(roots, list):
             raise ToolError("the client answered roots/list without a list of roots")

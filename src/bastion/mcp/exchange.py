@@ -92,17 +92,20 @@ class Exchange:
     async def notify(self, method: str, params: dict[str, Any]) -> None:
         await self.send(notification_message(method, params))
 
-    async def ask(self, method: str, params: dict[str, Any]) -> Any:
-        """Put a question to the client: a request mid-call (legacy) or a multi-round-trip (modern)."""
+    async def ask(self, method: str, params: dict[str, Any], key: str | None = None) -> Any:
+        """Put a question to the client: a request mid-call (legacy) or a multi-round-trip (modern), under `key`
+        in the input requests (by default the order in which the function asks: q0, q1, ...)."""
         if not self.modern:
             if self.send_request is None:
                 from .context import ToolError
 
                 raise ToolError("this connection cannot carry requests to the client (JSON-only responses)")
             return await self.send_request(method, params)
-        # Questions are numbered in the order the function asks them, so a rerun finds its answers.
-        key = f"q{self.ask_count}"
+        # Questions are named in the order the function asks them (or by the key it gives), so a rerun finds its
+        # answers.
+        if key is None:
+            key = f"q{self.ask_count}"
         self.ask_count += 1
         if key in self.input_responses:
             return self.input_responses[key]
-        raise InputRequired(key, {"method": method, "params": params})
+        raise InputRequired({key: {"method": method, "params": params}})

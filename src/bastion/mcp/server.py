@@ -213,26 +213,30 @@ class Server:
     def _resume(self, ex: Exchange, params: dict[str, Any]) -> None:
         state_token = params.get("requestState")
         responses = params.get("inputResponses")
+        if responses is not None and not isinstance(responses, dict):
+            raise McpError(INVALID_PARAMS, "inputResponses must be an object")
         if state_token is None:
-            return  # answers without the state they belong to are ignored: the function asks again
+            # Answers given up front, without a round before: the client's own to give (it could as well answer
+            # when asked). Each reaches the question of its key; any other key is ignored.
+            ex.input_responses = {k: v for k, v in (responses or {}).items() if isinstance(k, str)}
+            return
         state = unseal(self.state_key, "mrtr", state_token)
         if not isinstance(state, dict) or state.get("f") != self._fingerprint(ex, params):
             raise McpError(INVALID_PARAMS, "requestState is invalid, expired, or belongs to another request")
-        if responses is not None and not isinstance(responses, dict):
-            raise McpError(INVALID_PARAMS, "inputResponses must be an object")
         answers = dict(state.get("a") or {})
         pending = state.get("k")
-        if responses and isinstance(pending, str) and pending in responses:
-            answers[pending] = responses[pending]
+        for key in [pending] if isinstance(pending, str) else pending if isinstance(pending, list) else []:
+            if responses and isinstance(key, str) and key in responses:
+                answers[key] = responses[key]  # an answer to a question asked; anything else is ignored
         ex.input_responses = answers
 
     def _input_required(self, ex: Exchange, params: dict[str, Any], asked: InputRequired) -> dict[str, Any]:
         if len(ex.input_responses) >= MAX_ROUNDS:
             raise McpError(INTERNAL_ERROR, f"the request asked the client more than {MAX_ROUNDS} questions")
-        state = {"f": self._fingerprint(ex, params), "a": ex.input_responses, "k": asked.key}
+        state = {"f": self._fingerprint(ex, params), "a": ex.input_responses, "k": list(asked.requests)}
         return {
             "resultType": "input_required",
-            "inputRequests": {asked.key: asked.request},
+            "inputRequests": asked.requests,
             "requestState": seal(self.state_key, "mrtr", state, STATE_TTL_SECONDS),
         }
 
@@ -471,7 +475,7 @@ class Server:
         request = {"mode": "url", "message": link.message, "url": link.url}
         if _has_url_elicitation(ex.client_capabilities):
             if ex.modern:
-                raise InputRequired(key, {"method": "elicitation/create", "params": request})
+                raise InputRequired({key: {"method": "elicitation/create", "params": request}})
             if ex.protocol_version != "2025-06-18":
                 data = {"elicitations": [{**request, "elicitationId": link.elicitation_id}]}
                 raise McpError(URL_ELICITATION_REQUIRED, link.message, data)
