@@ -226,7 +226,7 @@ JSON_SCHEMA_2020_12 = {
 def json_schema_2020_12_tool(
     name: str | None = None,
     address: dict[str, str] | None = None,
-    contactMethod: str | None = None,  # noqa: N803 - the schema's own name
+    contactMethod: str | None = None,
     phone: str | None = None,
     email: str | None = None,
 ) -> str:

@@ -186,6 +186,7 @@ async def test_multi_round_trip_elicitation_and_forged_state(client, ran):
     accepted = {"action": "accept", "content": {"name": "Ada"}}
     done = (await retry({"greeting": "hi"}, state, accepted)).json()["result"]
     assert done["content"][0]["text"] == "hi Ada" and done["resultType"] == "complete"
+
     # Answers given up front, without a state, are the client's own to give: each reaches its question; an answer
     # under another key is ignored, and the question is asked.
     def up_front(responses):
