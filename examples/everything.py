@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from bastion import App, Audio, Context, EmbeddedResource, Image, ToolError
+from bastion import App, Audio, Context, EmbeddedResource, Image, McpError, ToolError
 
 app = App("bastion-everything", "1.0.0", instructions="A server exercising every MCP feature.")
 
@@ -411,6 +411,65 @@ def test_trigger_prompt_change() -> str:
         return "removed test_toggled_prompt"
     app.prompt(name="test_toggled_prompt")(_toggled_prompt)
     return "added test_toggled_prompt"
+
+
+# --- the tasks extension (2026-07-28): long calls become tasks their client polls -------------------------
+@app.tool
+def greet(name: str) -> str:
+    """Answers at once: never a task."""
+    return f"Hello, {name}!"
+
+
+@app.tool(task_support="optional")
+async def slow_compute(seconds: float = 1.0, label: str = "") -> str:
+    """Works for `seconds` (0: at once, so an ordinary answer); a task when it takes longer."""
+    await asyncio.sleep(max(0.0, min(seconds, 60.0)))
+    return f"computed {label or 'it'} in {seconds:g} s"
+
+
+@app.tool(task_support="required")
+async def failing_job() -> str:
+    """Runs only as a task, and reports a tool error after a second."""
+    await asyncio.sleep(1.0)
+    raise ToolError("the job failed")
+
+
+@app.tool(task_support="optional")
+async def protocol_error_job() -> str:
+    """Fails with a protocol error (not a tool error): its task ends failed."""
+    await asyncio.sleep(0.3)
+    raise McpError(-32603, "the job broke")
+
+
+class DeleteConfirmation(BaseModel):
+    confirm: bool
+
+
+@app.tool(task_support="optional")
+async def confirm_delete(ctx: Context) -> str:
+    """Works a little, then asks the user to confirm: the task waits in input_required for the answer."""
+    await asyncio.sleep(0.3)
+    answer = await ctx.elicit("Delete it?", DeleteConfirmation, key="confirm_delete")
+    deleted = answer.action == "accept" and answer.data.confirm
+    return "deleted" if deleted else "kept"
+
+
+@app.tool(task_support="optional")
+async def multi_input(ctx: Context) -> str:
+    """Works a little, then asks two questions at once (answered one at a time, or together)."""
+    await asyncio.sleep(0.3)
+    first, second = await ctx.gather(
+        ctx.elicit("First name?", UserName, key="first"), ctx.elicit("Second name?", UserName, key="second")
+    )
+    return f"{first.data.name} and {second.data.name}"
+
+
+@app.tool(task_support="required")
+async def test_tool_with_task(ctx: Context) -> str:
+    """Asks the user's name first (an ordinary input_required round), then works on as a task."""
+    answer = await ctx.elicit("What is your name?", UserName, key="user_name")
+    await asyncio.sleep(0.5)
+    return f"Task done for {answer.data.name if answer.action == 'accept' else 'nobody'}"
 
 
 # --- resources ------------------------------------------------------------------------------------------

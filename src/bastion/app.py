@@ -46,7 +46,7 @@ class App:
     def tool(self, fn: F | None = None, **options: Any) -> F | Callable[[F], F]:
         """Offer a function as a tool. Options: name, title, description, annotations, scopes (needed to see
         and call it), requires_secrets, requires_upstream, upstream_scopes, input_schema, structured_output,
-        meta, icons."""
+        meta, icons, task_support ("optional" or "required": a long call becomes a task its client polls)."""
 
         def register(func: F) -> F:
             self.registry.add_tool(func, **options)

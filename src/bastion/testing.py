@@ -11,9 +11,10 @@
 Requests take the way a network client's would (the origin check, the access log, middleware, per-tool scopes
 and [policy], the engine, the tool), minus the sign-in: the client acts as the user it is given (`user` and
 `scopes`, or a whole `principal`), as if their token had been checked; with none, as an anonymous caller of a
-server without authentication. What a tool asks the client (elicitation, sampling, roots) is answered by the
-callbacks given, mid-call on a 2025 session or as multi-round-trip answers on 2026-07-28. Notifications (progress,
-log messages) are kept in `notifications`.
+server without authentication. With `tasks=True` the client declares the tasks extension (a long call of a
+task-supporting tool answers with a task; `request("tasks/get", {"taskId": ...})` polls it). What a tool asks
+the client (elicitation, sampling, roots) is answered by the callbacks given, mid-call on a 2025 session or as
+multi-round-trip answers on 2026-07-28. Notifications (progress, log messages) are kept in `notifications`.
 
 Nothing listens on a port: the ASGI application is called directly, its start-up and shutdown run on entering
 and leaving the `async with`.
@@ -89,6 +90,7 @@ class TestClient:
         elicitation: Answer | None = None,
         sampling: Answer | None = None,
         roots: list[dict[str, Any]] | None = None,
+        tasks: bool = False,
     ) -> None:
         if protocol not in versions.SUPPORTED:
             raise ValueError(f"protocol {protocol!r}: use one of {', '.join(versions.SUPPORTED)}")
@@ -115,6 +117,8 @@ class TestClient:
             listed = list(roots)
             self._answers["roots/list"] = lambda _params: {"roots": listed}
             capabilities["roots"] = {}
+        if tasks:  # the tasks extension: long calls of task-supporting tools answer with a task to poll
+            capabilities["extensions"] = {"io.modelcontextprotocol/tasks": {}}
         self.capabilities = capabilities
         self._app = app.asgi(settings)
         self._session: str | None = None

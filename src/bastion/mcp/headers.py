@@ -13,7 +13,14 @@ from typing import Any
 
 from .errors import HEADER_MISMATCH, McpError
 
-NAME_SOURCE = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+NAME_SOURCE = {
+    "tools/call": "name",
+    "prompts/get": "name",
+    "resources/read": "uri",
+    "tasks/get": "taskId",  # the tasks extension routes on the task too
+    "tasks/update": "taskId",
+    "tasks/cancel": "taskId",
+}
 _SENTINEL_START, _SENTINEL_END = "=?base64?", "?="
 
 

@@ -31,6 +31,7 @@ class Tool:
     requires_secrets: tuple[str, ...] = ()
     requires_upstream: str | None = None  # an identity provider whose token the tool calls APIs with
     upstream_scopes: tuple[str, ...] = ()  # scopes that token must carry
+    task_support: str | None = None  # "optional" or "required": may run as a task (the tasks extension)
     input_schema: dict[str, Any] | None = None  # an explicit schema overrides the derived one
     meta: dict[str, Any] | None = None
     icons: list[dict[str, Any]] | None = None
@@ -58,6 +59,8 @@ class Tool:
             d["icons"] = self.icons
         if self.meta:
             d["_meta"] = self.meta
+        if self.task_support:
+            d["execution"] = {"taskSupport": self.task_support}
         return d
 
 
@@ -187,8 +190,11 @@ class Registry:
         structured_output: bool | None = None,
         meta: dict[str, Any] | None = None,
         icons: list[dict[str, Any]] | None = None,
+        task_support: str | None = None,
     ) -> Tool:
         tool_name = name or fn.__name__
+        if task_support not in (None, "optional", "required"):
+            raise ValueError(f"tool {tool_name!r}: task_support is 'optional' or 'required' (or None)")
         if not _TOOL_NAME.match(tool_name):
             raise ValueError(f"tool name {tool_name!r}: use 1-128 letters, digits, '_', '-' or '.'")
         if tool_name in self.tools:
@@ -208,6 +214,7 @@ class Registry:
             requires_secrets=tuple(requires_secrets),
             requires_upstream=requires_upstream,
             upstream_scopes=tuple(upstream_scopes),
+            task_support=task_support,
             scopes=tuple(scopes),
             input_schema=input_schema,
             meta=meta,

@@ -40,6 +40,7 @@ from .policy import InsufficientScope, Policy, allows
 from .registry import Registry, Tool
 from .result import ToolResult, error_result, prompt_messages, resource_contents
 from .sources import Source
+from .tasks import EXTENSION, Tasks, declared, missing_extension
 
 if TYPE_CHECKING:
     from ..ops.telemetry import Telemetry
@@ -100,7 +101,11 @@ class Server:
             "prompts/list": self._prompts_list,
             "prompts/get": self._prompts_get,
             "completion/complete": self._complete,
+            "tasks/get": self._tasks_get,
+            "tasks/update": self._tasks_update,
+            "tasks/cancel": self._tasks_cancel,
         }
+        self.tasks = Tasks()  # tool calls become tasks for clients of the tasks extension (2026-07-28)
         # Each request's answer: through the middleware when there is any (the first given the outermost).
         self._answer: Callable[[Exchange, dict[str, Any]], Awaitable[dict[str, Any]]] = self._handle
         if middleware:
@@ -111,6 +116,7 @@ class Server:
         """Stop the tool threads: queued calls are cancelled; a running one finishes on its own (threads cannot be
         killed), without holding up shutdown."""
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.tasks.close()
 
     # --- capabilities and identity ----------------------------------------------------------------
 
@@ -137,7 +143,7 @@ class Server:
         """The 2026-07-28 `server/discover` result, complete with the fields strict clients require."""
         result: dict[str, Any] = {
             "supportedVersions": list(versions.SUPPORTED),
-            "capabilities": self.capabilities(),
+            "capabilities": {**self.capabilities(), "extensions": {EXTENSION: {}}},
             "serverInfo": self.info,
             "resultType": "complete",
             "ttlMs": 0,
@@ -187,7 +193,7 @@ class Server:
         else:
             # (A fronted server's questions come back as its own input_required results, state and all.)
             result = await handler(ex, params)
-        if result.get("resultType") != "input_required":
+        if "resultType" not in result:  # (input_required, and a task's CreateTaskResult, say what they are)
             result["resultType"] = "complete"
         return self.stamp(result)
 
@@ -365,7 +371,30 @@ class Server:
         if source is not None:
             return await source.call_tool(str(name), arguments, ex, params)
         assert tool is not None
+        if tool.task_support and ex.modern:
+            if declared(ex):
+                return await self.tasks.call(ex, lambda called: self.call_tool(tool, arguments, called))
+            if tool.task_support == "required":
+                raise missing_extension()
         return await self.call_tool(tool, arguments, ex)
+
+    # --- the tasks extension (mcp/tasks.py) ------------------------------------------------------------
+    async def _tasks_get(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        return self.tasks.get(self._tasks_era(ex), params)
+
+    async def _tasks_update(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        return self.tasks.update(self._tasks_era(ex), params)
+
+    async def _tasks_cancel(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        return self.tasks.cancel(self._tasks_era(ex), params)
+
+    @staticmethod
+    def _tasks_era(ex: Exchange) -> Exchange:
+        if not ex.modern:  # the 2025 revisions' tasks are another design, not served here
+            from .errors import method_not_found
+
+            raise method_not_found(ex.method)
+        return ex
 
     async def call_tool(
         self,

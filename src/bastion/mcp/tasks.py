@@ -1,0 +1,242 @@
+"""The tasks extension (io.modelcontextprotocol/tasks, SEP-2663) on 2026-07-28: a tool call that takes a while
+becomes a task the client polls, instead of a request held open.
+
+A tool registered with `task_support="optional"` or `"required"`, called by a client that declares the extension
+(in the request's `_meta` client capabilities), starts like any call. If it answers within IMMEDIATE_SECONDS, or
+asks the client something first, the answer is the ordinary one (a result, or an input_required round). Past
+that, the call becomes a task: the client gets a CreateTaskResult at once (`resultType: "task"`, `taskId`,
+`status: "working"`, times, `ttlMs`, `pollIntervalMs`), and the tool goes on in the background.
+
+  tasks/get      status and metadata; the tool's result inlined once `completed` (a tool error is completed with
+                 `isError`), a JSON-RPC error once `failed`; while the tool waits for the client, `input_required`
+                 with the pending `inputRequests`
+  tasks/update   answers (`inputResponses`) to pending requests, any subset: once every one is answered, the tool
+                 runs again with them (as a multi-round-trip request would)
+  tasks/cancel   stops it (`cancelled`); a finished task is left as it is
+
+Each answers `{resultType: "complete"}` (tasks/get with the task beside it); an unknown task, or another caller's,
+is -32602. A client that did not declare the extension gets -32021 from tasks/*, the ordinary call from an
+optional tool, and -32021 from a required one. Tasks live in this process, for `ttlMs` after their last change
+(at most MAX_TASKS at once, the oldest finished ones dropped first): several instances need the client to come
+back to the one that started it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .context import InputRequired
+from .errors import INTERNAL_ERROR, INVALID_PARAMS, MISSING_REQUIRED_CLIENT_CAPABILITY, McpError
+from .exchange import Exchange
+
+EXTENSION = "io.modelcontextprotocol/tasks"
+IMMEDIATE_SECONDS = 0.1  # a call that answers within this is answered as an ordinary call
+TTL_MS = 600_000
+POLL_INTERVAL_MS = 500
+MAX_TASKS = 10_000
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+
+Run = Callable[[Exchange], Awaitable[dict[str, Any]]]
+
+
+def declared(ex: Exchange) -> bool:
+    """Whether the request's client declared the tasks extension."""
+    extensions = ex.client_capabilities.get("extensions")
+    return isinstance(extensions, dict) and EXTENSION in extensions
+
+
+def missing_extension() -> McpError:
+    return McpError(
+        MISSING_REQUIRED_CLIENT_CAPABILITY,
+        f"this request needs the client to declare the {EXTENSION} extension",
+        {"requiredCapabilities": {"extensions": {EXTENSION: {}}}},
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Task:
+    task_id: str
+    owner: tuple[str, str] | None  # (subject, client id) of the caller that started it
+    run: Run
+    exchange: Exchange
+    status: str = "working"
+    created_at: str = field(default_factory=_now)
+    updated_at: str = field(default_factory=_now)
+    touched: float = field(default_factory=time.monotonic)
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    pending: dict[str, dict[str, Any]] = field(default_factory=dict)  # input requests not yet answered
+    answers: dict[str, Any] = field(default_factory=dict)
+    worker: asyncio.Task[None] | None = None
+
+    def changed(self, status: str) -> None:
+        self.status = status
+        self.updated_at = _now()
+        self.touched = time.monotonic()
+
+    def envelope(self) -> dict[str, Any]:
+        return {
+            "taskId": self.task_id,
+            "status": self.status,
+            "createdAt": self.created_at,
+            "lastUpdatedAt": self.updated_at,
+            "ttlMs": TTL_MS,
+            "pollIntervalMs": POLL_INTERVAL_MS,
+        }
+
+
+class Tasks:
+    def __init__(self) -> None:
+        self._tasks: OrderedDict[str, Task] = OrderedDict()
+
+    # --- tools/call --------------------------------------------------------------------------------------
+    async def call(self, ex: Exchange, run: Run) -> dict[str, Any]:
+        """Run a task-supporting tool's call: its answer if it comes at once, else a CreateTaskResult."""
+        work = asyncio.ensure_future(run(ex))
+        try:
+            done, _ = await asyncio.wait({work}, timeout=IMMEDIATE_SECONDS)
+        except asyncio.CancelledError:  # the caller went away before it became a task: so does the call
+            work.cancel()
+            raise
+        if done:
+            return work.result()  # a result, or InputRequired / McpError raised for the ordinary answer
+        task = Task(secrets.token_urlsafe(18), _owner(ex), run, ex)
+        ex.send = _dropped  # the HTTP answer is the CreateTaskResult: what the tool says later has nowhere to go
+        self._keep(task)
+        task.worker = asyncio.ensure_future(self._follow(task, work))
+        return {**task.envelope(), "resultType": "task"}
+
+    async def _follow(self, task: Task, work: asyncio.Future[dict[str, Any]]) -> None:
+        """Wait for the tool and record how it ended."""
+        try:
+            result = await work
+        except InputRequired as asked:
+            task.pending = dict(asked.requests)
+            task.changed("input_required")
+            return
+        except McpError as exc:
+            task.error = exc.to_error()
+            task.changed("failed")
+            return
+        except asyncio.CancelledError:
+            if task.status != "cancelled":
+                task.changed("cancelled")
+            work.cancel()
+            raise
+        except Exception as exc:
+            task.error = {"code": INTERNAL_ERROR, "message": f"the task failed: {type(exc).__name__}"}
+            task.changed("failed")
+            return
+        task.result = result
+        task.changed("completed")
+
+    # --- tasks/* -----------------------------------------------------------------------------------------
+    def get(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        task = self._find(ex, params)
+        detailed = task.envelope()
+        if task.status == "completed" and task.result is not None:
+            detailed["result"] = task.result
+        elif task.status == "failed" and task.error is not None:
+            detailed["error"] = task.error
+        elif task.status == "input_required":
+            detailed["inputRequests"] = task.pending
+        return detailed
+
+    def update(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        task = self._find(ex, params)
+        responses = params.get("inputResponses")
+        if not isinstance(responses, dict):
+            raise McpError(INVALID_PARAMS, "inputResponses must be an object")
+        if task.status != "input_required":
+            return {}  # nothing is asked: late or repeated answers change nothing
+        for key in list(task.pending):
+            if key in responses:
+                task.answers[key] = responses[key]
+                del task.pending[key]
+        if not task.pending:  # everything asked is answered: the tool runs again with all its answers
+            again = _rerun_exchange(task.exchange, task.answers)
+            task.changed("working")
+            task.worker = asyncio.ensure_future(self._follow(task, asyncio.ensure_future(task.run(again))))
+        return {}
+
+    def cancel(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        task = self._find(ex, params)
+        if task.status in TERMINAL:
+            return {}
+        task.changed("cancelled")
+        if task.worker is not None:
+            task.worker.cancel()
+        return {}
+
+    def _find(self, ex: Exchange, params: dict[str, Any]) -> Task:
+        if not declared(ex):
+            raise missing_extension()
+        self._expire()
+        task_id = params.get("taskId")
+        task = self._tasks.get(task_id) if isinstance(task_id, str) else None
+        if task is None or task.owner != _owner(ex):  # another caller's task is as unknown as none
+            raise McpError(INVALID_PARAMS, "unknown taskId")
+        return task
+
+    def _keep(self, task: Task) -> None:
+        self._expire()
+        if len(self._tasks) >= MAX_TASKS:
+            finished = [key for key, kept in self._tasks.items() if kept.status in TERMINAL]
+            for key in (finished or list(self._tasks))[: len(self._tasks) - MAX_TASKS + 1]:
+                dropped = self._tasks.pop(key)
+                if dropped.worker is not None and dropped.status not in TERMINAL:
+                    dropped.worker.cancel()
+        self._tasks[task.task_id] = task
+
+    def _expire(self) -> None:
+        limit = time.monotonic() - TTL_MS / 1000
+        for key in [key for key, task in self._tasks.items() if task.touched < limit]:
+            task = self._tasks.pop(key)
+            if task.worker is not None and task.status not in TERMINAL:
+                task.worker.cancel()
+
+    def close(self) -> None:
+        """Stop every task still running (the server is shutting down)."""
+        for task in self._tasks.values():
+            if task.worker is not None and not task.worker.done():
+                task.worker.cancel()
+        self._tasks.clear()
+
+
+def _owner(ex: Exchange) -> tuple[str, str] | None:
+    principal = ex.principal
+    return (principal.subject, principal.client_id) if principal is not None else None
+
+
+def _rerun_exchange(ex: Exchange, answers: dict[str, Any]) -> Exchange:
+    again = Exchange(
+        ex.request_id,
+        ex.method,
+        ex.protocol_version,
+        ex.modern,
+        principal=ex.principal,
+        client_capabilities=ex.client_capabilities,
+        client_info=ex.client_info,
+        log_level=ex.log_level,
+        send=_dropped,
+        input_responses=dict(answers),
+        host=ex.host,
+        root=ex.root,
+        interactive=ex.interactive,
+    )
+    return again
+
+
+async def _dropped(message: Any) -> None:
+    """Where a background task's notifications go: its client polls tasks/get instead of listening."""

@@ -1,0 +1,136 @@
+"""The tasks extension (2026-07-28): a long call of a task-supporting tool becomes a task its client polls, asks
+through it, cancels; other callers, and clients that did not declare the extension, are refused."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pydantic import BaseModel
+
+from bastion import App, Context, McpError, ToolError
+from bastion.testing import ClientError, TestClient
+from tests.waiting import eventually
+
+
+class Answer(BaseModel):
+    value: str
+
+
+def tasks_app(ran: list[str]) -> App:
+    app = App("tasks")
+
+    @app.tool(task_support="optional")
+    async def work(seconds: float) -> str:
+        """Sleeps, then answers."""
+        await asyncio.sleep(seconds)
+        ran.append("work")
+        return f"worked {seconds:g}"
+
+    @app.tool(task_support="required")
+    async def must_be_a_task() -> str:
+        """Only as a task."""
+        await asyncio.sleep(0.2)
+        raise ToolError("it failed, as tools do")
+
+    @app.tool(task_support="optional")
+    async def breaks() -> str:
+        """A protocol error."""
+        await asyncio.sleep(0.2)
+        raise McpError(-32603, "broken")
+
+    @app.tool(task_support="optional")
+    async def asks(ctx: Context) -> str:
+        """Works, then asks two questions at once."""
+        await asyncio.sleep(0.2)
+        a, b = await ctx.gather(ctx.elicit("a?", Answer, key="a"), ctx.elicit("b?", Answer, key="b"))
+        return f"{a.data.value}+{b.data.value}"
+
+    return app
+
+
+async def settled(client: TestClient, task_id: str, status: str) -> dict:
+    found: dict = {}
+
+    async def reached() -> bool:
+        found.update(await client.request("tasks/get", {"taskId": task_id}))
+        return found["status"] == status
+
+    await eventually(reached, f"task {task_id} {status}")
+    return found
+
+
+async def answer(params: dict) -> dict:
+    return {"action": "accept", "content": {"value": "x"}}
+
+
+async def test_a_long_call_becomes_a_task_that_completes():
+    ran: list[str] = []
+    async with TestClient(tasks_app(ran), tasks=True, user="dev:ada") as client:
+        quick = await client.call_tool("work", {"seconds": 0})
+        assert quick.text == "worked 0" and quick.raw["resultType"] == "complete"  # at once: no task
+        created = await client.request("tools/call", {"name": "work", "arguments": {"seconds": 0.3}})
+        assert created["resultType"] == "task" and created["status"] == "working"
+        assert {"taskId", "createdAt", "lastUpdatedAt", "ttlMs", "pollIntervalMs"} <= set(created)
+        assert "result" not in created and "requestState" not in created
+        done = await settled(client, created["taskId"], "completed")
+        assert done["result"]["content"][0]["text"] == "worked 0.3" and done["resultType"] == "complete"
+        failed_tool = await client.request("tools/call", {"name": "must_be_a_task", "arguments": {}})
+        finished = await settled(client, failed_tool["taskId"], "completed")
+        assert finished["result"]["isError"] is True  # a tool error is a completed task
+        broken = await client.request("tools/call", {"name": "breaks", "arguments": {}})
+        failed = await settled(client, broken["taskId"], "failed")
+        assert failed["error"] == {"code": -32603, "message": "broken"} and "result" not in failed
+    # Another caller, or no task at all: unknown, and nothing is revealed.
+    async with TestClient(tasks_app(ran), tasks=True, user="dev:bob") as other:
+        for task_id in (created["taskId"], "nope"):
+            with pytest.raises(ClientError) as raised:
+                await other.request("tasks/get", {"taskId": task_id})
+            assert raised.value.code == -32602
+
+
+async def test_a_task_asks_and_is_answered_one_question_at_a_time():
+    async with TestClient(tasks_app([]), tasks=True, elicitation=answer) as client:
+        created = await client.request("tools/call", {"name": "asks", "arguments": {}})
+        waiting = await settled(client, created["taskId"], "input_required")
+        assert sorted(waiting["inputRequests"]) == ["a", "b"]
+        ack = await client.request(
+            "tasks/update", {"taskId": created["taskId"], "inputResponses": {"a": await answer({})}}
+        )
+        assert ack == {"resultType": "complete", "_meta": ack["_meta"]}
+        still = await client.request("tasks/get", {"taskId": created["taskId"]})
+        assert still["status"] == "input_required" and list(still["inputRequests"]) == ["b"]
+        await client.request("tasks/update", {"taskId": created["taskId"], "inputResponses": {"b": await answer({})}})
+        done = await settled(client, created["taskId"], "completed")
+        assert done["result"]["content"][0]["text"] == "x+x"
+
+
+async def test_a_task_is_cancelled_and_a_finished_one_stays_as_it_is():
+    ran: list[str] = []
+    async with TestClient(tasks_app(ran), tasks=True) as client:
+        created = await client.request("tools/call", {"name": "work", "arguments": {"seconds": 30}})
+        assert (await client.request("tasks/cancel", {"taskId": created["taskId"]}))["resultType"] == "complete"
+        cancelled = await client.request("tasks/get", {"taskId": created["taskId"]})
+        assert cancelled["status"] == "cancelled" and "result" not in cancelled
+        await client.request("tasks/cancel", {"taskId": created["taskId"]})  # again: the same ack
+        assert (await client.request("tasks/get", {"taskId": created["taskId"]}))["status"] == "cancelled"
+    assert ran == []  # it never finished
+
+
+async def test_without_the_extension():
+    async with TestClient(tasks_app([])) as client:
+        assert (await client.call_tool("work", {"seconds": 0.2})).text == "worked 0.2"  # an ordinary call
+        for method, params in (
+            ("tools/call", {"name": "must_be_a_task", "arguments": {}}),
+            ("tasks/get", {"taskId": "x"}),
+        ):
+            with pytest.raises(ClientError) as raised:
+                await client.request(method, params)
+            assert raised.value.code == -32021 and raised.value.status == 400
+            assert raised.value.data == {"requiredCapabilities": {"extensions": {"io.modelcontextprotocol/tasks": {}}}}
+    async with TestClient(tasks_app([]), protocol="2025-11-25") as legacy:
+        with pytest.raises(ClientError) as raised:
+            await legacy.request("tasks/get", {"taskId": "x"})
+        assert raised.value.code == -32601
+        listed = {tool["name"]: tool for tool in await legacy.list_tools()}
+        assert listed["work"]["execution"] == {"taskSupport": "optional"}
