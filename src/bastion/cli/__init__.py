@@ -12,7 +12,7 @@ import sys
 from . import admin, audit, call, dev, inspect, install, serve, worker_token
 from .target import load_app
 
-__all__ = ["load_app", "main"]
+__all__ = ["load_app", "main", "parser"]
 
 COMMANDS = (
     serve.COMMAND,
@@ -26,12 +26,17 @@ COMMANDS = (
 )
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="bastion", description="Secure hosting for MCP servers.")
-    commands = parser.add_subparsers(dest="command", required=True)
+def parser() -> argparse.ArgumentParser:
+    """The `bastion` command's parser, every command group in it."""
+    found = argparse.ArgumentParser(prog="bastion", description="Secure hosting for MCP servers.")
+    commands = found.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.configure(commands.add_parser(command.name, help=command.help))
-    args = parser.parse_args(argv)
+    return found
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])  # as given (serve --reload runs it again)
     run = next(command.run for command in COMMANDS if command.name == args.command)
     try:
