@@ -131,6 +131,53 @@ async def test_without_the_extension():
     async with TestClient(tasks_app([]), protocol="2025-11-25") as legacy:
         with pytest.raises(ClientError) as raised:
             await legacy.request("tasks/get", {"taskId": "x"})
-        assert raised.value.code == -32601
+        assert raised.value.code == -32602  # 2025-11-25's own tasks: an unknown one
         listed = {tool["name"]: tool for tool in await legacy.list_tools()}
         assert listed["work"]["execution"] == {"taskSupport": "optional"}
+
+
+async def test_2025_11_25_tasks_asked_for_by_the_client():
+    ran: list[str] = []
+    app = tasks_app(ran)
+
+    @app.tool
+    def quick() -> str:
+        """Never a task."""
+        return "quick"
+
+    async with TestClient(app, protocol="2025-11-25", elicitation=answer) as client:
+        created = await client.request("tools/call", {"name": "work", "arguments": {"seconds": 0.2}, "task": {}})
+        task = created["task"]
+        assert task["status"] == "working" and {"taskId", "createdAt", "ttl", "pollInterval"} <= set(task)
+        assert (await client.request("tasks/get", {"taskId": task["taskId"]}))["taskId"] == task["taskId"]
+        listed = await client.request("tasks/list", {})
+        assert [t["taskId"] for t in listed["tasks"]] == [task["taskId"]]
+        result = await client.request("tasks/result", {"taskId": task["taskId"]})  # waits for the end
+        assert result["content"][0]["text"] == "worked 0.2"
+        assert result["_meta"]["io.modelcontextprotocol/related-task"] == {"taskId": task["taskId"]}
+        assert (await client.request("tasks/get", {"taskId": task["taskId"]}))["status"] == "completed"
+        with pytest.raises(ClientError) as finished:
+            await client.request("tasks/cancel", {"taskId": task["taskId"]})
+        assert finished.value.code == -32602  # a finished task cannot be cancelled
+        broken = (await client.request("tools/call", {"name": "breaks", "arguments": {}, "task": {}}))["task"]
+        with pytest.raises(ClientError) as failed:
+            await client.request("tasks/result", {"taskId": broken["taskId"]})
+        assert failed.value.code == -32603 and failed.value.message == "broken"
+        asking = (await client.request("tools/call", {"name": "asks", "arguments": {}, "task": {}}))["task"]
+        said = await client.request("tasks/result", {"taskId": asking["taskId"]})
+        assert said["isError"] and "cannot ask the client" in said["content"][0]["text"]
+        long = (await client.request("tools/call", {"name": "work", "arguments": {"seconds": 30}, "task": {}}))["task"]
+        assert (await client.request("tasks/cancel", {"taskId": long["taskId"]}))["status"] == "cancelled"
+        for params, code in (
+            ({"name": "quick", "arguments": {}, "task": {}}, -32601),  # not a task-supporting tool
+            ({"name": "must_be_a_task", "arguments": {}}, -32601),  # only as a task
+        ):
+            with pytest.raises(ClientError) as refused:
+                await client.request("tools/call", params)
+            assert refused.value.code == code
+    assert ran == ["work"]
+    async with TestClient(app) as modern:  # the 2025 methods are gone in 2026-07-28
+        for method in ("tasks/result", "tasks/list"):
+            with pytest.raises(ClientError) as gone:
+                await modern.request(method, {"taskId": "x"})
+            assert gone.value.code == -32601 and gone.value.status == 404

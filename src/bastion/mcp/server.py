@@ -29,6 +29,7 @@ from .context import Context, InputRequired, ToolError, holds_upstream
 from .errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
+    METHOD_NOT_FOUND,
     RESOURCE_NOT_FOUND_LEGACY,
     UNSUPPORTED_PROTOCOL_VERSION,
     URL_ELICITATION_REQUIRED,
@@ -104,6 +105,8 @@ class Server:
             "tasks/get": self._tasks_get,
             "tasks/update": self._tasks_update,
             "tasks/cancel": self._tasks_cancel,
+            "tasks/result": self._tasks_result,
+            "tasks/list": self._tasks_list,
         }
         self.tasks = Tasks()  # tool calls become tasks for clients of the tasks extension (2026-07-28)
         # Each request's answer: through the middleware when there is any (the first given the outermost).
@@ -130,9 +133,12 @@ class Server:
         }
 
     def initialize_result(self, protocol_version: str) -> dict[str, Any]:
+        capabilities = self.capabilities()
+        if protocol_version == versions.LATEST_LEGACY:  # its tasks: tools/call may be task-augmented
+            capabilities["tasks"] = {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
         result: dict[str, Any] = {
             "protocolVersion": protocol_version,
-            "capabilities": self.capabilities(),
+            "capabilities": capabilities,
             "serverInfo": self.info,
         }
         if self.instructions:
@@ -371,26 +377,51 @@ class Server:
         if source is not None:
             return await source.call_tool(str(name), arguments, ex, params)
         assert tool is not None
-        if tool.task_support and ex.modern:
+
+        def run(called: Exchange) -> Awaitable[dict[str, Any]]:
+            return self.call_tool(tool, arguments, called)
+
+        if ex.modern and tool.task_support:
             if declared(ex):
-                return await self.tasks.call(ex, lambda called: self.call_tool(tool, arguments, called))
+                return await self.tasks.call(ex, run)
             if tool.task_support == "required":
                 raise missing_extension()
-        return await self.call_tool(tool, arguments, ex)
+        elif not ex.modern and "task" in params and ex.protocol_version == versions.LATEST_LEGACY:
+            if not tool.task_support:  # 2025-11-25: only tools that say so run as tasks
+                raise McpError(METHOD_NOT_FOUND, f"tool {tool.name!r} does not run as a task")
+            return self.tasks.start_v1(ex, run)
+        elif not ex.modern and tool.task_support == "required":
+            raise McpError(METHOD_NOT_FOUND, f"tool {tool.name!r} runs only as a task: call it with a task param")
+        return await run(ex)
 
     # --- the tasks extension (mcp/tasks.py) ------------------------------------------------------------
     async def _tasks_get(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
-        return self.tasks.get(self._tasks_era(ex), params)
+        return self.tasks.get(ex, params) if ex.modern else self.tasks.get_v1(self._v1(ex), params)
 
     async def _tasks_update(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
-        return self.tasks.update(self._tasks_era(ex), params)
+        return self.tasks.update(self._v2(ex), params)
 
     async def _tasks_cancel(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
-        return self.tasks.cancel(self._tasks_era(ex), params)
+        return self.tasks.cancel(ex, params) if ex.modern else self.tasks.cancel_v1(self._v1(ex), params)
+
+    async def _tasks_result(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.tasks.result_v1(self._v1(ex), params)
+
+    async def _tasks_list(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        return self.tasks.list_v1(self._v1(ex), params)
 
     @staticmethod
-    def _tasks_era(ex: Exchange) -> Exchange:
-        if not ex.modern:  # the 2025 revisions' tasks are another design, not served here
+    def _v1(ex: Exchange) -> Exchange:
+        """The 2025-11-25 task methods (tasks/result and tasks/list are gone in 2026-07-28's extension)."""
+        if ex.protocol_version != versions.LATEST_LEGACY:
+            from .errors import method_not_found
+
+            raise method_not_found(ex.method)
+        return ex
+
+    @staticmethod
+    def _v2(ex: Exchange) -> Exchange:
+        if not ex.modern:
             from .errors import method_not_found
 
             raise method_not_found(ex.method)

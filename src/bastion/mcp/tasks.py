@@ -19,6 +19,12 @@ is -32602. A client that did not declare the extension gets -32021 from tasks/*,
 optional tool, and -32021 from a required one. Tasks live in this process, for `ttlMs` after their last change
 (at most MAX_TASKS at once, the oldest finished ones dropped first): several instances need the client to come
 back to the one that started it.
+
+2025-11-25 defines tasks its own way (experimental there), served too: the client asks for one with a `task`
+param on tools/call and gets `{task: {...}}` at once; `tasks/get` says how it goes, `tasks/result` waits for its
+end and answers the tool's result (with `_meta` io.modelcontextprotocol/related-task), `tasks/list` lists the
+caller's, `tasks/cancel` stops one (a finished one is -32602). Such a task cannot ask the client anything (the
+request that could carry the question has been answered): a tool that asks fails, saying so.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .context import InputRequired
+from .context import InputRequired, ToolError
 from .errors import INTERNAL_ERROR, INVALID_PARAMS, MISSING_REQUIRED_CLIENT_CAPABILITY, McpError
 from .exchange import Exchange
 
@@ -79,11 +85,25 @@ class Task:
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)  # input requests not yet answered
     answers: dict[str, Any] = field(default_factory=dict)
     worker: asyncio.Task[None] | None = None
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # set once terminal (tasks/result waits on it)
 
     def changed(self, status: str) -> None:
         self.status = status
         self.updated_at = _now()
         self.touched = time.monotonic()
+        if status in TERMINAL:
+            self.ended.set()
+
+    def v1(self) -> dict[str, Any]:
+        """The task as 2025-11-25 describes one (`ttl` and `pollInterval`, in milliseconds)."""
+        return {
+            "taskId": self.task_id,
+            "status": self.status,
+            "createdAt": self.created_at,
+            "lastUpdatedAt": self.updated_at,
+            "ttl": TTL_MS,
+            "pollInterval": POLL_INTERVAL_MS,
+        }
 
     def envelope(self) -> dict[str, Any]:
         return {
@@ -206,6 +226,52 @@ class Tasks:
             if task.worker is not None and task.status not in TERMINAL:
                 task.worker.cancel()
 
+    # --- 2025-11-25 ----------------------------------------------------------------------------------------
+    def start_v1(self, ex: Exchange, run: Run) -> dict[str, Any]:
+        """A task-augmented tools/call (its `task` param): the task, at once; the tool runs on without a way to
+        ask the client (the request that could carry a question is answered by this)."""
+        ex.send = _dropped
+        ex.send_request = _cannot_ask
+        task = Task(secrets.token_urlsafe(18), _owner_v1(ex), run, ex)
+        self._keep(task)
+        task.worker = asyncio.ensure_future(self._follow(task, asyncio.ensure_future(run(ex))))
+        return {"task": task.v1()}
+
+    def get_v1(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        return self._find_v1(ex, params).v1()
+
+    async def result_v1(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        task = self._find_v1(ex, params)
+        await task.ended.wait()
+        related = {"io.modelcontextprotocol/related-task": {"taskId": task.task_id}}
+        if task.status == "completed" and task.result is not None:
+            return {**task.result, "_meta": {**(task.result.get("_meta") or {}), **related}}
+        if task.status == "failed" and task.error is not None:
+            raise McpError(task.error["code"], task.error["message"], task.error.get("data"))
+        raise McpError(INVALID_PARAMS, f"the task ended {task.status}: it has no result")
+
+    def list_v1(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        self._expire()
+        owner = _owner_v1(ex)
+        return {"tasks": [task.v1() for task in self._tasks.values() if task.owner == owner]}
+
+    def cancel_v1(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        task = self._find_v1(ex, params)
+        if task.status in TERMINAL:
+            raise McpError(INVALID_PARAMS, f"the task is already {task.status}")
+        task.changed("cancelled")
+        if task.worker is not None:
+            task.worker.cancel()
+        return task.v1()
+
+    def _find_v1(self, ex: Exchange, params: dict[str, Any]) -> Task:
+        self._expire()
+        task_id = params.get("taskId")
+        task = self._tasks.get(task_id) if isinstance(task_id, str) else None
+        if task is None or task.owner != _owner_v1(ex):
+            raise McpError(INVALID_PARAMS, "unknown taskId")
+        return task
+
     def close(self) -> None:
         """Stop every task still running (the server is shutting down)."""
         for task in self._tasks.values():
@@ -217,6 +283,15 @@ class Tasks:
 def _owner(ex: Exchange) -> tuple[str, str] | None:
     principal = ex.principal
     return (principal.subject, principal.client_id) if principal is not None else None
+
+
+def _owner_v1(ex: Exchange) -> tuple[str, str] | None:
+    """A 2025 task's owner: the signed-in caller, or without authentication the session that started it."""
+    return _owner(ex) or (("session", ex.session_id) if ex.session_id else None)
+
+
+async def _cannot_ask(method: str, params: dict[str, Any]) -> Any:
+    raise ToolError(f"a 2025-11-25 task cannot ask the client ({method}): call the tool without a task")
 
 
 def _rerun_exchange(ex: Exchange, answers: dict[str, Any]) -> Exchange:
