@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bastion.cli import main
 from bastion.cli.call import parse_arguments
+from tests.cli.command import run
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTES = str(ROOT / "examples" / "notes.py")
@@ -27,16 +27,6 @@ def boom() -> str:
     '''Always fails.'''
     raise ValueError("no")
 """
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_inspect_shows_tools_resources_prompts_and_scopes(capsys, tmp_path):

@@ -276,20 +276,26 @@ def tool_names(url: str) -> list[str] | None:
     return [tool["name"] for tool in answer.json()["result"]["tools"]] if answer.status_code == 200 else None
 
 
+def in_background(log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """`bastion <args>` running in its own process group (so that stop() ends its children too), its output in
+    `log`, working in the log's folder."""
+    with open(log, "wb") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bastion.cli", *args],
+            cwd=log.parent,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 def test_serve_reload_serves_each_change_and_survives_a_broken_one(tmp_path):
     server = tmp_path / "live.py"
     server.write_text(SERVER_V1)
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
     log = tmp_path / "serve.log"
-    with open(log, "wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bastion.cli", "serve", str(server), "--reload", "--port", str(port)],
-            cwd=tmp_path,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = in_background(log, "serve", str(server), "--reload", "--port", str(port))
     try:
         wait_until(lambda: tool_names(url) == ["hi"], "the first version serving")
         server.write_text(SERVER_V1 + "\n@app.tool\ndef bye() -> str:\n    return 'bye'\n")
@@ -310,14 +316,7 @@ def test_dev_serves_with_dev_login_and_says_how_to_connect(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
     log = tmp_path / "dev.log"
-    with open(log, "wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bastion.cli", "dev", str(server), "--port", str(port)],
-            cwd=tmp_path,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = in_background(log, "dev", str(server), "--port", str(port))
     try:
         wait_until(lambda: healthy(f"http://127.0.0.1:{port}"), "bastion dev serving")
         refused = httpx.post(url, json=MODERN_LIST, timeout=5)

@@ -29,6 +29,19 @@ def conformance(*args: str, timeout: float = 600) -> subprocess.CompletedProcess
     )
 
 
+def results(out) -> tuple[set[str], list[str]]:
+    """The scenarios a run wrote results for in `out`, and each check of theirs that failed or warned."""
+    ran: set[str] = set()
+    problems = []
+    for checks_file in out.glob("*/checks.json"):
+        scenario = re.sub(r"^server-(.*)-\d{4}-\d\d-\d\dT.*$", r"\1", checks_file.parent.name)
+        ran.add(scenario)
+        for check in json.loads(checks_file.read_text()):
+            if check["status"] in ("FAILURE", "WARNING"):
+                problems.append(f"{scenario}: {check['status']} {check['id']}: {check.get('errorMessage')}")
+    return ran, problems
+
+
 def every_scenario_passes_without_warnings(url: str, out) -> None:
     """Run `--suite all` against `url` (addressed as localhost: the suite checks DNS-rebinding protection), and
     require every listed scenario to have run, passed, and warned of nothing."""
@@ -41,14 +54,7 @@ def every_scenario_passes_without_warnings(url: str, out) -> None:
     assert run.returncode == 0, summary or run.stdout + run.stderr
     assert re.search(r"Total: \d+ passed, 0 failed", summary), summary
 
-    ran: set[str] = set()
-    problems = []
-    for checks_file in out.glob("*/checks.json"):
-        scenario = re.sub(r"^server-(.*)-\d{4}-\d\d-\d\dT.*$", r"\1", checks_file.parent.name)
-        ran.add(scenario)
-        for check in json.loads(checks_file.read_text()):
-            if check["status"] in ("FAILURE", "WARNING"):
-                problems.append(f"{scenario}: {check['status']} {check['id']}: {check.get('errorMessage')}")
+    ran, problems = results(out)
     assert ran == scenarios, f"not run: {scenarios - ran}"
     assert not problems, "\n".join(problems)
 
@@ -81,13 +87,7 @@ def test_every_scenario_a_revision_requires_passes(everything_url, tmp_path, rev
     summary = run.stdout[run.stdout.find("=== SUMMARY ===") :] if "=== SUMMARY ===" in run.stdout else run.stdout
     assert run.returncode == 0, summary[-4000:] + run.stderr[-2000:]
     unscored = set(re.findall(r"^\s+[✗✓] (\S+) \(", run.stdout, re.MULTILINE))
-    problems, ran = [], set()
-    for checks_file in tmp_path.glob("*/checks.json"):
-        scenario = re.sub(r"^server-(.*)-\d{4}-\d\d-\d\dT.*$", r"\1", checks_file.parent.name)
-        ran.add(scenario)
-        for check in json.loads(checks_file.read_text()):
-            if check["status"] in ("FAILURE", "WARNING"):
-                problems.append(f"{scenario}: {check['status']} {check['id']}: {check.get('errorMessage')}")
+    ran, problems = results(tmp_path)
     assert len(ran - unscored) >= (35 if revision == "2026-07-28" else 30), sorted(ran)  # all it scores ran
     if revision == "2026-07-28":  # and what it runs without scoring: the tasks extension, pending scenarios
         assert {"tasks-lifecycle", "tasks-mrtr-input", "json-schema-2020-12"} <= unscored & ran
