@@ -438,3 +438,17 @@ async def test_a_record_that_is_not_bastions_is_unavailable_not_a_crash(store, r
         with pytest.raises(StoreUnavailable) as raised:
             await store.get(key)
         assert "not json" not in str(raised.value)
+
+
+async def test_a_connection_closed_under_uvloop_is_the_store_unavailable():
+    """uvloop raises RuntimeError (not ConnectionError) when the driver writes on a connection the server closed:
+    seen when the store went down under running instances (an intermittent 500 before it was translated)."""
+    store = RedisStore("redis://127.0.0.1:1")
+    with pytest.raises(StoreUnavailable, match="the connection was closed"):
+        async with store._talking():
+            raise RuntimeError(
+                "unable to perform operation on <TCPTransport closed=True reading=False 0x1>; the handler is closed"
+            )
+    with pytest.raises(RuntimeError, match="something else"):  # any other RuntimeError is a bug, shown as one
+        async with store._talking():
+            raise RuntimeError("something else")

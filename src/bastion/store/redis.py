@@ -269,6 +269,9 @@ class _Script:
         return self.keys, [orjson.dumps(self.plan), *self.args[1:]]
 
 
+CLOSED_TRANSPORT = "the handler is closed"  # uvloop's RuntimeError on a transport that is gone
+
+
 def _unavailable(exc: BaseException) -> StoreUnavailable:
     # The driver's messages may quote a command; the class of the failure is what an operator needs.
     if isinstance(exc, RedisError | RedisClusterException):
@@ -312,6 +315,12 @@ class RedisStore(Store):
             yield
         except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
             raise _unavailable(exc) from exc
+        except RuntimeError as exc:
+            if CLOSED_TRANSPORT not in str(exc):
+                raise
+            # uvloop's answer to writing on a connection the server closed (the store going down): the driver
+            # lets it through as it is, where asyncio's own loop would have raised ConnectionError.
+            raise StoreUnavailable("redis: ConnectionError (the connection was closed)") from exc
         finally:
             self._slots.release()
 

@@ -41,6 +41,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 
 from ..errors import StoreUnavailable
+from ..redis import CLOSED_TRANSPORT
 from .base import Bus, Handler
 from .local import LocalBus
 
@@ -137,6 +138,11 @@ class RedisBus(Bus):
                         await self._publisher.publish(self.channel, self._outbox[0])
                 except FAULTS as exc:
                     log.warning("redis bus: publishing deferred until Redis answers again (%s)", type(exc).__name__)
+                    return
+                except RuntimeError as exc:
+                    if CLOSED_TRANSPORT not in str(exc):
+                        raise
+                    log.warning("redis bus: publishing deferred until Redis answers again (connection closed)")
                     return
                 self._outbox.popleft()
 
