@@ -164,8 +164,10 @@ async def test_2025_11_25_tasks_asked_for_by_the_client():
             await client.request("tasks/result", {"taskId": broken["taskId"]})
         assert failed.value.code == -32603 and failed.value.message == "broken"
         asking = (await client.request("tools/call", {"name": "asks", "arguments": {}, "task": {}}))["task"]
-        said = await client.request("tasks/result", {"taskId": asking["taskId"]})
-        assert said["isError"] and "cannot ask the client" in said["content"][0]["text"]
+        waiting = await settled(client, asking["taskId"], "input_required")  # its questions wait for tasks/result
+        assert waiting["taskId"] == asking["taskId"]
+        said = await client.request("tasks/result", {"taskId": asking["taskId"]})  # which carries them, answered
+        assert said["content"][0]["text"] == "x+x" and not said.get("isError")
         long = (await client.request("tools/call", {"name": "work", "arguments": {"seconds": 30}, "task": {}}))["task"]
         assert (await client.request("tasks/cancel", {"taskId": long["taskId"]}))["status"] == "cancelled"
         for params, code in (

@@ -23,8 +23,8 @@ back to the one that started it.
 2025-11-25 defines tasks its own way (experimental there), served too: the client asks for one with a `task`
 param on tools/call and gets `{task: {...}}` at once; `tasks/get` says how it goes, `tasks/result` waits for its
 end and answers the tool's result (with `_meta` io.modelcontextprotocol/related-task), `tasks/list` lists the
-caller's, `tasks/cancel` stops one (a finished one is -32602). Such a task cannot ask the client anything (the
-request that could carry the question has been answered): a tool that asks fails, saying so.
+caller's, `tasks/cancel` stops one (a finished one is -32602). What such a task's tool asks the client waits,
+the task `input_required`, for a tasks/result request, whose stream carries it to the client and the answer back.
 """
 
 from __future__ import annotations
@@ -86,6 +86,8 @@ class Task:
     answers: dict[str, Any] = field(default_factory=dict)
     worker: asyncio.Task[None] | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)  # set once terminal (tasks/result waits on it)
+    # 2025-11-25: what the tool asks the client, waiting for a tasks/result request to carry it.
+    questions: asyncio.Queue[tuple[str, dict[str, Any], asyncio.Future[Any]]] = field(default_factory=asyncio.Queue)
 
     def changed(self, status: str) -> None:
         self.status = status
@@ -228,11 +230,11 @@ class Tasks:
 
     # --- 2025-11-25 ----------------------------------------------------------------------------------------
     def start_v1(self, ex: Exchange, run: Run) -> dict[str, Any]:
-        """A task-augmented tools/call (its `task` param): the task, at once; the tool runs on without a way to
-        ask the client (the request that could carry a question is answered by this)."""
-        ex.send = _dropped
-        ex.send_request = _cannot_ask
+        """A task-augmented tools/call (its `task` param): the task, at once. What the tool then asks the client
+        waits (the task `input_required`) for a tasks/result request, on whose stream it is put to the client."""
         task = Task(secrets.token_urlsafe(18), _owner_v1(ex), run, ex)
+        ex.send = _dropped
+        ex.send_request = _asking_through(task)
         self._keep(task)
         task.worker = asyncio.ensure_future(self._follow(task, asyncio.ensure_future(run(ex))))
         return {"task": task.v1()}
@@ -241,8 +243,17 @@ class Tasks:
         return self._find_v1(ex, params).v1()
 
     async def result_v1(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
+        """Wait for the task's end, carrying its questions to the client meanwhile; then its result."""
         task = self._find_v1(ex, params)
-        await task.ended.wait()
+        while not task.ended.is_set():
+            question = asyncio.ensure_future(task.questions.get())
+            ending = asyncio.ensure_future(task.ended.wait())
+            done, _ = await asyncio.wait({question, ending}, return_when=asyncio.FIRST_COMPLETED)
+            ending.cancel()
+            if question not in done:
+                question.cancel()
+                continue
+            await _carry(ex, task, *question.result())
         related = {"io.modelcontextprotocol/related-task": {"taskId": task.task_id}}
         if task.status == "completed" and task.result is not None:
             return {**task.result, "_meta": {**(task.result.get("_meta") or {}), **related}}
@@ -290,8 +301,38 @@ def _owner_v1(ex: Exchange) -> tuple[str, str] | None:
     return _owner(ex) or (("session", ex.session_id) if ex.session_id else None)
 
 
-async def _cannot_ask(method: str, params: dict[str, Any]) -> Any:
-    raise ToolError(f"a 2025-11-25 task cannot ask the client ({method}): call the tool without a task")
+def _asking_through(task: Task) -> Callable[[str, dict[str, Any]], Awaitable[Any]]:
+    """How a 2025-11-25 task's tool asks the client: the question waits for a tasks/result request to carry it."""
+
+    async def ask(method: str, params: dict[str, Any]) -> Any:
+        answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        task.questions.put_nowait((method, params, answered))
+        task.changed("input_required")
+        try:
+            return await answered
+        finally:
+            if task.status == "input_required" and task.questions.empty():
+                task.changed("working")
+
+    return ask
+
+
+async def _carry(ex: Exchange, task: Task, method: str, params: dict[str, Any], answered: asyncio.Future[Any]) -> None:
+    """Put one of the task's questions to the client on this tasks/result request's stream."""
+    if ex.send_request is None:
+        answered.set_exception(ToolError(f"the client's tasks/result takes JSON only: {method} cannot reach it"))
+        return
+    try:
+        answer = await ex.send_request(method, params)
+    except asyncio.CancelledError:
+        task.questions.put_nowait((method, params, answered))  # its client went away: the next tasks/result asks
+        raise
+    except Exception as exc:
+        if not answered.done():
+            answered.set_exception(exc)
+        return
+    if not answered.done():
+        answered.set_result(answer)
 
 
 def _rerun_exchange(ex: Exchange, answers: dict[str, Any]) -> Exchange:
