@@ -71,3 +71,55 @@ def test_bastion_commands_are_accepted(where, line, capsys):
 def test_there_are_blocks_to_check():
     assert len(blocks("python")) >= 8 and len(blocks("toml")) >= 15 and len(bastion_commands()) >= 10
     assert sys.version_info >= (3, 11)
+
+
+def shell_lines() -> list[tuple[str, str]]:
+    return [
+        (where, line.strip())
+        for where, source in blocks("sh")
+        for line in source.replace("\\\n", " ").splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+
+
+def test_scripts_and_benchmarks_the_docs_run_exist_and_take_their_options():
+    import subprocess
+
+    for where, line in shell_lines():
+        words = shlex.split(line, comments=True)
+        if words and words[0].startswith("scripts/"):
+            script = ROOT / words[0]
+            assert script.is_file() and script.stat().st_mode & 0o111, f"{where}: {words[0]} is not a script"
+        if words[:1] == [".venv/bin/python"] and words[1].startswith("bench/"):
+            shown = subprocess.run(
+                [sys.executable, str(ROOT / words[1]), "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT
+            )
+            assert shown.returncode == 0, f"{where}: {words[1]} --help: {shown.stderr}"
+            for option in re.findall(r"--[a-z][a-z-]+", line.split("#", 1)[-1]):  # the options its comment names
+                assert option in shown.stdout, f"{where}: {words[1]} has no {option}"
+
+
+def test_the_systemd_unit_starts_a_command_bastion_accepts():
+    [(where, unit)] = blocks("ini")
+    [exec_start] = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
+    words = shlex.split(exec_start.removeprefix("ExecStart="))
+    assert words[0].endswith("/bin/bastion"), where
+    parser().parse_args(words[1:])
+
+
+def test_the_sql_shown_is_the_schema_the_code_creates():
+    import sqlite3
+
+    from bastion.store.bus.sqlite import SCHEMA
+
+    def described(script: str) -> list[tuple]:
+        db = sqlite3.connect(":memory:")
+        db.executescript(script)
+        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        shape = [(table, *column) for table in tables for column in db.execute(f"PRAGMA table_info({table})")]
+        indexes = db.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'index'").fetchall()
+        db.close()
+        return sorted(shape) + sorted(indexes)
+
+    [(where, shown)] = blocks("sql")
+    assert described(shown) == described(SCHEMA), f"{where} is not the schema the SQLite bus creates"
