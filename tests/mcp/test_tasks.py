@@ -183,3 +183,29 @@ async def test_2025_11_25_tasks_asked_for_by_the_client():
             with pytest.raises(ClientError) as gone:
                 await modern.request(method, {"taskId": "x"})
             assert gone.value.code == -32601 and gone.value.status == 404
+
+
+async def test_one_caller_cannot_fill_the_table(monkeypatch):
+    from bastion.mcp import tasks as tasks_module
+
+    monkeypatch.setattr(tasks_module, "MAX_RUNNING_PER_CALLER", 2)
+    app = tasks_app([])
+    async with TestClient(app, tasks=True, user="dev:greedy") as greedy:
+        started = [await greedy.request("tools/call", {"name": "work", "arguments": {"seconds": 30}}) for _ in range(2)]
+        assert [answer["resultType"] for answer in started] == ["task", "task"]
+        # At the limit: the next call is an ordinary one, waited for, not a third task.
+        waited = await greedy.request("tools/call", {"name": "work", "arguments": {"seconds": 0.2}})
+        assert waited["resultType"] == "complete" and waited["content"][0]["text"] == "worked 0.2"
+        for answer in started:  # the first two were not pushed out
+            assert (await greedy.request("tasks/get", {"taskId": answer["taskId"]}))["status"] == "working"
+        # Once one ends, a new task may start.
+        await greedy.request("tasks/cancel", {"taskId": started[0]["taskId"]})
+        again = await greedy.request("tools/call", {"name": "work", "arguments": {"seconds": 30}})
+        assert again["resultType"] == "task"
+    async with TestClient(app, protocol="2025-11-25", user="dev:greedy") as legacy:  # asked for a task: 429
+        for _ in range(2):
+            await legacy.request("tools/call", {"name": "work", "arguments": {"seconds": 30}, "task": {}})
+        with pytest.raises(ClientError) as refused:
+            await legacy.request("tools/call", {"name": "work", "arguments": {"seconds": 1}, "task": {}})
+        assert refused.value.code == -32029 and refused.value.data == {"retryAfterSeconds": 5}
+        assert refused.value.status == 429

@@ -17,8 +17,10 @@ that, the call becomes a task: the client gets a CreateTaskResult at once (`resu
 Each answers `{resultType: "complete"}` (tasks/get with the task beside it); an unknown task, or another caller's,
 is -32602. A client that did not declare the extension gets -32021 from tasks/*, the ordinary call from an
 optional tool, and -32021 from a required one. Tasks live in this process, for `ttlMs` after their last change
-(at most MAX_TASKS at once, the oldest finished ones dropped first): several instances need the client to come
-back to the one that started it.
+(at most MAX_TASKS at once, the oldest finished ones dropped first; running ones are never pushed out): several
+instances need the client to come back to the one that started it. A caller with MAX_RUNNING_PER_CALLER tasks
+still running gets ordinary answers (its call waited for) until some finish; on 2025-11-25, where it asked for a
+task, a -32029 refusal (HTTP 429).
 
 2025-11-25 defines tasks its own way (experimental there), served too: the client asks for one with a `task`
 param on tools/call and gets `{task: {...}}` at once; `tasks/get` says how it goes, `tasks/result` waits for its
@@ -41,12 +43,15 @@ from typing import Any
 from .context import InputRequired, ToolError
 from .errors import INTERNAL_ERROR, INVALID_PARAMS, MISSING_REQUIRED_CLIENT_CAPABILITY, McpError
 from .exchange import Exchange
+from .middleware import RateLimited
 
 EXTENSION = "io.modelcontextprotocol/tasks"
 IMMEDIATE_SECONDS = 0.1  # a call that answers within this is answered as an ordinary call
 TTL_MS = 600_000
 POLL_INTERVAL_MS = 500
 MAX_TASKS = 10_000
+MAX_RUNNING_PER_CALLER = 100  # one caller cannot fill the table and push everyone else's tasks out
+POLL_RETRY_SECONDS = 5  # when a caller at its limit may ask for a task again
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 
 Run = Callable[[Exchange], Awaitable[dict[str, Any]]]
@@ -133,9 +138,11 @@ class Tasks:
             raise
         if done:
             return work.result()  # a result, or InputRequired / McpError raised for the ordinary answer
+        if not self._room_for(_owner(ex)):  # no room for another task of this caller's: the call is waited for
+            return await work
         task = Task(secrets.token_urlsafe(18), _owner(ex), run, ex)
         ex.send = _dropped  # the HTTP answer is the CreateTaskResult: what the tool says later has nowhere to go
-        self._keep(task)
+        self._tasks[task.task_id] = task
         task.worker = asyncio.ensure_future(self._follow(task, work))
         return {**task.envelope(), "resultType": "task"}
 
@@ -211,15 +218,18 @@ class Tasks:
             raise McpError(INVALID_PARAMS, "unknown taskId")
         return task
 
-    def _keep(self, task: Task) -> None:
+    def _room_for(self, owner: tuple[str, str] | None) -> bool:
+        """Whether another task may start for `owner`: fewer than MAX_RUNNING_PER_CALLER of theirs still running,
+        and a place in the table (the oldest finished tasks make way; running ones are never pushed out)."""
         self._expire()
+        running = sum(1 for task in self._tasks.values() if task.owner == owner and task.status not in TERMINAL)
+        if running >= MAX_RUNNING_PER_CALLER:
+            return False
         if len(self._tasks) >= MAX_TASKS:
             finished = [key for key, kept in self._tasks.items() if kept.status in TERMINAL]
-            for key in (finished or list(self._tasks))[: len(self._tasks) - MAX_TASKS + 1]:
-                dropped = self._tasks.pop(key)
-                if dropped.worker is not None and dropped.status not in TERMINAL:
-                    dropped.worker.cancel()
-        self._tasks[task.task_id] = task
+            for key in finished[: len(self._tasks) - MAX_TASKS + 1]:
+                del self._tasks[key]
+        return len(self._tasks) < MAX_TASKS
 
     def _expire(self) -> None:
         limit = time.monotonic() - TTL_MS / 1000
@@ -232,10 +242,12 @@ class Tasks:
     def start_v1(self, ex: Exchange, run: Run) -> dict[str, Any]:
         """A task-augmented tools/call (its `task` param): the task, at once. What the tool then asks the client
         waits (the task `input_required`) for a tasks/result request, on whose stream it is put to the client."""
+        if not self._room_for(_owner_v1(ex)):
+            raise RateLimited("too many tasks are running for this caller: wait for some to finish", POLL_RETRY_SECONDS)
         task = Task(secrets.token_urlsafe(18), _owner_v1(ex), run, ex)
         ex.send = _dropped
         ex.send_request = _asking_through(task)
-        self._keep(task)
+        self._tasks[task.task_id] = task
         task.worker = asyncio.ensure_future(self._follow(task, asyncio.ensure_future(run(ex))))
         return {"task": task.v1()}
 
