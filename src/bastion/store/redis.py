@@ -25,7 +25,9 @@ inside the script on a single server (atomic, and as slow as the keyspace is lar
 of a Cluster (a record written between the scan and the commit survives).
 
 Every error of the driver (refused, timed out, cluster down, a script error) becomes StoreUnavailable, naming
-the kind of failure, never a key or a value. Nothing is retried by the driver: a commit whose answer was lost
+the kind of failure, never a key or a value; so do its own slips while the server goes away (an AttributeError
+on a connection it dropped meanwhile, uvloop's RuntimeError on a closed transport), the unexpected ones logged
+with their traceback. Nothing is retried by the driver: a commit whose answer was lost
 may have been applied, and running it again would report its own consume as somebody else's. Connections are
 made again on the next call after a failure, so the store recovers by itself once Redis is back.
 """
@@ -35,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import math
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -53,6 +56,8 @@ from redis.retry import Retry
 from . import keys
 from .base import Commit, Record, Store
 from .errors import StoreUnavailable
+
+log = logging.getLogger("bastion.store")
 
 TIMEOUT_SECONDS = 3.0  # for one connection attempt and one reply: a client sees the 503 before its own timeout
 CONNECTIONS = 32
@@ -272,6 +277,11 @@ class _Script:
 CLOSED_TRANSPORT = "the handler is closed"  # uvloop's RuntimeError on a transport that is gone
 
 
+def _unexpected(exc: BaseException) -> StoreUnavailable:
+    log.warning("redis: the driver failed with %s; answered as the store unavailable", type(exc).__name__, exc_info=exc)
+    return StoreUnavailable(f"redis: {type(exc).__name__}")
+
+
 def _unavailable(exc: BaseException) -> StoreUnavailable:
     # The driver's messages may quote a command; the class of the failure is what an operator needs.
     if isinstance(exc, RedisError | RedisClusterException):
@@ -315,12 +325,19 @@ class RedisStore(Store):
             yield
         except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
             raise _unavailable(exc) from exc
+        except StoreUnavailable:
+            raise
         except RuntimeError as exc:
             if CLOSED_TRANSPORT not in str(exc):
-                raise
+                raise _unexpected(exc) from exc
             # uvloop's answer to writing on a connection the server closed (the store going down): the driver
             # lets it through as it is, where asyncio's own loop would have raised ConnectionError.
             raise StoreUnavailable("redis: ConnectionError (the connection was closed)") from exc
+        except Exception as exc:
+            # The driver's own slips while the server goes away (a connection it dropped meanwhile, seen as
+            # AttributeError on its writer): the store did not answer, so neither does the request (503, never a
+            # 500); logged with its traceback, in case it was not the server's doing.
+            raise _unexpected(exc) from exc
         finally:
             self._slots.release()
 

@@ -139,10 +139,13 @@ class RedisBus(Bus):
                 except FAULTS as exc:
                     log.warning("redis bus: publishing deferred until Redis answers again (%s)", type(exc).__name__)
                     return
-                except RuntimeError as exc:
-                    if CLOSED_TRANSPORT not in str(exc):
-                        raise
-                    log.warning("redis bus: publishing deferred until Redis answers again (connection closed)")
+                except Exception as exc:  # the driver's slips while Redis goes away (uvloop's closed transport)
+                    expected = CLOSED_TRANSPORT in str(exc)
+                    log.warning(
+                        "redis bus: publishing deferred until Redis answers again (%s)",
+                        type(exc).__name__,
+                        exc_info=None if expected else exc,
+                    )
                     return
                 self._outbox.popleft()
 
