@@ -10,6 +10,7 @@ the engine hands to the client as a URL elicitation in the form of the request's
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -59,3 +60,17 @@ class Connections(Protocol):
     async def wait(self, principal: Any, connection: str, scopes: tuple[str, ...], seconds: float) -> bool:
         """Wait up to `seconds` for the caller to finish connecting; whether they did."""
         ...
+
+
+def holds_upstream(principal: Any, provider: str) -> bool:
+    """Whether the caller brought a token for `provider` themselves (the worker API's context.authorization)."""
+    upstream = getattr(principal, "upstream", None)
+    return isinstance(upstream, Mapping) and provider in upstream
+
+
+def serving(connections: Connections | None, principal: Any, provider: str) -> Connections | None:
+    """The connected accounts to take `provider`'s token from for this caller: None when `provider` is no
+    connection, or the caller brought its own token (then it is the sign-in provider's, or the caller's own)."""
+    if connections is None or not connections.provides(provider) or holds_upstream(principal, provider):
+        return None
+    return connections

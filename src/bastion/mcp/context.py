@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from .connect import ConnectionFailed, ConnectionRequired, Connections, NotConnected
+from .connect import ConnectionFailed, ConnectionRequired, Connections, NotConnected, serving
 from .errors import MISSING_REQUIRED_CLIENT_CAPABILITY, McpError
 
 if TYPE_CHECKING:
@@ -103,8 +103,8 @@ class Context:
         ([[connections]]; if they have not, the call ends and the client is asked to send them to connect it),
         or the identity provider they signed in with."""
         principal = self._exchange.principal
-        connections = self._connections
-        if connections is not None and connections.provides(provider) and not holds_upstream(principal, provider):
+        connections = serving(self._connections, principal, provider)
+        if connections is not None:
             try:
                 return await connections.token(principal, provider, tuple(scopes))
             except NotConnected:
@@ -171,8 +171,7 @@ class Context:
 
     # --- asking the client --------------------------------------------------------------------------
     def _require(self, capability: str, detail: str | None = None) -> None:
-        caps = self._exchange.client_capabilities.get(capability)
-        if caps is None or (detail is not None and not _has_mode(caps, detail)):
+        if not self.supports(capability, detail):
             what = f"{capability} ({detail} mode)" if detail else capability
             if self._exchange.modern:  # 2026-07-28: the request itself is refused (400), naming what it lacks
                 needed: dict[str, Any] = {capability: {detail: {}} if detail else {}}
@@ -186,8 +185,7 @@ class Context:
     def supports(self, capability: str, mode: str | None = None) -> bool:
         """Whether the client declared `capability` ("elicitation", "sampling", "roots"; for elicitation, `mode`
         "form" or "url"): a tool may choose what to ask by it."""
-        caps = self._exchange.client_capabilities.get(capability)
-        return caps is not None and (mode is None or _has_mode(caps, mode))
+        return declares(self._exchange.client_capabilities, capability, mode)
 
     async def gather(self, *questions: Awaitable[Any]) -> list[Any]:
         """Ask several questions at once (`ctx.elicit(...)`, `ctx.sample(...)`, `ctx.list_roots()`): one round of
@@ -290,10 +288,10 @@ class Context:
         return roots
 
 
-def holds_upstream(principal: Any, provider: str) -> bool:
-    """Whether the caller brought a token for `provider` themselves (the worker API's context.authorization)."""
-    upstream = getattr(principal, "upstream", None)
-    return isinstance(upstream, Mapping) and provider in upstream
+def declares(capabilities: Mapping[str, Any], capability: str, mode: str | None = None) -> bool:
+    """Whether client `capabilities` declare `capability` (and, for elicitation, `mode`: "form" or "url")."""
+    caps = capabilities.get(capability)
+    return caps is not None and (mode is None or _has_mode(caps, mode))
 
 
 def _has_mode(caps: Any, mode: str) -> bool:

@@ -24,8 +24,8 @@ from pydantic_core import PydanticSerializationError
 from ..principal import UpstreamError
 from ..security.sealed import seal, unseal
 from . import versions
-from .connect import ConnectionFailed, ConnectionRequired, Connections, NotConnected
-from .context import Context, InputRequired, ToolError, holds_upstream
+from .connect import ConnectionFailed, ConnectionRequired, Connections, NotConnected, serving
+from .context import Context, InputRequired, ToolError, declares
 from .errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -236,8 +236,8 @@ class Server:
         if not isinstance(state, dict) or state.get("f") != self._fingerprint(ex, params):
             raise McpError(INVALID_PARAMS, "requestState is invalid, expired, or belongs to another request")
         answers = dict(state.get("a") or {})
-        pending = state.get("k")
-        for key in [pending] if isinstance(pending, str) else pending if isinstance(pending, list) else []:
+        asked = state.get("k")  # the keys of the questions asked last round (one key in states sealed before)
+        for key in asked if isinstance(asked, list) else [asked]:
             if responses and isinstance(key, str) and key in responses:
                 answers[key] = responses[key]  # an answer to a question asked; anything else is ignored
         ex.input_responses = answers
@@ -497,13 +497,8 @@ class Server:
         there); else the answer that stops it (an error, or the request to connect the account)."""
         provider = str(tool.requires_upstream)
         principal = ex.principal
-        connections = self.connections
-        if (
-            connections is None
-            or not connections.provides(provider)
-            or holds_upstream(principal, provider)
-            or not ex.interactive
-        ):
+        connections = serving(self.connections if ex.interactive else None, principal, provider)
+        if connections is None:
             refusal = _upstream_refusal(tool, principal)
             return error_result(refusal) if refusal else None
         try:
@@ -533,7 +528,7 @@ class Server:
                 return None
         link = await self.connections.link(principal, connection, scopes, tool, ex.host, ex.root)
         request = {"mode": "url", "message": link.message, "url": link.url}
-        if _has_url_elicitation(ex.client_capabilities):
+        if declares(ex.client_capabilities, "elicitation", "url"):
             if ex.modern:
                 raise InputRequired({key: {"method": "elicitation/create", "params": request}})
             if ex.protocol_version != "2025-06-18":
@@ -738,11 +733,6 @@ def _upstream_refusal(tool: Tool, principal: Any) -> str | None:
     except UpstreamError as exc:
         return f"Tool {tool.name!r} cannot run: {exc}"
     return None
-
-
-def _has_url_elicitation(capabilities: dict[str, Any]) -> bool:
-    elicitation = capabilities.get("elicitation")
-    return isinstance(elicitation, dict) and "url" in elicitation
 
 
 def _same_objects(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:

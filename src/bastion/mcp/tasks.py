@@ -138,9 +138,10 @@ class Tasks:
             raise
         if done:
             return work.result()  # a result, or InputRequired / McpError raised for the ordinary answer
-        if not self._room_for(_owner(ex)):  # no room for another task of this caller's: the call is waited for
+        owner = _owner(ex)
+        if not self._room_for(owner):  # no room for another task of this caller's: the call is waited for
             return await work
-        task = Task(secrets.token_urlsafe(18), _owner(ex), run, ex)
+        task = Task(secrets.token_urlsafe(18), owner, run, ex)
         ex.send = _dropped  # the HTTP answer is the CreateTaskResult: what the tool says later has nowhere to go
         self._tasks[task.task_id] = task
         task.worker = asyncio.ensure_future(self._follow(task, work))
@@ -201,20 +202,21 @@ class Tasks:
 
     def cancel(self, ex: Exchange, params: dict[str, Any]) -> dict[str, Any]:
         task = self._find(ex, params)
-        if task.status in TERMINAL:
-            return {}
-        task.changed("cancelled")
-        if task.worker is not None:
-            task.worker.cancel()
+        if task.status not in TERMINAL:
+            _stop(task)
         return {}
 
     def _find(self, ex: Exchange, params: dict[str, Any]) -> Task:
         if not declared(ex):
             raise missing_extension()
+        return self._lookup(params, _owner(ex))
+
+    def _lookup(self, params: dict[str, Any], owner: tuple[str, str] | None) -> Task:
+        """The task `params` name, if it is `owner`'s (another caller's task is as unknown as none)."""
         self._expire()
         task_id = params.get("taskId")
         task = self._tasks.get(task_id) if isinstance(task_id, str) else None
-        if task is None or task.owner != _owner(ex):  # another caller's task is as unknown as none
+        if task is None or task.owner != owner:
             raise McpError(INVALID_PARAMS, "unknown taskId")
         return task
 
@@ -282,18 +284,11 @@ class Tasks:
         task = self._find_v1(ex, params)
         if task.status in TERMINAL:
             raise McpError(INVALID_PARAMS, f"the task is already {task.status}")
-        task.changed("cancelled")
-        if task.worker is not None:
-            task.worker.cancel()
+        _stop(task)
         return task.v1()
 
     def _find_v1(self, ex: Exchange, params: dict[str, Any]) -> Task:
-        self._expire()
-        task_id = params.get("taskId")
-        task = self._tasks.get(task_id) if isinstance(task_id, str) else None
-        if task is None or task.owner != _owner_v1(ex):
-            raise McpError(INVALID_PARAMS, "unknown taskId")
-        return task
+        return self._lookup(params, _owner_v1(ex))
 
     def close(self) -> None:
         """Stop every task still running (the server is shutting down)."""
@@ -301,6 +296,13 @@ class Tasks:
             if task.worker is not None and not task.worker.done():
                 task.worker.cancel()
         self._tasks.clear()
+
+
+def _stop(task: Task) -> None:
+    """Cancel a task that is still running (tasks/cancel)."""
+    task.changed("cancelled")
+    if task.worker is not None:
+        task.worker.cancel()
 
 
 def _owner(ex: Exchange) -> tuple[str, str] | None:
