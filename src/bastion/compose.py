@@ -561,8 +561,8 @@ def _account_pages(
     if connected is not None:
         from .connections.pages import ConnectPages
 
-        account_store, links = connected[0].store, connected[1]
-        routes += ConnectPages(signed_in, account_store, links, connected[0], connected[0].providers, audit).routes()
+        vault, links = connected
+        routes += ConnectPages(signed_in, vault.store, links, vault, audit).routes()
     return routes
 
 

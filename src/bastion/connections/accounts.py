@@ -69,84 +69,87 @@ class ConnectedAccounts:
     def _key_of(subject: str, connection: str) -> str:
         return keys.connected_account(token_hash(subject), connection)
 
+    async def _record(self, subject: str, connection: str) -> dict[str, Any] | None:
+        """The user's record at `connection` (None if none, or if it is not theirs)."""
+        record = await self.store.get(self._key_of(subject, connection))
+        return record if record is not None and record.get("subject") == subject else None
+
+    def _open(self, subject: str, connection: str, record: dict[str, Any]) -> dict[str, Any] | None:
+        """The tokens sealed in `record`; None if they do not open (sealed under another state_secret, or copied
+        from another user's key): as good as not connected."""
+        opened = open_data(self._key, str(record.get("x", "")), self._key_of(subject, connection).encode())
+        return orjson.loads(opened) if opened is not None else None
+
+    def _sealed(self, subject: str, connection: str, token: Mapping[str, Any]) -> str:
+        secret = {k: token.get(k) for k in ("access_token", "refresh_token", "expires_at")}
+        return seal_data(self._key, orjson.dumps(secret), self._key_of(subject, connection).encode())
+
     async def _opened(self, subject: str, connection: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        key = self._key_of(subject, connection)
-        record = await self.store.get(key)
-        if record is None or record.get("subject") != subject:
-            return None
-        opened = open_data(self._key, str(record.get("x", "")), key.encode())
-        if opened is None:  # sealed under another state_secret (rotated): as good as not connected
-            return None
-        return record, orjson.loads(opened)
+        record = await self._record(subject, connection)
+        token = self._open(subject, connection, record) if record is not None else None
+        return (record, token) if record is not None and token is not None else None
 
     async def save(self, subject: str, connection: str, token: Mapping[str, Any]) -> None:
         """Keep `token` as the user's account at `connection` (replacing any earlier one)."""
-        key = self._key_of(subject, connection)
-        secret = {k: token.get(k) for k in ("access_token", "refresh_token", "expires_at")}
         record = {
             "subject": subject,
             "connection": connection,
             "account": token.get("account"),
             "scopes": list(token.get("scopes") or ()),
             "connected_at": self._clock(),
-            "x": seal_data(self._key, orjson.dumps(secret), key.encode()),
+            "x": self._sealed(subject, connection, token),
         }
-        await self.store.commit(Commit().set(key, record))
+        await self.store.commit(Commit().set(self._key_of(subject, connection), record))
 
     async def _rewrite(self, subject: str, connection: str, record: dict[str, Any], token: dict[str, Any]) -> None:
-        key = self._key_of(subject, connection)
-        secret = {k: token.get(k) for k in ("access_token", "refresh_token", "expires_at")}
         updated = {**record, "scopes": list(token.get("scopes") or record.get("scopes") or ())}
-        updated["x"] = seal_data(self._key, orjson.dumps(secret), key.encode())
-        await self.store.commit(Commit().set(key, updated))
+        updated["x"] = self._sealed(subject, connection, token)
+        await self.store.commit(Commit().set(self._key_of(subject, connection), updated))
 
     async def scopes(self, subject: str, connection: str) -> list[str]:
         """The scopes the user granted at `connection` (none if not connected)."""
-        record = await self.store.get(self._key_of(subject, connection))
-        return list(record.get("scopes") or ()) if record and record.get("subject") == subject else []
+        record = await self._record(subject, connection)
+        return list(record.get("scopes") or ()) if record is not None else []
+
+    def _account(self, record: dict[str, Any]) -> Account:
+        """What the account pages show of a record."""
+        name = str(record.get("connection"))
+        provider = self.providers.get(name)
+        return Account(
+            connection=name,
+            label=provider.label if provider else name,
+            account=record.get("account"),
+            scopes=tuple(record.get("scopes") or ()),
+            connected_at=float(record.get("connected_at") or 0),
+        )
 
     async def listed(self, subject: str) -> list[Account]:
         found = []
         for key in sorted(await self.store.keys(keys.connected_accounts(token_hash(subject)))):
             record = await self.store.get(key)
-            if record is None or record.get("subject") != subject:
-                continue
-            name = str(record.get("connection"))
-            provider = self.providers.get(name)
-            found.append(
-                Account(
-                    connection=name,
-                    label=provider.label if provider else name,
-                    account=record.get("account"),
-                    scopes=tuple(record.get("scopes") or ()),
-                    connected_at=float(record.get("connected_at") or 0),
-                )
-            )
+            if record is not None and record.get("subject") == subject:
+                found.append(self._account(record))
         return found
 
     async def everyone(self) -> list[tuple[str, Account]]:
-        """Every connected account, with its user (for administrators)."""
-        subjects = set()
+        """Every connected account, with its user (for administrators), by user then connection."""
+        found = []
         for key in await self.store.keys(keys.kind_prefix(keys.CONNECTED)):
             record = await self.store.get(key)
             if record is not None and isinstance(record.get("subject"), str):
-                subjects.add(record["subject"])
-        return [(subject, account) for subject in sorted(subjects) for account in await self.listed(subject)]
+                found.append((record["subject"], self._account(record)))
+        return sorted(found, key=lambda pair: (pair[0], pair[1].connection))
 
     async def disconnect(self, subject: str, connection: str) -> bool | None:
         """Forget the account, revoking its token at the provider first. None if it was not connected; else
         whether the provider confirmed the revocation."""
-        found = await self._opened(subject, connection)
-        key = self._key_of(subject, connection)
-        if found is None:
-            record = await self.store.get(key)
-            if record is None or record.get("subject") != subject:
-                return None
-            await self.store.commit(Commit(delete=[key]))
-            return False
+        record = await self._record(subject, connection)
+        if record is None:
+            return None
+        token = self._open(subject, connection, record)
         provider = self.providers.get(connection)
-        revoked = await provider.revoke(found[1]) if provider is not None else False
-        await self.store.commit(Commit(delete=[key]))
+        revoked = await provider.revoke(token) if provider is not None and token is not None else False
+        await self.store.commit(Commit(delete=[self._key_of(subject, connection)]))
         return revoked
 
     # --- tokens for tools ----------------------------------------------------------------------------------

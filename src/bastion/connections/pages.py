@@ -17,7 +17,7 @@ minutes, used once, bound to this browser by a __Host- cookie named after it; PK
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -63,15 +63,14 @@ class ConnectPages:
         store: Store,
         links: ConnectLinks,
         accounts: ConnectedAccounts,
-        providers: Mapping[str, ConnectionProvider],
         audit: Callable[[AuditEvent], None] | None = None,
     ) -> None:
         self.signed_in = signed_in
         self.server = signed_in.server
-        self.store = store
+        self.store = store  # where a connection in progress at its provider is kept (its state)
         self.links = links
         self.accounts = accounts
-        self.providers = dict(providers)
+        self.providers = accounts.providers  # the connections users may make, by name
         self.audit = audit  # told of each account connected or refused, and each disconnect
 
     def routes(self) -> list[BaseRoute]:
