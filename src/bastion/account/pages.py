@@ -19,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ..connections.links import PATH as LINK_PATH
+from ..connections.links import is_link
 from ..oauth import forms
 from ..oauth.client_identity import verified_domain
 from ..oauth.errors import OAuthError
@@ -36,14 +38,11 @@ PATH = "/account"
 SIGN_IN = "/account/sign-in"
 # Where a sign-in may lead back to: these paths, and connect links' pages (never a URL a link could choose).
 RETURNS = frozenset({PATH, "/admin"})
-CONNECT_LINK = "/connections/link/"
 
 
 def may_return_to(path: str) -> bool:
-    if path in RETURNS:
-        return True
-    link = path[len(CONNECT_LINK) :] if path.startswith(CONNECT_LINK) else ""
-    return bool(link) and len(link) <= 64 and all(c.isascii() and (c.isalnum() or c in "-_") for c in link)
+    prefix = f"{LINK_PATH}/"
+    return path in RETURNS or (path.startswith(prefix) and is_link(path[len(prefix) :]))
 
 
 def when(value: Any) -> str:

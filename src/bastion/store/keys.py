@@ -104,15 +104,20 @@ def _segment(value: str, what: str) -> str:
     return value
 
 
+def _last(value: str, what: str) -> str:
+    """The last part of a key: any non-empty string (nothing follows it for a separator to confuse)."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"a {what} in a storage key must be a non-empty string")
+    return value
+
+
 def _issued(kind: str, grant_id: str, hashed: str) -> str:
     return f"{kind}{SEPARATOR}{_segment(grant_id, 'grant id')}{SEPARATOR}{_segment(hashed, 'hash')}"
 
 
 def client(client_id: str) -> str:
     """A registered client. The id is the last part (never a prefix), so it may be any non-empty string."""
-    if not isinstance(client_id, str) or not client_id:
-        raise ValueError("a client id in a storage key must be a non-empty string")
-    return f"{CLIENT}{SEPARATOR}{client_id}"
+    return f"{CLIENT}{SEPARATOR}{_last(client_id, 'client id')}"
 
 
 def transaction(transaction_hash: str) -> str:
@@ -152,9 +157,7 @@ def rotated_refresh(grant_id: str, token_hash: str) -> str:
 def upstream_lease(grant_id: str, provider: str) -> str:
     """Held by the one instance renewing a grant's token at `provider`. Not under the grant's prefixes: it is
     short-lived and expires by itself. The provider is the last part, so it may be any non-empty string."""
-    if not isinstance(provider, str) or not provider:
-        raise ValueError("a provider in a storage key must be a non-empty string")
-    return f"{UPSTREAM_LEASE}{SEPARATOR}{_segment(grant_id, 'grant id')}{SEPARATOR}{provider}"
+    return f"{UPSTREAM_LEASE}{SEPARATOR}{_segment(grant_id, 'grant id')}{SEPARATOR}{_last(provider, 'provider')}"
 
 
 def rate_limit(address_hash: str, window: int, hit: int) -> str:
@@ -218,12 +221,6 @@ def audit_events(chain: str) -> str:
 def account_session(session_hash: str) -> str:
     """A browser's sign-in to the account pages (connected applications, admin), by the hash of its cookie."""
     return f"{ACCOUNT_SESSION}{SEPARATOR}{_segment(session_hash, 'session hash')}"
-
-
-def _last(value: str, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"a {what} in a storage key must be a non-empty string")
-    return value
 
 
 def connected_account(subject_hash: str, connection: str) -> str:
