@@ -40,6 +40,7 @@ __all__ = ["CallResult", "ClientError", "TestClient"]
 
 Answer = Callable[[dict[str, Any]], Awaitable[dict[str, Any]] | dict[str, Any]]
 MAX_ROUNDS = 16
+MAX_PAGES = 1000
 HOST = "127.0.0.1:8000"
 
 
@@ -213,14 +214,7 @@ class TestClient:
         raise ClientError(-32603, f"{method} still asked for input after {MAX_ROUNDS} rounds")
 
     async def _all(self, method: str, key: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        cursor = None
-        while True:
-            result = await self.request(method, {"cursor": cursor} if cursor else {})
-            items += result.get(key) or []
-            cursor = result.get("nextCursor")
-            if not cursor:
-                return items
+        return await every_page(self.request, method, key)
 
     async def _answer(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         answer = self._answers.get(method)
@@ -356,6 +350,22 @@ class TestClient:
             finished.set()
             await task
         return reply
+
+
+async def every_page(
+    request: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]], method: str, key: str
+) -> list[dict[str, Any]]:
+    """Every item a list method answers (`key` of each result), page after page; a server that pages forever is
+    stopped after MAX_PAGES."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(MAX_PAGES):
+        result = await request(method, {"cursor": cursor} if cursor else {})
+        items += result.get(key) or []
+        cursor = result.get("nextCursor")
+        if not cursor:
+            break
+    return items
 
 
 class _Events:

@@ -111,12 +111,6 @@ class _UrlPeer:
 
 async def listed(peer: Peer, method: str, key: str) -> list[dict[str, Any]]:
     """Every item of a list method, page after page."""
-    items: list[dict[str, Any]] = []
-    cursor = None
-    for _ in range(1000):  # a server that pages forever is stopped here
-        result = await peer.request(method, {"cursor": cursor} if cursor else {})
-        items += result.get(key) or []
-        cursor = result.get("nextCursor")
-        if not cursor:
-            break
-    return items
+    from ..testing import every_page
+
+    return await every_page(peer.request, method, key)
