@@ -15,7 +15,7 @@ import orjson
 
 from .command import Command
 from .inspect import headers_of
-from .peer import open_peer
+from .peer import open_peer, peer_options
 from .refuse import refuse
 
 
@@ -24,11 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("tool", help="the tool's name")
     parser.add_argument("arguments", nargs="*", help="key=value (JSON if it reads as JSON), key:=json, key==string")
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
-    parser.add_argument("--protocol", help="the revision to speak (default: the newest the server speaks)")
-    parser.add_argument(
-        "--header", action="append", default=[], help="for a URL: a header to send, e.g. 'Authorization: Bearer ...'"
-    )
-    parser.add_argument("--debug", action="store_true", help="show the traceback of a server file that fails to load")
+    peer_options(parser)
 
 
 def parse_arguments(given: list[str]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from .command import Command
+from .install import entry_name
 from .refuse import refuse
 from .reload import serve_reloading
 
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> None:
     if not path.is_file():
         refuse(f"no such file: {location}")
     url = f"http://127.0.0.1:{args.port}/mcp"
-    name = "".join(c if c.isalnum() or c in "-_" else "-" for c in path.stem)
+    name = entry_name(path.stem)
     served = [args.target, "--host", "127.0.0.1", "--port", str(args.port)]
     if args.config:
         served += ["--config", args.config]

@@ -10,17 +10,13 @@ from typing import Any
 import orjson
 
 from .command import Command
-from .peer import Peer, listed, open_peer
+from .peer import Peer, listed, open_peer, peer_options
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", help="server.py, server.py:app, package.module:app, or http(s)://host/mcp")
     parser.add_argument("--json", action="store_true", help="one JSON document")
-    parser.add_argument("--protocol", help="the revision to speak (default: the newest the server speaks)")
-    parser.add_argument(
-        "--header", action="append", default=[], help="for a URL: a header to send, e.g. 'Authorization: Bearer ...'"
-    )
-    parser.add_argument("--debug", action="store_true", help="show the traceback of a server file that fails to load")
+    peer_options(parser)
 
 
 def run(args: argparse.Namespace) -> None:

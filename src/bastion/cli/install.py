@@ -111,7 +111,11 @@ def _env(given: list[str]) -> dict[str, str]:
 def _app_name(target: str) -> str:
     from .target import load_app
 
-    name = str(load_app(target).name)
+    return entry_name(str(load_app(target).name))
+
+
+def entry_name(name: str) -> str:
+    """A name fit for a client's configuration entry: letters, digits, '-' and '_'."""
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in name) or "bastion"
 
 

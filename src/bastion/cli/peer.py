@@ -3,6 +3,7 @@ running at a URL (any framework, either protocol era). Both answer the same few 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
@@ -19,6 +20,15 @@ class Peer(Protocol):
     app: Any  # the App, for a server file (its registry tells what scopes each tool needs); None for a URL
 
     async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]: ...
+
+
+def peer_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that talks to a server file or URL (after its target and own arguments)."""
+    parser.add_argument("--protocol", help="the revision to speak (default: the newest the server speaks)")
+    parser.add_argument(
+        "--header", action="append", default=[], help="for a URL: a header to send, e.g. 'Authorization: Bearer ...'"
+    )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a server file that fails to load")
 
 
 def is_url(target: str) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -258,22 +258,19 @@ class ConnectionProvider:
         url = (await self._endpoints())["userinfo_endpoint"]
         if not url:
             return None
-        headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
         try:
-            response = await self.http.get(url, headers=headers)
-            info = response.json() if len(response.content) <= MAX_ANSWER_BYTES else None
-        except (httpx.HTTPError, ValueError):
-            return None
-        if response.status_code != 200 or not isinstance(info, dict):
+            info = await self._get_json(url, {"Authorization": f"Bearer {access_token}"})
+        except ProviderRefused:
             return None
         for key in ("login", "email", "preferred_username", "name", "sub", "account_id"):
             if isinstance(info.get(key), str) and info[key]:
                 return str(info[key])[:200]
         return None
 
-    async def _get_json(self, url: str) -> dict[str, Any]:
+    async def _get_json(self, url: str, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """A JSON object from `url` (read up to MAX_ANSWER_BYTES); ProviderRefused for anything else."""
         try:
-            response = await self.http.get(url, headers={"Accept": "application/json"})
+            response = await self.http.get(url, headers={"Accept": "application/json", **(headers or {})})
             body = response.json() if len(response.content) <= MAX_ANSWER_BYTES else None
         except (httpx.HTTPError, ValueError):
             raise ProviderRefused(f"{url} did not answer") from None
