@@ -245,3 +245,41 @@ def test_an_ended_span_no_longer_changes_and_ok_is_final(collector):
     assert sent["name"] == "a" and sent["status"] == {"code": 1}
     assert sent["attributes"] == [{"key": "x", "value": {"intValue": "1"}}]
     assert not span.is_recording()
+
+
+@pytest.mark.parametrize("size", [0, 1, 126, 127, 128, 16383, 16384, 70000])
+def test_protobuf_lengths_of_every_size_decode_as_opentelemetry_proto_reads_them(size):
+    """Lengths are varints of one, two or three bytes: a name, an attribute and a span of each size read back."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from bastion.ops import otlp_protobuf
+    from bastion.ops.finished_span import SharedAttributes
+    from bastion.ops.otlp import Exporter, LightSpan
+
+    exporter = Exporter("http://127.0.0.1:9/v1/traces", {}, {}, 1.0, otlp_protobuf)
+    remote = SpanContext(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, True, TraceFlags(1))
+    text = "é" * (size // 2) + "x" * (size % 2)  # `size` bytes of UTF-8
+    shared = SharedAttributes({"shared": text, "n": size})
+    spans = [
+        LightSpan(text, 7, 8, None, 1, {"own": text}, (), exporter, shared),
+        LightSpan("child", remote.trace_id, 9, remote, 2, {}, [trace.Link(remote)], exporter),
+    ]
+    spans[1].set_status(StatusCode.ERROR, text)
+    for span in spans:
+        span.end()
+    body = otlp_protobuf.request(otlp_protobuf.resource({"service.name": text}), map(otlp_protobuf.span, spans))
+    request = ExportTraceServiceRequest.FromString(body)
+    [resource] = request.resource_spans
+    assert [(a.key, a.value.string_value) for a in resource.resource.attributes] == [("service.name", text)]
+    first, second = resource.scope_spans[0].spans
+    assert first.name == text and first.trace_id == (7).to_bytes(16, "big") and first.span_id == (8).to_bytes(8, "big")
+    assert first.parent_span_id == b"" and first.flags == 0x101 and first.kind == 1
+    values = {a.key: getattr(a.value, a.value.WhichOneof("value")) for a in first.attributes}
+    assert values == {"own": text, "shared": text, "n": size}
+    assert second.parent_span_id.hex() == "00f067aa0ba902b7" and second.flags == 0x301 and second.kind == 2
+    assert second.trace_id.hex() == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert [(link.trace_id, link.span_id) for link in second.links] == [
+        (remote.trace_id.to_bytes(16, "big"), remote.span_id.to_bytes(8, "big"))
+    ]
+    assert (second.status.code, second.status.message) == (2, text)
+    assert second.end_time_unix_nano >= second.start_time_unix_nano > 0

@@ -23,9 +23,8 @@ class FinishedSpan(Protocol):
     name: str
     trace_id: int
     span_id: int
-    flags: int  # W3C trace flags (bit 0: sampled)
+    flags: int  # OTLP's: the W3C trace flags (bit 0: sampled), and 0x100 | 0x200 when the parent is remote
     parent_id: int  # 0: a root span
-    remote_parent: bool
     kind: int  # OTLP's SpanKind: 1 internal, 2 server, 3 client
     start: int  # Unix nanoseconds
     end_time: int
@@ -34,7 +33,3 @@ class FinishedSpan(Protocol):
     status: int  # OTLP's StatusCode: 0 unset, 1 ok, 2 error
     message: str | None
     shared: SharedAttributes | None  # more attributes, none of them a key of `attributes`
-
-    @property
-    def otlp_flags(self) -> int:
-        """The trace flags, with OTLP's bits saying whether the parent is known to be remote (0x100, 0x200)."""

@@ -45,7 +45,10 @@ BATCH = 512  # spans per post
 EVERY_SECONDS = 1.0
 ANSWER_BYTES = 65536  # a collector's answer (a partial success names what it refused)
 SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+ROOT_FLAGS = 0x100 | SAMPLED  # OTLP's span flags: sampled, the parent known to be local (or none)
+REMOTE_CHILD_FLAGS = 0x300 | SAMPLED  # sampled, the parent known to be remote
 NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_LOW64 = (1 << 64) - 1
 _random = random.Random()  # ids need to be unique, not secret (as the SDK's)
 
 
@@ -90,7 +93,6 @@ class LightSpan(trace.Span):
         "message",
         "name",
         "parent_id",
-        "remote_parent",
         "shared",
         "span_id",
         "start",
@@ -110,23 +112,19 @@ class LightSpan(trace.Span):
         exporter: Exporter,
         shared: SharedAttributes | None = None,
     ) -> None:
-        self.name, self.trace_id, self.span_id, self.flags = name, trace_id, span_id, 1
-        self.kind = kind  # OTLP's SpanKind (otlp_kind)
+        self.name, self.trace_id, self.span_id, self.kind = name, trace_id, span_id, kind  # kind: OTLP's (otlp_kind)
         self.attributes, self.shared, self._exporter = attributes, shared, exporter
-        self.parent_id = parent.span_id if parent is not None else 0
-        self.remote_parent = parent is not None and parent.is_remote
-        self._trace_state = parent.trace_state if parent is not None else None
+        if parent is None:
+            self.parent_id, self.flags, self._trace_state = 0, ROOT_FLAGS, None
+        else:  # OTLP's flags say whether the parent is known to be remote (0x100, and 0x200 if it is)
+            self.parent_id, self._trace_state = parent.span_id, parent.trace_state
+            self.flags = REMOTE_CHILD_FLAGS if parent.is_remote else ROOT_FLAGS
         self.links = tuple((link.context.trace_id, link.context.span_id) for link in links) if links else ()
         self.status = 0  # OTLP's StatusCode: 0 unset, 1 ok, 2 error
         self.message: str | None = None
         self._context: SpanContext | None = None
-        self.start = time.time_ns()
         self.end_time = 0  # 0 until it ends
-
-    @property
-    def otlp_flags(self) -> int:
-        """The trace flags, with OTLP's bits saying whether the parent is known to be remote (0x100, 0x200)."""
-        return 0x100 | self.flags | (0x200 if self.remote_parent else 0)
+        self.start = time.time_ns()
 
     def get_span_context(self) -> SpanContext:
         if self._context is None:
@@ -204,10 +202,17 @@ class LightTracer(trace.Tracer):
         links: Sequence[Link],
     ) -> trace.Span:
         """A span of OTLP's `kind` with `shared` attributes besides its own `attributes` (a dict it keeps)."""
-        current = trace.get_current_span(context).get_span_context()
-        parent = current if current.is_valid else None
-        trace_id = parent.trace_id if parent is not None else _random.getrandbits(128) or 1
-        span_id = _random.getrandbits(64) or 1
+        around = trace.get_current_span(context)
+        if around is trace.INVALID_SPAN:  # no span around (the usual case for a request): a new trace
+            parent = None
+        else:
+            current = around.get_span_context()
+            parent = current if current.is_valid else None
+        if parent is None:
+            ids = _random.getrandbits(192)  # a new trace's id, and the span's
+            trace_id, span_id = ids >> 64 or 1, ids & _LOW64 or 1
+        else:
+            trace_id, span_id = parent.trace_id, _random.getrandbits(64) or 1
         if not self.sampler.sampled(parent, trace_id):
             trace_state = parent.trace_state if parent is not None else None
             return trace.NonRecordingSpan(SpanContext(trace_id, span_id, False, NOT_SAMPLED, trace_state))
@@ -269,13 +274,15 @@ class Exporter:
         self._sender: asyncio.Task[None] | None = None
 
     def add(self, span: FinishedSpan) -> None:
-        if len(self._waiting) >= MAX_QUEUE:
-            self._waiting.popleft()
-            self._dropped += 1
-        self._waiting.append(span)
-        if len(self._waiting) >= BATCH:
+        waiting = self._waiting
+        waiting.append(span)
+        if len(waiting) >= BATCH:
+            if len(waiting) > MAX_QUEUE:
+                waiting.popleft()
+                self._dropped += 1
             self._full.set()
-        if self._sender is None or self._sender.done():
+        sender = self._sender
+        if sender is None or sender.done():
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:

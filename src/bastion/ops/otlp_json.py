@@ -34,7 +34,7 @@ def span(finished: FinishedSpan) -> dict[str, Any]:
         "startTimeUnixNano": str(finished.start),
         "endTimeUnixNano": str(finished.end_time),
         "attributes": attributes,
-        "flags": finished.otlp_flags,
+        "flags": finished.flags,
     }
     if finished.parent_id:
         encoded["parentSpanId"] = f"{finished.parent_id:016x}"

@@ -20,19 +20,23 @@ MAX_ENCODED = 4096
 # (field number, key, type, value) -> the encoded KeyValue field (the type: True and 1 are equal keys otherwise).
 _ENCODED: dict[tuple[int, str, type, Any], bytes] = {}
 _HASHABLE = frozenset({str, int, float, bool})
-_FIXED64 = struct.Struct("<Q")
-_FIXED32 = struct.Struct("<I")
 _DOUBLE = struct.Struct("<d")
-# The fixed parts of a Span, each field's tag bytes packed with it (big-endian ids: protobuf bytes, in W3C order).
+# A Span's fixed fields, each packed with its tag bytes (field order is free in protobuf): the ids big-endian (W3C
+# byte order), trace_id 1, span_id 2 and parent_span_id 4; then kind 6 (a one-byte varint, 1 to 5), start 7 and
+# end 8 (fixed64) and flags 16 (fixed32), little-endian.
 _IDS = struct.Struct(">HQQHQ")
-_PARENT = struct.Struct(">HQ")
-_TIMES = struct.Struct("<BBBQBQ")  # the kind is a one-byte varint (1 to 5)
-_FLAGS = struct.Struct("<HI")
+_IDS_PARENT = struct.Struct(">HQQHQHQ")
+_FIXED = struct.Struct("<BBBQBQHI")
 _LOW64 = (1 << 64) - 1
 _NAMES: dict[str, bytes] = {}
+_SHORT = [bytes((n,)) for n in range(0x80)]
 
 
 def _varint(value: int) -> bytes:
+    if value < 0x80:
+        return _SHORT[value]
+    if value < 0x4000:  # the length of most fields and spans: two bytes
+        return bytes((value & 0x7F | 0x80, value >> 7))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -84,24 +88,22 @@ def attributes(number: int, values: Mapping[str, Any]) -> bytes:
 def span(finished: FinishedSpan) -> bytes:
     """One Span message."""
     trace_id = finished.trace_id
-    parts = [_IDS.pack(0x0A10, trace_id >> 64, trace_id & _LOW64, 0x1208, finished.span_id)]  # trace_id 1, span_id 2
     if finished.parent_id:
-        parts.append(_PARENT.pack(0x2208, finished.parent_id))  # parent_span_id = 4
-    parts += [
-        _name(finished.name),
-        _TIMES.pack(0x30, finished.kind, 0x39, finished.start, 0x41, finished.end_time),  # kind 6, start 7, end 8
-        attributes(9, finished.attributes),
-    ]
+        ids = _IDS_PARENT.pack(
+            0x0A10, trace_id >> 64, trace_id & _LOW64, 0x1208, finished.span_id, 0x2208, finished.parent_id
+        )
+    else:
+        ids = _IDS.pack(0x0A10, trace_id >> 64, trace_id & _LOW64, 0x1208, finished.span_id)
+    fixed = _FIXED.pack(0x30, finished.kind, 0x39, finished.start, 0x41, finished.end_time, 0x0185, finished.flags)
+    encoded = ids + fixed + _name(finished.name) + attributes(9, finished.attributes)
     if finished.shared is not None:
-        parts.append(_shared(finished.shared))
+        encoded += _shared(finished.shared)
     for link_trace, link_span in finished.links:  # links = 13: Link {trace_id = 1, span_id = 2}
-        link = b"\x0a\x10" + link_trace.to_bytes(16, "big") + b"\x12\x08" + link_span.to_bytes(8, "big")
-        parts.append(_field(13, link))
+        encoded += b"\x6a\x1c\x0a\x10" + link_trace.to_bytes(16, "big") + b"\x12\x08" + link_span.to_bytes(8, "big")
     if finished.status:  # status = 15: Status {message = 2, code = 3}
         message = _text(2, finished.message) if finished.message else b""
-        parts.append(_field(15, message + b"\x18" + _varint(finished.status)))
-    parts.append(_FLAGS.pack(0x0185, finished.otlp_flags))  # flags = 16 (fixed32)
-    return b"".join(parts)
+        encoded += _field(15, message + b"\x18" + _varint(finished.status))
+    return encoded
 
 
 def _name(name: str) -> bytes:
@@ -122,11 +124,16 @@ def _shared(shared: SharedAttributes) -> bytes:
     return encoded
 
 
+_SCOPE = _field(1, _text(1, "bastion"))  # ScopeSpans.scope
+
+
 def request(resource: bytes, spans: Iterable[bytes]) -> bytes:
     """ExportTraceServiceRequest {resource_spans = 1: ResourceSpans {resource = 1, scope_spans = 2: ScopeSpans
     {scope = 1: {name = 1}, spans = 2}}}, given the Resource message's bytes and each Span's."""
-    scope = _field(1, _text(1, "bastion"))
-    scope_spans = scope + b"".join(_field(2, one) for one in spans)
+    parts = [_SCOPE]
+    for one in spans:  # spans = 2
+        parts += (b"\x12", _varint(len(one)), one)
+    scope_spans = b"".join(parts)
     return _field(1, _field(1, resource) + _field(2, scope_spans))
 
 

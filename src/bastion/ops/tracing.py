@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlunsplit
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 TRACE_KEYS = ("traceparent", "tracestate", "baggage")  # unprefixed in _meta (SEP-414)
 TRACE_HEADERS = frozenset(key.encode() for key in TRACE_KEYS)
+_RESOURCE_METHODS = frozenset({"resources/read", "resources/subscribe", "resources/unsubscribe"})
 
 
 class Tracing:
@@ -45,7 +46,7 @@ class Tracing:
         self.owned = owned  # made by Bastion (configured_provider): flushed and shut down with the server
         self.tracer = provider.get_tracer("bastion", _version())
         self.light = isinstance(self.tracer, LightTracer)  # Bastion's own pipeline: shared attributes kept apart
-        self._operations: dict[tuple[Any, ...], tuple[str, SharedAttributes]] = {}
+        self._operations: dict[tuple[Any, ...], tuple[str, SharedAttributes]] = {}  # by _shared_by_operation
 
     async def close(self) -> None:
         """Send what is left, if Bastion made the provider (an embedding program's own is its to close)."""
@@ -58,19 +59,19 @@ class Tracing:
 
     # --- MCP requests -------------------------------------------------------------------------------------
     def operation(self, ex: Exchange, params: dict[str, Any], method: str, tool: str, prompt: str) -> OperationSpan:
-        parent, links = _parent(params)
         principal = ex.principal
         caller = (principal.subject, principal.client_id) if principal is not None else None
-        name, shared = self._shared_by_operation(method, tool, prompt, ex.protocol_version, caller)
-        attributes: dict[str, Any] = {}  # what differs from request to request
-        if ex.request_id is not None:
-            attributes["jsonrpc.request.id"] = str(ex.request_id)
+        key = (method, tool, prompt, ex.protocol_version, caller)
+        name, shared = self._operations.get(key) or self._shared_by_operation(key)
+        request_id = ex.request_id  # what differs from request to request:
+        attributes: dict[str, Any] = {"jsonrpc.request.id": str(request_id)} if request_id is not None else {}
         if ex.session_id:
             attributes["mcp.session.id"] = ex.session_id
-        uri = params.get("uri")
-        if method in ("resources/read", "resources/subscribe", "resources/unsubscribe") and isinstance(uri, str):
+        if method in _RESOURCE_METHODS and isinstance(uri := params.get("uri"), str):
             attributes["mcp.resource.uri"] = uri[:2048]
         current = otel_context.get_current()
+        meta = params.get("_meta")
+        parent, links = _parent(meta) if meta is not None else (None, ())
         if self.light:
             span = self.tracer.start_shared(name, parent or current, SERVER, shared, attributes, links)
         else:
@@ -79,32 +80,30 @@ class Tracing:
         return OperationSpan(span, current)
 
     def _shared_by_operation(
-        self, method: str, tool: str, prompt: str, version: str, caller: tuple[str, str] | None
+        self, key: tuple[str, str, str, str, tuple[str, str] | None]
     ) -> tuple[str, SharedAttributes]:
         """The span name and the attributes every request for this method, tool or prompt, protocol version and
         caller (subject and client) has alike, made once and kept for the most recent few thousand (a client
         calls the same few methods and tools, again and again)."""
-        key = (method, tool, prompt, version, caller)
-        known = self._operations.get(key)
-        if known is None:
-            values = {
-                "mcp.method.name": method,
-                "mcp.protocol.version": version,
-                "network.transport": "tcp",
-                "network.protocol.name": "http",
-            }
-            if tool:
-                values["gen_ai.tool.name"] = tool
-                values["gen_ai.operation.name"] = "execute_tool"
-            if prompt:
-                values["gen_ai.prompt.name"] = prompt
-            if caller is not None:
-                values["enduser.id"], values["bastion.client.id"] = caller
-            target = tool or prompt
-            known = (f"{method} {target}" if target else method, SharedAttributes(values))
-            if len(self._operations) >= 4096:
-                self._operations.clear()
-            self._operations[key] = known
+        method, tool, prompt, version, caller = key
+        values = {
+            "mcp.method.name": method,
+            "mcp.protocol.version": version,
+            "network.transport": "tcp",
+            "network.protocol.name": "http",
+        }
+        if tool:
+            values["gen_ai.tool.name"] = tool
+            values["gen_ai.operation.name"] = "execute_tool"
+        if prompt:
+            values["gen_ai.prompt.name"] = prompt
+        if caller is not None:
+            values["enduser.id"], values["bastion.client.id"] = caller
+        target = tool or prompt
+        known = (f"{method} {target}" if target else method, SharedAttributes(values))
+        if len(self._operations) >= 4096:
+            self._operations.clear()
+        self._operations[key] = known
         return known
 
     # --- the rest of the server ---------------------------------------------------------------------------
@@ -174,20 +173,19 @@ class Tracing:
         return _TracedTransport(inner or httpx.AsyncHTTPTransport(), self)
 
 
-def _parent(params: dict[str, Any]) -> tuple[otel_context.Context | None, list[Link]]:
+def _parent(meta: Any) -> tuple[otel_context.Context | None, Sequence[Link]]:
     """The trace context the client put in `_meta` as the parent, the HTTP request's (current) as a link; or
     none (then the current context is the parent)."""
-    meta = params.get("_meta")
     if not isinstance(meta, dict) or "traceparent" not in meta:  # (tracestate and baggage alone are no parent)
-        return None, []
+        return None, ()
     carrier = {k: v for k in TRACE_KEYS if isinstance(v := meta.get(k), str)}
     if not carrier:
-        return None, []
+        return None, ()
     parent = propagate.extract(carrier)
     if not trace.get_current_span(parent).get_span_context().is_valid:
-        return None, []  # a malformed traceparent is no context: the HTTP request's, if any, is used
+        return None, ()  # a malformed traceparent is no context: the HTTP request's, if any, is used
     ambient = trace.get_current_span().get_span_context()
-    return parent, [Link(ambient)] if ambient.is_valid else []
+    return parent, [Link(ambient)] if ambient.is_valid else ()
 
 
 def _version() -> str | None:
