@@ -120,3 +120,25 @@ async def test_the_access_log_can_be_turned_off_and_requests_keep_their_ids(capl
     async with asgi_client(build_app(), local_settings(access_log=False)) as client:
         answer = await client.get("/nowhere", headers={"x-request-id": "from-the-proxy"})
     assert access_records(caplog) == [] and answer.headers["x-request-id"] == "from-the-proxy"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "subject", "mcp_method", "target"),
+    [
+        ("POST", "/mcp", "alice", "tools/call", "add"),
+        ("GET", "/" + "p" * 300, "alice", None, None),  # a long path: cut
+        ("GET", "/mcp\n2026 INFO forged", None, None, None),  # a control character: escaped
+        ("X" * 20, "/mcp", None, None, None),  # a long method: cut at its own bound
+        ("POST", "/mcp", "bob", "m" * 100, "t"),  # a long MCP method: cut at its own bound
+        ("POST", "/mcp", "\u2028carol", "tools/call", "add\x1b[31m"),  # a line separator, an escape sequence
+        ("POST", "/mcp", "d" * 150, "tools/call", "add"),  # short parts, a long line
+    ],
+)
+def test_a_line_made_whole_reads_as_the_line_made_part_by_part(method, path, subject, mcp_method, target):
+    from bastion.ops.access import AccessLine
+    from bastion.principal import Principal
+
+    principal = Principal(subject, "client-1") if subject is not None else None
+    line = AccessLine("127.0.0.1", method, path, 200, 1.25, "r1", principal, mcp_method, target)
+    assert line.text() == line._cleaned()
+    assert line.text().isprintable()

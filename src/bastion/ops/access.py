@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..principal import SCOPE_KEY, Principal
-from .logs import FIELDS, clean, direct_writer
+from .logs import FIELDS, TEXT_LIMIT, clean, direct_writer
 
 NOTE_KEY = "bastion.note"  # where inner layers find the RequestNote of the request they serve
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 HEALTH = "/healthz"
+METHOD_LIMIT, MCP_LIMIT = 16, 64  # characters kept of an HTTP method and an MCP method (TEXT_LIMIT of the rest)
 
 
 @dataclass(slots=True)
@@ -119,12 +120,25 @@ class AccessLine:
     mcp_target: str | None
 
     def text(self) -> str:
-        line = f'{self.address or "-"} "{clean(self.method, 16)} {clean(self.path)}" {self.status} {self.ms:.1f}ms'
-        line += f" id={self.request_id}"
+        # Usually every part is printable and short: the line is then checked whole, once, instead of part by part.
+        line = f'{self.address or "-"} "{self.method} {self.path}" {self.status} {self.ms:.1f}ms id={self.request_id}'
+        if self.principal is not None:
+            line += f" sub={self.principal.subject} client={self.principal.client_id}"
+        if self.mcp_method is not None:
+            line += (
+                f" mcp={self.mcp_method}" if self.mcp_target is None else f" mcp={self.mcp_method} {self.mcp_target}"
+            )
+        short = len(line) <= TEXT_LIMIT and len(self.method) <= METHOD_LIMIT and len(self.mcp_method or "") <= MCP_LIMIT
+        return line if short and line.isprintable() else self._cleaned()
+
+    def _cleaned(self) -> str:
+        """The line with each client-supplied part made safe and bounded on its own."""
+        method, path = clean(self.method, METHOD_LIMIT), clean(self.path)
+        line = f'{self.address or "-"} "{method} {path}" {self.status} {self.ms:.1f}ms id={self.request_id}'
         if self.principal is not None:
             line += f" sub={clean(self.principal.subject)} client={clean(self.principal.client_id)}"
         if self.mcp_method is not None:
-            line += f" mcp={clean(self.mcp_method, 64)}"
+            line += f" mcp={clean(self.mcp_method, MCP_LIMIT)}"
             if self.mcp_target is not None:
                 line += f" {clean(self.mcp_target)}"
         return line
@@ -142,7 +156,7 @@ class AccessLine:
             fields["subject"] = clean(self.principal.subject)
             fields["client_id"] = clean(self.principal.client_id)
         if self.mcp_method is not None:
-            fields["mcp_method"] = clean(self.mcp_method, 64)
+            fields["mcp_method"] = clean(self.mcp_method, MCP_LIMIT)
             if self.mcp_target is not None:
                 fields["mcp_target"] = clean(self.mcp_target)
         return fields
