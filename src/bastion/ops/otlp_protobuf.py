@@ -99,7 +99,8 @@ def span(finished: FinishedSpan) -> bytes:
     if finished.shared is not None:
         encoded += _shared(finished.shared)
     for link_trace, link_span in finished.links:  # links = 13: Link {trace_id = 1, span_id = 2}
-        encoded += b"\x6a\x1c\x0a\x10" + link_trace.to_bytes(16, "big") + b"\x12\x08" + link_span.to_bytes(8, "big")
+        link = b"\x0a\x10" + link_trace.to_bytes(16, "big") + b"\x12\x08" + link_span.to_bytes(8, "big")
+        encoded += _field(13, link)
     if finished.status:  # status = 15: Status {message = 2, code = 3}
         message = _text(2, finished.message) if finished.message else b""
         encoded += _field(15, message + b"\x18" + _varint(finished.status))
